@@ -1,0 +1,30 @@
+# nc-audit: every target sets itself up. `make demo` and `make test` work on a fresh clone.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# The CPU build of torch lies on this machine's disk; users with GPUs install any torch in the package's range.
+TORCH  ?= torch==2.13.0
+
+.PHONY: install test demo lint bench samples cma-experiment clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+demo: $(STAMP)
+	$(VENV)/bin/nc-audit measure sample_checkpoints/demo.pt --features sample_checkpoints/demo.h5
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

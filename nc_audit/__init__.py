@@ -1,0 +1,15 @@
+"""nc-audit: Neural Collapse and matrix-information metrics of a classifier's last layer, with CI gates."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "measure"]
+
+
+def __getattr__(name: str):  # lazy: `import nc_audit` stays cheap for the CLI's --help
+    if name == "measure":
+        from nc_audit.audit import measure
+
+        return measure
+    raise AttributeError(f"module 'nc_audit' has no attribute {name!r}")

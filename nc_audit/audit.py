@@ -1,0 +1,276 @@
+"""`measure`: from a checkpoint and a feature dump to a Report (the library's main entry point).
+
+Two streaming passes over the dump (DESIGN.md, Scale): the first builds ClassStats and validates every
+row (labels in range, finite features); the second counts NC4 decisions with the class means of the
+first. Metrics are pure functions of those statistics and the head; nothing here renders anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from nc_audit.errors import InputError
+from nc_audit.metrics.collapse import DecisionCounter, centred_means, collapse_metrics
+from nc_audit.metrics.information import class_level_information, nc_targets
+from nc_audit.progress import SilentTracker, Tracker
+from nc_audit.report.model import Report
+from nc_audit.sources.checkpoints import Head, find_head, load_checkpoint
+from nc_audit.sources.dumps import SplitInfo, iter_chunks, read_attrs, read_head, resolve_split
+from nc_audit.stats import ClassStats
+
+DUMP_SUFFIXES = (".h5", ".hdf5", ".hdf")
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' → CUDA when available, else CPU; 'cuda' without a GPU is an InputError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise InputError(f"--device {device}: expected auto, cpu or cuda")
+    return torch.device(device)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What one measurement reads: the head (and where it came from) and the dump's splits."""
+
+    head: Head
+    head_origin: dict
+    means_split: SplitInfo
+    decisions_split: SplitInfo
+
+
+def resolve_sources(
+    source: Path | str,
+    features: Path | str | None = None,
+    split: str | None = None,
+    head: str | None = None,
+) -> Sources:
+    """Pick the dump, its splits and the head from ``measure``'s arguments (see the CLI's help)."""
+    source = Path(source)
+    if features is None and source.suffix.lower() in DUMP_SUFFIXES:
+        dump_path, checkpoint_path = source, None
+    elif features is None:
+        raise InputError(f"{source}: a checkpoint needs features: pass --features DUMP.h5 or --data NAME")
+    else:
+        dump_path, checkpoint_path = Path(features), source
+    decisions = resolve_split(dump_path, split)
+    means = decisions
+    if decisions.split not in (None, "train"):
+        means = resolve_split(dump_path, "train") if _has_split(dump_path, "train") else decisions
+    if checkpoint_path is not None:
+        checkpoint = load_checkpoint(checkpoint_path)
+        found = find_head(checkpoint, feature_dim=decisions.feature_dim, head_name=head)
+        origin = {"path": str(checkpoint_path), "sha256": checkpoint.sha256, "head": found.name}
+        if checkpoint.step is not None:
+            origin["step"] = checkpoint.step
+    else:
+        found = read_head(dump_path)
+        if found is None:
+            raise InputError(
+                f"{dump_path}: the dump holds no /head/weight; pass the checkpoint: measure CKPT --features {dump_path}"
+            )
+        attrs = read_attrs(dump_path)
+        origin = {
+            "path": attrs.get("checkpoint_path"),
+            "sha256": attrs.get("checkpoint_sha256"),
+            "head": found.name,
+        }
+    if found.feature_dim != decisions.feature_dim:
+        raise InputError(
+            f"{dump_path}: features have dimension {decisions.feature_dim} but the head '{found.name}' expects "
+            f"{found.feature_dim}; is --head the right layer?"
+        )
+    return Sources(found, origin, means, decisions)
+
+
+def _has_split(path: Path, split: str) -> bool:
+    try:
+        resolve_split(path, split)
+    except InputError:
+        return False
+    return True
+
+
+class RowValidator:
+    """Counts bad rows of a pass (labels outside 0..C−1, NaN/Inf features) so the error can say how many."""
+
+    def __init__(self, info: SplitInfo, num_classes: int) -> None:
+        self.where = f"{info.path}" + (f" [{info.split}]" if info.split else "")
+        self.num_samples = info.num_samples
+        self.num_classes = num_classes
+        self.bad_labels = 0
+        self.bad_label_example: int | None = None
+        self.nonfinite_rows = 0
+
+    def check(self, features: torch.Tensor, labels: torch.Tensor) -> bool:
+        """Count the chunk's bad rows; True while the whole pass so far is clean."""
+        out_of_range = (labels < 0) | (labels >= self.num_classes)
+        if bool(out_of_range.any()):
+            self.bad_labels += int(out_of_range.sum())
+            if self.bad_label_example is None:
+                self.bad_label_example = int(labels[out_of_range][0])
+        self.nonfinite_rows += int((~torch.isfinite(features).all(dim=1)).sum())
+        return self.bad_labels == 0 and self.nonfinite_rows == 0
+
+    def raise_if_bad(self) -> None:
+        if self.bad_labels:
+            raise InputError(
+                f"{self.where}: {self.bad_labels} labels lie outside 0..{self.num_classes - 1} "
+                f"(e.g. {self.bad_label_example}); the head has {self.num_classes} classes — is --head the right layer?"
+            )
+        if self.nonfinite_rows:
+            raise InputError(
+                f"{self.where}: {self.nonfinite_rows} of {self.num_samples} feature rows hold NaN or Inf values"
+            )
+
+
+def accumulate_stats(
+    info: SplitInfo, num_classes: int, device: torch.device, tracker: Tracker, chunk_rows: int | None = None
+) -> ClassStats:
+    """First pass: ClassStats of one split, validating every row; errors name the file and what is wrong."""
+    stats = ClassStats.empty(num_classes, info.feature_dim, device=device)
+    validator = RowValidator(info, num_classes)
+    with tracker.stage(f"statistics {Path(info.path).name}", info.num_samples) as advance:
+        for features, labels in iter_chunks(info, chunk_rows):
+            if validator.check(features, labels):
+                stats.update(features.to(device), labels.to(device))
+            advance(int(labels.shape[0]))
+    validator.raise_if_bad()
+    present = int(stats.present.sum())
+    if present < 2:
+        raise InputError(
+            f"{validator.where}: only {present} class present; Neural Collapse metrics need at least 2"
+        )
+    return stats
+
+
+def count_decisions(
+    info: SplitInfo,
+    stats: ClassStats,
+    head: Head,
+    device: torch.device,
+    tracker: Tracker,
+    chunk_rows: int | None = None,
+) -> DecisionCounter:
+    """Second pass: classifier vs nearest-class-mean decisions (NC4), with the means of ``stats``."""
+    present = stats.present.nonzero().flatten()  # (C',)
+    counter = DecisionCounter(
+        class_means=stats.class_means[present],
+        candidate_classes=present,
+        head_weight=head.weight.to(device),
+        head_bias=head.bias.to(device) if head.bias is not None else None,
+    )
+    validator = RowValidator(info, head.num_classes)
+    with tracker.stage(f"decisions {Path(info.path).name}", info.num_samples) as advance:
+        for features, labels in iter_chunks(info, chunk_rows):
+            if validator.check(features, labels):
+                counter.update(features.to(device), labels.to(device))
+            advance(int(labels.shape[0]))
+    validator.raise_if_bad()
+    return counter
+
+
+def conventions(head: Head, means_split: SplitInfo, decisions_split: SplitInfo) -> dict:
+    """The conventions a report states (DESIGN.md: 'every report names its conventions')."""
+    return {
+        "global_mean": "sample-weighted",
+        "between_class_cov": "classes weighted equally",
+        "nc1": "tr(Sigma_W pinv(Sigma_B))/C, eigenpairs above 1e-10*max, at most C-1",
+        "nc3": "squared Frobenius distance of Frobenius-normalised W and centred means",
+        "nc4_bias": head.bias is not None,
+        "std": "population",
+        "gram": "cosine (rows normalised)",
+        "entropy": "natural log, eigenvalues of K/n",
+        "precision": "float64",
+        "means_split": means_split.split or "all",
+        "decisions_split": decisions_split.split or "all",
+    }
+
+
+def build_notes(stats: ClassStats, C: int, d: int, head: Head, metrics: dict) -> list[str]:
+    """Notes a reader needs: undefined ratios, impossible simplex ETF, absent classes, missing bias."""
+    notes = []
+    if C == 2:
+        notes.append(
+            "MIR is undefined for C = 2: the two centred class means are always opposite, so H(K_M) = 0 "
+            "and MIR = MI/0 (reported as null)."
+        )
+    elif metrics.get("mir") is None:
+        notes.append("MIR is undefined here: one of the two Gram entropies is 0 (reported as null).")
+    if metrics.get("hdr") is None:
+        notes.append("HDR is undefined here: both Gram entropies are 0 (reported as null).")
+    if C > d + 1:
+        notes.append(
+            f"C = {C} classes exceed d + 1 = {d + 1}: no simplex ETF fits in R^{d}, so NC targets are unreachable."
+        )
+    absent = (~stats.present).nonzero().flatten().tolist()
+    if absent:
+        shown = ", ".join(map(str, absent[:10])) + (" ..." if len(absent) > 10 else "")
+        notes.append(
+            f"{len(absent)} of the head's {head.num_classes} classes have no samples ({shown}); "
+            f"class-level metrics use the {C} present classes."
+        )
+    if head.bias is None:
+        notes.append("The head has no bias: NC4 uses argmax of W h.")
+    return notes
+
+
+def measure(
+    source: Path | str,
+    *,
+    features: Path | str | None = None,
+    split: str | None = None,
+    head: str | None = None,
+    device: str = "auto",
+    chunk_rows: int | None = None,
+    tracker: Tracker | None = None,
+) -> Report:
+    """Measure Neural Collapse and matrix information of one checkpoint (or a dump that holds its head).
+
+    ``source`` is a checkpoint (with ``features``) or a dump with ``/head``. ``split`` picks the dump's
+    split for the decisions (NC4); the class means come from ``train`` when the dump has it.
+    """
+    tracker = tracker or SilentTracker()
+    target_device = resolve_device(device)
+    sources = resolve_sources(source, features, split, head)
+    C_head = sources.head.num_classes
+    stats = accumulate_stats(sources.means_split, C_head, target_device, tracker, chunk_rows)
+    counter = count_decisions(
+        sources.decisions_split, stats, sources.head, target_device, tracker, chunk_rows
+    )
+
+    present = stats.present
+    sub = stats.subset(present)
+    W = sources.head.weight.to(target_device)[present]  # (C, d) rows of the present classes
+    C, d = sub.num_classes, sub.feature_dim
+    metrics: dict[str, float | None] = collapse_metrics(sub, W)
+    metrics["nc4"] = counter.nc4
+    metrics.update(class_level_information(W[None], centred_means(sub)[None])[0])
+    return Report(
+        checkpoint=sources.head_origin,
+        features={
+            "path": str(sources.decisions_split.path),
+            "split": sources.decisions_split.split or "all",
+            "num_samples": sources.decisions_split.num_samples,
+            "feature_dim": d,
+            "num_classes": C,
+            "means_split": sources.means_split.split or "all",
+            "means_samples": sub.num_samples,
+            "dtype": sources.decisions_split.feature_dtype,
+        },
+        conventions=conventions(sources.head, sources.means_split, sources.decisions_split),
+        metrics=metrics,
+        targets=nc_targets(C),
+        notes=build_notes(stats, C, d, sources.head, metrics),
+        details={
+            "accuracy": counter.accuracy,
+            "ncc_accuracy": counter.ncc_accuracy,
+            "device": str(target_device),
+        },
+    )

@@ -1,0 +1,46 @@
+"""The `nc-audit` command line (Typer): parse options, call the library, render. Nothing else."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from nc_audit import __version__
+from nc_audit.cli.measure import measure_command
+
+app = typer.Typer(
+    name="nc-audit",
+    help="Audit a classifier's last layer: Neural Collapse (NC1–NC4) and matrix information (H, MI, MIR, HDR).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+app.command("measure", no_args_is_help=True)(measure_command)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"nc-audit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """nc-audit: how close is your classifier to Neural Collapse, and did it regress?"""
+    if debug:
+        os.environ["NC_AUDIT_DEBUG"] = "1"
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

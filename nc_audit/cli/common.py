@@ -1,0 +1,102 @@
+"""What every command shares: turning errors into exit codes, and writing/gating reports."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from nc_audit.errors import InputError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def debug_enabled() -> bool:
+    """--debug (or NC_AUDIT_DEBUG=1) shows tracebacks instead of one-line errors."""
+    return os.environ.get("NC_AUDIT_DEBUG", "") not in ("", "0")
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one error line on stderr and return the exit for bad input (code 2)."""
+    stderr.print(f"[bold red]nc-audit: error:[/] {message}", markup=True)
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def cli_errors(command: F) -> F:
+    """Run a command so that bad input ends in one stderr line and exit code 2, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except InputError as error:
+            if debug_enabled():
+                raise
+            raise fail(str(error)) from None
+        except KeyboardInterrupt:
+            stderr.print("nc-audit: interrupted")
+            raise typer.Exit(130) from None
+        except (OSError, MemoryError) as error:
+            if debug_enabled():
+                raise
+            raise fail(f"{type(error).__name__}: {error}") from None
+        except Exception as error:  # an unforeseen failure still ends in one line; --debug shows where
+            if debug_enabled():
+                raise
+            raise fail(f"{type(error).__name__}: {error} (rerun with --debug for the traceback)") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def write_outputs(
+    data: dict[str, Any],
+    markdown: str,
+    json_path: Path | None,
+    markdown_path: Path | None,
+    junit_path: Path | None,
+    junit_records: list[dict[str, Any]],
+) -> None:
+    """Write the machine formats requested in this run (atomically) and the GitHub step summary."""
+    from nc_audit.io import atomic_write_text
+    from nc_audit.report.json_report import dumps_report
+    from nc_audit.report.junit import render_junit
+    from nc_audit.report.markdown import append_step_summary
+
+    if json_path is not None:
+        atomic_write_text(json_path, dumps_report(data))
+    if markdown_path is not None:
+        atomic_write_text(markdown_path, markdown)
+    if junit_path is not None:
+        atomic_write_text(junit_path, render_junit(junit_records))
+    append_step_summary(markdown)
+
+
+def print_stdout(text: str) -> None:
+    """Machine output on stdout, exactly as given (no Rich wrapping)."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()

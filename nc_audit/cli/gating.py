@@ -1,0 +1,53 @@
+"""Gate settings from flags and [tool.nc-audit] defaults, and their application to reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nc_audit.config import load_defaults
+from nc_audit.gate import Rule, compare_to_baseline, evaluate_rules, load_baseline, parse_rule
+from nc_audit.metrics.catalog import METRICS
+
+
+@dataclass
+class GateSettings:
+    """What a run is gated on: threshold rules and an optional baseline with its tolerance."""
+
+    rules: list[Rule] = field(default_factory=list)
+    baseline: dict[str, Any] | None = None
+    tolerance: float | dict[str, float] = 0.0
+    output_format: str = "table"
+    device: str = "auto"
+    cache_dir: Path | None = None
+
+
+def resolve_settings(
+    fail_on: list[str] | None,
+    baseline: Path | None,
+    tolerance: float | None,
+    output_format: str | None,
+    device: str | None,
+) -> GateSettings:
+    """Flags win over [tool.nc-audit] of the nearest pyproject.toml; rules and baseline are validated now,
+    before any measurement, so a typo fails in a second with exit code 2."""
+    defaults = load_defaults()
+    rule_texts = list(fail_on) if fail_on else list(defaults.get("fail_on") or [])
+    baseline_path = baseline or defaults.get("baseline")
+    return GateSettings(
+        rules=[parse_rule(text, METRICS) for text in rule_texts],
+        baseline=load_baseline(baseline_path) if baseline_path else None,
+        tolerance=tolerance if tolerance is not None else defaults.get("tolerance", 0.0),
+        output_format=output_format or defaults.get("format") or "table",
+        device=device or defaults.get("device") or "auto",
+        cache_dir=defaults.get("cache_dir"),
+    )
+
+
+def apply_gates(report_dict: dict[str, Any], settings: GateSettings) -> list[dict[str, Any]]:
+    """The checks of one report: its threshold rules, then its baseline comparison."""
+    checks = evaluate_rules(report_dict["metrics"], settings.rules)
+    if settings.baseline is not None:
+        checks += compare_to_baseline(report_dict, settings.baseline, settings.tolerance)
+    return checks

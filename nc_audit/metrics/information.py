@@ -1,0 +1,96 @@
+"""Class-level matrix information (METRICS.md): H(K_W), H(K_M), MI, MIR, HDR — batched.
+
+Song, Tan, Zou, Chen, Ma & Huang (2024), "Unveiling the Dynamics of Information Interplay in Supervised
+Learning", ICML, arXiv 2406.03999. K_W is the Gram of the head rows, K_M the Gram of the centred class
+means; both are C×C, so many checkpoints (or layers) are stacked into one batched eigvalsh.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from nc_audit.linalg import entropy_from_eigenvalues, gram
+
+#: Entropies below this count as zero when they would divide MIR or HDR.
+ZERO_ENTROPY = 1e-12
+
+INFORMATION_KEYS = ("h_head", "h_means", "mi", "mir", "hdr")
+
+
+def ratio_metrics(h1: float, h2: float, h_joint: float) -> dict[str, float | None]:
+    """MI, MIR and HDR from H(K1), H(K2) and H(K1∘K2); an undefined ratio is None (never a number)."""
+    mi = h1 + h2 - h_joint
+    smaller, larger = min(h1, h2), max(h1, h2)
+    return {
+        "mi": mi,
+        "mir": mi / smaller if smaller > ZERO_ENTROPY else None,
+        "hdr": abs(h1 - h2) / larger if larger > ZERO_ENTROPY else None,
+    }
+
+
+def batched_entropies(K1: torch.Tensor, K2: torch.Tensor) -> torch.Tensor:
+    """H(K1), H(K2), H(K1∘K2) for a batch of unit-diagonal Grams, in ONE batched eigvalsh.
+
+    K1, K2: (B, n, n) float64 -> (3, B) entropies.
+    """
+    B, n, _ = K1.shape
+    stacked = torch.cat([K1, K2, K1 * K2], dim=0)  # (3B, n, n)
+    eigenvalues = torch.linalg.eigvalsh(stacked)  # (3B, n)
+    return entropy_from_eigenvalues(eigenvalues, float(n)).reshape(3, B)
+
+
+def class_level_information(
+    head_weights: torch.Tensor, centred_means: torch.Tensor
+) -> list[dict[str, float | None]]:
+    """h_head, h_means, mi, mir, hdr for a batch of checkpoints.
+
+    head_weights: (B, C, d) rows w_c; centred_means: (B, C, d) rows m̄_c = μ_c − μ_G.
+    Returns one dict per checkpoint, in order.
+    """
+    K_W = gram(head_weights)  # (B, C, C)
+    K_M = gram(centred_means)  # (B, C, C)
+    entropies = batched_entropies(K_W, K_M).cpu()  # (3, B)
+    results = []
+    for h_head, h_means, h_joint in entropies.T.tolist():
+        results.append({"h_head": h_head, "h_means": h_means, **ratio_metrics(h_head, h_means, h_joint)})
+    return results
+
+
+def mir_at_collapse(C: int) -> float | None:
+    """MIR_NC(C) = 1/(C−1) + (C−2)·log(C−2) / ((C−1)·log(C−1)); None for C = 2 (undefined)."""
+    if C < 3:
+        return None
+    return 1.0 / (C - 1) + (C - 2) * math.log(C - 2) / ((C - 1) * math.log(C - 1))
+
+
+def nc_targets(C: int) -> dict[str, float | None]:
+    """The value of every class-level metric at Neural Collapse (METRICS.md, 'Values at Neural Collapse')."""
+    log_c1 = math.log(C - 1)
+    xlog_c2 = (C - 2) * math.log(C - 2) if C > 2 else 0.0
+    targets: dict[str, float | None] = {
+        key: 0.0
+        for key in (
+            "nc1",
+            "nc1_cdnv",
+            "nc2_equinorm_means",
+            "nc2_equinorm_head",
+            "nc2_equiangular_means",
+            "nc2_equiangular_head",
+            "nc2_maxangle_means",
+            "nc2_maxangle_head",
+            "nc3",
+            "nc4",
+        )
+    }
+    targets.update(
+        {
+            "h_head": log_c1,
+            "h_means": log_c1,
+            "mi": (log_c1 + xlog_c2) / (C - 1),
+            "mir": mir_at_collapse(C),
+            "hdr": 0.0 if C > 2 else None,
+        }
+    )
+    return targets

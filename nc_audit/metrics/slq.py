@@ -1,0 +1,139 @@
+"""Stochastic Lanczos quadrature (SLQ) for tr(f(A)), f(x) = −x log x, of a PSD operator given as a matvec.
+
+PERFORMANCE.md, "Stochastic Lanczos quadrature, when it is the only way"; the method is Ubaru, Chen &
+Saad (2017), "Fast estimation of tr(f(A)) via stochastic Lanczos quadrature", SIAM J. Matrix Anal. Appl.
+38(4). Used only for the joint entropy H(K1∘K2) of sample-level matrix information, where neither a dual
+nor a Khatri–Rao eigensolve fits; H(K1) and H(K2) stay exact.
+
+For a Rademacher probe v, vᵀ f(A) v = ‖v‖² e₁ᵀ f(T) e₁ ≈ ‖v‖² Σ_k τ_k² f(θ_k), with T the m×m Lanczos
+tridiagonal matrix started from v/‖v‖, θ_k its eigenvalues (Ritz values) and τ_k the first components of
+its eigenvectors; the mean over probes estimates tr f(A) (Hutchinson), with a 95% interval from their spread.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+#: Lanczos steps per probe (PERFORMANCE.md).
+LANCZOS_STEPS = 40
+#: Probes per Lanczos block; probes are added a block at a time (PERFORMANCE.md).
+PROBE_BLOCK = 32
+#: Most probes per estimate (PERFORMANCE.md: "capped (e.g. 1024)").
+MAX_PROBES = 1024
+#: Ritz values below this fraction of the largest are set to 0 (PERFORMANCE.md: removes a float32 bias).
+RITZ_RTOL = 1e-6
+#: A Lanczos residual below this fraction of the operator's scale means the Krylov space is exhausted.
+BREAKDOWN_RTOL = 1e-5
+#: Two-sided 95% normal quantile.
+Z_95 = 1.959963984540054
+
+Matvec = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SLQEstimate:
+    """An SLQ estimate of tr f(A), the half-width of its 95% interval and the probes it used."""
+
+    estimate: float
+    half_width: float
+    probes: int
+
+
+def lanczos_entropy_quadrature(matvec: Matvec, V: torch.Tensor, steps: int = LANCZOS_STEPS) -> torch.Tensor:
+    """vᵀ f(A) v for each column v of V by `steps` Lanczos steps with full reorthogonalisation.
+
+    PERFORMANCE.md: float32 vectors, the tridiagonal eigenproblem in float64, Ritz values below
+    RITZ_RTOL·max set to 0. Columns run independently (one batched matvec per step); a column whose
+    Krylov space is exhausted stops there (its later coefficients are 0). V: (n, b) -> (b,) float64.
+    """
+    n, b = V.shape
+    m = min(steps, n)
+    norms_sq = (V.to(torch.float64) ** 2).sum(0)  # (b,)
+    Q = V.new_zeros(m + 1, n, b, dtype=torch.float32)  # (m+1, n, b) orthonormal Lanczos bases
+    Q[0] = V.to(torch.float32) / norms_sq.sqrt().to(V.device, torch.float32)
+    alpha = torch.zeros(m, b, dtype=torch.float64, device=V.device)  # (m, b) diagonal of T
+    beta = torch.zeros(m, b, dtype=torch.float64, device=V.device)  # (m, b) beta[j] couples j, j+1
+    scale = torch.zeros(b, dtype=torch.float64, device=V.device)  # (b,) running estimate of ‖A‖
+    for j in range(m):
+        R = matvec(Q[j]).to(torch.float32)  # (n, b)
+        alpha[j] = (Q[j].to(torch.float64) * R.to(torch.float64)).sum(0)
+        basis = Q[: j + 1]  # (j+1, n, b)
+        for _ in range(2):  # classical Gram–Schmidt twice: orthogonal to float32 round-off
+            R -= torch.einsum("knb,kb->nb", basis, torch.einsum("knb,nb->kb", basis, R))
+        if j == m - 1:
+            break
+        residual = torch.linalg.vector_norm(R, dim=0).to(torch.float64)  # (b,)
+        scale = torch.maximum(scale, torch.maximum(alpha[j].abs(), residual))
+        alive = residual > BREAKDOWN_RTOL * scale  # (b,)
+        beta[j] = torch.where(alive, residual, 0.0)
+        Q[j + 1] = torch.where(alive, R / residual.clamp_min(1e-300).to(torch.float32), 0.0)
+    T = torch.diag_embed(alpha.T) + torch.diag_embed(beta.T[:, :-1], 1) + torch.diag_embed(beta.T[:, :-1], -1)
+    theta, U = torch.linalg.eigh(T)  # (b, m), (b, m, m)
+    theta = torch.where(theta < RITZ_RTOL * theta.amax(-1, keepdim=True), 0.0, theta)  # (b, m)
+    tau_sq = U[:, 0, :] ** 2  # (b, m) Gauss quadrature weights
+    return norms_sq * (tau_sq * torch.special.entr(theta)).sum(-1)
+
+
+def slq_entropy(
+    matvec: Matvec,
+    n: int,
+    *,
+    tol: float = 1e-3,
+    max_probes: int = MAX_PROBES,
+    steps: int = LANCZOS_STEPS,
+    block: int = PROBE_BLOCK,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+) -> SLQEstimate:
+    """tr(f(A)) = −tr(A log A) of an n×n PSD operator by stochastic Lanczos quadrature.
+
+    PERFORMANCE.md: Rademacher probes in blocks of `block` until the 95% interval half-width
+    1.96·s/√p is at most `tol` (absolute, in nats), at most `max_probes` (rounded up to whole blocks);
+    probes come from a torch.Generator seeded with `seed` on the CPU, so the result does not depend on
+    the device. For the matrix entropy H(K) pass the matvec of K/n. `matvec` maps (n, b) float32 to
+    (n, b) on `device`. Memory: (steps+1)·n·block float32 Lanczos vectors.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    samples: list[torch.Tensor] = []
+    count = 0
+    half_width = math.inf
+    while count < max(max_probes, 1):
+        signs = torch.randint(0, 2, (n, block), generator=generator, dtype=torch.int8)  # (n, block)
+        V = (2 * signs - 1).to(device=device, dtype=torch.float32)  # (n, block)
+        samples.append(lanczos_entropy_quadrature(matvec, V, steps).cpu())
+        values = torch.cat(samples)  # (count,)
+        count = values.numel()
+        half_width = Z_95 * float(values.std()) / math.sqrt(count)
+        if half_width <= tol:
+            break
+    return SLQEstimate(float(values.mean()), half_width, count)
+
+
+class ClassHadamardOperator:
+    """v ↦ (K_Z∘K_Y) v / N for K_Z = ẐẐᵀ and K_Y[i, j] = G[y_i, y_j], without any N×N matrix.
+
+    PERFORMANCE.md's structured matvec (K1∘K2)v = diag(Z1 (Z1ᵀ diag(v) Z2) Z2ᵀ) with Z2 the labels'
+    rows of a factor of G: M_c = Σ_{y_i=c} ẑ_i v_i (per-class sums), then row i reads
+    ẑ_iᵀ Σ_e G[y_i, e] M_e. Cost 4·N·d·b + C²·d·b per block of b vectors. G = None means the one-hot
+    label Gram (G = I). The rows must be grouped by class: `blocks[c]` holds class c's rows (n_c, d) and
+    vectors index the rows in that order.
+    """
+
+    def __init__(self, blocks: Sequence[torch.Tensor], label_gram: torch.Tensor | None, num_samples: int):
+        self.blocks = [B.to(torch.float32) for B in blocks]  # each (n_c, d)
+        self.sizes = [B.shape[0] for B in self.blocks]
+        self.label_gram = None if label_gram is None else label_gram.to(torch.float32)  # (C, C)
+        self.num_samples = num_samples
+
+    def __call__(self, V: torch.Tensor) -> torch.Tensor:
+        """(K_Z∘K_Y)V / N for V: (N, b) -> (N, b), float32."""
+        parts = V.split(self.sizes)  # per class (n_c, b)
+        M = torch.stack([Z.T @ Vc for Z, Vc in zip(self.blocks, parts, strict=True)])  # (C, d, b)
+        if self.label_gram is not None:
+            M = (self.label_gram @ M.flatten(1)).reshape(M.shape)  # (C, d, b)
+        rows = [Z @ Mc for Z, Mc in zip(self.blocks, M, strict=True)]  # each (n_c, b)
+        return torch.cat(rows) / self.num_samples  # (N, b)

@@ -1,0 +1,56 @@
+"""Progress reporting that the library can call without knowing about Rich or a terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+Advance = Callable[[int], None]
+
+
+class Tracker(Protocol):
+    """Something that shows progress of named stages; ``stage`` yields a function ``advance(n)``."""
+
+    def stage(self, description: str, total: int | None) -> Iterator[Advance]: ...
+
+
+class SilentTracker:
+    """A tracker that shows nothing (library use, tests, --format json to a pipe)."""
+
+    @contextmanager
+    def stage(self, description: str, total: int | None) -> Iterator[Advance]:
+        yield lambda n: None
+
+
+class RichTracker:
+    """A Rich progress bar on stderr, one task per stage; transient so the report stays clean."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+            disable=not enabled,
+        )
+
+    def __enter__(self) -> RichTracker:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    @contextmanager
+    def stage(self, description: str, total: int | None) -> Iterator[Advance]:
+        task = self._progress.add_task(description, total=total)
+        try:
+            yield lambda n: self._progress.advance(task, n)
+        finally:
+            self._progress.remove_task(task)
