@@ -15,10 +15,12 @@ import torch
 from nc_audit.errors import InputError
 from nc_audit.metrics.collapse import DecisionCounter, centred_means, collapse_metrics
 from nc_audit.metrics.information import class_level_information, nc_targets
+from nc_audit.passes import accumulate_stats, count_decisions
 from nc_audit.progress import SilentTracker, Tracker
 from nc_audit.report.model import Report
+from nc_audit.sources.cache import cached_dump
 from nc_audit.sources.checkpoints import Head, find_head, load_checkpoint
-from nc_audit.sources.dumps import SplitInfo, iter_chunks, read_attrs, read_head, resolve_split
+from nc_audit.sources.dumps import SplitInfo, read_attrs, read_head, resolve_split
 from nc_audit.stats import ClassStats
 
 DUMP_SUFFIXES = (".h5", ".hdf5", ".hdf")
@@ -81,6 +83,7 @@ def resolve_sources(
             "sha256": attrs.get("checkpoint_sha256"),
             "head": found.name,
         }
+    _check_finite_head(found, checkpoint_path or dump_path)
     if found.feature_dim != decisions.feature_dim:
         raise InputError(
             f"{dump_path}: features have dimension {decisions.feature_dim} but the head '{found.name}' expects "
@@ -89,91 +92,22 @@ def resolve_sources(
     return Sources(found, origin, means, decisions)
 
 
+def _check_finite_head(head: Head, where: Path) -> None:
+    """A diverged checkpoint (NaN/Inf in the head) is bad input, not a solver failure."""
+    for part, tensor in (("weight", head.weight), ("bias", head.bias)):
+        if tensor is not None and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise InputError(
+                f"{where}: the head '{head.name}.{part}' holds {bad} NaN or Inf values; did training diverge?"
+            )
+
+
 def _has_split(path: Path, split: str) -> bool:
     try:
         resolve_split(path, split)
     except InputError:
         return False
     return True
-
-
-class RowValidator:
-    """Counts bad rows of a pass (labels outside 0..C−1, NaN/Inf features) so the error can say how many."""
-
-    def __init__(self, info: SplitInfo, num_classes: int) -> None:
-        self.where = f"{info.path}" + (f" [{info.split}]" if info.split else "")
-        self.num_samples = info.num_samples
-        self.num_classes = num_classes
-        self.bad_labels = 0
-        self.bad_label_example: int | None = None
-        self.nonfinite_rows = 0
-
-    def check(self, features: torch.Tensor, labels: torch.Tensor) -> bool:
-        """Count the chunk's bad rows; True while the whole pass so far is clean."""
-        out_of_range = (labels < 0) | (labels >= self.num_classes)
-        if bool(out_of_range.any()):
-            self.bad_labels += int(out_of_range.sum())
-            if self.bad_label_example is None:
-                self.bad_label_example = int(labels[out_of_range][0])
-        self.nonfinite_rows += int((~torch.isfinite(features).all(dim=1)).sum())
-        return self.bad_labels == 0 and self.nonfinite_rows == 0
-
-    def raise_if_bad(self) -> None:
-        if self.bad_labels:
-            raise InputError(
-                f"{self.where}: {self.bad_labels} labels lie outside 0..{self.num_classes - 1} "
-                f"(e.g. {self.bad_label_example}); the head has {self.num_classes} classes — is --head the right layer?"
-            )
-        if self.nonfinite_rows:
-            raise InputError(
-                f"{self.where}: {self.nonfinite_rows} of {self.num_samples} feature rows hold NaN or Inf values"
-            )
-
-
-def accumulate_stats(
-    info: SplitInfo, num_classes: int, device: torch.device, tracker: Tracker, chunk_rows: int | None = None
-) -> ClassStats:
-    """First pass: ClassStats of one split, validating every row; errors name the file and what is wrong."""
-    stats = ClassStats.empty(num_classes, info.feature_dim, device=device)
-    validator = RowValidator(info, num_classes)
-    with tracker.stage(f"statistics {Path(info.path).name}", info.num_samples) as advance:
-        for features, labels in iter_chunks(info, chunk_rows):
-            if validator.check(features, labels):
-                stats.update(features.to(device), labels.to(device))
-            advance(int(labels.shape[0]))
-    validator.raise_if_bad()
-    present = int(stats.present.sum())
-    if present < 2:
-        raise InputError(
-            f"{validator.where}: only {present} class present; Neural Collapse metrics need at least 2"
-        )
-    return stats
-
-
-def count_decisions(
-    info: SplitInfo,
-    stats: ClassStats,
-    head: Head,
-    device: torch.device,
-    tracker: Tracker,
-    chunk_rows: int | None = None,
-) -> DecisionCounter:
-    """Second pass: classifier vs nearest-class-mean decisions (NC4), with the means of ``stats``."""
-    present = stats.present.nonzero().flatten()  # (C',)
-    counter = DecisionCounter(
-        class_means=stats.class_means[present],
-        candidate_classes=present,
-        head_weight=head.weight.to(device),
-        head_bias=head.bias.to(device) if head.bias is not None else None,
-    )
-    validator = RowValidator(info, head.num_classes)
-    with tracker.stage(f"decisions {Path(info.path).name}", info.num_samples) as advance:
-        for features, labels in iter_chunks(info, chunk_rows):
-            if validator.check(features, labels):
-                counter.update(features.to(device), labels.to(device))
-            advance(int(labels.shape[0]))
-    validator.raise_if_bad()
-    return counter
 
 
 def conventions(head: Head, means_split: SplitInfo, decisions_split: SplitInfo) -> dict:
@@ -221,23 +155,72 @@ def build_notes(stats: ClassStats, C: int, d: int, head: Head, metrics: dict) ->
     return notes
 
 
+def compute_metrics(stats: ClassStats, head: Head, counter: DecisionCounter) -> dict[str, float | None]:
+    """Every class-level metric of METRICS.md from the two passes' results, over the present classes."""
+    present = stats.present
+    sub = stats.subset(present)
+    W = head.weight.to(stats.sums.device)[present]  # (C, d) rows of the present classes
+    metrics: dict[str, float | None] = collapse_metrics(sub, W)
+    metrics["nc4"] = counter.nc4
+    metrics.update(class_level_information(W[None], centred_means(sub)[None])[0])
+    return metrics
+
+
+def metrics_from_arrays(
+    features: torch.Tensor, labels: torch.Tensor, head: Head
+) -> tuple[dict[str, float | None], DecisionCounter]:
+    """Metrics of in-memory features (training loops, interpolation): one batch, same kernels as measure."""
+    features = features.detach()
+    head = Head(head.name, head.weight.detach(), None if head.bias is None else head.bias.detach())
+    stats = ClassStats.from_batch(features.detach(), labels, head.num_classes)
+    if int(stats.present.sum()) < 2:
+        raise InputError("Neural Collapse metrics need samples of at least 2 classes")
+    present = stats.present.nonzero().flatten()
+    counter = DecisionCounter(
+        stats.class_means[present],
+        present,
+        head.weight.to(stats.sums.device),
+        None if head.bias is None else head.bias.to(stats.sums.device),
+    )
+    counter.update(features.detach(), labels)
+    return compute_metrics(stats, head, counter), counter
+
+
 def measure(
     source: Path | str,
     *,
     features: Path | str | None = None,
+    data: str | None = None,
     split: str | None = None,
     head: str | None = None,
+    model: str | None = None,
+    cache_dir: Path | None = None,
     device: str = "auto",
     chunk_rows: int | None = None,
     tracker: Tracker | None = None,
 ) -> Report:
     """Measure Neural Collapse and matrix information of one checkpoint (or a dump that holds its head).
 
-    ``source`` is a checkpoint (with ``features``) or a dump with ``/head``. ``split`` picks the dump's
-    split for the decisions (NC4); the class means come from ``train`` when the dump has it.
+    ``source`` is a checkpoint (with ``features``, or ``data``: a dataset name or file, extracted on the
+    fly into the feature cache and reused) or a dump with ``/head``. ``split`` picks the split for the
+    decisions (NC4); the class means come from ``train`` when there is one (Papyan's protocol).
     """
     tracker = tracker or SilentTracker()
     target_device = resolve_device(device)
+    cache_hit = None
+    if data is not None:
+        if features is not None:
+            raise InputError("pass either --features DUMP or --data NAME, not both")
+        features, cache_hit = cached_dump(
+            source,
+            data,
+            cache_dir=cache_dir,
+            model_spec=model,
+            head=head,
+            device=str(target_device),
+            tracker=tracker,
+        )
+        head = head or read_head(features).name
     sources = resolve_sources(source, features, split, head)
     C_head = sources.head.num_classes
     stats = accumulate_stats(sources.means_split, C_head, target_device, tracker, chunk_rows)
@@ -245,13 +228,9 @@ def measure(
         sources.decisions_split, stats, sources.head, target_device, tracker, chunk_rows
     )
 
-    present = stats.present
-    sub = stats.subset(present)
-    W = sources.head.weight.to(target_device)[present]  # (C, d) rows of the present classes
+    metrics = compute_metrics(stats, sources.head, counter)
+    sub = stats.subset(stats.present)
     C, d = sub.num_classes, sub.feature_dim
-    metrics: dict[str, float | None] = collapse_metrics(sub, W)
-    metrics["nc4"] = counter.nc4
-    metrics.update(class_level_information(W[None], centred_means(sub)[None])[0])
     return Report(
         checkpoint=sources.head_origin,
         features={
@@ -268,9 +247,19 @@ def measure(
         metrics=metrics,
         targets=nc_targets(C),
         notes=build_notes(stats, C, d, sources.head, metrics),
-        details={
-            "accuracy": counter.accuracy,
-            "ncc_accuracy": counter.ncc_accuracy,
-            "device": str(target_device),
-        },
+        details=_details(counter, target_device, features, cache_hit),
     )
+
+
+def _details(
+    counter: DecisionCounter, device: torch.device, dump: Path | str | None, cache_hit: bool | None
+) -> dict:
+    details: dict = {
+        "accuracy": counter.accuracy,
+        "ncc_accuracy": counter.ncc_accuracy,
+        "device": str(device),
+    }
+    if cache_hit is not None:
+        details["feature_cache"] = {"path": str(dump), "hit": cache_hit}
+        details["dataset"] = read_attrs(dump).get("dataset")
+    return details

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from nc_audit.errors import InputError
@@ -38,11 +39,13 @@ def _fsync_folder(folder: Path) -> None:
             os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, ``os.replace``).
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the block ends normally it is renamed over ``path``.
 
-    An OSError (missing folder, no permission, disk full) becomes an InputError naming the path;
-    either way the temporary file is removed and an existing file at ``path`` is left as it was.
+    For writers that need a file name (h5py, torch.save, safetensors). On any exception the temporary
+    file is removed and an existing file at ``path`` is left as it was; an OSError (missing folder, no
+    permission, disk full) becomes an InputError naming the path.
     """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
@@ -53,11 +56,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         raise InputError(
             f"{target}: cannot write ({reason}); check that {folder} exists and is writable"
         ) from exc
+    os.close(fd)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
+        yield tmp
+        with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp, _new_file_mode(target))
         os.replace(tmp, target)
@@ -71,6 +74,12 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             ) from exc
         raise
     _fsync_folder(folder)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, ``os.replace``)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:

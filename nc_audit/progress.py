@@ -30,14 +30,15 @@ class RichTracker:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        console = Console(stderr=True)
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=console,
             transient=True,
-            disable=not enabled,
+            disable=not (enabled and console.is_terminal),  # a log or pipe gets no bar and no blank lines
         )
 
     def __enter__(self) -> RichTracker:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from nc_audit import __version__
+from nc_audit.cli.extract import extract_command
 from nc_audit.cli.measure import measure_command
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.command("measure", no_args_is_help=True)(measure_command)
+app.command("extract", no_args_is_help=True)(extract_command)
 
 
 def _version(value: bool) -> None:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from nc_audit.errors import InputError
 
@@ -41,7 +42,7 @@ def debug_enabled() -> bool:
 
 def fail(message: str) -> typer.Exit:
     """Print one error line on stderr and return the exit for bad input (code 2)."""
-    stderr.print(f"[bold red]nc-audit: error:[/] {message}", markup=True)
+    stderr.print(f"[bold red]nc-audit: error:[/] {escape(message)}", markup=True)
     return typer.Exit(EXIT_BAD_INPUT)
 
 

@@ -33,6 +33,24 @@ def measure_command(
     features: Annotated[
         Path | None, Opt("--features", "-f", help="HDF5 feature dump (/features + /labels, or split groups).")
     ] = None,
+    data: Annotated[
+        str | None,
+        Opt(
+            "--data",
+            "-d",
+            help="Dataset to extract features from instead of --features: digits, gaussian[:k=v,...], modadd[:k=v,...], or a .npz/.h5 file with inputs and labels. Cached by checkpoint sha256 + dataset.",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        Opt(
+            help="Architecture for a checkpoint that does not describe itself: package.module:factory or file.py:factory."
+        ),
+    ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        Opt(help="Feature cache folder for --data (default: $NC_AUDIT_CACHE or ~/.cache/nc-audit)."),
+    ] = None,
     split: Annotated[
         str | None,
         Opt(

@@ -66,7 +66,7 @@ def lanczos_entropy_quadrature(matvec: Matvec, V: torch.Tensor, steps: int = LAN
             R -= torch.einsum("knb,kb->nb", basis, torch.einsum("knb,nb->kb", basis, R))
         if j == m - 1:
             break
-        residual = torch.linalg.vector_norm(R, dim=0).to(torch.float64)  # (b,)
+        residual = torch.linalg.vector_norm(R.to(torch.float64), dim=0)  # (b,) float32 strided sums lose 5e-6
         scale = torch.maximum(scale, torch.maximum(alpha[j].abs(), residual))
         alive = residual > BREAKDOWN_RTOL * scale  # (b,)
         beta[j] = torch.where(alive, residual, 0.0)

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from nc_audit.metrics.catalog import METRICS
@@ -59,9 +60,9 @@ def header_lines(report: dict[str, Any]) -> list[str]:
     checkpoint, features = report["checkpoint"], report["features"]
     sha = (checkpoint.get("sha256") or "")[:12]
     lines = [
-        f"[bold]checkpoint[/] {checkpoint.get('path') or '—'}  head [cyan]{checkpoint.get('head')}[/]"
+        f"[bold]checkpoint[/] {escape(str(checkpoint.get('path') or '—'))}  head [cyan]{escape(str(checkpoint.get('head')))}[/]"
         + (f"  sha256 {sha}…" if sha else ""),
-        f"[bold]features[/]   {features['path']}  split {features['split']}  "
+        f"[bold]features[/]   {escape(str(features['path']))}  split {escape(str(features['split']))}  "
         f"N={features['num_samples']} d={features['feature_dim']} C={features['num_classes']}",
     ]
     if features.get("means_split") not in (None, features["split"]):

@@ -107,8 +107,9 @@ def _load_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict | None, dict]
                 "torch.save(model.state_dict(), PATH) or safetensors.torch.save_file(model.state_dict(), PATH)"
             ) from None
         raise InputError(f"{path}: not a readable PyTorch checkpoint ({_first_line(text)})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as error:
-        raise InputError(f"{path}: not a readable PyTorch checkpoint ({_first_line(str(error))})") from None
+    except Exception as error:  # torch.load on arbitrary bytes can raise almost anything
+        detail = _first_line(str(error)) if str(error) else type(error).__name__
+        raise InputError(f"{path}: not a readable PyTorch checkpoint ({detail})") from None
     if isinstance(obj, torch.nn.Module):  # only reachable if a caller widened the safe globals
         raise InputError(f"{path}: holds a whole model, save model.state_dict() instead")
     if not isinstance(obj, dict):

@@ -209,8 +209,12 @@ def _import_user_module(target: str, spec: str) -> ModuleType:
             raise InputError(f"--model {spec}: cannot import {target} as a Python file")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[module_name] = module
-        with _on_sys_path(str(path.parent)):
-            module_spec.loader.exec_module(module)
+        try:
+            with _on_sys_path(str(path.parent)):
+                module_spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[module_name]  # leave no half-imported module behind
+            raise
         return module
     with _on_sys_path(str(Path.cwd())):
         return importlib.import_module(target)

@@ -1,0 +1,69 @@
+"""`nc-audit extract`: a model's penultimate-layer features on a dataset, written as an HDF5 dump."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nc_audit.cli.common import Device, cli_errors, stderr
+
+Opt = typer.Option
+
+
+@cli_errors
+def extract_command(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Checkpoint (.pt/.pth/.bin/.safetensors).", show_default=False)
+    ],
+    data: Annotated[
+        str,
+        Opt(
+            "--data",
+            "-d",
+            help="digits, gaussian[:k=v,...], modadd[:k=v,...], or a .npz/.h5 file with inputs and labels.",
+        ),
+    ],
+    out: Annotated[
+        Path, Opt("--out", "-o", help="Dump to write (HDF5, nc-audit-features/1); written atomically.")
+    ],
+    split: Annotated[
+        str | None,
+        Opt(help="Comma-separated splits to extract (default: all of the dataset's, e.g. train,test)."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        Opt(
+            help="Architecture for a checkpoint that does not describe itself: package.module:factory or file.py:factory."
+        ),
+    ] = None,
+    head: Annotated[
+        str | None,
+        Opt(
+            help="Name of the head module (an nn.Linear); default: the architecture's head or the last nn.Linear."
+        ),
+    ] = None,
+    batch_size: Annotated[int, Opt(min=1, help="Samples per forward pass.")] = 512,
+    device: Annotated[Device, Opt(help="Where the model runs: auto, cpu or cuda.")] = Device.auto,
+    progress: Annotated[bool, Opt(help="Show a progress bar on stderr.")] = True,
+) -> None:
+    """Extract features (the head's input), labels, logits and the head into an HDF5 dump."""
+    from nc_audit.audit import resolve_device
+    from nc_audit.progress import RichTracker
+    from nc_audit.sources.extract import extract
+
+    splits = [name.strip() for name in split.split(",") if name.strip()] if split else None
+    with RichTracker(enabled=progress) as tracker:
+        path = extract(
+            checkpoint,
+            data,
+            out,
+            splits=splits,
+            model_spec=model,
+            head=head,
+            batch_size=batch_size,
+            device=resolve_device(device.value),
+            tracker=tracker,
+        )
+    stderr.print(f"wrote {path}")

@@ -1,0 +1,155 @@
+"""`nc-audit finetune`: fine-tune a checkpoint (or an adapter on cached features) with the CMA loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from nc_audit.cli.common import Device, cli_errors
+
+Opt = typer.Option
+
+#: Rows of the before/after table: (history key, label).
+SUMMARY_ROWS = (
+    ("loss", "loss"),
+    ("train_accuracy", "train accuracy"),
+    ("test_accuracy", "test accuracy"),
+    ("nc1", "NC1"),
+    ("mir", "MIR"),
+    ("hdr", "HDR"),
+)
+
+
+@cli_errors
+def finetune_command(
+    checkpoint: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Checkpoint to fine-tune (nc-audit's own, or any with --model). With --features it is "
+            "optional and only supplies the initial head (default: the dump's /head).",
+            show_default=False,
+        ),
+    ] = None,
+    cma_weight: Annotated[
+        float,
+        Opt("--cma-weight", help="λ in [0, 1]: loss = (1 − λ)·cross-entropy + λ·CMA.", show_default=False),
+    ] = ...,  # type: ignore[assignment]
+    data: Annotated[
+        str | None, Opt("--data", help="Dataset: digits, gaussian:..., modadd:..., or a .npz/.h5 file.")
+    ] = None,
+    features: Annotated[
+        Path | None,
+        Opt(
+            "--features",
+            help="Train a residual adapter + head on this HDF5 feature dump (/train, /test, /head) "
+            "instead of the whole model on --data.",
+        ),
+    ] = None,
+    anchors: Annotated[
+        Path | None,
+        Opt(
+            help="C×d anchor matrix (.safetensors, .npy, or .h5 dataset 'anchors'); default: a copy of "
+            "the initial head rows."
+        ),
+    ] = None,
+    mir_weight: Annotated[float, Opt(help="Weight of the −MIR(K_Z, K_Y) batch term.")] = 0.0,
+    hdr_weight: Annotated[float, Opt(help="Weight of the +HDR(K_Z, K_Y) batch term.")] = 0.0,
+    epochs: Annotated[int, Opt(help="Epochs to train (a resumed run may raise it).")] = 10,
+    lr: Annotated[float, Opt(help="Adam learning rate (constant).")] = 1e-3,
+    batch_size: Annotated[int, Opt(help="Global batch size (split across ranks under torchrun).")] = 64,
+    freeze_body: Annotated[bool, Opt("--freeze-body", help="Train the head only.")] = False,
+    seed: Annotated[int, Opt(help="Seed of the model init, few-shot subset and data order.")] = 0,
+    out: Annotated[Path, Opt(help="Folder for epoch_XXX.pt, history.jsonl and final.pt.")] = Path(
+        "finetune_run"
+    ),
+    resume: Annotated[
+        bool, Opt("--resume", help="Continue the run in --out from its newest complete checkpoint.")
+    ] = False,
+    model: Annotated[
+        str | None,
+        Opt(help="Your model's factory, package.module:factory (for checkpoints without a record)."),
+    ] = None,
+    head: Annotated[str | None, Opt(help="Module name of the classifier head; default: detected.")] = None,
+    train_samples_per_class: Annotated[
+        int | None, Opt(help="Few-shot: train on K seeded samples of every class.")
+    ] = None,
+    adapter_hidden: Annotated[
+        int | None, Opt(help="Hidden width of the --features adapter (default: d).")
+    ] = None,
+    loss_shards: Annotated[
+        int,
+        Opt(
+            help="Compute each batch's loss on N strided shards, as N torchrun ranks do (reproduces a DDP run)."
+        ),
+    ] = 1,
+    device: Annotated[Device, Opt(help="auto (CUDA when present), cpu or cuda.")] = Device.auto,
+    progress: Annotated[bool, Opt(help="Show a progress bar on stderr.")] = True,
+) -> None:
+    """Fine-tune with L = (1 − λ)·CE + λ·CMA; checkpoint every epoch; print metrics before vs after.
+
+    Runs under torchrun too (DistributedDataParallel; rank 0 writes). Exit codes: 0 done, 2 bad input.
+    """
+    from nc_audit.progress import RichTracker
+    from nc_audit.train import FinetuneConfig, finetune
+
+    config = FinetuneConfig(
+        out=out,
+        cma_weight=cma_weight,
+        checkpoint=checkpoint,
+        data=data,
+        features=features,
+        anchors=anchors,
+        mir_weight=mir_weight,
+        hdr_weight=hdr_weight,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        freeze_body=freeze_body,
+        seed=seed,
+        resume=resume,
+        model=model,
+        head=head,
+        train_samples_per_class=train_samples_per_class,
+        adapter_hidden=adapter_hidden,
+        loss_shards=loss_shards,
+        device=device.value,
+    )
+    config.validate()
+    is_main = _rank() == 0
+    with RichTracker(enabled=progress and is_main) as tracker:
+        result = finetune(config, tracker)
+    if is_main:
+        render_summary(result.before, result.after, result.final_path, result.notes)
+
+
+def _rank() -> int:
+    """This process's rank under torchrun (0 otherwise)."""
+    import os
+
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def render_summary(before: dict[str, Any], after: dict[str, Any], final_path: Path, notes: list[str]) -> None:
+    """A small Rich table on stdout: epoch 0 (before training) vs the last epoch."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"fine-tuning: epoch 0 → {after.get('epoch')}")
+    table.add_column("metric")
+    table.add_column("before", justify="right")
+    table.add_column("after", justify="right")
+    for key, label in SUMMARY_ROWS:
+        table.add_row(label, _cell(before.get(key)), _cell(after.get(key)))
+    console = Console()
+    console.print(table)
+    for note in notes:
+        console.print(f"note: {note}")
+    console.print(f"final checkpoint: {final_path}")

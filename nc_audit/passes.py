@@ -1,0 +1,98 @@
+"""The two streaming passes over a dump (DESIGN.md, Scale), with row validation.
+
+Pass 1 builds ClassStats and checks every row (labels in 0..C−1, finite features); pass 2 counts the
+NC4 decisions with the class means of pass 1. Bad rows are counted over the whole pass, so the error can
+say how many.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from nc_audit.errors import InputError
+from nc_audit.metrics.collapse import DecisionCounter
+from nc_audit.progress import Tracker
+from nc_audit.sources.checkpoints import Head
+from nc_audit.sources.dumps import SplitInfo, iter_chunks
+from nc_audit.stats import ClassStats
+
+
+class RowValidator:
+    """Counts bad rows of a pass (labels outside 0..C−1, NaN/Inf features) so the error can say how many."""
+
+    def __init__(self, info: SplitInfo, num_classes: int) -> None:
+        self.where = f"{info.path}" + (f" [{info.split}]" if info.split else "")
+        self.num_samples = info.num_samples
+        self.num_classes = num_classes
+        self.bad_labels = 0
+        self.bad_label_example: int | None = None
+        self.nonfinite_rows = 0
+
+    def check(self, features: torch.Tensor, labels: torch.Tensor) -> bool:
+        """Count the chunk's bad rows; True while the whole pass so far is clean."""
+        out_of_range = (labels < 0) | (labels >= self.num_classes)
+        if bool(out_of_range.any()):
+            self.bad_labels += int(out_of_range.sum())
+            if self.bad_label_example is None:
+                self.bad_label_example = int(labels[out_of_range][0])
+        self.nonfinite_rows += int((~torch.isfinite(features).all(dim=1)).sum())
+        return self.bad_labels == 0 and self.nonfinite_rows == 0
+
+    def raise_if_bad(self) -> None:
+        if self.bad_labels:
+            raise InputError(
+                f"{self.where}: {self.bad_labels} labels lie outside 0..{self.num_classes - 1} "
+                f"(e.g. {self.bad_label_example}); the head has {self.num_classes} classes — is --head the right layer?"
+            )
+        if self.nonfinite_rows:
+            raise InputError(
+                f"{self.where}: {self.nonfinite_rows} of {self.num_samples} feature rows hold NaN or Inf values"
+            )
+
+
+def accumulate_stats(
+    info: SplitInfo, num_classes: int, device: torch.device, tracker: Tracker, chunk_rows: int | None = None
+) -> ClassStats:
+    """First pass: ClassStats of one split, validating every row; errors name the file and what is wrong."""
+    stats = ClassStats.empty(num_classes, info.feature_dim, device=device)
+    validator = RowValidator(info, num_classes)
+    with tracker.stage(f"statistics {Path(info.path).name}", info.num_samples) as advance:
+        for features, labels in iter_chunks(info, chunk_rows):
+            if validator.check(features, labels):
+                stats.update(features.to(device), labels.to(device))
+            advance(int(labels.shape[0]))
+    validator.raise_if_bad()
+    present = int(stats.present.sum())
+    if present < 2:
+        raise InputError(
+            f"{validator.where}: only {present} class present; Neural Collapse metrics need at least 2"
+        )
+    return stats
+
+
+def count_decisions(
+    info: SplitInfo,
+    stats: ClassStats,
+    head: Head,
+    device: torch.device,
+    tracker: Tracker,
+    chunk_rows: int | None = None,
+) -> DecisionCounter:
+    """Second pass: classifier vs nearest-class-mean decisions (NC4), with the means of ``stats``."""
+    present = stats.present.nonzero().flatten()  # (C',)
+    counter = DecisionCounter(
+        class_means=stats.class_means[present],
+        candidate_classes=present,
+        head_weight=head.weight.to(device),
+        head_bias=head.bias.to(device) if head.bias is not None else None,
+    )
+    validator = RowValidator(info, head.num_classes)
+    with tracker.stage(f"decisions {Path(info.path).name}", info.num_samples) as advance:
+        for features, labels in iter_chunks(info, chunk_rows):
+            if validator.check(features, labels):
+                counter.update(features.to(device), labels.to(device))
+            advance(int(labels.shape[0]))
+    validator.raise_if_bad()
+    return counter

@@ -1,0 +1,102 @@
+"""The settings of one fine-tuning run, checked once before anything is loaded or written."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from nc_audit.errors import InputError
+
+#: Settings a resumed run must share with the run it continues (anything else would not be a continuation).
+RESUME_KEYS: tuple[str, ...] = (
+    "data",
+    "features",
+    "cma_weight",
+    "mir_weight",
+    "hdr_weight",
+    "lr",
+    "batch_size",
+    "freeze_body",
+    "seed",
+    "train_samples_per_class",
+    "head",
+    "adapter_hidden",
+    "loss_shards",
+)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Everything `nc-audit finetune` needs; the CLI fills it from its options.
+
+    Exactly one of ``data`` (a dataset spec: built-in name or .npz/.h5 file of inputs) and ``features``
+    (an HDF5 feature dump: an adapter and a head are trained on the cached features) is set.
+    ``checkpoint`` is required with ``data``; with ``features`` it is optional and only supplies the
+    initial head (else the dump's /head is used). ``loss_shards`` = S computes each batch's loss on S
+    strided shards and sums them weighted by shard size, exactly as S DistributedDataParallel ranks do;
+    it reproduces a torchrun run on one process (under torchrun the number of ranks takes its place).
+    """
+
+    out: Path
+    cma_weight: float
+    checkpoint: Path | None = None
+    data: str | None = None
+    features: Path | None = None
+    anchors: Path | None = None
+    mir_weight: float = 0.0
+    hdr_weight: float = 0.0
+    epochs: int = 10
+    lr: float = 1e-3
+    batch_size: int = 64
+    freeze_body: bool = False
+    seed: int = 0
+    resume: bool = False
+    model: str | None = None
+    head: str | None = None
+    train_samples_per_class: int | None = None
+    adapter_hidden: int | None = None
+    loss_shards: int = 1
+    device: str = "auto"
+
+    def validate(self) -> None:
+        """Raise InputError (one line) for any setting outside its range or any conflicting pair."""
+        _in_range("--cma-weight", self.cma_weight, 0.0, 1.0)
+        _in_range("--mir-weight", self.mir_weight, 0.0, math.inf)
+        _in_range("--hdr-weight", self.hdr_weight, 0.0, math.inf)
+        if not (math.isfinite(self.lr) and self.lr > 0.0):
+            raise InputError(f"--lr must be a positive number, got {self.lr}")
+        _positive("--epochs", self.epochs)
+        _positive("--batch-size", self.batch_size)
+        _positive("--loss-shards", self.loss_shards)
+        if self.train_samples_per_class is not None:
+            _positive("--train-samples-per-class", self.train_samples_per_class)
+        if self.adapter_hidden is not None:
+            _positive("--adapter-hidden", self.adapter_hidden)
+        if self.seed < 0:
+            raise InputError(f"--seed must be a non-negative integer, got {self.seed}")
+        if (self.data is None) == (self.features is None):
+            raise InputError("pass exactly one of --data NAME|PATH (train the model) or --features DUMP")
+        if self.data is not None and self.checkpoint is None:
+            raise InputError("--data needs a CHECKPOINT to fine-tune")
+        if self.features is not None and self.model is not None:
+            raise InputError("--model applies to --data runs; --features trains nc-audit's own adapter")
+        if self.adapter_hidden is not None and self.features is None:
+            raise InputError("--adapter-hidden applies to --features runs only")
+
+    def resume_settings(self) -> dict[str, Any]:
+        """The settings a checkpoint records and a resumed run must repeat (plain data)."""
+        plain = asdict(self)
+        return {key: str(plain[key]) if isinstance(plain[key], Path) else plain[key] for key in RESUME_KEYS}
+
+
+def _in_range(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:  # NaN fails too
+        interval = f"[{low:g}, {high:g}]" if math.isfinite(high) else f"[{low:g}, ∞)"
+        raise InputError(f"{name} must lie in {interval}, got {value}")
+
+
+def _positive(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value}")

@@ -1,0 +1,83 @@
+"""Per-epoch measurements: train-split metrics (nc1, mir, hdr, accuracy) and test accuracy.
+
+Each rank runs the model, without gradients and in eval mode, over its contiguous slice of a split;
+train features are gathered (in order) to every rank and measured with ``metrics_from_arrays`` on rank
+0, test decisions are counted per rank and summed. With one process the slice is the whole split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from nc_audit.audit import metrics_from_arrays
+from nc_audit.sources.checkpoints import Head
+from nc_audit.sources.models import find_head_module, forward_with_features
+from nc_audit.train.data import EvalSplit, TrainData
+from nc_audit.train.distributed import DistContext, all_reduce_sum, gather_rows, row_range
+
+#: The metrics each history line records (METRICS.md keys), besides losses and accuracies.
+RECORDED_METRICS = ("nc1", "mir", "hdr")
+
+
+def current_head(model: nn.Module, head_name: str) -> Head:
+    """The model's head now, as float64 W (C, d) and b (C,) for the metric kernels."""
+    _, module = find_head_module(model, head_name)
+    bias = None if module.bias is None else module.bias.detach().to(torch.float64)
+    return Head(head_name, module.weight.detach().to(torch.float64), bias)
+
+
+def features_in_order(
+    model: nn.Module, head_name: str, split: EvalSplit, rows: tuple[int, int], device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(features (n, d), logits (n, C), labels (n,)) chunk by chunk over ``rows``, without gradients."""
+    with torch.no_grad():
+        for inputs, labels in split.chunks(rows):
+            logits, features = forward_with_features(model, inputs.to(device), head_name)
+            yield features, logits, labels.to(device)
+
+
+def _train_metrics(
+    model: nn.Module, head_name: str, data: TrainData, ctx: DistContext
+) -> dict[str, Any] | None:
+    """nc1, mir, hdr and accuracy of the train split (rank 0; None elsewhere)."""
+    rows = row_range(ctx, data.train.num_samples)
+    pieces = list(features_in_order(model, head_name, data.train, rows, ctx.device))
+    d = current_head(model, head_name).feature_dim
+    features = torch.cat([f for f, _, _ in pieces]) if pieces else torch.empty(0, d, device=ctx.device)
+    labels = torch.cat([y for _, _, y in pieces]) if pieces else torch.empty(0, dtype=torch.long)
+    features = gather_rows(ctx, features)  # (N, d), in the split's order
+    labels = gather_rows(ctx, labels.to(ctx.device))  # (N,)
+    if not ctx.is_main:
+        return None
+    metrics, counter = metrics_from_arrays(features, labels, current_head(model, head_name))
+    return {"train_accuracy": counter.accuracy, **{key: metrics.get(key) for key in RECORDED_METRICS}}
+
+
+def _test_accuracy(model: nn.Module, head_name: str, data: TrainData, ctx: DistContext) -> float | None:
+    """Share of test samples whose argmax logit is the label (None without a test split)."""
+    if data.test is None:
+        return None
+    counts = torch.zeros(2, dtype=torch.int64)  # correct, seen
+    for _, logits, labels in features_in_order(
+        model, head_name, data.test, row_range(ctx, data.test.num_samples), ctx.device
+    ):
+        counts += torch.tensor([int((logits.argmax(1) == labels).sum()), int(labels.shape[0])])
+    correct, seen = all_reduce_sum(ctx, counts).tolist()
+    return correct / seen if seen else None
+
+
+def evaluate(model: nn.Module, head_name: str, data: TrainData, ctx: DistContext) -> dict[str, Any] | None:
+    """The measurements of one history line (rank 0; None on other ranks). Leaves the model in train mode."""
+    model.eval()
+    try:
+        train = _train_metrics(model, head_name, data, ctx)
+        test_accuracy = _test_accuracy(model, head_name, data, ctx)
+    finally:
+        model.train()
+    if train is None:
+        return None
+    return {"train_accuracy": train.pop("train_accuracy"), "test_accuracy": test_accuracy, **train}
