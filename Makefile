@@ -23,8 +23,14 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+SAMPLES    := sample_checkpoints/digits-mlp
+LAST_CKPT   = $(lastword $(sort $(wildcard $(SAMPLES)/epoch_*.pt)))
+
 demo: $(STAMP)
-	$(VENV)/bin/nc-audit measure sample_checkpoints/demo.pt --features sample_checkpoints/demo.h5
+	$(VENV)/bin/nc-audit measure $(LAST_CKPT) --features $(LAST_CKPT:.pt=.h5)
+
+samples: $(STAMP)
+	$(PY) scripts/make_samples.py --out $(SAMPLES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from nc_audit.errors import InputError
-from nc_audit.metrics.collapse import DecisionCounter, centred_means, collapse_metrics
+from nc_audit.metrics.collapse import DecisionCounter, centred_means, collapse_metrics, nc1_batched
 from nc_audit.metrics.information import class_level_information, nc_targets
 from nc_audit.passes import accumulate_stats, count_decisions
 from nc_audit.progress import SilentTracker, Tracker
@@ -157,13 +158,26 @@ def build_notes(stats: ClassStats, C: int, d: int, head: Head, metrics: dict) ->
 
 def compute_metrics(stats: ClassStats, head: Head, counter: DecisionCounter) -> dict[str, float | None]:
     """Every class-level metric of METRICS.md from the two passes' results, over the present classes."""
-    present = stats.present
-    sub = stats.subset(present)
-    W = head.weight.to(stats.sums.device)[present]  # (C, d) rows of the present classes
-    metrics: dict[str, float | None] = collapse_metrics(sub, W)
-    metrics["nc4"] = counter.nc4
-    metrics.update(class_level_information(W[None], centred_means(sub)[None])[0])
-    return metrics
+    return batched_metrics([(stats, head, counter)])[0]
+
+
+def batched_metrics(items: list[tuple[ClassStats, Head, DecisionCounter]]) -> list[dict[str, float | None]]:
+    """Metrics of many checkpoints (same C and d) at once: NC1 through one batched SVD, the Gram entropies
+    through ONE batched eigvalsh of all C×C matrices; the rest are cheap per-checkpoint reductions."""
+    subsets = [stats.subset(stats.present) for stats, _, _ in items]
+    device = subsets[0].sums.device
+    W = torch.stack([head.weight.to(device)[stats.present] for stats, head, _ in items])  # (B, C, d)
+    M = torch.stack([centred_means(sub) for sub in subsets])  # (B, C, d)
+    Sigma_W = torch.stack([sub.within_cov for sub in subsets])  # (B, d, d)
+    nc1_values = nc1_batched(M, Sigma_W).tolist()  # (B,)
+    information = class_level_information(W, M)
+    results = []
+    for index, (sub, (_, _, counter)) in enumerate(zip(subsets, items, strict=True)):
+        metrics: dict[str, float | None] = collapse_metrics(sub, W[index], nc1_value=nc1_values[index])
+        metrics["nc4"] = counter.nc4
+        metrics.update(information[index])
+        results.append(metrics)
+    return results
 
 
 def metrics_from_arrays(
@@ -172,7 +186,7 @@ def metrics_from_arrays(
     """Metrics of in-memory features (training loops, interpolation): one batch, same kernels as measure."""
     features = features.detach()
     head = Head(head.name, head.weight.detach(), None if head.bias is None else head.bias.detach())
-    stats = ClassStats.from_batch(features.detach(), labels, head.num_classes)
+    stats = ClassStats.from_batch(features, labels, head.num_classes)
     if int(stats.present.sum()) < 2:
         raise InputError("Neural Collapse metrics need samples of at least 2 classes")
     present = stats.present.nonzero().flatten()
@@ -182,11 +196,23 @@ def metrics_from_arrays(
         head.weight.to(stats.sums.device),
         None if head.bias is None else head.bias.to(stats.sums.device),
     )
-    counter.update(features.detach(), labels)
+    counter.update(features, labels)
     return compute_metrics(stats, head, counter), counter
 
 
-def measure(
+@dataclass
+class Collected:
+    """What the two streaming passes over one checkpoint's features produced."""
+
+    sources: Sources
+    stats: ClassStats
+    counter: DecisionCounter
+    device: torch.device
+    dump: Path
+    cache_hit: bool | None
+
+
+def collect(
     source: Path | str,
     *,
     features: Path | str | None = None,
@@ -198,13 +224,8 @@ def measure(
     device: str = "auto",
     chunk_rows: int | None = None,
     tracker: Tracker | None = None,
-) -> Report:
-    """Measure Neural Collapse and matrix information of one checkpoint (or a dump that holds its head).
-
-    ``source`` is a checkpoint (with ``features``, or ``data``: a dataset name or file, extracted on the
-    fly into the feature cache and reused) or a dump with ``/head``. ``split`` picks the split for the
-    decisions (NC4); the class means come from ``train`` when there is one (Papyan's protocol).
-    """
+) -> Collected:
+    """Resolve the sources of one measurement and run its two streaming passes (see :func:`measure`)."""
     tracker = tracker or SilentTracker()
     target_device = resolve_device(device)
     cache_hit = None
@@ -222,13 +243,18 @@ def measure(
         )
         head = head or read_head(features).name
     sources = resolve_sources(source, features, split, head)
-    C_head = sources.head.num_classes
-    stats = accumulate_stats(sources.means_split, C_head, target_device, tracker, chunk_rows)
+    stats = accumulate_stats(
+        sources.means_split, sources.head.num_classes, target_device, tracker, chunk_rows
+    )
     counter = count_decisions(
         sources.decisions_split, stats, sources.head, target_device, tracker, chunk_rows
     )
+    return Collected(sources, stats, counter, target_device, Path(sources.decisions_split.path), cache_hit)
 
-    metrics = compute_metrics(stats, sources.head, counter)
+
+def build_report(collected: Collected, metrics: dict[str, float | None]) -> Report:
+    """The Report of one measurement from its passes and its metrics."""
+    sources, stats = collected.sources, collected.stats
     sub = stats.subset(stats.present)
     C, d = sub.num_classes, sub.feature_dim
     return Report(
@@ -247,19 +273,33 @@ def measure(
         metrics=metrics,
         targets=nc_targets(C),
         notes=build_notes(stats, C, d, sources.head, metrics),
-        details=_details(counter, target_device, features, cache_hit),
+        details=_details(collected),
+        step=sources.head_origin.get("step"),
     )
 
 
-def _details(
-    counter: DecisionCounter, device: torch.device, dump: Path | str | None, cache_hit: bool | None
-) -> dict:
+def measure(source: Path | str, **options: Any) -> Report:
+    """Measure Neural Collapse and matrix information of one checkpoint (or a dump that holds its head).
+
+    ``source`` is a checkpoint (with ``features=DUMP``, or ``data=NAME``: a dataset name or file,
+    extracted on the fly into the feature cache and reused) or a dump with ``/head``. Other options:
+    ``split`` (the split for the decisions, NC4; class means come from ``train`` when there is one —
+    Papyan's protocol), ``head``, ``model`` (package.module:factory), ``cache_dir``, ``device``
+    ('auto' | 'cpu' | 'cuda'), ``chunk_rows``, ``tracker`` (progress).
+    """
+    collected = collect(source, **options)
+    metrics = compute_metrics(collected.stats, collected.sources.head, collected.counter)
+    return build_report(collected, metrics)
+
+
+def _details(collected: Collected) -> dict:
+    counter = collected.counter
     details: dict = {
         "accuracy": counter.accuracy,
         "ncc_accuracy": counter.ncc_accuracy,
-        "device": str(device),
+        "device": str(collected.device),
     }
-    if cache_hit is not None:
-        details["feature_cache"] = {"path": str(dump), "hit": cache_hit}
-        details["dataset"] = read_attrs(dump).get("dataset")
+    if collected.cache_hit is not None:
+        details["feature_cache"] = {"path": str(collected.dump), "hit": collected.cache_hit}
+        details["dataset"] = read_attrs(collected.dump).get("dataset")
     return details

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -47,7 +48,14 @@ RUNNER = textwrap.dedent(
 )
 # 100 samples in global batches of 33: ranks get 17 and 16 samples, and the last batch (1 sample)
 # leaves rank 1 empty, so the size weighting and the empty-shard path are both exercised.
-SETTINGS = {"data": "digits", "epochs": 3, "lr": 1e-2, "batch_size": 33, "train_samples_per_class": 10, "seed": 2}
+SETTINGS = {
+    "data": "digits",
+    "epochs": 3,
+    "lr": 1e-2,
+    "batch_size": 33,
+    "train_samples_per_class": 10,
+    "seed": 2,
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -86,8 +94,16 @@ def torchrun(start: Path, runs: dict[str, float]) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                f"--master_port={free_port()}", "--master_addr=127.0.0.1", str(runner), json.dumps(invocations)]  # fmt: skip
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # A session of its own, so that a hung launch is killed with its workers, not only the launcher.
+    launch = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)  # fmt: skip
+    try:
+        _, stderr = launch.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(launch.pid, signal.SIGKILL)
+        launch.communicate()
+        pytest.fail("torchrun did not finish within 240 s")
+    assert launch.returncode == 0, stderr[-3000:]
 
 
 @pytest.fixture(scope="module")

@@ -79,7 +79,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A digits MLP trained a few epochs with plain cross-entropy (λ = 0) by finetune itself."""
     folder = tmp_path_factory.mktemp("trained")
     start = mlp_checkpoint(folder / "init.pt")
-    config = FinetuneConfig(out=folder / "run", cma_weight=0.0, checkpoint=start, data="digits", epochs=3, lr=1e-2)
+    config = FinetuneConfig(
+        out=folder / "run", cma_weight=0.0, checkpoint=start, data="digits", epochs=3, lr=1e-2
+    )
     return finetune(config).final_path
 
 
@@ -115,13 +117,15 @@ def reference_run(checkpoint: Path, config: FinetuneConfig) -> dict[str, torch.T
 
 
 @pytest.mark.parametrize("cma_weight", [0.0, 0.3])
-def test_training_follows_the_definition_of_the_loss(trained: Path, tmp_path: Path, cma_weight: float) -> None:
+def test_training_follows_the_definition_of_the_loss(
+    trained: Path, tmp_path: Path, cma_weight: float
+) -> None:
     config = config_for(trained, tmp_path / "run", cma_weight=cma_weight)
     result = finetune(config)
     weights = load_checkpoint(result.final_path).state_dict
     expected = reference_run(trained, config)
     for key, value in expected.items():
-        torch.testing.assert_close(weights[key], value, rtol=0, atol=1e-6, msg=key)
+        assert torch.equal(weights[key], value), key
 
 
 def test_history_epoch_checkpoints_and_final_agree(trained: Path, tmp_path: Path) -> None:
@@ -154,6 +158,13 @@ def test_history_epoch_checkpoints_and_final_agree(trained: Path, tmp_path: Path
     assert lines[2]["train_accuracy"] == counter.accuracy
 
 
+def test_final_checkpoint_is_measurable_from_the_dataset_alone(trained: Path, tmp_path: Path) -> None:
+    last = json.loads((trained.parent / "history.jsonl").read_text().splitlines()[-1])
+    report = measure(trained, data="digits", cache_dir=tmp_path, device="cpu")  # as `measure --data` does
+    assert report.metrics["nc1"] == pytest.approx(last["nc1"], rel=1e-6)
+    assert report.details["accuracy"] == last["train_accuracy"]
+
+
 def test_freeze_body_trains_the_head_only(trained: Path, tmp_path: Path) -> None:
     result = finetune(config_for(trained, tmp_path / "run", freeze_body=True))
     before, after = load_checkpoint(trained).state_dict, load_checkpoint(result.final_path).state_dict
@@ -174,7 +185,9 @@ def test_user_anchors_from_every_format_are_used(trained: Path, tmp_path: Path) 
     anchors = torch.randn(10, HIDDEN[-1], dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     files = {
         "single.safetensors": lambda p: safetensors.torch.save_file({"whatever": anchors}, str(p)),
-        "keyed.safetensors": lambda p: safetensors.torch.save_file({"anchors": anchors, "x": anchors.clone()}, str(p)),
+        "keyed.safetensors": lambda p: safetensors.torch.save_file(
+            {"anchors": anchors, "x": anchors.clone()}, str(p)
+        ),
         "a.npy": lambda p: np.save(p, anchors.numpy()),
         "a.h5": lambda p: h5py.File(p, "w").create_dataset("anchors", data=anchors.numpy()).file.close(),
     }
@@ -216,7 +229,9 @@ def test_few_shot_subsets_are_stratified_and_seeded() -> None:
         (["--cma-weight", "0.1", "--batch-size", "0"], ["--batch-size"]),
     ],
 )
-def test_bad_settings_exit_2_with_one_line(trained: Path, tmp_path: Path, args: list[str], fragments: list[str]) -> None:
+def test_bad_settings_exit_2_with_one_line(
+    trained: Path, tmp_path: Path, args: list[str], fragments: list[str]
+) -> None:
     result = invoke(trained, "--data", "digits", "--out", tmp_path / "run", *args)
     assert_bad_input(result, *fragments)
     assert not (tmp_path / "run" / "epoch_000.pt").exists()
@@ -281,7 +296,9 @@ def test_adapter_on_cached_features_starts_as_the_dump_and_ends_measurable(tmp_p
     with h5py.File(dump) as handle:
         features = torch.from_numpy(handle["train/features"][()])
         labels = torch.from_numpy(handle["train/labels"][()])
-        head = Head("head", torch.from_numpy(handle["head/weight"][()]), torch.from_numpy(handle["head/bias"][()]))
+        head = Head(
+            "head", torch.from_numpy(handle["head/weight"][()]), torch.from_numpy(handle["head/bias"][()])
+        )
     metrics, counter = metrics_from_arrays(features, labels, head)
     assert result.before["nc1"] == pytest.approx(metrics["nc1"], rel=1e-6)  # the adapter starts as identity
     assert result.before["train_accuracy"] == counter.accuracy

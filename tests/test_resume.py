@@ -33,7 +33,14 @@ RUNNER = textwrap.dedent(
     app()
     """
 )
-SETTINGS = {"cma_weight": 0.2, "data": "digits", "lr": 1e-2, "batch_size": 8, "train_samples_per_class": 12, "seed": 4}
+SETTINGS = {
+    "cma_weight": 0.2,
+    "data": "digits",
+    "lr": 1e-2,
+    "batch_size": 8,
+    "train_samples_per_class": 12,
+    "seed": 4,
+}
 
 
 @pytest.fixture(scope="module", autouse=True)

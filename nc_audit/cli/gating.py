@@ -51,3 +51,19 @@ def apply_gates(report_dict: dict[str, Any], settings: GateSettings) -> list[dic
     if settings.baseline is not None:
         checks += compare_to_baseline(report_dict, settings.baseline, settings.tolerance)
     return checks
+
+
+def gate_trajectory(trajectory: dict[str, Any], settings: GateSettings) -> None:
+    """Checks for every record of a trajectory (in place): its rules, and the baseline comparison
+    (trajectory vs trajectory matched by label; a single-report baseline is compared with the last record)."""
+    records = trajectory["records"]
+    for record in records:
+        record["checks"] = evaluate_rules(record["metrics"], settings.rules)
+    if settings.baseline is not None and records:
+        by_label = {record.get("label"): record for record in records}
+        for check in compare_to_baseline(trajectory, settings.baseline, settings.tolerance):
+            owner = by_label.get(check.pop("label", None), records[-1])
+            owner["checks"].append(check)
+    for record in records:
+        record["passed"] = all(check["passed"] for check in record["checks"])
+    trajectory["passed"] = all(record["passed"] for record in records)

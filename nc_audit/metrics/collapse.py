@@ -24,19 +24,26 @@ def centred_means(stats: ClassStats) -> torch.Tensor:
 def nc1(stats: ClassStats) -> float:
     """Within-class variability relative to between-class spread, tr(Σ_W Σ_B^†)/C.
 
-    Papyan, Han & Donoho (2020). Σ_B = M̄ᵀM̄/C, so its eigenpairs come from the thin SVD of M̄
-    (λ_k = s_k²/C, eigenvectors v_k) without squaring M̄; eigenvalues above 1e-10·λ_max and at most
-    C−1 of them enter the pseudo-inverse.
+    Papyan, Han & Donoho (2020), PNAS 117(40).
     """
-    C = stats.num_classes
-    M = centred_means(stats)  # (C, d)
-    _, s, Vh = torch.linalg.svd(M, full_matrices=False)  # (r,), (r, d)
-    eigenvalues = s * s / C  # (r,) eigenvalues of Σ_B, descending
-    keep = eigenvalues > PINV_RTOL * eigenvalues[0]
-    keep[C - 1 :] = False
-    V = Vh[keep]  # (k, d)
-    projected = torch.einsum("kd,de,ke->k", V, stats.within_cov, V)  # (k,) v_kᵀ Σ_W v_k
-    return float((projected / eigenvalues[keep]).sum() / C)
+    return float(nc1_batched(centred_means(stats)[None], stats.within_cov[None])[0])
+
+
+def nc1_batched(M: torch.Tensor, Sigma_W: torch.Tensor) -> torch.Tensor:
+    """NC1 = tr(Σ_W Σ_B^†)/C for a batch of checkpoints, with no Python loop over them.
+
+    M: (B, C, d) centred class means; Sigma_W: (B, d, d). Σ_B = M̄ᵀM̄/C, so its eigenpairs come from the
+    thin SVD of M̄ (λ_k = s_k²/C, eigenvectors v_k) without squaring M̄; eigenvalues above 1e-10·λ_max
+    and at most C−1 of them enter the pseudo-inverse (METRICS.md). Returns (B,).
+    """
+    C = M.shape[-2]
+    _, s, Vh = torch.linalg.svd(M, full_matrices=False)  # (B, r), (B, r, d); s descending
+    eigenvalues = s * s / C  # (B, r) eigenvalues of Σ_B
+    rank_index = torch.arange(eigenvalues.shape[-1], device=M.device)  # (r,)
+    keep = (eigenvalues > PINV_RTOL * eigenvalues[:, :1]) & (rank_index < C - 1)  # (B, r)
+    projected = torch.einsum("brd,bde,bre->br", Vh, Sigma_W, Vh)  # (B, r) v_kᵀ Σ_W v_k
+    terms = torch.where(keep, projected / torch.where(keep, eigenvalues, torch.ones_like(eigenvalues)), 0.0)
+    return terms.sum(-1) / C  # (B,)
 
 
 def nc1_cdnv(stats: ClassStats) -> float:
@@ -153,12 +160,16 @@ class DecisionCounter:
         return self.ncc_correct / self.samples
 
 
-def collapse_metrics(stats: ClassStats, head_weight: torch.Tensor) -> dict[str, float]:
-    """NC1–NC3 and their variants (every key of METRICS.md except nc4, which needs a second pass)."""
+def collapse_metrics(
+    stats: ClassStats, head_weight: torch.Tensor, nc1_value: float | None = None
+) -> dict[str, float]:
+    """NC1–NC3 and their variants (every key of METRICS.md except nc4, which needs a second pass).
+
+    ``nc1_value`` passes in an NC1 already computed in a batch (see :func:`nc1_batched`)."""
     W = head_weight.to(torch.float64)  # (C, d)
     M = centred_means(stats)  # (C, d)
     return {
-        "nc1": nc1(stats),
+        "nc1": nc1(stats) if nc1_value is None else nc1_value,
         "nc1_cdnv": nc1_cdnv(stats),
         "nc2_equinorm_means": equinorm(M),
         "nc2_equinorm_head": equinorm(W),

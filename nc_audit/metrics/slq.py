@@ -53,24 +53,28 @@ def lanczos_entropy_quadrature(matvec: Matvec, V: torch.Tensor, steps: int = LAN
     n, b = V.shape
     m = min(steps, n)
     norms_sq = (V.to(torch.float64) ** 2).sum(0)  # (b,)
-    Q = V.new_zeros(m + 1, n, b, dtype=torch.float32)  # (m+1, n, b) orthonormal Lanczos bases
-    Q[0] = V.to(torch.float32) / norms_sq.sqrt().to(V.device, torch.float32)
+    # Column-major bases (b, m+1, n): each column's basis is one strided matrix, so reorthogonalisation
+    # is two batched GEMMs without copies (3–7× faster than an (m+1, n, b) einsum at n = 2e4).
+    Q = V.new_zeros(b, m + 1, n, dtype=torch.float32)
+    Q[:, 0] = (V.to(torch.float64) / norms_sq.sqrt()).T.to(torch.float32)
     alpha = torch.zeros(m, b, dtype=torch.float64, device=V.device)  # (m, b) diagonal of T
     beta = torch.zeros(m, b, dtype=torch.float64, device=V.device)  # (m, b) beta[j] couples j, j+1
     scale = torch.zeros(b, dtype=torch.float64, device=V.device)  # (b,) running estimate of ‖A‖
     for j in range(m):
-        R = matvec(Q[j]).to(torch.float32)  # (n, b)
-        alpha[j] = (Q[j].to(torch.float64) * R.to(torch.float64)).sum(0)
-        basis = Q[: j + 1]  # (j+1, n, b)
+        R = matvec(Q[:, j].T).T.to(torch.float32).contiguous()  # (b, n)
+        alpha[j] = (Q[:, j].to(torch.float64) * R.to(torch.float64)).sum(-1)
+        basis = Q[:, : j + 1]  # (b, j+1, n)
         for _ in range(2):  # classical Gram–Schmidt twice: orthogonal to float32 round-off
-            R -= torch.einsum("knb,kb->nb", basis, torch.einsum("knb,nb->kb", basis, R))
+            R -= torch.bmm(basis.transpose(1, 2), torch.bmm(basis, R[:, :, None]))[..., 0]
         if j == m - 1:
             break
-        residual = torch.linalg.vector_norm(R.to(torch.float64), dim=0)  # (b,) float32 strided sums lose 5e-6
+        # float64 norm: a float32 reduction lost 5e-6 here, a 70× larger bias on rank-deficient spectra
+        residual = torch.linalg.vector_norm(R.to(torch.float64), dim=-1)  # (b,)
         scale = torch.maximum(scale, torch.maximum(alpha[j].abs(), residual))
         alive = residual > BREAKDOWN_RTOL * scale  # (b,)
         beta[j] = torch.where(alive, residual, 0.0)
-        Q[j + 1] = torch.where(alive, R / residual.clamp_min(1e-300).to(torch.float32), 0.0)
+        safe = residual.to(torch.float32).clamp_min(torch.finfo(torch.float32).tiny)  # (b,)
+        Q[:, j + 1] = torch.where(alive[:, None], R / safe[:, None], 0.0)  # (b, n)
     T = torch.diag_embed(alpha.T) + torch.diag_embed(beta.T[:, :-1], 1) + torch.diag_embed(beta.T[:, :-1], -1)
     theta, U = torch.linalg.eigh(T)  # (b, m), (b, m, m)
     theta = torch.where(theta < RITZ_RTOL * theta.amax(-1, keepdim=True), 0.0, theta)  # (b, m)

@@ -8,6 +8,7 @@ single-process run). Backends: NCCL with one GPU per rank, else gloo on CPU. Ran
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -26,7 +27,6 @@ class DistContext:
     rank: int
     world_size: int
     device: torch.device
-    owns_group: bool = False  # whether this module created the process group (and so destroys it)
 
     @property
     def distributed(self) -> bool:
@@ -46,7 +46,12 @@ def _env_int(name: str) -> int:
 
 
 def init_distributed(device: str) -> DistContext:
-    """A DistContext from torchrun's environment (one process when WORLD_SIZE is unset or 1)."""
+    """A DistContext from torchrun's environment (one process when WORLD_SIZE is unset or 1).
+
+    The process group is created once per process and destroyed at exit, not after each run: later
+    runs in the same process (a script, a notebook) reuse it, since re-creating a destroyed gloo group
+    in one process can hang.
+    """
     if "WORLD_SIZE" not in os.environ or _env_int("WORLD_SIZE") <= 1:
         return DistContext(0, 1, resolve_device(device))
     rank, world_size = _env_int("RANK"), _env_int("WORLD_SIZE")
@@ -57,15 +62,14 @@ def init_distributed(device: str) -> DistContext:
     if use_cuda:
         torch.cuda.set_device(local_rank)
     target = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", rank=rank, world_size=world_size)
+        atexit.register(_destroy_group)
+    return DistContext(dist.get_rank(), dist.get_world_size(), target)
+
+
+def _destroy_group() -> None:
     if dist.is_initialized():
-        return DistContext(dist.get_rank(), dist.get_world_size(), target)
-    dist.init_process_group(backend="nccl" if use_cuda else "gloo", rank=rank, world_size=world_size)
-    return DistContext(rank, world_size, target, owns_group=True)
-
-
-def shutdown(ctx: DistContext) -> None:
-    """Destroy the process group if this module created it."""
-    if ctx.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 

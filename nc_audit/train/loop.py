@@ -18,7 +18,7 @@ from nc_audit.progress import SilentTracker, Tracker
 from nc_audit.sources.dump_writer import write_dump
 from nc_audit.sources.save import save_checkpoint
 from nc_audit.train.config import FinetuneConfig
-from nc_audit.train.distributed import DistContext, init_distributed, shutdown
+from nc_audit.train.distributed import DistContext, init_distributed
 from nc_audit.train.evaluate import current_head, evaluate, features_in_order
 from nc_audit.train.session import Run, open_run
 from nc_audit.train.state import FINAL_NAME, epoch_path, save_training_checkpoint, write_history
@@ -126,7 +126,4 @@ def finetune(config: FinetuneConfig, tracker: Tracker | None = None) -> Finetune
     """
     config.validate()
     ctx = init_distributed(config.device)
-    try:
-        return _finetune(config, ctx, tracker or SilentTracker())
-    finally:
-        shutdown(ctx)
+    return _finetune(config, ctx, tracker or SilentTracker())

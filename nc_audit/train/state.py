@@ -30,7 +30,12 @@ TRAIN_FORMAT = "nc-audit-finetune/1"
 HISTORY_NAME = "history.jsonl"
 FINAL_NAME = "final.pt"
 _EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt")
-_STALE_TEMPS = (".epoch_*.pt.*.tmp", f".{FINAL_NAME}.*.tmp", f".{HISTORY_NAME}.*.tmp", ".final_features.h5.*.tmp")
+_STALE_TEMPS = (
+    ".epoch_*.pt.*.tmp",
+    f".{FINAL_NAME}.*.tmp",
+    f".{HISTORY_NAME}.*.tmp",
+    ".final_features.h5.*.tmp",
+)
 
 
 def epoch_path(out: Path, epoch: int) -> Path:
@@ -112,7 +117,11 @@ def latest_checkpoint(out: Path) -> tuple[Path, dict[str, Any], list[str]]:
         except Exception as error:  # a damaged file of any kind is skipped, and the reason kept
             skipped.append(f"{path.name}: unreadable ({str(error).strip().splitlines()[0][:120]})")
             continue
-        if isinstance(payload, dict) and payload.get("train_format") == TRAIN_FORMAT and payload.get("complete"):
+        if (
+            isinstance(payload, dict)
+            and payload.get("train_format") == TRAIN_FORMAT
+            and payload.get("complete")
+        ):
             return path, payload, skipped
         skipped.append(f"{path.name}: not a complete nc-audit fine-tuning checkpoint")
     detail = f" ({'; '.join(skipped)})" if skipped else ""

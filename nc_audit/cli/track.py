@@ -1,0 +1,148 @@
+"""`nc-audit track`: measure a whole trajectory (or read a monitor's .jsonl), plot it, gate it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nc_audit.cli.common import (
+    EXIT_CHECK_FAILED,
+    Device,
+    Format,
+    cli_errors,
+    print_stdout,
+    stderr,
+    write_outputs,
+)
+from nc_audit.cli.gating import gate_trajectory, resolve_settings
+
+Opt = typer.Option
+
+
+@cli_errors
+def track_command(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Checkpoints, folders of checkpoints, dumps with /head, or a monitor's .jsonl file.",
+            show_default=False,
+        ),
+    ],
+    data: Annotated[
+        str | None,
+        Opt(
+            "--data",
+            "-d",
+            help="Dataset to extract every checkpoint's features from (cached). Default: the dump beside each checkpoint (same stem, .h5).",
+        ),
+    ] = None,
+    split: Annotated[
+        str | None, Opt(help="Split for the decisions (NC4); class means come from train.")
+    ] = None,
+    head: Annotated[
+        str | None, Opt(help="State-dict name of the classifier head; default: detected.")
+    ] = None,
+    model: Annotated[
+        str | None,
+        Opt(help="Architecture for checkpoints that do not describe themselves: package.module:factory."),
+    ] = None,
+    cache_dir: Annotated[Path | None, Opt(help="Feature cache folder for --data.")] = None,
+    plot: Annotated[
+        Path | None,
+        Opt(help="Write a PNG: every metric against step, one panel per family, NC targets dashed."),
+    ] = None,
+    output_format: Annotated[
+        Format | None,
+        Opt("--format", help="What to print on stdout: table, json or markdown. [default: table]"),
+    ] = None,
+    json_path: Annotated[
+        Path | None, Opt("--json", help="Also write the trajectory JSON (nc-audit-trajectory/1) to PATH.")
+    ] = None,
+    markdown_path: Annotated[
+        Path | None, Opt("--markdown", help="Also write the Markdown summary to PATH.")
+    ] = None,
+    junit_path: Annotated[
+        Path | None, Opt("--junit", help="Also write JUnit XML: one test case per rule and checkpoint.")
+    ] = None,
+    fail_on: Annotated[
+        list[str] | None,
+        Opt("--fail-on", help="Rule 'METRIC OP VALUE' checked on every checkpoint; repeatable."),
+    ] = None,
+    baseline: Annotated[
+        Path | None, Opt(help="Trajectory or report JSON to compare with (matched by checkpoint name).")
+    ] = None,
+    tolerance: Annotated[
+        float | None,
+        Opt(help="Allowed increase of a metric's distance to its NC target vs --baseline. [default: 0]"),
+    ] = None,
+    device: Annotated[
+        Device | None, Opt(help="Where the kernels run: auto, cpu or cuda. [default: auto]")
+    ] = None,
+    chunk_rows: Annotated[int | None, Opt(min=1, help="Rows per streamed chunk.")] = None,
+    progress: Annotated[bool, Opt(help="Show a progress bar on stderr.")] = True,
+) -> None:
+    """Measure every checkpoint of a training run, in step order; batched metrics, a table, a plot, gates.
+
+    Exit codes: 0 all checks passed, 1 a check or baseline comparison failed, 2 bad usage or bad input.
+    """
+    from nc_audit.progress import RichTracker
+    from nc_audit.report.markdown import render_trajectory_markdown
+    from nc_audit.report.model import trajectory_dict
+
+    settings = resolve_settings(
+        fail_on,
+        baseline,
+        tolerance,
+        output_format.value if output_format else None,
+        device.value if device else None,
+    )
+    if len(inputs) == 1 and inputs[0].suffix.lower() == ".jsonl":
+        from nc_audit.monitor import read_trajectory_jsonl
+        from nc_audit.report.model import TRAJECTORY_SCHEMA
+
+        trajectory = {"schema": TRAJECTORY_SCHEMA, "records": read_trajectory_jsonl(inputs[0])}
+    else:
+        from nc_audit.trajectory import measure_trajectory
+
+        with RichTracker(enabled=progress) as tracker:
+            reports = measure_trajectory(
+                inputs,
+                data=data,
+                split=split,
+                head=head,
+                model=model,
+                cache_dir=cache_dir or settings.cache_dir,
+                device=settings.device,
+                chunk_rows=chunk_rows,
+                tracker=tracker,
+            )
+        trajectory = trajectory_dict(reports)
+    gate_trajectory(trajectory, settings)
+    markdown = render_trajectory_markdown(trajectory)
+    render(trajectory, markdown, settings.output_format)
+    write_outputs(trajectory, markdown, json_path, markdown_path, junit_path, [trajectory])
+    if plot is not None:
+        from nc_audit.report.plots import plot_trajectory
+
+        plot_trajectory(trajectory, plot)
+        stderr.print(f"wrote {plot}")
+    if not trajectory["passed"]:
+        failed = sum(not check["passed"] for record in trajectory["records"] for check in record["checks"])
+        stderr.print(f"nc-audit: {failed} check(s) failed")
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+def render(trajectory: dict, markdown: str, output_format: str) -> None:
+    """Print the trajectory on stdout in the chosen format."""
+    if output_format == "json":
+        from nc_audit.report.json_report import dumps_report
+
+        print_stdout(dumps_report(trajectory))
+    elif output_format == "markdown":
+        print_stdout(markdown)
+    else:
+        from nc_audit.report.trajectory_console import render_trajectory
+
+        render_trajectory(trajectory)
