@@ -15,16 +15,19 @@ import torch
 
 from nc_audit.errors import InputError
 from nc_audit.metrics.collapse import DecisionCounter, centred_means, collapse_metrics, nc1_batched
-from nc_audit.metrics.information import class_level_information, nc_targets
+from nc_audit.metrics.information import class_level_information, nc_targets, sample_level_targets
+from nc_audit.metrics.sample_level import SampleLevelResult, SampleLevelStats, sample_level_metrics
 from nc_audit.passes import accumulate_stats, count_decisions
 from nc_audit.progress import SilentTracker, Tracker
 from nc_audit.report.model import Report
 from nc_audit.sources.cache import cached_dump
 from nc_audit.sources.checkpoints import Head, find_head, load_checkpoint
-from nc_audit.sources.dumps import SplitInfo, read_attrs, read_head, resolve_split
+from nc_audit.sources.dumps import SplitInfo, iter_chunks, read_attrs, read_head, resolve_split
 from nc_audit.stats import ClassStats
 
 DUMP_SUFFIXES = (".h5", ".hdf5", ".hdf")
+#: Memory the sample-level per-class scatters (8·C·d² bytes) may take before SLQ takes over.
+SAMPLE_BUDGET_BYTES = 2**30
 
 
 def resolve_device(device: str) -> torch.device:
@@ -210,6 +213,7 @@ class Collected:
     device: torch.device
     dump: Path
     cache_hit: bool | None
+    sample_level: SampleLevelResult | None = None
 
 
 def collect(
@@ -224,6 +228,9 @@ def collect(
     device: str = "auto",
     chunk_rows: int | None = None,
     tracker: Tracker | None = None,
+    sample_level: bool = False,
+    estimator: str = "auto",
+    budget_bytes: int = SAMPLE_BUDGET_BYTES,
 ) -> Collected:
     """Resolve the sources of one measurement and run its two streaming passes (see :func:`measure`)."""
     tracker = tracker or SilentTracker()
@@ -246,10 +253,32 @@ def collect(
     stats = accumulate_stats(
         sources.means_split, sources.head.num_classes, target_device, tracker, chunk_rows
     )
+    sample_stats = None
+    if sample_level:
+        own = stats
+        if sources.decisions_split is not sources.means_split:  # K_Z centres by the measured split's own mean
+            own = accumulate_stats(
+                sources.decisions_split, sources.head.num_classes, target_device, tracker, chunk_rows
+            )
+        C, d = sources.head.num_classes, sources.head.feature_dim
+        per_class = 8 * C * d * d <= budget_bytes
+        sample_stats = SampleLevelStats(own.global_mean, C, per_class=per_class, device=target_device)
     counter = count_decisions(
-        sources.decisions_split, stats, sources.head, target_device, tracker, chunk_rows
+        sources.decisions_split, stats, sources.head, target_device, tracker, chunk_rows, sample_stats
     )
-    return Collected(sources, stats, counter, target_device, Path(sources.decisions_split.path), cache_hit)
+    result = None
+    if sample_stats is not None:
+        info = sources.decisions_split
+        result = sample_level_metrics(
+            sample_stats,
+            sources.head.weight.to(target_device),
+            estimator=estimator,
+            budget_bytes=budget_bytes,
+            chunks=lambda: iter_chunks(info, chunk_rows),
+        )
+    return Collected(
+        sources, stats, counter, target_device, Path(sources.decisions_split.path), cache_hit, result
+    )
 
 
 def build_report(collected: Collected, metrics: dict[str, float | None]) -> Report:
@@ -257,6 +286,12 @@ def build_report(collected: Collected, metrics: dict[str, float | None]) -> Repo
     sources, stats = collected.sources, collected.stats
     sub = stats.subset(stats.present)
     C, d = sub.num_classes, sub.feature_dim
+    targets = nc_targets(C)
+    notes = build_notes(stats, C, d, sources.head, metrics)
+    if collected.sample_level is not None:
+        metrics = {**metrics, **collected.sample_level.metrics}
+        targets.update(sample_level_targets(C))
+        notes += collected.sample_level.notes
     return Report(
         checkpoint=sources.head_origin,
         features={
@@ -271,8 +306,8 @@ def build_report(collected: Collected, metrics: dict[str, float | None]) -> Repo
         },
         conventions=conventions(sources.head, sources.means_split, sources.decisions_split),
         metrics=metrics,
-        targets=nc_targets(C),
-        notes=build_notes(stats, C, d, sources.head, metrics),
+        targets=targets,
+        notes=notes,
         details=_details(collected),
         step=sources.head_origin.get("step"),
     )
@@ -299,6 +334,13 @@ def _details(collected: Collected) -> dict:
         "ncc_accuracy": counter.ncc_accuracy,
         "device": str(collected.device),
     }
+    if collected.sample_level is not None:
+        result = collected.sample_level
+        details["sample_level"] = {
+            "route": result.route,
+            "interval_95": result.interval,
+            "probes": result.probes,
+        }
     if collected.cache_hit is not None:
         details["feature_cache"] = {"path": str(collected.dump), "hit": collected.cache_hit}
         details["dataset"] = read_attrs(collected.dump).get("dataset")

@@ -13,6 +13,7 @@ import torch
 
 from nc_audit.errors import InputError
 from nc_audit.metrics.collapse import DecisionCounter
+from nc_audit.metrics.sample_level import SampleLevelStats
 from nc_audit.progress import Tracker
 from nc_audit.sources.checkpoints import Head
 from nc_audit.sources.dumps import SplitInfo, iter_chunks
@@ -79,8 +80,10 @@ def count_decisions(
     device: torch.device,
     tracker: Tracker,
     chunk_rows: int | None = None,
+    sample_stats: SampleLevelStats | None = None,
 ) -> DecisionCounter:
-    """Second pass: classifier vs nearest-class-mean decisions (NC4), with the means of ``stats``."""
+    """Second pass: classifier vs nearest-class-mean decisions (NC4), with the means of ``stats``; the
+    sample-level scatters (``sample_stats``, which need the global mean of pass 1) ride along."""
     present = stats.present.nonzero().flatten()  # (C',)
     counter = DecisionCounter(
         class_means=stats.class_means[present],
@@ -92,7 +95,10 @@ def count_decisions(
     with tracker.stage(f"decisions {Path(info.path).name}", info.num_samples) as advance:
         for features, labels in iter_chunks(info, chunk_rows):
             if validator.check(features, labels):
-                counter.update(features.to(device), labels.to(device))
+                features, labels = features.to(device), labels.to(device)
+                counter.update(features, labels)
+                if sample_stats is not None:
+                    sample_stats.update(features, labels)
             advance(int(labels.shape[0]))
     validator.raise_if_bad()
     return counter

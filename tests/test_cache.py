@@ -115,6 +115,20 @@ def test_another_dataset_misses_the_cache(checkpoint: Path, tmp_path: Path) -> N
     assert other.details["dataset"].startswith("gaussian:")
 
 
+def test_another_head_misses_the_cache(tmp_path: Path) -> None:
+    """The dump holds the chosen head's input, so --head is part of the key: a measurement with the
+    default head after one with head='body.3' must not be served body.3's features."""
+    torch.manual_seed(0)
+    record = architecture_record("mlp", {"input_dim": 64, "hidden": [24, 10]}, 10)  # body.3: Linear(24, 10)
+    checkpoint = save_checkpoint(tmp_path / "two-heads.pt", build_model(record).state_dict(), record)
+    cache = tmp_path / "cache"
+    inner = measure(checkpoint, data="digits", cache_dir=cache, head="body.3", device="cpu")
+    assert (inner.checkpoint["head"], inner.features["feature_dim"]) == ("body.3", 24)
+    default = measure(checkpoint, data="digits", cache_dir=cache, device="cpu")
+    assert (default.checkpoint["head"], default.features["feature_dim"]) == ("head", 10)
+    assert cache_entry(default)["hit"] is False
+
+
 def test_cache_path_depends_on_every_part_of_the_key_and_not_on_split_order(tmp_path: Path) -> None:
     base = cache_path(tmp_path, SHA, "digits:layout=flat", ["train", "test"], None)
     assert base.parent == tmp_path and base.suffix == ".h5"

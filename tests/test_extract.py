@@ -195,6 +195,22 @@ def test_a_user_factory_rebuilds_a_checkpoint_that_does_not_describe_itself(tmp_
     np.testing.assert_array_equal(read(from_factory, "train/features"), read(from_record, "train/features"))
 
 
+def test_an_inner_head_gives_a_dump_whose_logits_are_that_heads_outputs(tmp_path: Path) -> None:
+    """--head may name any nn.Linear (NC of an inner layer); /logits (N, C) must then be that layer's
+    outputs, consistent with /head: logits = features @ W.T + b."""
+    case = Case(
+        "mlp", {"input_dim": 64, "hidden": [24, 16]}, 10, "digits", "digits:layout=flat", mlp_features
+    )
+    model, checkpoint = save_model(tmp_path, case)
+    dump = extract(checkpoint, "digits", tmp_path / "inner.h5", head="body.3")  # Linear(24, 16)
+    with torch.no_grad():
+        features = model.body[:3](load_dataset("digits", "train").inputs).double()  # (N, 24)
+    W, b = read(dump, "head/weight"), read(dump, "head/bias")
+    assert W.shape == (16, 24)
+    np.testing.assert_allclose(read(dump, "train/features"), features.numpy(), **FLOAT32)
+    np.testing.assert_allclose(read(dump, "train/logits"), features.numpy() @ W.T + b, **FLOAT32)
+
+
 # --- measuring a dump alone, and held-out NC4 -------------------------------------------------------------
 def test_a_dump_with_its_head_is_measured_alone(extracted: Extracted) -> None:
     report = measure(extracted.dump, device="cpu")

@@ -130,13 +130,15 @@ def test_training_follows_the_definition_of_the_loss(
 
 def test_history_epoch_checkpoints_and_final_agree(trained: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = finetune(config_for(trained, out))
+    result = finetune(config_for(trained, out, mir_weight=0.05, hdr_weight=0.05))
     lines = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [0, 1, 2]
     assert lines[0]["loss"] is None and lines[2]["loss"] is not None
     for key in ("loss", "ce", "cma", "train_accuracy", "test_accuracy", "nc1", "mir", "hdr"):
         assert isinstance(lines[2][key], float), key
-    assert lines[2]["loss"] == pytest.approx(0.7 * lines[2]["ce"] + 0.3 * lines[2]["cma"], rel=1e-6)
+    assert lines[2]["reg"] != 0.0
+    expected_loss = 0.7 * lines[2]["ce"] + 0.3 * lines[2]["cma"] + lines[2]["reg"]
+    assert lines[2]["loss"] == pytest.approx(expected_loss, rel=1e-6)
     for epoch, line in enumerate(lines):
         payload = torch.load(out / f"epoch_{epoch:03d}.pt", weights_only=True)
         assert payload["train_format"] == TRAIN_FORMAT and payload["metrics"] == line

@@ -35,6 +35,12 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Estimator(str, Enum):
+    auto = "auto"
+    exact = "exact"
+    slq = "slq"
+
+
 def debug_enabled() -> bool:
     """--debug (or NC_AUDIT_DEBUG=1) shows tracebacks instead of one-line errors."""
     return os.environ.get("NC_AUDIT_DEBUG", "") not in ("", "0")

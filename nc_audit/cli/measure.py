@@ -92,6 +92,19 @@ def measure_command(
         Device | None,
         Opt(help="Where the kernels run: auto (CUDA when present), cpu or cuda. [default: auto]"),
     ] = None,
+    sample_level: Annotated[
+        bool,
+        Opt(
+            "--sample-level",
+            help="Also the sample-level metrics (h_samples, h_labels, mi_samples, mir_samples, hdr_samples, mi_samples_onehot) by exact structured routes, never N×N matrices.",
+        ),
+    ] = False,
+    estimator: Annotated[
+        Estimator,
+        Opt(
+            help="Sample-level joint entropies: auto (exact where a route fits, else SLQ), exact, or slq (stochastic Lanczos quadrature with a 95% interval)."
+        ),
+    ] = Estimator.auto,
     chunk_rows: Annotated[
         int | None, Opt(min=1, help="Rows per streamed chunk (default: about 32 MB of features).")
     ] = None,
@@ -121,6 +134,8 @@ def measure_command(
             device=settings.device,
             chunk_rows=chunk_rows,
             tracker=tracker,
+            sample_level=sample_level,
+            estimator=estimator.value,
         )
     report.checks = apply_gates(report.to_dict(), settings)
     data = report.to_dict()

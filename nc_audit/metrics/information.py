@@ -94,3 +94,18 @@ def nc_targets(C: int) -> dict[str, float | None]:
         }
     )
     return targets
+
+
+def sample_level_targets(C: int) -> dict[str, float | None]:
+    """Sample-level values at Neural Collapse with BALANCED classes (METRICS.md): K_Z and K_Y are the
+    class-level ETF Grams expanded by blocks, so they share the class-level values; with the one-hot label
+    Gram, H(K_Y1) = H(K_Z∘K_Y1) = log C, so MI = H(K_Z) = log(C−1)."""
+    level = nc_targets(C)
+    return {
+        "h_samples": level["h_head"],
+        "h_labels": level["h_head"],
+        "mi_samples": level["mi"],
+        "mir_samples": level["mir"],
+        "hdr_samples": level["hdr"],
+        "mi_samples_onehot": math.log(C - 1),
+    }
