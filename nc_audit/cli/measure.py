@@ -10,6 +10,7 @@ import typer
 from nc_audit.cli.common import (
     EXIT_CHECK_FAILED,
     Device,
+    Estimator,
     Format,
     cli_errors,
     print_stdout,
