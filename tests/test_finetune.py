@@ -7,9 +7,11 @@ nc_audit.losses) so the library is checked against the definition, not against i
 from __future__ import annotations
 
 import errno
+import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import h5py
 import numpy as np
@@ -308,3 +310,27 @@ def test_adapter_on_cached_features_starts_as_the_dump_and_ends_measurable(tmp_p
     report = measure(result.adapted_dump, device="cpu")
     assert report.metrics["nc1"] == pytest.approx(result.after["nc1"], rel=1e-9)
     assert load_checkpoint(result.final_path).architecture["name"] == "adapter"
+
+
+def load_experiment_script() -> ModuleType:
+    path = Path(__file__).resolve().parents[1] / "scripts" / "cma_experiment.py"
+    spec = importlib.util.spec_from_file_location("cma_experiment", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cma_experiment_writes_a_table_per_shot_and_weight(trained: Path, tmp_path: Path) -> None:
+    script = load_experiment_script()
+    samples = tmp_path / "sample_checkpoints" / "digits-mlp"
+    samples.mkdir(parents=True)
+    for name in ("epoch_2.pt", "epoch_10.pt", "epoch_9.pt"):
+        (samples / name).touch()
+    assert script.default_checkpoint(tmp_path).name == "epoch_10.pt"  # natural order, not text order
+    out = tmp_path / "results.md"
+    argv = ["--checkpoint", str(trained), "--out", str(out), "--shots", "2", "--weights", "0,0.1"]
+    assert script.main([*argv, "--seeds", "2", "--epochs", "1"]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| 2 |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["0", "0.1"]
+    assert all("±" in row for row in rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -126,8 +127,6 @@ def finetune_command(
 
 def _rank() -> int:
     """This process's rank under torchrun (0 otherwise)."""
-    import os
-
     return int(os.environ.get("RANK", "0") or 0)
 
 

@@ -130,8 +130,11 @@ def measure_command(
         report = measure(
             source,
             features=features,
+            data=data,
             split=split,
             head=head,
+            model=model,
+            cache_dir=cache_dir or settings.cache_dir,
             device=settings.device,
             chunk_rows=chunk_rows,
             tracker=tracker,
@@ -139,10 +142,10 @@ def measure_command(
             estimator=estimator.value,
         )
     report.checks = apply_gates(report.to_dict(), settings)
-    data = report.to_dict()
-    markdown = render_markdown(data)
-    render(data, markdown, settings.output_format)
-    write_outputs(data, markdown, json_path, markdown_path, junit_path, [data])
+    result = report.to_dict()
+    markdown = render_markdown(result)
+    render(result, markdown, settings.output_format)
+    write_outputs(result, markdown, json_path, markdown_path, junit_path, [result])
     if not report.passed:
         stderr.print(f"nc-audit: {sum(not c['passed'] for c in report.checks)} check(s) failed")
         raise typer.Exit(EXIT_CHECK_FAILED)

@@ -23,10 +23,15 @@ def default_cache_dir() -> Path:
 
 
 def cache_path(
-    cache_dir: Path, checkpoint_sha256: str, dataset_spec: str, splits: list[str], model_spec: str | None
+    cache_dir: Path,
+    checkpoint_sha256: str,
+    dataset_spec: str,
+    splits: list[str],
+    model_spec: str | None,
+    head: str | None = None,
 ) -> Path:
-    """The dump file for one (checkpoint, dataset, splits, model factory) combination."""
-    key = "\n".join([checkpoint_sha256, dataset_spec, ",".join(sorted(splits)), model_spec or ""])
+    """The dump file for one (checkpoint, dataset, splits, model factory, head) combination."""
+    key = "\n".join([checkpoint_sha256, dataset_spec, ",".join(sorted(splits)), model_spec or "", head or ""])
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
     return cache_dir / f"{checkpoint_sha256[:12]}-{digest}.h5"
 
@@ -63,8 +68,8 @@ def cached_dump(
         raise InputError(f"{checkpoint_path}: no such checkpoint file")
     splits = dataset_splits(data)
     spec = load_dataset(data, splits[0]).spec
-    folder = ensure_cache_dir(cache_dir or default_cache_dir())
-    path = cache_path(folder, file_sha256(checkpoint_path), spec, splits, model_spec)
+    folder = ensure_cache_dir(Path(cache_dir) if cache_dir is not None else default_cache_dir())
+    path = cache_path(folder, file_sha256(checkpoint_path), spec, splits, model_spec, head)
     if path.is_file():
         return path, True
     extract(

@@ -109,7 +109,8 @@ def extract(
             )
             with tracker.stage(f"extract {dataset.split}", len(dataset)) as advance:
                 for inputs, labels in dataset.batches(batch_size):
-                    logits, features = forward_with_features(model, inputs.to(device), loaded.head_name)
-                    split_writer.append(features, labels, logits)
+                    _, features = forward_with_features(model, inputs.to(device), loaded.head_name)
+                    # the chosen head's own outputs (an inner --head differs from the model's output)
+                    split_writer.append(features, labels, head_module(features))
                     advance(int(labels.shape[0]))
     return Path(out)

@@ -76,16 +76,3 @@ def build_adapter(head: Head, hidden: int | None) -> tuple[FeatureAdapter, dict[
         else:
             model.head.bias.zero_()
     return model, adapter_record(C, d, hidden)
-
-
-def rebuild_adapter(record: dict[str, Any]) -> FeatureAdapter:
-    """A freshly initialised FeatureAdapter from its record (weights come from a checkpoint)."""
-    config = record.get("config", {})
-    try:
-        return FeatureAdapter(
-            num_classes=int(record["num_classes"]),
-            feature_dim=int(config["feature_dim"]),
-            hidden=int(config["hidden"]),
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise InputError(f"adapter record is incomplete or malformed ({error})") from None

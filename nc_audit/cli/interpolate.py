@@ -1,0 +1,138 @@
+"""`nc-audit interpolate`: linear mode connectivity between two checkpoints, as a table, JSON and a plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from nc_audit.cli.common import Device, Format, cli_errors, print_stdout, stderr
+
+Opt = typer.Option
+
+#: Table columns after α: accuracy, loss, then every class-level metric (METRICS.md order).
+LEAD_COLUMNS = ("accuracy", "loss")
+
+
+@cli_errors
+def interpolate_command(
+    a: Annotated[Path, typer.Argument(help="First checkpoint (α = 0).", show_default=False)],
+    b: Annotated[Path, typer.Argument(help="Second checkpoint (α = 1), same architecture.", show_default=False)],
+    data: Annotated[
+        str,
+        Opt(
+            "--data",
+            "-d",
+            help="Dataset to evaluate on: digits, gaussian[:k=v,...], modadd[:k=v,...], or a .npz/.h5 file with inputs and labels.",
+        ),
+    ],
+    steps: Annotated[
+        int, Opt(help="Number of α values from 0 to 1, both ends included (at least 2).")
+    ] = 11,
+    split: Annotated[str, Opt(help="Split of the dataset to evaluate (class means and NC4 use it too).")] = "train",
+    plot: Annotated[
+        Path | None, Opt(help="Write a PNG: accuracy/loss, NC1, MIR and HDR against α (NC targets dashed).")
+    ] = None,
+    json_path: Annotated[
+        Path | None, Opt("--json", help="Also write the JSON (schema nc-audit-interpolation/1) to PATH.")
+    ] = None,
+    output_format: Annotated[
+        Format, Opt("--format", help="What to print on stdout: table, json or markdown.")
+    ] = Format.table,
+    model: Annotated[
+        str | None,
+        Opt(
+            help="Architecture for checkpoints that do not describe themselves: package.module:factory or file.py:factory."
+        ),
+    ] = None,
+    head: Annotated[
+        str | None,
+        Opt(help="Name of the head module (an nn.Linear); default: the architecture's head or the last nn.Linear."),
+    ] = None,
+    device: Annotated[Device, Opt(help="Where the models run: auto (CUDA when present), cpu or cuda.")] = Device.auto,
+    progress: Annotated[bool, Opt(help="Show a progress bar on stderr.")] = True,
+) -> None:
+    """Evaluate the straight line θ(α) = (1−α)·θ_A + α·θ_B between two checkpoints of one architecture.
+
+    At each α: accuracy, mean cross-entropy, and every Neural Collapse and class-level matrix metric
+    of the split's features with the interpolated head. Exit 2 on bad input (e.g. two architectures).
+    """
+    from nc_audit.interpolate import plot_interpolation, run_interpolation
+    from nc_audit.io import atomic_write_text
+    from nc_audit.progress import RichTracker
+
+    with RichTracker(enabled=progress) as tracker:
+        result = run_interpolation(
+            a, b, data, steps=steps, split=split, model=model, head=head, device=device.value, tracker=tracker
+        )
+    document = result.to_dict()
+    text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+    if output_format == Format.json:
+        print_stdout(text)
+    elif output_format == Format.markdown:
+        print_stdout(render_markdown(document))
+    else:
+        render_table(document)
+    if json_path is not None:
+        atomic_write_text(json_path, text)
+    if plot is not None:
+        plot_interpolation(result, plot)
+        stderr.print(f"wrote {plot}")
+
+
+def _columns(document: dict[str, Any]) -> list[str]:
+    keys: list[str] = []
+    for record in document["records"]:
+        keys.extend(key for key in record["metrics"] if key not in keys)
+    return keys
+
+
+def _fmt(value: float | None) -> str:
+    from nc_audit.report.console import fmt
+
+    return fmt(None if value is None else float(f"{value:.4g}"))
+
+
+def _row(record: dict[str, Any], keys: list[str]) -> list[str]:
+    lead = [_fmt(record[key]) for key in LEAD_COLUMNS]
+    return [f"{record['alpha']:.3g}", *lead, *(_fmt(record["metrics"].get(key)) for key in keys)]
+
+
+def render_table(document: dict[str, Any]) -> None:
+    """Rich table on stdout: one row per α, NC targets in the last row."""
+    from rich.console import Console
+    from rich.table import Table
+
+    keys = _columns(document)
+    table = Table(
+        title=f"{document['a']['path']} → {document['b']['path']} on {document['data']} [{document['split']}]",
+        title_justify="left",
+        header_style="bold",
+    )
+    for name in ("α", *LEAD_COLUMNS, *keys):
+        table.add_column(name, justify="right", no_wrap=True)
+    for record in document["records"]:
+        table.add_row(*_row(record, keys))
+    targets = document["targets"]
+    table.add_row("NC", "", "", *(_fmt(targets.get(key)) for key in keys), style="dim")
+    needed = 14 + 11 * (len(keys) + 2)  # every column at full width: a CI log does not wrap cells
+    console = Console()
+    (console if console.width >= needed else Console(width=needed)).print(table)
+
+
+def render_markdown(document: dict[str, Any]) -> str:
+    """A Markdown table: one row per α, NC targets in the last row."""
+    keys = _columns(document)
+    header = ["α", *LEAD_COLUMNS, *keys]
+    lines = [
+        f"## Interpolation `{document['a']['path']}` → `{document['b']['path']}` on `{document['data']}` [{document['split']}]",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---:|" * len(header),
+    ]
+    lines += ["| " + " | ".join(_row(record, keys)) + " |" for record in document["records"]]
+    targets = document["targets"]
+    lines.append("| NC target | | | " + " | ".join(_fmt(targets.get(key)) for key in keys) + " |")
+    return "\n".join(lines) + "\n"
