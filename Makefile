@@ -29,6 +29,9 @@ LAST_CKPT   = $(lastword $(sort $(wildcard $(SAMPLES)/epoch_*.pt)))
 demo: $(STAMP)
 	$(VENV)/bin/nc-audit measure $(LAST_CKPT) --features $(LAST_CKPT:.pt=.h5)
 
+cma-experiment: $(STAMP)
+	$(PY) scripts/cma_experiment.py
+
 samples: $(STAMP)
 	$(PY) scripts/make_samples.py --out $(SAMPLES)
 

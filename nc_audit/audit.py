@@ -14,7 +14,13 @@ from typing import Any
 import torch
 
 from nc_audit.errors import InputError
-from nc_audit.metrics.collapse import DecisionCounter, centred_means, collapse_metrics, nc1_batched
+from nc_audit.metrics.collapse import (
+    DecisionCounter,
+    WithinProjection,
+    centred_means,
+    collapse_metrics,
+    nc1_batched,
+)
 from nc_audit.metrics.information import class_level_information, nc_targets, sample_level_targets
 from nc_audit.metrics.sample_level import SampleLevelResult, SampleLevelStats, sample_level_metrics
 from nc_audit.passes import accumulate_stats, count_decisions
@@ -164,19 +170,25 @@ def compute_metrics(stats: ClassStats, head: Head, counter: DecisionCounter) -> 
     return batched_metrics([(stats, head, counter)])[0]
 
 
-def batched_metrics(items: list[tuple[ClassStats, Head, DecisionCounter]]) -> list[dict[str, float | None]]:
+def batched_metrics(
+    items: list[tuple[ClassStats, Head, DecisionCounter]], nc1_values: list[float | None] | None = None
+) -> list[dict[str, float | None]]:
     """Metrics of many checkpoints (same C and d) at once: NC1 through one batched SVD, the Gram entropies
     through ONE batched eigvalsh of all C×C matrices; the rest are cheap per-checkpoint reductions."""
     subsets = [stats.subset(stats.present) for stats, _, _ in items]
     device = subsets[0].sums.device
     W = torch.stack([head.weight.to(device)[stats.present] for stats, head, _ in items])  # (B, C, d)
     M = torch.stack([centred_means(sub) for sub in subsets])  # (B, C, d)
-    Sigma_W = torch.stack([sub.within_cov for sub in subsets])  # (B, d, d)
-    nc1_values = nc1_batched(M, Sigma_W).tolist()  # (B,)
+    nc1_all = list(nc1_values or [None] * len(items))
+    missing = [index for index, value in enumerate(nc1_all) if value is None]
+    if missing:  # checkpoints whose pass 1 kept the scatter: NC1 through one batched SVD
+        Sigma_W = torch.stack([subsets[index].within_cov for index in missing])  # (B', d, d)
+        for index, value in zip(missing, nc1_batched(M[missing], Sigma_W).tolist(), strict=True):
+            nc1_all[index] = value
     information = class_level_information(W, M)
     results = []
     for index, (sub, (_, _, counter)) in enumerate(zip(subsets, items, strict=True)):
-        metrics: dict[str, float | None] = collapse_metrics(sub, W[index], nc1_value=nc1_values[index])
+        metrics: dict[str, float | None] = collapse_metrics(sub, W[index], nc1_value=nc1_all[index])
         metrics["nc4"] = counter.nc4
         metrics.update(information[index])
         results.append(metrics)
@@ -214,6 +226,7 @@ class Collected:
     dump: Path
     cache_hit: bool | None
     sample_level: SampleLevelResult | None = None
+    nc1: float | None = None  # from the streamed WithinProjection, when pass 1 kept no scatter
 
 
 def collect(
@@ -250,9 +263,20 @@ def collect(
         )
         head = head or read_head(features).name
     sources = resolve_sources(source, features, split, head)
+    # NC1 on the measured split streams as a projection in pass 2 (N·d·C flops); held-out decisions
+    # need the means split's own Σ_W, so then pass 1 keeps the full scatter.
+    same_split = sources.decisions_split is sources.means_split
     stats = accumulate_stats(
-        sources.means_split, sources.head.num_classes, target_device, tracker, chunk_rows
+        sources.means_split,
+        sources.head.num_classes,
+        target_device,
+        tracker,
+        chunk_rows,
+        with_scatter=not same_split,
     )
+    projection = None
+    if same_split:
+        projection = WithinProjection(stats.class_means, centred_means(stats.subset(stats.present)))
     sample_stats = None
     if sample_level:
         own = stats
@@ -264,7 +288,14 @@ def collect(
         per_class = 8 * C * d * d <= budget_bytes
         sample_stats = SampleLevelStats(own.global_mean, C, per_class=per_class, device=target_device)
     counter = count_decisions(
-        sources.decisions_split, stats, sources.head, target_device, tracker, chunk_rows, sample_stats
+        sources.decisions_split,
+        stats,
+        sources.head,
+        target_device,
+        tracker,
+        chunk_rows,
+        sample_stats,
+        projection,
     )
     result = None
     if sample_stats is not None:
@@ -276,8 +307,16 @@ def collect(
             budget_bytes=budget_bytes,
             chunks=lambda: iter_chunks(info, chunk_rows),
         )
+    nc1_value = projection.nc1() if projection is not None else None
     return Collected(
-        sources, stats, counter, target_device, Path(sources.decisions_split.path), cache_hit, result
+        sources,
+        stats,
+        counter,
+        target_device,
+        Path(sources.decisions_split.path),
+        cache_hit,
+        result,
+        nc1_value,
     )
 
 
@@ -323,7 +362,9 @@ def measure(source: Path | str, **options: Any) -> Report:
     ('auto' | 'cpu' | 'cuda'), ``chunk_rows``, ``tracker`` (progress).
     """
     collected = collect(source, **options)
-    metrics = compute_metrics(collected.stats, collected.sources.head, collected.counter)
+    metrics = batched_metrics(
+        [(collected.stats, collected.sources.head, collected.counter)], [collected.nc1]
+    )[0]
     return build_report(collected, metrics)
 
 

@@ -129,7 +129,7 @@ def evaluate(model: torch.nn.Module, head_name: str, dataset: ArrayDataset, devi
         Z = torch.cat(logits)  # (N, C)
     labels = dataset.labels.to(H.device)  # (N,)
     head_module = find_head_module(model, head_name)[1]
-    head = Head(head_name, head_module.weight.detach(), _detached(head_module.bias))
+    head = Head(head_name, _float64(head_module.weight), _float64(head_module.bias))
     metrics, counter = metrics_from_arrays(H, labels, head)
     loss = F.cross_entropy(Z.double(), labels)  # mean over the N samples, float64
     return {
@@ -139,8 +139,9 @@ def evaluate(model: torch.nn.Module, head_name: str, dataset: ArrayDataset, devi
     }
 
 
-def _detached(tensor: torch.Tensor | None) -> torch.Tensor | None:
-    return None if tensor is None else tensor.detach()
+def _float64(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    """A head tensor, detached, in float64 (the precision of every statistic)."""
+    return None if tensor is None else tensor.detach().to(torch.float64)
 
 
 def _check_labels(dataset: ArrayDataset, data: str, num_classes: int) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from nc_audit.errors import InputError
-from nc_audit.metrics.collapse import DecisionCounter
+from nc_audit.metrics.collapse import DecisionCounter, WithinProjection
 from nc_audit.metrics.sample_level import SampleLevelStats
 from nc_audit.progress import Tracker
 from nc_audit.sources.checkpoints import Head
@@ -54,10 +54,18 @@ class RowValidator:
 
 
 def accumulate_stats(
-    info: SplitInfo, num_classes: int, device: torch.device, tracker: Tracker, chunk_rows: int | None = None
+    info: SplitInfo,
+    num_classes: int,
+    device: torch.device,
+    tracker: Tracker,
+    chunk_rows: int | None = None,
+    with_scatter: bool = True,
 ) -> ClassStats:
-    """First pass: ClassStats of one split, validating every row; errors name the file and what is wrong."""
-    stats = ClassStats.empty(num_classes, info.feature_dim, device=device)
+    """First pass: ClassStats of one split, validating every row; errors name the file and what is wrong.
+
+    ``with_scatter=False`` skips the d×d within-class scatter (N·d² flops) when NC1 comes from a
+    WithinProjection in the second pass instead."""
+    stats = ClassStats.empty(num_classes, info.feature_dim, device=device, with_scatter=with_scatter)
     validator = RowValidator(info, num_classes)
     with tracker.stage(f"statistics {Path(info.path).name}", info.num_samples) as advance:
         for features, labels in iter_chunks(info, chunk_rows):
@@ -81,6 +89,7 @@ def count_decisions(
     tracker: Tracker,
     chunk_rows: int | None = None,
     sample_stats: SampleLevelStats | None = None,
+    projection: WithinProjection | None = None,
 ) -> DecisionCounter:
     """Second pass: classifier vs nearest-class-mean decisions (NC4), with the means of ``stats``; the
     sample-level scatters (``sample_stats``, which need the global mean of pass 1) ride along."""
@@ -99,6 +108,8 @@ def count_decisions(
                 counter.update(features, labels)
                 if sample_stats is not None:
                     sample_stats.update(features, labels)
+                if projection is not None:
+                    projection.update(features, labels)
             advance(int(labels.shape[0]))
     validator.raise_if_bad()
     return counter

@@ -21,28 +21,34 @@ class ClassStats:
 
     counts:      (C,)    n_c
     sums:        (C, d)  Σ_{y_i=c} h_i
-    scatter:     (d, d)  Σ_i (h_i − μ_{y_i})(h_i − μ_{y_i})ᵀ   (within-class, centred per class)
+    scatter:     (d, d)  Σ_i (h_i − μ_{y_i})(h_i − μ_{y_i})ᵀ   (within-class, centred per class), or None
+                         when not tracked: the streaming measure gets NC1 from a projection in its second
+                         pass (nc_audit.metrics.collapse.WithinProjection), which costs N·d·C, not N·d²
     sq_dev:      (C,)    Σ_{y_i=c} ‖h_i − μ_c‖²                (trace of each class's scatter)
     """
 
     counts: torch.Tensor
     sums: torch.Tensor
-    scatter: torch.Tensor
+    scatter: torch.Tensor | None
     sq_dev: torch.Tensor
 
     @classmethod
-    def empty(cls, num_classes: int, feature_dim: int, device: torch.device | None = None) -> ClassStats:
+    def empty(
+        cls, num_classes: int, feature_dim: int, device: torch.device | None = None, with_scatter: bool = True
+    ) -> ClassStats:
         """Statistics of no samples, ready for :meth:`update`."""
         kw = {"dtype": torch.float64, "device": device}
         return cls(
             counts=torch.zeros(num_classes, **kw),
             sums=torch.zeros(num_classes, feature_dim, **kw),
-            scatter=torch.zeros(feature_dim, feature_dim, **kw),
+            scatter=torch.zeros(feature_dim, feature_dim, **kw) if with_scatter else None,
             sq_dev=torch.zeros(num_classes, **kw),
         )
 
     @classmethod
-    def from_batch(cls, features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> ClassStats:
+    def from_batch(
+        cls, features: torch.Tensor, labels: torch.Tensor, num_classes: int, with_scatter: bool = True
+    ) -> ClassStats:
         """Exact statistics of one batch, computed in float64 with per-class centring (no cancellation)."""
         H = features.to(torch.float64)  # (n, d)
         y = labels.to(device=H.device, dtype=torch.long)  # (n,)
@@ -52,7 +58,7 @@ class ClassStats:
         sums.index_add_(0, y, H)
         means = sums / counts.clamp_min(1.0)[:, None]  # (C, d)
         D = H - means[y]  # (n, d) deviations from the batch's class means
-        scatter = D.T @ D  # (d, d)
+        scatter = D.T @ D if with_scatter else None  # (d, d)
         sq_dev = torch.zeros(num_classes, dtype=torch.float64, device=H.device)  # (C,)
         sq_dev.index_add_(0, y, (D * D).sum(1))
         return cls(counts=counts, sums=sums, scatter=scatter, sq_dev=sq_dev)
@@ -60,7 +66,9 @@ class ClassStats:
     # --- streaming -------------------------------------------------------------------------------
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> ClassStats:
         """Add a batch in place (features (n, d) of any float dtype, labels (n,)); returns self."""
-        batch = ClassStats.from_batch(features.to(self.sums.device), labels, self.num_classes)
+        batch = ClassStats.from_batch(
+            features.to(self.sums.device), labels, self.num_classes, with_scatter=self.scatter is not None
+        )
         merged = self.merge(batch)
         self.counts, self.sums, self.scatter, self.sq_dev = (
             merged.counts,
@@ -85,7 +93,9 @@ class ClassStats:
         return ClassStats(
             counts=n,
             sums=self.sums + other.sums.to(self.sums.device),
-            scatter=self.scatter + other.scatter.to(self.scatter.device) + scaled.T @ scaled,
+            scatter=None
+            if self.scatter is None or other.scatter is None
+            else self.scatter + other.scatter.to(self.scatter.device) + scaled.T @ scaled,
             sq_dev=self.sq_dev + other.sq_dev.to(self.sq_dev.device) + weight * (delta * delta).sum(1),
         )
 
@@ -109,15 +119,18 @@ class ClassStats:
 
     def pack(self) -> torch.Tensor:
         """All statistics as one flat float64 tensor (for communication)."""
-        return torch.cat([self.counts, self.sums.reshape(-1), self.scatter.reshape(-1), self.sq_dev])
+        scatter = self.scatter.reshape(-1) if self.scatter is not None else self.counts.new_zeros(0)
+        return torch.cat([self.counts, self.sums.reshape(-1), scatter, self.sq_dev])
 
     @classmethod
     def unpack(cls, flat: torch.Tensor, num_classes: int, feature_dim: int) -> ClassStats:
         """Inverse of :meth:`pack`."""
         C, d = num_classes, feature_dim
-        sizes = [C, C * d, d * d, C]
+        with_scatter = flat.numel() == 2 * C + C * d + d * d
+        sizes = [C, C * d, d * d if with_scatter else 0, C]
         counts, sums, scatter, sq_dev = torch.split(flat, sizes)
-        return cls(counts.clone(), sums.reshape(C, d).clone(), scatter.reshape(d, d).clone(), sq_dev.clone())
+        kept = scatter.reshape(d, d).clone() if with_scatter else None
+        return cls(counts.clone(), sums.reshape(C, d).clone(), kept, sq_dev.clone())
 
     # --- derived, read-only ---------------------------------------------------------------------
     def subset(self, classes: torch.Tensor) -> ClassStats:
@@ -155,6 +168,8 @@ class ClassStats:
     @property
     def within_cov(self) -> torch.Tensor:
         """Σ_W = (1/N) Σ_i (h_i − μ_{y_i})(h_i − μ_{y_i})ᵀ. (d, d)"""
+        if self.scatter is None:
+            raise ValueError("these statistics were accumulated without the within-class scatter")
         return self.scatter / self.counts.sum()
 
     @property

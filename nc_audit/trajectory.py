@@ -115,7 +115,9 @@ def measure_trajectory(
             )
             advance(1)
     _check_compatible(collected, [path for path, _ in ordered])
-    metrics = batched_metrics([(c.stats, c.sources.head, c.counter) for c in collected])
+    metrics = batched_metrics(
+        [(c.stats, c.sources.head, c.counter) for c in collected], [c.nc1 for c in collected]
+    )
     reports = []
     for (path, step), item, values in zip(ordered, collected, metrics, strict=True):
         report = build_report(item, values)

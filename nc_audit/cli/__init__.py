@@ -9,6 +9,7 @@ import typer
 
 from nc_audit import __version__
 from nc_audit.cli.extract import extract_command
+from nc_audit.cli.finetune import finetune_command
 from nc_audit.cli.measure import measure_command
 from nc_audit.cli.track import track_command
 
@@ -23,6 +24,7 @@ app = typer.Typer(
 app.command("measure", no_args_is_help=True)(measure_command)
 app.command("extract", no_args_is_help=True)(extract_command)
 app.command("track", no_args_is_help=True)(track_command)
+app.command("finetune", no_args_is_help=True)(finetune_command)
 
 
 def _version(value: bool) -> None:

@@ -14,12 +14,24 @@ Opt = typer.Option
 
 #: Table columns after α: accuracy, loss, then every class-level metric (METRICS.md order).
 LEAD_COLUMNS = ("accuracy", "loss")
+#: Short table headers for the long NC2 keys (M: centred class means, W: head rows).
+SHORT_NAMES = {
+    "nc1_cdnv": "cdnv",
+    "nc2_equinorm_means": "eqnorm M",
+    "nc2_equinorm_head": "eqnorm W",
+    "nc2_equiangular_means": "eqangle M",
+    "nc2_equiangular_head": "eqangle W",
+    "nc2_maxangle_means": "maxangle M",
+    "nc2_maxangle_head": "maxangle W",
+}
 
 
 @cli_errors
 def interpolate_command(
     a: Annotated[Path, typer.Argument(help="First checkpoint (α = 0).", show_default=False)],
-    b: Annotated[Path, typer.Argument(help="Second checkpoint (α = 1), same architecture.", show_default=False)],
+    b: Annotated[
+        Path, typer.Argument(help="Second checkpoint (α = 1), same architecture.", show_default=False)
+    ],
     data: Annotated[
         str,
         Opt(
@@ -28,10 +40,10 @@ def interpolate_command(
             help="Dataset to evaluate on: digits, gaussian[:k=v,...], modadd[:k=v,...], or a .npz/.h5 file with inputs and labels.",
         ),
     ],
-    steps: Annotated[
-        int, Opt(help="Number of α values from 0 to 1, both ends included (at least 2).")
-    ] = 11,
-    split: Annotated[str, Opt(help="Split of the dataset to evaluate (class means and NC4 use it too).")] = "train",
+    steps: Annotated[int, Opt(help="Number of α values from 0 to 1, both ends included (at least 2).")] = 11,
+    split: Annotated[
+        str, Opt(help="Split of the dataset to evaluate (class means and NC4 use it too).")
+    ] = "train",
     plot: Annotated[
         Path | None, Opt(help="Write a PNG: accuracy/loss, NC1, MIR and HDR against α (NC targets dashed).")
     ] = None,
@@ -49,9 +61,13 @@ def interpolate_command(
     ] = None,
     head: Annotated[
         str | None,
-        Opt(help="Name of the head module (an nn.Linear); default: the architecture's head or the last nn.Linear."),
+        Opt(
+            help="Name of the head module (an nn.Linear); default: the architecture's head or the last nn.Linear."
+        ),
     ] = None,
-    device: Annotated[Device, Opt(help="Where the models run: auto (CUDA when present), cpu or cuda.")] = Device.auto,
+    device: Annotated[
+        Device, Opt(help="Where the models run: auto (CUDA when present), cpu or cuda.")
+    ] = Device.auto,
     progress: Annotated[bool, Opt(help="Show a progress bar on stderr.")] = True,
 ) -> None:
     """Evaluate the straight line θ(α) = (1−α)·θ_A + α·θ_B between two checkpoints of one architecture.
@@ -111,15 +127,18 @@ def render_table(document: dict[str, Any]) -> None:
         title_justify="left",
         header_style="bold",
     )
-    for name in ("α", *LEAD_COLUMNS, *keys):
+    headers = ["α", *LEAD_COLUMNS, *(SHORT_NAMES.get(key, key) for key in keys)]
+    for name in headers:
         table.add_column(name, justify="right", no_wrap=True)
     for record in document["records"]:
         table.add_row(*_row(record, keys))
     targets = document["targets"]
     table.add_row("NC", "", "", *(_fmt(targets.get(key)) for key in keys), style="dim")
-    needed = 14 + 11 * (len(keys) + 2)  # every column at full width: a CI log does not wrap cells
+    needed = 1 + sum(max(len(name), 9) + 3 for name in headers)  # every cell whole: no ellipses in a CI log
     console = Console()
-    (console if console.width >= needed else Console(width=needed)).print(table)
+    console = console if console.width >= needed else Console(width=needed)
+    console.print(table)
+    console.print("[dim]NC2 columns: M = centred class means, W = head rows; last row: values at Neural Collapse[/]")
 
 
 def render_markdown(document: dict[str, Any]) -> str:

@@ -29,21 +29,61 @@ def nc1(stats: ClassStats) -> float:
     return float(nc1_batched(centred_means(stats)[None], stats.within_cov[None])[0])
 
 
-def nc1_batched(M: torch.Tensor, Sigma_W: torch.Tensor) -> torch.Tensor:
-    """NC1 = tr(Σ_W Σ_B^†)/C for a batch of checkpoints, with no Python loop over them.
+def pinv_eigenpairs(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The eigenpairs of Σ_B = M̄ᵀM̄/C that its pseudo-inverse keeps (METRICS.md, nc1), batched.
 
-    M: (B, C, d) centred class means; Sigma_W: (B, d, d). Σ_B = M̄ᵀM̄/C, so its eigenpairs come from the
-    thin SVD of M̄ (λ_k = s_k²/C, eigenvectors v_k) without squaring M̄; eigenvalues above 1e-10·λ_max
-    and at most C−1 of them enter the pseudo-inverse (METRICS.md). Returns (B,).
+    From the thin SVD of M̄ (λ_k = s_k²/C, eigenvectors v_k) without squaring M̄; eigenvalues above
+    1e-10·λ_max and at most C−1 of them are kept; the others get λ = inf (so 1/λ = 0).
+    M: (B, C, d) -> eigenvalues (B, r), eigenvectors (B, r, d).
     """
     C = M.shape[-2]
     _, s, Vh = torch.linalg.svd(M, full_matrices=False)  # (B, r), (B, r, d); s descending
     eigenvalues = s * s / C  # (B, r) eigenvalues of Σ_B
     rank_index = torch.arange(eigenvalues.shape[-1], device=M.device)  # (r,)
     keep = (eigenvalues > PINV_RTOL * eigenvalues[:, :1]) & (rank_index < C - 1)  # (B, r)
+    return torch.where(keep, eigenvalues, torch.full_like(eigenvalues, float("inf"))), Vh
+
+
+def nc1_batched(M: torch.Tensor, Sigma_W: torch.Tensor) -> torch.Tensor:
+    """NC1 = tr(Σ_W Σ_B^†)/C for a batch of checkpoints, with no Python loop over them.
+
+    M: (B, C, d) centred class means; Sigma_W: (B, d, d). Returns (B,).
+    """
+    eigenvalues, Vh = pinv_eigenpairs(M)  # (B, r), (B, r, d)
     projected = torch.einsum("brd,bde,bre->br", Vh, Sigma_W, Vh)  # (B, r) v_kᵀ Σ_W v_k
-    terms = torch.where(keep, projected / torch.where(keep, eigenvalues, torch.ones_like(eigenvalues)), 0.0)
-    return terms.sum(-1) / C  # (B,)
+    return (projected / eigenvalues).sum(-1) / M.shape[-2]  # (B,)
+
+
+class WithinProjection:
+    """NC1 without the d×d scatter: v_kᵀ Σ_W v_k = (1/N) Σ_i (v_k·(h_i − μ_{y_i}))², streamed.
+
+    Only the ≤ C−1 eigenvectors of Σ_B enter tr(Σ_W Σ_B^†), so once pass 1 has fixed the class means,
+    pass 2 accumulates the squared projections of the within-class deviations onto them: N·d·C flops
+    instead of the scatter's N·d². Exact (same value as nc1 from the full Σ_W, up to rounding); the
+    sums add across chunks, shards and ranks.
+    """
+
+    def __init__(self, class_means: torch.Tensor, centred_means: torch.Tensor) -> None:
+        """class_means: (C_head, d) μ_c indexed by label; centred_means: (C, d) m̄_c of the present classes."""
+        self.class_means = class_means.to(torch.float64)  # (C_head, d)
+        self.num_classes = int(centred_means.shape[0])
+        eigenvalues, Vh = pinv_eigenpairs(centred_means.to(torch.float64)[None])
+        self.eigenvalues, self.basis = eigenvalues[0], Vh[0]  # (r,), (r, d)
+        self.squared = torch.zeros_like(self.eigenvalues)  # (r,) Σ_i (v_k·(h_i − μ_{y_i}))²
+        self.samples = 0
+
+    def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add one chunk: features (n, d), labels (n,)."""
+        H = features.to(device=self.class_means.device, dtype=torch.float64)  # (n, d)
+        D = H - self.class_means[labels.to(H.device, torch.long)]  # (n, d)
+        P = D @ self.basis.T  # (n, r)
+        self.squared += (P * P).sum(0)
+        self.samples += int(H.shape[0])
+
+    def nc1(self, num_samples: int | None = None) -> float:
+        """tr(Σ_W Σ_B^†)/C from the accumulated projections (N = all samples of the pass by default)."""
+        N = num_samples if num_samples is not None else self.samples
+        return float((self.squared / N / self.eigenvalues).sum() / self.num_classes)
 
 
 def nc1_cdnv(stats: ClassStats) -> float:

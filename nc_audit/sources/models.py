@@ -123,6 +123,10 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "cnn": SmallCN
 
 
 def _architecture(name: Any) -> Callable[..., nn.Module]:
+    if name == "adapter":  # the feature adapter of `finetune --features` lives with the training code
+        from nc_audit.train.adapter import FeatureAdapter
+
+        return FeatureAdapter
     if not isinstance(name, str) or name not in ARCHITECTURES:
         raise InputError(f"unknown architecture {name!r}; built-in architectures: {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[name]

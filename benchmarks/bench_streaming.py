@@ -1,0 +1,162 @@
+"""Rows: the streaming passes over a large float32 dump vs raw h5py chunk reading of the same file.
+
+The dump (N × d float32, HDF5 chunks of 4096 rows like nc-audit's own writer, a head) is generated under
+benchmarks/data/ (gitignored). Both sides read with the same rows per read (nc-audit's default) and a warm
+page cache (one full read first). Pass 1 is ``accumulate_stats``; ``measure`` (both passes + metrics) runs
+in a subprocess so that its peak RSS is its own (``os.wait4``). A profile hook counts Python function
+calls at two sizes: the marginal calls per row show whether any per-sample Python loop exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from bench_common import Limits, Row, best_of
+
+from nc_audit.passes import accumulate_stats, count_decisions
+from nc_audit.progress import SilentTracker
+from nc_audit.sources.dumps import default_chunk_rows, read_head, resolve_split
+from nc_audit.stats import ClassStats
+
+HDF5_CHUNK_ROWS = 4096
+#: Rows per read in the per-sample-loop check (small, so that per-chunk calls show up per row).
+LOOP_CHECK_ROWS = 4096
+TARGET_FRACTION, TARGET_RSS = 0.70, 1e9
+MEASURE_SCRIPT = """
+import json, sys, time
+start = time.perf_counter()
+from nc_audit.audit import measure
+imported = time.perf_counter()
+report = measure(sys.argv[1], device="cpu")
+print(json.dumps({"import_s": imported - start, "measure_s": time.perf_counter() - imported,
+                  "nc1": report.metrics["nc1"]}))
+"""
+
+
+def generate_dump(path: Path, N: int, d: int, C: int, seed: int = 0, block: int = 65536) -> None:
+    """Features around C centres (float32), labels, a random head; chunked along N."""
+    rng = np.random.default_rng(seed)
+    centres = (3.0 * rng.standard_normal((C, d))).astype(np.float32)
+    with h5py.File(path, "w") as handle:
+        features = handle.create_dataset("features", (N, d), "float32", chunks=(HDF5_CHUNK_ROWS, d))
+        labels = handle.create_dataset("labels", (N,), "int64", chunks=(HDF5_CHUNK_ROWS,))
+        for begin in range(0, N, block):
+            n = min(block, N - begin)
+            y = rng.integers(0, C, size=n)
+            features[begin : begin + n] = centres[y] + rng.standard_normal((n, d), dtype=np.float32)
+            labels[begin : begin + n] = y
+        handle["head/weight"] = centres.astype(np.float64) + 0.5 * rng.standard_normal((C, d))
+        handle["head/bias"] = rng.standard_normal(C)
+
+
+def raw_read(path: Path, rows_per_read: int) -> int:
+    """Read every row of /features and /labels with h5py, rows_per_read at a time; returns rows read."""
+    total = 0
+    with h5py.File(path, "r") as handle:
+        features, labels = handle["features"], handle["labels"]
+        for begin in range(0, features.shape[0], rows_per_read):
+            total += features[begin : begin + rows_per_read].shape[0]
+            labels[begin : begin + rows_per_read]
+    return total
+
+
+def measure_in_subprocess(path: Path) -> tuple[dict, int]:
+    """(the child's timings, its peak RSS in bytes) for ``nc_audit.audit.measure(path)``."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", MEASURE_SCRIPT, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    output = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise RuntimeError(f"measure subprocess failed with exit code {child.returncode}")
+    return json.loads(output.strip().splitlines()[-1]), usage.ru_maxrss * 1024  # Linux: KiB
+
+
+def python_calls(info: object, rows: int, C: int, chunk_rows: int) -> int:
+    """Python function calls made by pass 1 + pass 2 over the first ``rows`` rows (sys.setprofile)."""
+    calls = 0
+
+    def count(frame: object, event: str, arg: object) -> None:
+        nonlocal calls
+        calls += event == "call"
+
+    part = dataclasses.replace(info, num_samples=rows)
+    head = read_head(part.path)
+    sys.setprofile(count)
+    try:
+        stats: ClassStats = accumulate_stats(part, C, torch.device("cpu"), SilentTracker(), chunk_rows)
+        count_decisions(part, stats, head, torch.device("cpu"), SilentTracker(), chunk_rows)
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+def run(path: Path, N: int, d: int, C: int, limits: Limits, repeats: int) -> list[Row]:
+    info = resolve_split(path, None)
+    nbytes = N * (d * 4 + 8)
+    rows_per_read = default_chunk_rows(d, 4)
+    raw_read(path, rows_per_read)  # warm the page cache
+    raw_s, _ = best_of(repeats, lambda: raw_read(path, rows_per_read))
+    raw = Row(
+        f"raw h5py read, {N:,}×{d} float32 ({nbytes / 1e9:.2f} GB)", raw_s, floor_s=limits.floor(nbytes)
+    )
+    raw.extra["throughput"] = f"{nbytes / raw_s / 1e9:.2f} GB/s ({rows_per_read} rows per read)"
+
+    pass_s, stats = best_of(repeats, lambda: accumulate_stats(info, C, torch.device("cpu"), SilentTracker()))
+    assert stats.num_samples == N
+    streaming = Row(
+        "streaming pass 1 (accumulate_stats)",
+        pass_s,
+        reference="raw h5py read",
+        reference_s=raw_s,
+        ratio=raw_s / pass_s,
+        floor_s=limits.floor(nbytes, flops=2.0 * N * d * d),
+        target=f"≥ {TARGET_FRACTION:.0%} of raw read throughput",
+    )
+    streaming.met = streaming.ratio >= TARGET_FRACTION
+    streaming.extra["throughput"] = f"{nbytes / pass_s / 1e9:.2f} GB/s"
+    gemm_floor = 2.0 * N * d * d / limits.gemm64_flops_per_s
+    streaming.notes.append(
+        f"the Σ_W Gram alone (2Nd² float64 flops) takes ≥ {gemm_floor:.2f} s at the measured GEMM rate, "
+        f"raw reading {raw_s:.2f} s"
+    )
+
+    runs = [measure_in_subprocess(path) for _ in range(repeats)]
+    measure_s = min(timing["measure_s"] for timing, _ in runs)
+    peak_rss = max(rss for _, rss in runs)
+    whole = Row(
+        "measure (2 passes + metrics, subprocess)",
+        measure_s,
+        reference="raw h5py read ×2",
+        reference_s=2 * raw_s,
+        ratio=2 * raw_s / measure_s,
+        floor_s=limits.floor(2 * nbytes, flops=2.0 * N * d * d + 4.0 * N * d * C),
+        target="peak RSS < 1 GB",
+        met=peak_rss < TARGET_RSS,
+    )
+    whole.extra["peak RSS"] = (
+        f"{peak_rss / 1e6:.0f} MB (import alone ≈ {runs[0][0]['import_s']:.1f} s, not timed)"
+    )
+    whole.extra["throughput"] = f"{2 * nbytes / measure_s / 1e9:.2f} GB/s over both passes"
+
+    large = min(N, 16 * LOOP_CHECK_ROWS)
+    small = large // 4
+    calls = [python_calls(info, rows, C, LOOP_CHECK_ROWS) for rows in (small, large)]
+    per_row = (calls[1] - calls[0]) / max(1, large - small)
+    loop = Row("no per-sample Python loop (passes 1+2)", None, target="< 0.1 Python calls per row")
+    loop.met = per_row < 0.1  # a per-sample loop makes at least one call per row
+    loop.extra["Python calls per row"] = (
+        f"{per_row:.2g} marginal ({calls[0]:,} calls for {small:,} rows, {calls[1]:,} for {large:,}; "
+        f"{LOOP_CHECK_ROWS} rows per chunk)"
+    )
+    return [raw, streaming, whole, loop]
