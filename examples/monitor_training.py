@@ -1,7 +1,7 @@
 """Watch Neural Collapse while training: an MLP on scikit-learn's digits, measured every 20 steps.
 
-    python examples/monitor_training.py [--steps 300] [--out runs/monitor.jsonl]
-    nc-audit track runs/monitor.jsonl --plot runs/monitor.png
+python examples/monitor_training.py [--steps 300] [--out runs/monitor.jsonl]
+nc-audit track runs/monitor.jsonl --plot runs/monitor.png
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from torch.nn.functional import cross_entropy
 
 from nc_audit.monitor import Monitor
 from nc_audit.sources.datasets import load_dataset
@@ -34,7 +34,7 @@ def main() -> None:
     for step in range(args.steps + 1):
         batch = torch.randint(len(train), (256,))  # (256,) sample indices
         logits, features = forward_with_features(model, train.inputs[batch])  # (256, C), (256, d)
-        loss = F.cross_entropy(logits, train.labels[batch])
+        loss = cross_entropy(logits, train.labels[batch])
         record = monitor.log(
             step, features, train.labels[batch], model.head.weight, model.head.bias, loss=loss.item()
         )

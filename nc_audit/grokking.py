@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from torch.nn.functional import cross_entropy
 
 from nc_audit import __version__
 from nc_audit.errors import InputError
@@ -41,7 +41,7 @@ GROKKING_SCHEMA = "nc-audit-grokking/1"
 MODEL_CONFIG = {"embed_dim": 128, "hidden": 256}
 #: Embedding rows start at this scale times PyTorch's N(0, 1) (measured: see grok_init_note).
 EMBED_INIT_SCALE = 1.0
-OPTIMIZER = {"name": "AdamW", "lr": 1e-3, "weight_decay": 1.0, "betas": [0.9, 0.98]}
+OPTIMIZER: dict[str, Any] = {"name": "AdamW", "lr": 1e-3, "weight_decay": 1.0, "betas": (0.9, 0.98)}
 THRESHOLD = 0.99
 WINDOW = 2  # checkpoints either side of an event
 TRACKED = ("mir", "hdr")
@@ -72,47 +72,44 @@ def save_steps(steps: int, save_every: int) -> list[int]:
     return sorted({*range(0, steps + 1, save_every), steps})
 
 
-def _evaluate(model: torch.nn.Module, split: ArrayDataset) -> tuple[float, float]:
+def _evaluate(model: torch.nn.Module, splits: dict[str, ArrayDataset]) -> dict[str, float]:
+    """The training loop's own accuracy and mean cross-entropy on each split (float32 logits)."""
+    row = {}
     with torch.inference_mode():
-        logits = model(split.inputs)  # (N, p)
-        accuracy = float((logits.argmax(1) == split.labels).double().mean())
-        return accuracy, float(F.cross_entropy(logits, split.labels))
+        for name, split in splits.items():
+            logits = model(split.inputs)  # (N, p)
+            row[f"{name}_accuracy"] = float((logits.argmax(1) == split.labels).double().mean())
+            row[f"{name}_loss"] = float(cross_entropy(logits, split.labels))
+    return row
 
 
 def train(
     out: Path, spec: str, p: int, steps: int, save_every: int, seed: int, tracker: Tracker
 ) -> tuple[list[Path], list[dict[str, Any]]]:
     """Full-batch AdamW on the train split; checkpoints and the loop's own accuracy/loss per save."""
-    train_split, test_split = load_dataset(spec, "train"), load_dataset(spec, "test")
+    splits = {name: load_dataset(spec, name) for name in ("train", "test")}
     torch.manual_seed(seed)
     record = architecture_record("modmlp", {"p": p, **MODEL_CONFIG}, p)
     model = build_model(record)
     with torch.no_grad():
         model.embed.weight.mul_(EMBED_INIT_SCALE)
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=OPTIMIZER["lr"], weight_decay=OPTIMIZER["weight_decay"], betas=(0.9, 0.98)
+        model.parameters(),
+        lr=OPTIMIZER["lr"],
+        weight_decay=OPTIMIZER["weight_decay"],
+        betas=OPTIMIZER["betas"],
     )
     wanted = set(save_steps(steps, save_every))
     paths, history = [], []
     with tracker.stage(f"train modmlp on {spec}", steps) as advance:
         for step in range(steps + 1):
             if step in wanted:
-                model.eval()
-                (train_acc, train_loss), (test_acc, test_loss) = (
-                    _evaluate(model, s) for s in (train_split, test_split)
-                )
-                row = {"step": step, "train_accuracy": train_acc, "test_accuracy": test_acc,
-                       "train_loss": train_loss, "test_loss": test_loss}  # fmt: skip
-                history.append(row)
-                paths.append(
-                    save_checkpoint(
-                        out / f"step_{step:05d}.pt", model.state_dict(), record, {**row, "dataset": spec}
-                    )
-                )
-                model.train()
+                history.append({"step": step, **_evaluate(model, splits)})
+                meta = {"step": step, "dataset": spec, "metrics": history[-1]}
+                paths.append(save_checkpoint(out / f"step_{step:05d}.pt", model.state_dict(), record, meta))
             if step == steps:
                 break
-            loss = F.cross_entropy(model(train_split.inputs), train_split.labels)
+            loss = cross_entropy(model(splits["train"].inputs), splits["train"].labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -245,7 +242,7 @@ def run_grokking(
             "embed_init_scale": EMBED_INIT_SCALE,
             "optimizer": OPTIMIZER,
             "batch": "full",
-        },  # fmt: skip
+        },
         "history": history,
         "steps": steps_saved,
         "series": values,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from torch.nn.functional import cross_entropy
 
 from nc_audit import __version__
 from nc_audit.audit import metrics_from_arrays, resolve_device
@@ -131,7 +131,7 @@ def evaluate(model: torch.nn.Module, head_name: str, dataset: ArrayDataset, devi
     head_module = find_head_module(model, head_name)[1]
     head = Head(head_name, _float64(head_module.weight), _float64(head_module.bias))
     metrics, counter = metrics_from_arrays(H, labels, head)
-    loss = F.cross_entropy(Z.double(), labels)  # mean over the N samples, float64
+    loss = cross_entropy(Z.double(), labels)  # mean over the N samples, float64
     return {
         "accuracy": counter.accuracy,
         "loss": finite_or_none(float(loss)),

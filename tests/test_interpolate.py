@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 import typer
+from torch.nn.functional import cross_entropy
 from typer.testing import CliRunner, Result
 
 from nc_audit.audit import measure
@@ -38,7 +38,7 @@ def digits_checkpoint(path: Path, seed: int, hidden: tuple[int, ...] = (32,), tr
     train = load_dataset("digits", "train")
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(train_steps):
-        loss = F.cross_entropy(model(train.inputs), train.labels)
+        loss = cross_entropy(model(train.inputs), train.labels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -72,7 +72,7 @@ def test_endpoints_equal_measure_of_each_checkpoint(pair: tuple[Path, Path], tmp
         model.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
         with torch.inference_mode():
             logits, _ = forward_with_features(model, test.inputs)
-        assert record["loss"] == pytest.approx(float(F.cross_entropy(logits.double(), test.labels)), rel=1e-10)
+        assert record["loss"] == pytest.approx(float(cross_entropy(logits.double(), test.labels)), rel=1e-10)
     assert records[1]["metrics"] != records[0]["metrics"]
 
 
@@ -114,13 +114,19 @@ def test_fewer_than_two_steps_is_an_error(steps: int) -> None:
 def test_cli_writes_json_plot_and_table(pair: tuple[Path, Path], tmp_path: Path) -> None:
     a, b = pair
     json_path, plot = tmp_path / "line.json", tmp_path / "line.png"
-    result = invoke(a, b, "--data", "digits", "--steps", "3", "--device", "cpu", "--json", json_path, "--plot", plot)
+    result = invoke(
+        a, b, "--data", "digits", "--steps", "3", "--device", "cpu", "--json", json_path, "--plot", plot
+    )
     assert result.exit_code == 0, result.output
     assert "nc1" in result.stdout and "mir" in result.stdout and "NC" in result.stdout
     document = json.loads(json_path.read_text())
     assert document["schema"] == INTERPOLATION_SCHEMA
     assert set(document) >= {"nc_audit_version", "a", "b", "data", "split", "records", "targets"}
-    assert document["a"]["path"] == str(a) and document["split"] == "train" and document["data"] == "digits:layout=flat"
+    assert (
+        document["a"]["path"] == str(a)
+        and document["split"] == "train"
+        and document["data"] == "digits:layout=flat"
+    )
     assert [set(r) for r in document["records"]] == [{"alpha", "accuracy", "loss", "metrics"}] * 3
     assert plot.read_bytes().startswith(PNG_MAGIC)
     as_json = invoke(a, b, "--data", "digits", "--steps", "2", "--split", "test", "--format", "json")

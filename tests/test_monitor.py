@@ -108,7 +108,9 @@ def test_malformed_line_before_the_end_is_an_error(tmp_path: Path) -> None:
 def test_bad_input(tmp_path: Path, change: dict, message: str) -> None:
     H, y, W, b = problem_tensors()
     with pytest.raises(InputError, match=message):
-        monitor = Monitor(tmp_path / "run.jsonl", every=change.get("every", 1), num_classes=change.get("num_classes"))
+        monitor = Monitor(
+            tmp_path / "run.jsonl", every=change.get("every", 1), num_classes=change.get("num_classes")
+        )
         labels = y + 7 if change.get("labels") else y
         features = H.T if change.get("features") else H
         monitor.log(0, features, labels, W, b, **change.get("extra", {}))

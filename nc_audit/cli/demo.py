@@ -25,10 +25,13 @@ def grokking_command(
     ],
     p: Annotated[int, Opt("--p", min=2, help="Modulus p of a+b mod p (p classes, p² pairs).")] = 97,
     train_fraction: Annotated[
-        float, Opt(min=0.0, max=1.0, help="Share of the p² pairs used for training; the rest is the test split.")
+        float,
+        Opt(min=0.0, max=1.0, help="Share of the p² pairs used for training; the rest is the test split."),
     ] = 0.4,
     steps: Annotated[int, Opt(min=1, help="Full-batch AdamW steps.")] = 4000,
-    save_every: Annotated[int, Opt(min=1, help="Write a checkpoint every this many steps (and at 0 and the end).")] = 100,
+    save_every: Annotated[
+        int, Opt(min=1, help="Write a checkpoint every this many steps (and at 0 and the end).")
+    ] = 100,
     seed: Annotated[int, Opt(min=0, help="Seed of the train/test split and of the initialisation.")] = 0,
     progress: Annotated[bool, Opt(help="Show a progress bar on stderr.")] = True,
 ) -> None:
@@ -42,7 +45,13 @@ def grokking_command(
 
     with RichTracker(enabled=progress) as tracker:
         result = run_grokking(
-            out, p=p, train_fraction=train_fraction, steps=steps, save_every=save_every, seed=seed, tracker=tracker
+            out,
+            p=p,
+            train_fraction=train_fraction,
+            steps=steps,
+            save_every=save_every,
+            seed=seed,
+            tracker=tracker,
         )
     events, seconds = result.events, result.seconds
     for name in ("train", "test"):

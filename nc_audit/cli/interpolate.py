@@ -138,7 +138,9 @@ def render_table(document: dict[str, Any]) -> None:
     console = Console()
     console = console if console.width >= needed else Console(width=needed)
     console.print(table)
-    console.print("[dim]NC2 columns: M = centred class means, W = head rows; last row: values at Neural Collapse[/]")
+    console.print(
+        "[dim]NC2 columns: M = centred class means, W = head rows; last row: values at Neural Collapse[/]"
+    )
 
 
 def render_markdown(document: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ def distance(value: float | None, target: float | None) -> float | None:
 
 
 #: Narrower consoles drop the meaning column rather than wrap it into unreadable slivers.
-MEANING_MIN_WIDTH = 110
+MEANING_MIN_WIDTH = 100
 
 
 def make_console() -> Console:

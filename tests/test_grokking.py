@@ -1,0 +1,93 @@
+"""`nc-audit demo grokking` on a shortened schedule: files, steps, and a SUMMARY that matches the data."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from nc_audit.cli.demo import demo_app
+from nc_audit.grokking import GROKKING_SCHEMA, THRESHOLD, first_step, save_steps, window_change
+from nc_audit.sources.checkpoints import load_checkpoint
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("grok") / "demo"
+    app = typer.Typer()
+    app.add_typer(demo_app, name="demo")
+    args = ["demo", "grokking", "--out", str(out), "--p", "23", "--steps", "300", "--save-every", "100"]
+    result = CliRunner().invoke(app, [*args, "--no-progress"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "train accuracy ≥ 0.99" in result.stderr and "time: training" in result.stderr
+    return out
+
+
+def test_files_and_checkpoints(run: Path) -> None:
+    assert (run / "grokking.png").read_bytes().startswith(PNG_MAGIC)
+    assert sorted(p.name for p in run.glob("step_*.pt")) == [f"step_{s:05d}.pt" for s in (0, 100, 200, 300)]
+    checkpoint = load_checkpoint(run / "step_00200.pt")
+    assert checkpoint.step == 200 and checkpoint.architecture["name"] == "modmlp"
+    metrics = checkpoint.meta["metrics"]
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["train_loss"] > 0 and metrics["step"] == 200
+
+
+def test_trajectory_holds_both_splits_at_every_saved_step(run: Path) -> None:
+    document = json.loads((run / "trajectory.json").read_text())
+    assert document["schema"] == GROKKING_SCHEMA
+    assert document["steps"] == [0, 100, 200, 300]
+    for split in ("train", "test"):
+        records = document[split]["records"]
+        assert [r["step"] for r in records] == [0, 100, 200, 300]
+        assert {r["features"]["split"] for r in records} == {split}
+        assert all(r["features"]["num_classes"] == 23 and r["metrics"]["mir"] is not None for r in records)
+    assert all("own_class_means" in r["details"] for r in document["test"]["records"])
+    history_acc = [h["train_accuracy"] for h in document["history"]]
+    measured_acc = [r["details"]["accuracy"] for r in document["train"]["records"]]
+    assert measured_acc == pytest.approx(history_acc, abs=2 / 211)  # the loop (float32) vs measure (float64)
+
+
+def summary_step(summary: str, split: str) -> int | None:
+    """The step SUMMARY.md states for ``split``, or None when it says the threshold was never reached."""
+    found = re.search(rf"- {split} accuracy first ≥ {THRESHOLD} at step \*\*(\d+)\*\*", summary)
+    if found:
+        return int(found.group(1))
+    assert re.search(rf"- {split} accuracy: never reached ≥ {THRESHOLD}", summary), summary
+    return None
+
+
+def test_summary_numbers_come_from_the_measurement(run: Path) -> None:
+    document = json.loads((run / "trajectory.json").read_text())
+    summary = (run / "SUMMARY.md").read_text()
+    steps = document["steps"]
+    for split in ("train", "test"):
+        accuracy = [r["details"]["accuracy"] for r in document[split]["records"]]
+        expected = next((s for s, a in zip(steps, accuracy, strict=True) if a >= THRESHOLD), None)
+        assert summary_step(summary, split) == expected == document["events"][f"{split}_accuracy_step"]
+    mir = [r["metrics"]["mir"] for r in document["train"]["records"]]
+    event = document["events"]["train_accuracy_step"]
+    if event is not None:
+        i = steps.index(event)
+        change = abs(mir[min(i + 2, len(steps) - 1)] - mir[max(i - 2, 0)])
+        row = next(line for line in summary.splitlines() if line.startswith("| mir (train features)"))
+        assert f"{change:.4f}" in row.split("|")[2]
+        stored = document["events"]["changes"]["mir (train features)"]["around_train_event"]["change"]
+        assert stored == pytest.approx(change, abs=1e-12)
+    assert re.search(r"Time: training [\d.]+ s, measurement [\d.]+ s, total [\d.]+ s", summary)
+
+
+def test_event_statistics() -> None:
+    steps = [0, 100, 200, 300, 400, 500]
+    assert save_steps(450, 100) == [0, 100, 200, 300, 400, 450]
+    assert first_step(steps, [0.1, 0.5, None, 0.99, 1.0, 1.0]) == 300
+    assert first_step(steps, [0.1] * 6) is None
+    values = [0.0, 1.0, 3.0, 6.0, 10.0, 15.0]
+    assert window_change(steps, values, 200) == {"from_step": 0, "to_step": 400, "change": 10.0}
+    assert window_change(steps, values, 500) == {"from_step": 300, "to_step": 500, "change": 9.0}
+    assert window_change(steps, values, None) is None
