@@ -9,15 +9,30 @@ import typer
 
 from nc_audit.cli.common import (
     EXIT_CHECK_FAILED,
-    Device,
     Estimator,
-    Format,
     cli_errors,
     print_stdout,
     stderr,
     write_outputs,
 )
 from nc_audit.cli.gating import apply_gates, resolve_settings
+from nc_audit.cli.options import (
+    BaselineOpt,
+    CacheDirOpt,
+    ChunkRowsOpt,
+    DataOpt,
+    DeviceOpt,
+    FailOnOpt,
+    FormatOpt,
+    HeadOpt,
+    JsonOpt,
+    JunitOpt,
+    MarkdownOpt,
+    ModelOpt,
+    ProgressOpt,
+    SplitOpt,
+    ToleranceOpt,
+)
 
 Opt = typer.Option
 
@@ -34,65 +49,19 @@ def measure_command(
     features: Annotated[
         Path | None, Opt("--features", "-f", help="HDF5 feature dump (/features + /labels, or split groups).")
     ] = None,
-    data: Annotated[
-        str | None,
-        Opt(
-            "--data",
-            "-d",
-            help="Dataset to extract features from instead of --features: digits, gaussian[:k=v,...], modadd[:k=v,...], or a .npz/.h5 file with inputs and labels. Cached by checkpoint sha256 + dataset.",
-        ),
-    ] = None,
-    model: Annotated[
-        str | None,
-        Opt(
-            help="Architecture for a checkpoint that does not describe itself: package.module:factory or file.py:factory."
-        ),
-    ] = None,
-    cache_dir: Annotated[
-        Path | None,
-        Opt(help="Feature cache folder for --data (default: $NC_AUDIT_CACHE or ~/.cache/nc-audit)."),
-    ] = None,
-    split: Annotated[
-        str | None,
-        Opt(
-            help="Split of the dump to measure (default: train, or the root arrays). Non-train splits take the class means from train (NC4 on held-out data)."
-        ),
-    ] = None,
-    head: Annotated[
-        str | None,
-        Opt(help="State-dict name of the classifier head (NAME.weight / NAME.bias); default: detected."),
-    ] = None,
-    output_format: Annotated[
-        Format | None,
-        Opt("--format", help="What to print on stdout: table, json or markdown. [default: table]"),
-    ] = None,
-    json_path: Annotated[
-        Path | None, Opt("--json", help="Also write the JSON report (schema nc-audit-report/1) to PATH.")
-    ] = None,
-    markdown_path: Annotated[
-        Path | None, Opt("--markdown", help="Also write the Markdown summary to PATH.")
-    ] = None,
-    junit_path: Annotated[
-        Path | None, Opt("--junit", help="Also write a JUnit XML file, one test case per rule.")
-    ] = None,
-    fail_on: Annotated[
-        list[str] | None,
-        Opt("--fail-on", help="Rule 'METRIC OP VALUE' (e.g. 'nc1<=0.5'); repeatable; exit 1 if any fails."),
-    ] = None,
-    baseline: Annotated[
-        Path | None,
-        Opt(
-            help="Report JSON to compare with: exit 1 if a metric moved away from its NC target by more than --tolerance."
-        ),
-    ] = None,
-    tolerance: Annotated[
-        float | None,
-        Opt(help="Allowed increase of a metric's distance to its NC target vs --baseline. [default: 0]"),
-    ] = None,
-    device: Annotated[
-        Device | None,
-        Opt(help="Where the kernels run: auto (CUDA when present), cpu or cuda. [default: auto]"),
-    ] = None,
+    data: DataOpt = None,
+    model: ModelOpt = None,
+    cache_dir: CacheDirOpt = None,
+    split: SplitOpt = None,
+    head: HeadOpt = None,
+    output_format: FormatOpt = None,
+    json_path: JsonOpt = None,
+    markdown_path: MarkdownOpt = None,
+    junit_path: JunitOpt = None,
+    fail_on: FailOnOpt = None,
+    baseline: BaselineOpt = None,
+    tolerance: ToleranceOpt = None,
+    device: DeviceOpt = None,
     sample_level: Annotated[
         bool,
         Opt(
@@ -106,10 +75,8 @@ def measure_command(
             help="Sample-level joint entropies: auto (exact where a route fits, else SLQ), exact, or slq (stochastic Lanczos quadrature with a 95% interval)."
         ),
     ] = Estimator.auto,
-    chunk_rows: Annotated[
-        int | None, Opt(min=1, help="Rows per streamed chunk (default: about 32 MB of features).")
-    ] = None,
-    progress: Annotated[bool, Opt(help="Show a progress bar on stderr.")] = True,
+    chunk_rows: ChunkRowsOpt = None,
+    progress: ProgressOpt = True,
 ) -> None:
     """Report how close a checkpoint's last layer is to Neural Collapse, with matrix-information metrics.
 

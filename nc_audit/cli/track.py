@@ -9,14 +9,29 @@ import typer
 
 from nc_audit.cli.common import (
     EXIT_CHECK_FAILED,
-    Device,
-    Format,
     cli_errors,
     print_stdout,
     stderr,
     write_outputs,
 )
 from nc_audit.cli.gating import gate_trajectory, resolve_settings
+from nc_audit.cli.options import (
+    BaselineOpt,
+    CacheDirOpt,
+    ChunkRowsOpt,
+    DataOpt,
+    DeviceOpt,
+    FailOnOpt,
+    FormatOpt,
+    HeadOpt,
+    JsonOpt,
+    JunitOpt,
+    MarkdownOpt,
+    ModelOpt,
+    ProgressOpt,
+    SplitOpt,
+    ToleranceOpt,
+)
 
 Opt = typer.Option
 
@@ -30,58 +45,25 @@ def track_command(
             show_default=False,
         ),
     ],
-    data: Annotated[
-        str | None,
-        Opt(
-            "--data",
-            "-d",
-            help="Dataset to extract every checkpoint's features from (cached). Default: the dump beside each checkpoint (same stem, .h5).",
-        ),
-    ] = None,
-    split: Annotated[
-        str | None, Opt(help="Split for the decisions (NC4); class means come from train.")
-    ] = None,
-    head: Annotated[
-        str | None, Opt(help="State-dict name of the classifier head; default: detected.")
-    ] = None,
-    model: Annotated[
-        str | None,
-        Opt(help="Architecture for checkpoints that do not describe themselves: package.module:factory."),
-    ] = None,
-    cache_dir: Annotated[Path | None, Opt(help="Feature cache folder for --data.")] = None,
+    data: DataOpt = None,
+    split: SplitOpt = None,
+    head: HeadOpt = None,
+    model: ModelOpt = None,
+    cache_dir: CacheDirOpt = None,
     plot: Annotated[
         Path | None,
         Opt(help="Write a PNG: every metric against step, one panel per family, NC targets dashed."),
     ] = None,
-    output_format: Annotated[
-        Format | None,
-        Opt("--format", help="What to print on stdout: table, json or markdown. [default: table]"),
-    ] = None,
-    json_path: Annotated[
-        Path | None, Opt("--json", help="Also write the trajectory JSON (nc-audit-trajectory/1) to PATH.")
-    ] = None,
-    markdown_path: Annotated[
-        Path | None, Opt("--markdown", help="Also write the Markdown summary to PATH.")
-    ] = None,
-    junit_path: Annotated[
-        Path | None, Opt("--junit", help="Also write JUnit XML: one test case per rule and checkpoint.")
-    ] = None,
-    fail_on: Annotated[
-        list[str] | None,
-        Opt("--fail-on", help="Rule 'METRIC OP VALUE' checked on every checkpoint; repeatable."),
-    ] = None,
-    baseline: Annotated[
-        Path | None, Opt(help="Trajectory or report JSON to compare with (matched by checkpoint name).")
-    ] = None,
-    tolerance: Annotated[
-        float | None,
-        Opt(help="Allowed increase of a metric's distance to its NC target vs --baseline. [default: 0]"),
-    ] = None,
-    device: Annotated[
-        Device | None, Opt(help="Where the kernels run: auto, cpu or cuda. [default: auto]")
-    ] = None,
-    chunk_rows: Annotated[int | None, Opt(min=1, help="Rows per streamed chunk.")] = None,
-    progress: Annotated[bool, Opt(help="Show a progress bar on stderr.")] = True,
+    output_format: FormatOpt = None,
+    json_path: JsonOpt = None,
+    markdown_path: MarkdownOpt = None,
+    junit_path: JunitOpt = None,
+    fail_on: FailOnOpt = None,
+    baseline: BaselineOpt = None,
+    tolerance: ToleranceOpt = None,
+    device: DeviceOpt = None,
+    chunk_rows: ChunkRowsOpt = None,
+    progress: ProgressOpt = True,
 ) -> None:
     """Measure every checkpoint of a training run, in step order; batched metrics, a table, a plot, gates.
 
