@@ -149,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     repeats = 1 if args.quick else 3
     err.print("[dim]measuring read bandwidth and GEMM rates ...[/dim]")
     if contended(machine):
-        err.print(f"[yellow]load average {machine['load average at start']} on {machine['cores']}: timings are "
-                  "contended (consider --threads 1)[/yellow]")  # fmt: skip
+        hint = " (consider --threads 1)" if torch.get_num_threads() > 1 else ""
+        err.print(f"[yellow]load average {machine['load average at start']} on {machine['cores']}: "
+                  f"timings are contended{hint}[/yellow]")  # fmt: skip
     limits = measure_limits(args.quick)
     rows: list[Row] = []
 

@@ -327,7 +327,6 @@ def build_report(collected: Collected, metrics: dict[str, float | None]) -> Repo
     C, d = sub.num_classes, sub.feature_dim
     targets = nc_targets(C)
     notes = build_notes(stats, C, d, sources.head, metrics)
-    metrics = {**metrics, "accuracy": collected.counter.accuracy}  # gateable: --fail-on 'accuracy>=0.9'
     if collected.sample_level is not None:
         metrics = {**metrics, **collected.sample_level.metrics}
         targets.update(sample_level_targets(C))

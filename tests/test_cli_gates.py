@@ -218,6 +218,35 @@ def test_track_against_a_single_report_baseline_checks_the_last_checkpoint(tmp_p
     assert last["passed"] is False and any(rule.startswith("baseline nc1") for rule in failed_rules(last))
 
 
+def test_a_monitor_run_gated_against_its_own_trajectory_passes_record_by_record(tmp_path: Path) -> None:
+    """A monitor labels every record with its run name, so the step tells its records apart: the same run
+    compared with itself must pass, each record against the baseline record of its own step."""
+    write_monitor_file(tmp_path / "run.jsonl")
+    assert invoke("track", tmp_path / "run.jsonl", "--json", tmp_path / "base.json").exit_code == 0
+    out = tmp_path / "t.json"
+
+    result = invoke("track", tmp_path / "run.jsonl", "--baseline", tmp_path / "base.json", "--json", out)
+
+    assert result.exit_code == 0, result.output
+    records = read_json(out)["records"]
+    assert all(record["passed"] for record in records)
+    assert [len(record["checks"]) for record in records] == [len(records[0]["checks"])] * 3
+    assert records[0]["checks"], "every record is compared with its baseline record"
+
+
+def test_junit_cases_of_a_monitor_run_name_their_step(tmp_path: Path) -> None:
+    """One test case per rule and checkpoint, each identifiable: records sharing a run label differ by step."""
+    write_monitor_file(tmp_path / "run.jsonl")
+    junit = tmp_path / "checks.xml"
+
+    result = invoke("track", tmp_path / "run.jsonl", "--fail-on", "nc1<=1e9", "--junit", junit)
+
+    assert result.exit_code == 0, result.output
+    cases = junit_cases(junit)
+    assert len(cases) == 3
+    assert len({(case.get("classname"), case.get("name")) for case in cases}) == 3
+
+
 # --- [tool.nc-audit] defaults and flags -----------------------------------------------------------------
 def write_pyproject(folder: Path, **settings: Any) -> None:
     lines = ["[project]", 'name = "someone-elses-model"', "", "[tool.nc-audit]"]
@@ -299,10 +328,10 @@ def test_the_markdown_summary_is_appended_to_the_github_step_summary(tmp_path: P
     summary.write_text("## an earlier step\n\nits output\n")
     markdown = tmp_path / "summary-copy.md"
 
-    result = invoke(command, *source, "--fail-on", "nc1<=1e9", "--markdown", markdown,
+    result = invoke(command, *source, "--fail-on", "nc1<=0", "--markdown", markdown,
                     env={"GITHUB_STEP_SUMMARY": str(summary)})  # fmt: skip
 
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # a failed gate is when CI needs the summary most
     written = markdown.read_text()
     assert "nc1" in written
     assert summary.read_text() == "## an earlier step\n\nits output\n" + written

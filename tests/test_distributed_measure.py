@@ -13,6 +13,7 @@ single-process metrics.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import math
@@ -172,6 +173,11 @@ def _worker(rank: int, port: int, out: str, dump: str) -> None:
     for begin in range(start, stop, 37):  # several chunks per rank, as a streaming pass
         local.update(H[begin : min(begin + 37, stop)], y[begin : min(begin + 37, stop)])
     merged = ctx.merge_class_stats(local)
+    lean = None  # statistics without the within-class scatter (scatter None), where ClassStats offers them
+    if "with_scatter" in inspect.signature(ClassStats.empty).parameters:
+        lean = ClassStats.empty(5, 6, with_scatter=False)
+        lean.update(H[start:stop], y[start:stop])
+        lean = ctx.merge_class_stats(lean)
     counts = torch.tensor([rank + 1, 10 * rank], dtype=torch.int64)
     returned = ctx.sum_(counts)
     strided = torch.arange(6, dtype=torch.float64).reshape(2, 3).T * (rank + 1)  # non-contiguous view
@@ -193,7 +199,7 @@ def _worker(rank: int, port: int, out: str, dump: str) -> None:
     ctx.close()
     torch.save({"world": (ctx.rank, ctx.world_size, ctx.is_main), "rows": (start, stop), "merged": merged,
                 "counts": counts, "same_object": returned is counts, "strided": strided,
-                "metrics": metrics}, Path(out) / f"rank{rank}.pt")  # fmt: skip
+                "metrics": metrics, "lean": lean}, Path(out) / f"rank{rank}.pt")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -233,6 +239,20 @@ def test_merged_stats_equal_one_shot_stats_and_are_identical_on_every_rank(ranks
             torch.testing.assert_close(merged[name], expected, rtol=TOLERANCE, atol=TOLERANCE)
     for name, tensor in stat_fields(ranks[0]["merged"]).items():
         assert torch.equal(tensor, stat_fields(ranks[1]["merged"])[name]), name  # bitwise, rank order
+
+
+def test_statistics_without_scatter_merge_too(ranks: list[dict]) -> None:
+    if ranks[0]["lean"] is None:
+        pytest.skip("ClassStats has no with_scatter option")
+    problem = make_random_problem(seed=3, num_classes=5, feature_dim=6, sizes=(30, 90))
+    H, y = torch.from_numpy(problem.features), torch.from_numpy(problem.labels)
+    y[H.shape[0] // 2 :][y[H.shape[0] // 2 :] == 4] = 3
+    one_shot = stat_fields(ClassStats.from_batch(H, y, 5, with_scatter=False))
+    for rank in ranks:
+        lean = stat_fields(rank["lean"])
+        assert lean.keys() == one_shot.keys() and rank["lean"].scatter is None
+        for name, expected in one_shot.items():
+            torch.testing.assert_close(lean[name], expected, rtol=TOLERANCE, atol=TOLERANCE)
 
 
 def test_context_knows_its_rank_and_shards_rows_contiguously(ranks: list[dict]) -> None:

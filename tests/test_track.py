@@ -206,6 +206,32 @@ def test_without_recorded_steps_names_sort_naturally(tmp_path: Path) -> None:
     assert [(r.step, r.label) for r in reports] == [(None, "epoch_1.pt"), (None, "epoch_2.pt"), (None, "epoch_10.pt")]  # fmt: skip
 
 
+def test_dumps_that_hold_their_head_are_ordered_by_their_step_attribute(tmp_path: Path) -> None:
+    run = tmp_path / "dumps"
+    run.mkdir()
+    for name, step, noise in (("d_1", 300, 0.2), ("d_2", 200, 0.5), ("d_3", 100, 0.9)):
+        problem = collapsing_problem(noise)
+        with h5py.File(write_features(run / f"{name}.h5", problem), "a") as handle:
+            handle["head/weight"], handle["head/bias"] = problem.W, problem.b
+            handle.attrs["step"] = str(step)
+
+    reports = measure_trajectory([run], device="cpu")
+
+    assert [(r.step, r.label) for r in reports] == [(100, "d_3.h5"), (200, "d_2.h5"), (300, "d_1.h5")]
+    for report in reports:
+        alone = measure(run / report.label, device="cpu")
+        assert_same_metrics(report.metrics, alone.metrics, report.label)
+
+
+def test_when_some_checkpoint_records_no_step_the_names_decide(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    write_head_checkpoint(run / "epoch_10.pt", collapsing_problem(0.2), step=1)
+    write_head_checkpoint(run / "epoch_9.pt", collapsing_problem(0.5), step=None)
+
+    assert order_by_step(discover([run])) == [(run / "epoch_9.pt", None), (run / "epoch_10.pt", 1)]
+
+
 def test_files_given_one_by_one_are_put_in_step_order(tmp_path: Path) -> None:
     run = write_run(tmp_path / "run", {"b": 0.3, "a": 0.6}, steps={"b": 7, "a": 3})
 
@@ -300,21 +326,14 @@ def test_a_hand_written_jsonl_in_the_record_format_is_read_too(tmp_path: Path) -
     ]
 
 
-@pytest.mark.parametrize("source", ["folder", "jsonl"])
-def test_plot_writes_a_png(tmp_path: Path, source: str) -> None:
+def test_plot_writes_a_png(tmp_path: Path) -> None:
     import matplotlib.image
 
-    if source == "folder":
-        inputs = write_run(
-            tmp_path / "run", {"e1": 0.9, "e2": 0.5, "e3": 0.2}, steps={"e1": 1, "e2": 2, "e3": 3}
-        )
-    else:
-        inputs = tmp_path / "run.jsonl"
-        write_monitor_file(inputs)
+    run = write_run(tmp_path / "run", {"e1": 0.9, "e2": 0.5, "e3": 0.2}, steps={"e1": 1, "e2": 2, "e3": 3})
     png = tmp_path / "plots" / "trajectory.png"
     png.parent.mkdir()
 
-    result = invoke("track", inputs, "--plot", png)
+    result = invoke("track", run, "--plot", png)
 
     assert result.exit_code == 0, result.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

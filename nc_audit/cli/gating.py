@@ -45,9 +45,16 @@ def resolve_settings(
     )
 
 
+def gateable(record: dict[str, Any]) -> dict[str, Any]:
+    """The values rules may name: the metrics, plus the classifier accuracy kept under details."""
+    details = record.get("details") or {}
+    extra = {"accuracy": details["accuracy"]} if "accuracy" in details else {}
+    return {**extra, **record["metrics"]}
+
+
 def apply_gates(report_dict: dict[str, Any], settings: GateSettings) -> list[dict[str, Any]]:
     """The checks of one report: its threshold rules, then its baseline comparison."""
-    checks = evaluate_rules(report_dict["metrics"], settings.rules)
+    checks = evaluate_rules(gateable(report_dict), settings.rules)
     if settings.baseline is not None:
         checks += compare_to_baseline(report_dict, settings.baseline, settings.tolerance)
     return checks
@@ -58,7 +65,7 @@ def gate_trajectory(trajectory: dict[str, Any], settings: GateSettings) -> None:
     (trajectory vs trajectory matched by label; a single-report baseline is compared with the last record)."""
     records = trajectory["records"]
     for record in records:
-        record["checks"] = evaluate_rules(record["metrics"], settings.rules)
+        record["checks"] = evaluate_rules(gateable(record), settings.rules)
     if settings.baseline is not None and records:
         by_label = {record.get("label"): record for record in records}
         for check in compare_to_baseline(trajectory, settings.baseline, settings.tolerance):
