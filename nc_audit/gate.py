@@ -234,6 +234,11 @@ def _compare_record(
     return checks
 
 
+def record_key(record: Mapping[str, Any]) -> tuple[Any, Any]:
+    """What identifies a trajectory record: its label and its step."""
+    return record.get("label"), record.get("step")
+
+
 def compare_to_baseline(
     report: Mapping[str, Any],
     baseline: Mapping[str, Any],
@@ -248,27 +253,29 @@ def compare_to_baseline(
     is one number or a per-metric mapping (key ``"*"`` is the default, otherwise 0).
 
     Reports and baselines may each be a single report or a trajectory. Trajectory vs trajectory:
-    records are matched by ``label`` and each check carries that ``label``; a single report vs a
+    records are matched by ``(label, step)`` and each check carries that ``label`` and ``step``; a single report vs a
     trajectory (either way round) uses the trajectory's last record. Raises InputError when the class
     counts differ or two trajectories share no label.
     """
     now_is_traj = report.get("schema") == TRAJECTORY_SCHEMA
     base_is_traj = baseline.get("schema") == TRAJECTORY_SCHEMA
     if now_is_traj and base_is_traj:
-        by_label = {record.get("label"): record for record in baseline.get("records", [])}
+        # (label, step) identifies a record: a monitor's run writes one label on every step
+        by_key = {record_key(record): record for record in baseline.get("records", [])}
         checks: list[dict[str, Any]] = []
         matched = 0
         for record in report.get("records", []):
-            label = record.get("label")
-            if label not in by_label:
+            key = record_key(record)
+            if key not in by_key:
                 continue
             matched += 1
-            for check in _compare_record(record, by_label[label], tolerance, metrics):
-                checks.append({**check, "label": label})
+            for check in _compare_record(record, by_key[key], tolerance, metrics):
+                checks.append({**check, "label": key[0], "step": key[1]})
         if not matched and report.get("records"):
+            known = ", ".join(f"{label}@{step}" if step is not None else str(label) for label, step in by_key)
             raise InputError(
-                "the baseline trajectory shares no checkpoint label with this run "
-                f"(baseline: {', '.join(map(str, by_label))}); pass the baseline of the same checkpoints"
+                "the baseline trajectory shares no checkpoint label (and step) with this run "
+                f"(baseline: {known}); pass the baseline of the same checkpoints"
             )
         return checks
     current = report["records"][-1] if now_is_traj else report

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nc_audit.config import load_defaults
-from nc_audit.gate import Rule, compare_to_baseline, evaluate_rules, load_baseline, parse_rule
+from nc_audit.gate import Rule, compare_to_baseline, evaluate_rules, load_baseline, parse_rule, record_key
 from nc_audit.metrics.catalog import METRICS
 
 
@@ -67,10 +67,10 @@ def gate_trajectory(trajectory: dict[str, Any], settings: GateSettings) -> None:
     for record in records:
         record["checks"] = evaluate_rules(gateable(record), settings.rules)
     if settings.baseline is not None and records:
-        by_label = {record.get("label"): record for record in records}
+        by_key = {record_key(record): record for record in records}
         for check in compare_to_baseline(trajectory, settings.baseline, settings.tolerance):
-            owner = by_label.get(check.pop("label", None), records[-1])
-            owner["checks"].append(check)
+            key = (check.pop("label", None), check.pop("step", None))
+            by_key.get(key, records[-1])["checks"].append(check)
     for record in records:
         record["passed"] = all(check["passed"] for check in record["checks"])
     trajectory["passed"] = all(record["passed"] for record in records)

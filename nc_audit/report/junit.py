@@ -53,8 +53,12 @@ def render_junit(reports: Sequence[Mapping[str, Any]]) -> str:
     """
     suite = ET.Element("testsuite", name=SUITE_NAME)
     tests = failures = 0
-    for index, report in enumerate(_records(reports)):
-        label = _label(report, index)
+    records = _records(reports)
+    labels = [_label(report, index) for index, report in enumerate(records)]
+    shared = {label for label in labels if labels.count(label) > 1}
+    for report, label in zip(records, labels, strict=True):
+        if label in shared and report.get("step") is not None:  # a monitor run: one label, many steps
+            label = f"{label}@step{report['step']}"
         for check in report.get("checks") or []:
             case_label = str(check.get("label") or label)
             case = ET.SubElement(
