@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from nc_audit.distributed import DistributedContext
 from nc_audit.errors import InputError
 from nc_audit.metrics.collapse import (
     DecisionCounter,
@@ -266,6 +267,7 @@ def collect(
     # NC1 on the measured split streams as a projection in pass 2 (N·d·C flops); held-out decisions
     # need the means split's own Σ_W, so then pass 1 keeps the full scatter.
     same_split = sources.decisions_split is sources.means_split
+    ctx = DistributedContext.from_env(target_device)  # one process, or one rank under torchrun
     stats = accumulate_stats(
         sources.means_split,
         sources.head.num_classes,
@@ -273,6 +275,7 @@ def collect(
         tracker,
         chunk_rows,
         with_scatter=not same_split,
+        ctx=ctx,
     )
     projection = None
     if same_split:
@@ -282,7 +285,7 @@ def collect(
         own = stats
         if sources.decisions_split is not sources.means_split:  # K_Z centres by the measured split's own mean
             own = accumulate_stats(
-                sources.decisions_split, sources.head.num_classes, target_device, tracker, chunk_rows
+                sources.decisions_split, sources.head.num_classes, target_device, tracker, chunk_rows, ctx=ctx
             )
         C, d = sources.head.num_classes, sources.head.feature_dim
         per_class = 8 * C * d * d <= budget_bytes
@@ -296,6 +299,7 @@ def collect(
         chunk_rows,
         sample_stats,
         projection,
+        ctx=ctx,
     )
     result = None
     if sample_stats is not None:

@@ -39,8 +39,6 @@ from nc_audit.sources.save import save_checkpoint
 GROKKING_SCHEMA = "nc-audit-grokking/1"
 #: modmlp width, chosen by measurement so that p = 97 at a 40% split groks within 4000 steps.
 MODEL_CONFIG = {"embed_dim": 128, "hidden": 256}
-#: Embedding rows start at this scale times PyTorch's N(0, 1) (measured: see grok_init_note).
-EMBED_INIT_SCALE = 1.0
 OPTIMIZER: dict[str, Any] = {"name": "AdamW", "lr": 1e-3, "weight_decay": 1.0, "betas": (0.9, 0.98)}
 THRESHOLD = 0.99
 WINDOW = 2  # checkpoints either side of an event
@@ -91,8 +89,6 @@ def train(
     torch.manual_seed(seed)
     record = architecture_record("modmlp", {"p": p, **MODEL_CONFIG}, p)
     model = build_model(record)
-    with torch.no_grad():
-        model.embed.weight.mul_(EMBED_INIT_SCALE)
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=OPTIMIZER["lr"],
@@ -192,10 +188,13 @@ def events(steps: list[int], values: dict[str, list[Any]]) -> dict[str, Any]:
         larger = None
         if around_train and around_test and None not in (around_train["change"], around_test["change"]):
             larger = "test" if around_test["change"] > around_train["change"] else "train"
+        typical = [window_change(steps, column, step)["change"] for step in steps]
+        known = sorted(change for change in typical if change is not None)
         changes[name] = {
             "around_train_event": around_train,
             "around_test_event": around_test,
             "larger_around": larger,
+            "median_over_run": known[len(known) // 2] if known else None,
         }
     return {"threshold": THRESHOLD, "window_checkpoints": WINDOW, "train_accuracy_step": train_event,
             "test_accuracy_step": test_event, "changes": changes}  # fmt: skip
@@ -239,7 +238,6 @@ def run_grokking(
             "save_every": save_every,
             "seed": seed,
             "model": {"name": "modmlp", **MODEL_CONFIG},
-            "embed_init_scale": EMBED_INIT_SCALE,
             "optimizer": OPTIMIZER,
             "batch": "full",
         },
@@ -332,7 +330,7 @@ def summary_markdown(document: dict[str, Any]) -> str:
     lines = [
         f"# Grokking on a+b mod {config['p']} (train fraction {config['train_fraction']}, seed {config['seed']})",
         "",
-        f"modmlp {json.dumps(config['model'])}, embedding init × {config['embed_init_scale']}; AdamW lr 1e-3, "
+        f"modmlp (embed_dim {config['model']['embed_dim']}, hidden {config['model']['hidden']}); AdamW lr 1e-3, "
         f"weight decay 1.0, betas (0.9, 0.98), full batch, {config['steps']} steps, a checkpoint every "
         f"{config['save_every']} steps ({len(document['steps'])} checkpoints), measured with nc-audit's "
         "measure_trajectory on the train and test splits.",
@@ -340,20 +338,34 @@ def summary_markdown(document: dict[str, Any]) -> str:
         event_line("train", ev["train_accuracy_step"]),
         event_line("test", ev["test_accuracy_step"]),
         "",
-        f"Statistic: |m(s_i+{WINDOW}) − m(s_i−{WINDOW})|, the change of a metric over the {WINDOW} checkpoints "
+        f"Statistic: |m(s_{{i+{WINDOW}}}) − m(s_{{i−{WINDOW}}})|, the change of a metric over the {WINDOW} checkpoints "
         "either side of the event's checkpoint i. MIR/HDR (train features): K_W vs the train class means; "
         "(test features): K_W vs the test features' own class means.",
         "",
-        "| metric | change around train event | change around test event | larger around |",
-        "|---|---|---|---|",
+        "| metric | change around train event | change around test event | larger around | median change over the run |",
+        "|---|---|---|---|---|",
     ]
     for name, change in ev["changes"].items():
         larger = {"test": "test-accuracy jump", "train": "train-accuracy jump", None: "n/a"}[
             change["larger_around"]
         ]
         lines.append(
-            f"| {name} | {_change_cell(change['around_train_event'])} | {_change_cell(change['around_test_event'])} | {larger} |"
+            f"| {name} | {_change_cell(change['around_train_event'])} | {_change_cell(change['around_test_event'])} | {larger} | {_num(change['median_over_run'])} |"
         )
+    answers = [
+        f"{name} changed more around the {change['larger_around']}-accuracy jump"
+        for name, change in ev["changes"].items()
+        if change["larger_around"]
+    ]
+    lines += [
+        "",
+        "Answer: "
+        + (
+            "; ".join(answers) + "."
+            if answers
+            else "no comparison: test accuracy never reached the threshold."
+        ),
+    ]
     seconds = document.get("seconds", {})
     if seconds:
         lines += [

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from nc_audit.distributed import DistributedContext
 from nc_audit.errors import InputError
 from nc_audit.metrics.collapse import DecisionCounter, WithinProjection
 from nc_audit.metrics.sample_level import SampleLevelStats
@@ -60,7 +61,13 @@ class RowValidator:
         self.nonfinite_rows += int((~torch.isfinite(row_sums)).sum())
         return self.bad_labels == 0 and self.nonfinite_rows == 0
 
-    def raise_if_bad(self) -> None:
+    def raise_if_bad(self, ctx: DistributedContext | None = None) -> None:
+        """Raise InputError when any rank saw bad rows (counts summed over ranks, so all raise together)."""
+        if ctx is not None and ctx.distributed:
+            totals = ctx.sum_(torch.tensor([self.bad_labels, self.nonfinite_rows], dtype=torch.int64))
+            self.bad_labels, self.nonfinite_rows = (int(v) for v in totals)
+            if self.bad_labels and self.bad_label_example is None:
+                self.bad_label_example = -1  # seen on another rank
         if self.bad_labels:
             raise InputError(
                 f"{self.where}: {self.bad_labels} labels lie outside 0..{self.num_classes - 1} "
@@ -79,19 +86,25 @@ def accumulate_stats(
     tracker: Tracker,
     chunk_rows: int | None = None,
     with_scatter: bool = True,
+    ctx: DistributedContext | None = None,
 ) -> ClassStats:
     """First pass: ClassStats of one split, validating every row; errors name the file and what is wrong.
 
     ``with_scatter=False`` skips the d×d within-class scatter (N·d² flops) when NC1 comes from a
-    WithinProjection in the second pass instead."""
+    WithinProjection in the second pass instead. Under torchrun (``ctx``) each rank streams its slice
+    of the rows and the statistics are merged exactly across ranks."""
+    ctx = ctx or DistributedContext()
     stats = ClassStats.empty(num_classes, info.feature_dim, device=device, with_scatter=with_scatter)
     validator = RowValidator(info, num_classes)
     with tracker.stage(f"statistics {Path(info.path).name}", info.num_samples) as advance:
-        for features, labels in blocks(iter_chunks(info, chunk_rows), info.feature_dim):
+        for features, labels in blocks(
+            iter_chunks(info, chunk_rows, ctx.row_range(info.num_samples)), info.feature_dim
+        ):
             if validator.check(features, labels):
                 stats.update(features.to(device), labels.to(device))
             advance(int(labels.shape[0]))
-    validator.raise_if_bad()
+    validator.raise_if_bad(ctx)
+    stats = ctx.merge_class_stats(stats)
     present = int(stats.present.sum())
     if present < 2:
         raise InputError(
@@ -109,6 +122,7 @@ def count_decisions(
     chunk_rows: int | None = None,
     sample_stats: SampleLevelStats | None = None,
     projection: WithinProjection | None = None,
+    ctx: DistributedContext | None = None,
 ) -> DecisionCounter:
     """Second pass: classifier vs nearest-class-mean decisions (NC4), with the means of ``stats``; the
     sample-level scatters (``sample_stats``, which need the global mean of pass 1) ride along."""
@@ -119,9 +133,12 @@ def count_decisions(
         head_weight=head.weight.to(device),
         head_bias=head.bias.to(device) if head.bias is not None else None,
     )
+    ctx = ctx or DistributedContext()
     validator = RowValidator(info, head.num_classes)
     with tracker.stage(f"decisions {Path(info.path).name}", info.num_samples) as advance:
-        for features, labels in blocks(iter_chunks(info, chunk_rows), info.feature_dim):
+        for features, labels in blocks(
+            iter_chunks(info, chunk_rows, ctx.row_range(info.num_samples)), info.feature_dim
+        ):
             if validator.check(features, labels):
                 features, labels = features.to(device), labels.to(device)
                 counter.update(features, labels)
@@ -130,5 +147,13 @@ def count_decisions(
                 if projection is not None:
                     projection.update(features, labels)
             advance(int(labels.shape[0]))
-    validator.raise_if_bad()
+    validator.raise_if_bad(ctx)
+    if ctx.distributed:  # every per-rank sum becomes the sum over all rows
+        counter.set_counts(ctx.sum_(counter.counts()))
+        if projection is not None:
+            ctx.sum_(projection.squared)
+            projection.samples = int(ctx.sum_(torch.tensor([projection.samples])).item())
+        if sample_stats is not None:
+            for tensor in sample_stats.tensors():
+                ctx.sum_(tensor)
     return counter

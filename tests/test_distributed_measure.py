@@ -42,7 +42,6 @@ from nc_audit.sources.dumps import iter_chunks, read_head, resolve_split
 from nc_audit.stats import ClassStats
 
 TOLERANCE = 1e-12
-WIRING = pytest.mark.xfail(strict=False, reason="wiring pending: audit.collect must use DistributedContext")
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 RANKS = 2
 
@@ -131,7 +130,6 @@ def dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@WIRING
 def test_torchrun_measure_prints_the_one_process_report_on_rank_0(dump: Path, tmp_path: Path) -> None:
     stdout = torchrun(["-m", "nc_audit"], ["measure", str(dump), "--format", "json"], cwd=tmp_path)
     report = json.loads(stdout)  # one JSON document: rank 1 printed nothing
@@ -140,7 +138,6 @@ def test_torchrun_measure_prints_the_one_process_report_on_rank_0(dump: Path, tm
     assert_same_report(report, reference)
 
 
-@WIRING
 def test_torchrun_measure_splits_the_rows_and_merges_sample_level_stats(dump: Path, tmp_path: Path) -> None:
     script = tmp_path / "record_reads.py"
     script.write_text(RECORDER)

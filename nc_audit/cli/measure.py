@@ -9,8 +9,10 @@ import typer
 
 from nc_audit.cli.common import (
     EXIT_CHECK_FAILED,
+    EXIT_OK,
     Estimator,
     cli_errors,
+    is_main_process,
     print_stdout,
     stderr,
     write_outputs,
@@ -93,7 +95,8 @@ def measure_command(
         output_format.value if output_format else None,
         device.value if device else None,
     )
-    with RichTracker(enabled=progress) as tracker:
+    main_rank = is_main_process()  # under torchrun every rank measures its rows; rank 0 reports
+    with RichTracker(enabled=progress and main_rank) as tracker:
         report = measure(
             source,
             features=features,
@@ -110,6 +113,8 @@ def measure_command(
         )
     report.checks = apply_gates(report.to_dict(), settings)
     result = report.to_dict()
+    if not main_rank:
+        raise typer.Exit(EXIT_OK if report.passed else EXIT_CHECK_FAILED)
     markdown = render_markdown(result)
     render(result, markdown, settings.output_format)
     write_outputs(result, markdown, json_path, markdown_path, junit_path, [result])
