@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from nc_audit.describe import build_notes, conventions
 from nc_audit.distributed import DistributedContext
 from nc_audit.errors import InputError
 from nc_audit.metrics.collapse import (
@@ -27,143 +28,14 @@ from nc_audit.metrics.sample_level import SampleLevelResult, SampleLevelStats, s
 from nc_audit.passes import accumulate_stats, count_decisions
 from nc_audit.progress import SilentTracker, Tracker
 from nc_audit.report.model import Report
+from nc_audit.resolve import Sources, resolve_device, resolve_sources
 from nc_audit.sources.cache import cached_dump
-from nc_audit.sources.checkpoints import Head, find_head, load_checkpoint
-from nc_audit.sources.dumps import SplitInfo, iter_chunks, read_attrs, read_head, resolve_split
+from nc_audit.sources.checkpoints import Head
+from nc_audit.sources.dumps import iter_chunks, read_attrs, read_head
 from nc_audit.stats import ClassStats
 
-DUMP_SUFFIXES = (".h5", ".hdf5", ".hdf")
 #: Memory the sample-level per-class scatters (8·C·d² bytes) may take before SLQ takes over.
 SAMPLE_BUDGET_BYTES = 2**30
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' → CUDA when available, else CPU; 'cuda' without a GPU is an InputError."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available (use --device cpu or auto)")
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise InputError(f"--device {device}: expected auto, cpu or cuda")
-    return torch.device(device)
-
-
-@dataclass(frozen=True)
-class Sources:
-    """What one measurement reads: the head (and where it came from) and the dump's splits."""
-
-    head: Head
-    head_origin: dict
-    means_split: SplitInfo
-    decisions_split: SplitInfo
-
-
-def resolve_sources(
-    source: Path | str,
-    features: Path | str | None = None,
-    split: str | None = None,
-    head: str | None = None,
-) -> Sources:
-    """Pick the dump, its splits and the head from ``measure``'s arguments (see the CLI's help)."""
-    source = Path(source)
-    if features is None and source.suffix.lower() in DUMP_SUFFIXES:
-        dump_path, checkpoint_path = source, None
-    elif features is None:
-        raise InputError(f"{source}: a checkpoint needs features: pass --features DUMP.h5 or --data NAME")
-    else:
-        dump_path, checkpoint_path = Path(features), source
-    decisions = resolve_split(dump_path, split)
-    means = decisions
-    if decisions.split not in (None, "train"):
-        means = resolve_split(dump_path, "train") if _has_split(dump_path, "train") else decisions
-    if checkpoint_path is not None:
-        checkpoint = load_checkpoint(checkpoint_path)
-        found = find_head(checkpoint, feature_dim=decisions.feature_dim, head_name=head)
-        origin = {"path": str(checkpoint_path), "sha256": checkpoint.sha256, "head": found.name}
-        if checkpoint.step is not None:
-            origin["step"] = checkpoint.step
-    else:
-        found = read_head(dump_path)
-        if found is None:
-            raise InputError(
-                f"{dump_path}: the dump holds no /head/weight; pass the checkpoint: measure CKPT --features {dump_path}"
-            )
-        attrs = read_attrs(dump_path)
-        origin = {
-            "path": attrs.get("checkpoint_path"),
-            "sha256": attrs.get("checkpoint_sha256"),
-            "head": found.name,
-        }
-    _check_finite_head(found, checkpoint_path or dump_path)
-    if found.feature_dim != decisions.feature_dim:
-        raise InputError(
-            f"{dump_path}: features have dimension {decisions.feature_dim} but the head '{found.name}' expects "
-            f"{found.feature_dim}; is --head the right layer?"
-        )
-    return Sources(found, origin, means, decisions)
-
-
-def _check_finite_head(head: Head, where: Path) -> None:
-    """A diverged checkpoint (NaN/Inf in the head) is bad input, not a solver failure."""
-    for part, tensor in (("weight", head.weight), ("bias", head.bias)):
-        if tensor is not None and not bool(torch.isfinite(tensor).all()):
-            bad = int((~torch.isfinite(tensor)).sum())
-            raise InputError(
-                f"{where}: the head '{head.name}.{part}' holds {bad} NaN or Inf values; did training diverge?"
-            )
-
-
-def _has_split(path: Path, split: str) -> bool:
-    try:
-        resolve_split(path, split)
-    except InputError:
-        return False
-    return True
-
-
-def conventions(head: Head, means_split: SplitInfo, decisions_split: SplitInfo) -> dict:
-    """The conventions a report states (DESIGN.md: 'every report names its conventions')."""
-    return {
-        "global_mean": "sample-weighted",
-        "between_class_cov": "classes weighted equally",
-        "nc1": "tr(Sigma_W pinv(Sigma_B))/C, eigenpairs above 1e-10*max, at most C-1",
-        "nc3": "squared Frobenius distance of Frobenius-normalised W and centred means",
-        "nc4_bias": head.bias is not None,
-        "std": "population",
-        "gram": "cosine (rows normalised)",
-        "entropy": "natural log, eigenvalues of K/n",
-        "precision": "float64",
-        "means_split": means_split.split or "all",
-        "decisions_split": decisions_split.split or "all",
-    }
-
-
-def build_notes(stats: ClassStats, C: int, d: int, head: Head, metrics: dict) -> list[str]:
-    """Notes a reader needs: undefined ratios, impossible simplex ETF, absent classes, missing bias."""
-    notes = []
-    if C == 2:
-        notes.append(
-            "MIR is undefined for C = 2: the two centred class means are always opposite, so H(K_M) = 0 "
-            "and MIR = MI/0 (reported as null)."
-        )
-    elif metrics.get("mir") is None:
-        notes.append("MIR is undefined here: one of the two Gram entropies is 0 (reported as null).")
-    if metrics.get("hdr") is None:
-        notes.append("HDR is undefined here: both Gram entropies are 0 (reported as null).")
-    if C > d + 1:
-        notes.append(
-            f"C = {C} classes exceed d + 1 = {d + 1}: no simplex ETF fits in R^{d}, so NC targets are unreachable."
-        )
-    absent = (~stats.present).nonzero().flatten().tolist()
-    if absent:
-        shown = ", ".join(map(str, absent[:10])) + (" ..." if len(absent) > 10 else "")
-        notes.append(
-            f"{len(absent)} of the head's {head.num_classes} classes have no samples ({shown}); "
-            f"class-level metrics use the {C} present classes."
-        )
-    if head.bias is None:
-        notes.append("The head has no bias: NC4 uses argmax of W h.")
-    return notes
 
 
 def compute_metrics(stats: ClassStats, head: Head, counter: DecisionCounter) -> dict[str, float | None]:
