@@ -12,10 +12,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from nc_audit.audit import DUMP_SUFFIXES, Collected, batched_metrics, build_report, collect
+from nc_audit.audit import Collected, batched_metrics, build_report, collect
 from nc_audit.errors import InputError
 from nc_audit.progress import SilentTracker, Tracker
 from nc_audit.report.model import Report
+from nc_audit.resolve import DUMP_SUFFIXES
 from nc_audit.sources.checkpoints import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, load_checkpoint
 
 CHECKPOINT_SUFFIXES = (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX)
