@@ -6,16 +6,9 @@ Every built-in model ends in an ``nn.Linear`` named ``head``, registered last, s
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
 import itertools
-import re
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from types import ModuleType
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -192,77 +185,6 @@ def build_model(record: dict[str, Any]) -> nn.Module:
     return ARCHITECTURES[checked["name"]](num_classes=checked["num_classes"], **checked["config"])
 
 
-@contextmanager
-def _on_sys_path(folder: str) -> Iterator[None]:
-    """Put folder first on sys.path while a user's module is imported (its own imports need it)."""
-    sys.path.insert(0, folder)
-    try:
-        yield
-    finally:
-        sys.path.remove(folder)
-
-
-def _import_user_module(target: str, spec: str) -> ModuleType:
-    if target.endswith(".py"):
-        path = Path(target).expanduser().resolve()
-        if not path.is_file():
-            raise InputError(f"--model {spec}: file {target} does not exist")
-        module_name = "nc_audit_user_" + re.sub(r"\W", "_", str(path))
-        module_spec = importlib.util.spec_from_file_location(module_name, path)
-        if module_spec is None or module_spec.loader is None:
-            raise InputError(f"--model {spec}: cannot import {target} as a Python file")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[module_name] = module
-        try:
-            with _on_sys_path(str(path.parent)):
-                module_spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[module_name]  # leave no half-imported module behind
-            raise
-        return module
-    with _on_sys_path(str(Path.cwd())):
-        return importlib.import_module(target)
-
-
-def load_factory(spec: str) -> Callable[[], nn.Module]:
-    """The user's model factory named by ``package.module:factory`` or ``path/to/file.py:factory``.
-
-    Imports the user's code (their trust). The returned callable builds the model; a factory that fails
-    or returns something other than an nn.Module raises InputError, as do bad specs and failed imports.
-    """
-    target, _, attribute = spec.rpartition(":")
-    if not target or not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", attribute):
-        raise InputError(f"--model {spec!r}: expected package.module:factory or path/to/file.py:factory")
-    try:
-        module = _import_user_module(target, spec)
-    except InputError:
-        raise
-    except Exception as error:  # user code may raise anything while importing
-        raise InputError(
-            f"--model {spec}: importing {target} failed: {type(error).__name__}: {error}"
-        ) from None
-    factory: Any = module
-    for part in attribute.split("."):
-        if not hasattr(factory, part):
-            raise InputError(f"--model {spec}: {target} has no attribute {attribute!r}")
-        factory = getattr(factory, part)
-    if not callable(factory):
-        raise InputError(f"--model {spec}: {attribute} is a {type(factory).__name__}, not a callable")
-
-    def build() -> nn.Module:
-        try:
-            model = factory()
-        except Exception as error:  # user code
-            raise InputError(f"--model {spec}: the factory raised {type(error).__name__}: {error}") from None
-        if not isinstance(model, nn.Module):
-            raise InputError(
-                f"--model {spec}: the factory returned a {type(model).__name__}, not an nn.Module"
-            )
-        return model
-
-    return build
-
-
 def _listed(label: str, items: list[str]) -> str:
     shown = ", ".join(items[:_SHOW]) + (f", … (+{len(items) - _SHOW} more)" if len(items) > _SHOW else "")
     return f"{len(items)} {label} ({shown})"
@@ -289,76 +211,6 @@ def load_weights(model: nn.Module, state_dict: dict[str, Tensor], source: str) -
     model.load_state_dict(state_dict, strict=True)
 
 
-def find_head_module(model: nn.Module, head_name: str | None = None) -> tuple[str, nn.Linear]:
-    """The classifier head as (dotted name, module): ``head_name``, else attribute ``head``, else last Linear."""
-    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
-    known = ", ".join(name for name, _ in linears) or "none"
-    if head_name is None:
-        if isinstance(getattr(model, "head", None), nn.Linear):
-            return "head", model.head
-        if not linears:
-            raise InputError(f"{type(model).__name__} has no nn.Linear layer to use as the classifier head")
-        return linears[-1]
-    try:
-        module = model.get_submodule(head_name)
-    except AttributeError:
-        raise InputError(f"--head {head_name}: no such module; nn.Linear modules: {known}") from None
-    if not isinstance(module, nn.Linear):
-        raise InputError(
-            f"--head {head_name} is a {type(module).__name__}, not nn.Linear; nn.Linear modules: {known}"
-        )
-    return head_name, module
-
-
-class FeatureTap:
-    """Context manager that records the input of a model's head on each forward (features (N, d)).
-
-    ``with FeatureTap(model) as tap: logits = model(x)`` then ``tap.features``; the hook is removed on exit.
-    Features keep their autograd graph, so losses on them can train the model.
-    """
-
-    def __init__(self, model: nn.Module, head_name: str | None = None) -> None:
-        self.head_name, self.head = find_head_module(model, head_name)
-        self._captured: list[Tensor] = []
-        self._handle: torch.utils.hooks.RemovableHandle | None = None
-
-    def _record(self, module: nn.Module, inputs: tuple[Any, ...]) -> None:
-        self._captured.append(inputs[0])
-
-    def __enter__(self) -> FeatureTap:
-        self._captured.clear()
-        self._handle = self.head.register_forward_pre_hook(self._record)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
-
-    @property
-    def features(self) -> Tensor:
-        """The head's input from the single forward call made inside the block. (N, d)."""
-        if len(self._captured) != 1:
-            raise InputError(
-                f"head {self.head_name!r} ran {len(self._captured)} times in one forward, expected once"
-            )
-        return self._captured[0]
-
-
-def forward_with_features(
-    model: nn.Module, inputs: Tensor, head_name: str | None = None
-) -> tuple[Tensor, Tensor]:
-    """One forward pass returning (logits (N, C), features (N, d)); features are the head's input."""
-    with FeatureTap(model, head_name) as tap:
-        logits = model(inputs)  # (N, C)
-    features = tap.features  # (N, d)
-    if logits.dim() != 2 or features.dim() != 2:
-        raise InputError(
-            f"head {tap.head_name!r} maps {tuple(features.shape)} to {tuple(logits.shape)}; expected (N, d) to (N, C)"
-        )
-    return logits, features
-
-
 def default_architecture(dataset_info: Any) -> dict[str, Any]:
     """Record of a sensible built-in for a dataset (anything with ``name``, ``input_shape``, ``num_classes``).
 
@@ -371,3 +223,21 @@ def default_architecture(dataset_info: Any) -> dict[str, Any]:
     if len(shape) == 3 and shape[1] == shape[2] and shape[0] <= 4:
         return architecture_record("cnn", {"in_channels": shape[0], "image_size": shape[1]}, num_classes)
     return architecture_record("mlp", {"input_dim": int(torch.Size(shape).numel())}, num_classes)
+
+
+# Re-exported: the user-factory loader and the feature hooks live in their own modules.
+from nc_audit.sources.factories import load_factory  # noqa: E402
+from nc_audit.sources.hooks import FeatureTap, find_head_module, forward_with_features  # noqa: E402
+
+__all__ = [
+    "ARCHITECTURES",
+    "ARCH_FORMAT",
+    "FeatureTap",
+    "architecture_record",
+    "build_model",
+    "default_architecture",
+    "find_head_module",
+    "forward_with_features",
+    "load_factory",
+    "load_weights",
+]
