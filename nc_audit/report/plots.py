@@ -105,10 +105,15 @@ def plot_series(
     figure = Figure(figsize=(5.0 * ncols, 3.6 * nrows), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(nrows, ncols, squeeze=False).ravel()
+    # steps spread over more than two decades (log-spaced checkpoints) read better on a log x-axis
+    positive = [float(value) for value in x if value is not None and float(value) > 0]
+    log_x = xticklabels is None and len(positive) == len(x) > 2 and max(positive) / min(positive) > 100
     for ax, (keys, name) in zip(axes, kept, strict=False):
         _draw_panel(ax, x, series, keys, targets, log_keys)
         ax.set_title(name, fontsize="medium")
-        ax.set_xlabel(xlabel)
+        ax.set_xlabel(xlabel + (" (log scale)" if log_x else ""))
+        if log_x:
+            ax.set_xscale("log")
         if xticklabels is not None:
             ax.set_xticks(list(x), list(xticklabels), rotation=45, ha="right", fontsize="small")
     for ax in axes[len(kept) :]:
