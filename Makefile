@@ -29,6 +29,9 @@ LAST_CKPT   = $(lastword $(sort $(wildcard $(SAMPLES)/epoch_*.pt)))
 demo: $(STAMP)
 	$(VENV)/bin/nc-audit measure $(LAST_CKPT) --features $(LAST_CKPT:.pt=.h5)
 
+bench: $(STAMP)
+	$(PY) benchmarks/bench.py
+
 cma-experiment: $(STAMP)
 	$(PY) scripts/cma_experiment.py
 

@@ -61,7 +61,7 @@ def test_endpoints_equal_measure_of_each_checkpoint(pair: tuple[Path, Path], tmp
     a, b = pair
     records = interpolate(a, b, "digits", steps=3, device="cpu")
     assert [r["alpha"] for r in records] == [0.0, 0.5, 1.0]
-    test = load_dataset("digits", "train")
+    train = load_dataset("digits", "train")
     for record, path in ((records[0], a), (records[-1], b)):
         report = measure(path, data="digits", split="train", cache_dir=tmp_path, device="cpu")
         assert set(record["metrics"]) == set(report.metrics)
@@ -71,8 +71,8 @@ def test_endpoints_equal_measure_of_each_checkpoint(pair: tuple[Path, Path], tmp
         model = build_model(torch.load(path, weights_only=True)["architecture"])
         model.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
         with torch.inference_mode():
-            logits, _ = forward_with_features(model, test.inputs)
-        assert record["loss"] == pytest.approx(float(cross_entropy(logits.double(), test.labels)), rel=1e-10)
+            logits, _ = forward_with_features(model, train.inputs)
+        assert record["loss"] == pytest.approx(float(cross_entropy(logits.double(), train.labels)), rel=1e-10)
     assert records[1]["metrics"] != records[0]["metrics"]
 
 

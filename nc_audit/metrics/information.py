@@ -12,6 +12,7 @@ import math
 import torch
 
 from nc_audit.linalg import entropy_from_eigenvalues, gram
+from nc_audit.metrics.eigen_backend import batched_eigvalsh
 
 #: Entropies below this count as zero when they would divide MIR or HDR.
 ZERO_ENTROPY = 1e-12
@@ -37,7 +38,7 @@ def batched_entropies(K1: torch.Tensor, K2: torch.Tensor) -> torch.Tensor:
     """
     B, n, _ = K1.shape
     stacked = torch.cat([K1, K2, K1 * K2], dim=0)  # (3B, n, n)
-    eigenvalues = torch.linalg.eigvalsh(stacked)  # (3B, n)
+    eigenvalues = batched_eigvalsh(stacked)  # (3B, n); on CUDA the faster measured backend
     return entropy_from_eigenvalues(eigenvalues, float(n)).reshape(3, B)
 
 
