@@ -21,7 +21,9 @@ SAVE_AT = (1, 3, 8, 20, 50, 120, 300, 750)
 DATA = "digits"
 
 
-def train(out: Path, seed: int = 0, epochs: int = SAVE_AT[-1], batch_size: int = 64, lr: float = 0.05) -> None:
+def train(
+    out: Path, seed: int = 0, epochs: int = SAVE_AT[-1], batch_size: int = 64, lr: float = 0.05
+) -> None:
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     dataset = load_dataset(DATA, "train")
@@ -47,7 +49,9 @@ def train(out: Path, seed: int = 0, epochs: int = SAVE_AT[-1], batch_size: int =
             with torch.no_grad():
                 accuracy = (model(dataset.inputs).argmax(1) == dataset.labels).float().mean().item()
             path = out / f"epoch_{epoch:04d}.pt"
-            save_checkpoint(path, model.state_dict(), record, {"epoch": epoch, "step": epoch, "dataset": DATA})
+            save_checkpoint(
+                path, model.state_dict(), record, {"epoch": epoch, "step": epoch, "dataset": DATA}
+            )
             extract(path, DATA, path.with_suffix(".h5"))
             print(f"epoch {epoch:4d}  loss {loss.item():.5f}  train accuracy {accuracy:.4f}  -> {path}")
 
