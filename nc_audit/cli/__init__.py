@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 
 from nc_audit import __version__
+from nc_audit.cli.demo import demo_app
 from nc_audit.cli.extract import extract_command
 from nc_audit.cli.finetune import finetune_command
+from nc_audit.cli.interpolate import interpolate_command
 from nc_audit.cli.measure import measure_command
 from nc_audit.cli.track import track_command
 
@@ -25,6 +27,8 @@ app.command("measure", no_args_is_help=True)(measure_command)
 app.command("extract", no_args_is_help=True)(extract_command)
 app.command("track", no_args_is_help=True)(track_command)
 app.command("finetune", no_args_is_help=True)(finetune_command)
+app.command("interpolate", no_args_is_help=True)(interpolate_command)
+app.add_typer(demo_app, name="demo")
 
 
 def _version(value: bool) -> None:
