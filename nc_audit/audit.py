@@ -73,7 +73,10 @@ def metrics_from_arrays(
 ) -> tuple[dict[str, float | None], DecisionCounter]:
     """Metrics of in-memory features (training loops, interpolation): one batch, same kernels as measure."""
     features = features.detach()
-    head = Head(head.name, head.weight.detach(), None if head.bias is None else head.bias.detach())
+    as64 = {"dtype": torch.float64, "device": features.device}
+    head = Head(
+        head.name, head.weight.detach().to(**as64), None if head.bias is None else head.bias.detach().to(**as64)
+    )
     stats = ClassStats.from_batch(features, labels, head.num_classes)
     if int(stats.present.sum()) < 2:
         raise InputError("Neural Collapse metrics need samples of at least 2 classes")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -74,7 +75,8 @@ def test_summary_numbers_come_from_the_measurement(run: Path) -> None:
     event = document["events"]["train_accuracy_step"]
     if event is not None:
         i = steps.index(event)
-        change = abs(mir[min(i + 2, len(steps) - 1)] - mir[max(i - 2, 0)])
+        window = mir[max(i - 2, 0) : min(i + 2, len(steps) - 1) + 1]
+        change = sum(abs(later - earlier) for earlier, later in itertools.pairwise(window))
         row = next(line for line in summary.splitlines() if line.startswith("| mir (train features)"))
         assert f"{change:.4f}" in row.split("|")[2]
         stored = document["events"]["changes"]["mir (train features)"]["around_train_event"]["change"]
@@ -90,4 +92,7 @@ def test_event_statistics() -> None:
     values = [0.0, 1.0, 3.0, 6.0, 10.0, 15.0]
     assert window_change(steps, values, 200) == {"from_step": 0, "to_step": 400, "change": 10.0}
     assert window_change(steps, values, 500) == {"from_step": 300, "to_step": 500, "change": 9.0}
+    peak = [0.0, 0.0, 1.0, 3.0, 1.0, 0.0]  # rises and falls back: total variation, not net change
+    assert window_change(steps, peak, 300)["change"] == 6.0
+    assert window_change(steps, [0.0, None, 1.0, 1.0, 1.0, 1.0], 100)["change"] is None
     assert window_change(steps, values, None) is None
