@@ -66,12 +66,13 @@ class RowValidator:
         if ctx is not None and ctx.distributed:
             totals = ctx.sum_(torch.tensor([self.bad_labels, self.nonfinite_rows], dtype=torch.int64))
             self.bad_labels, self.nonfinite_rows = (int(v) for v in totals)
-            if self.bad_labels and self.bad_label_example is None:
-                self.bad_label_example = -1  # seen on another rank
         if self.bad_labels:
+            example = (
+                f"e.g. {self.bad_label_example}" if self.bad_label_example is not None else "on another rank"
+            )
             raise InputError(
                 f"{self.where}: {self.bad_labels} labels lie outside 0..{self.num_classes - 1} "
-                f"(e.g. {self.bad_label_example}); the head has {self.num_classes} classes — is --head the right layer?"
+                f"({example}); the head has {self.num_classes} classes — is --head the right layer?"
             )
         if self.nonfinite_rows:
             raise InputError(
