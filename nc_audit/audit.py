@@ -75,7 +75,9 @@ def metrics_from_arrays(
     features = features.detach()
     as64 = {"dtype": torch.float64, "device": features.device}
     head = Head(
-        head.name, head.weight.detach().to(**as64), None if head.bias is None else head.bias.detach().to(**as64)
+        head.name,
+        head.weight.detach().to(**as64),
+        None if head.bias is None else head.bias.detach().to(**as64),
     )
     stats = ClassStats.from_batch(features, labels, head.num_classes)
     if int(stats.present.sum()) < 2:
