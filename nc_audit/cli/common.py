@@ -91,7 +91,6 @@ def write_outputs(
     json_path: Path | None,
     markdown_path: Path | None,
     junit_path: Path | None,
-    junit_records: list[dict[str, Any]],
 ) -> None:
     """Write the machine formats requested in this run (atomically) and the GitHub step summary."""
     from nc_audit.io import atomic_write_text
@@ -104,8 +103,29 @@ def write_outputs(
     if markdown_path is not None:
         atomic_write_text(markdown_path, markdown)
     if junit_path is not None:
-        atomic_write_text(junit_path, render_junit(junit_records))
+        atomic_write_text(junit_path, render_junit([data]))
     append_step_summary(markdown)
+
+
+def print_document(
+    data: dict[str, Any], markdown: str, output_format: str, render_table: Callable[[dict[str, Any]], None]
+) -> None:
+    """Print a report or trajectory on stdout: JSON, Markdown, or the command's Rich table."""
+    if output_format == "json":
+        from nc_audit.report.json_report import dumps_report
+
+        print_stdout(dumps_report(data))
+    elif output_format == "markdown":
+        print_stdout(markdown)
+    else:
+        render_table(data)
+
+
+def exit_if_failed(failed: int) -> None:
+    """Exit 1 with a one-line count when any check failed."""
+    if failed:
+        stderr.print(f"nc-audit: {failed} check(s) failed")
+        raise typer.Exit(EXIT_CHECK_FAILED)
 
 
 def print_stdout(text: str) -> None:

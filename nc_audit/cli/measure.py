@@ -12,9 +12,9 @@ from nc_audit.cli.common import (
     EXIT_OK,
     Estimator,
     cli_errors,
+    exit_if_failed,
     is_main_process,
-    print_stdout,
-    stderr,
+    print_document,
     write_outputs,
 )
 from nc_audit.cli.gating import apply_gates, resolve_settings
@@ -115,23 +115,9 @@ def measure_command(
     result = report.to_dict()
     if not main_rank:
         raise typer.Exit(EXIT_OK if report.passed else EXIT_CHECK_FAILED)
+    from nc_audit.report.console import render_report
+
     markdown = render_markdown(result)
-    render(result, markdown, settings.output_format)
-    write_outputs(result, markdown, json_path, markdown_path, junit_path, [result])
-    if not report.passed:
-        stderr.print(f"nc-audit: {sum(not c['passed'] for c in report.checks)} check(s) failed")
-        raise typer.Exit(EXIT_CHECK_FAILED)
-
-
-def render(data: dict, markdown: str, output_format: str) -> None:
-    """Print the report on stdout in the chosen format."""
-    if output_format == "json":
-        from nc_audit.report.json_report import dumps_report
-
-        print_stdout(dumps_report(data))
-    elif output_format == "markdown":
-        print_stdout(markdown)
-    else:
-        from nc_audit.report.console import render_report
-
-        render_report(data)
+    print_document(result, markdown, settings.output_format, render_report)
+    write_outputs(result, markdown, json_path, markdown_path, junit_path)
+    exit_if_failed(sum(not check["passed"] for check in report.checks))

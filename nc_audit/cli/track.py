@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from nc_audit.cli.common import (
-    EXIT_CHECK_FAILED,
     cli_errors,
-    print_stdout,
+    exit_if_failed,
+    print_document,
     stderr,
     write_outputs,
 )
@@ -102,29 +102,14 @@ def track_command(
             )
         trajectory = trajectory_dict(reports)
     gate_trajectory(trajectory, settings)
+    from nc_audit.report.trajectory_console import render_trajectory
+
     markdown = render_trajectory_markdown(trajectory)
-    render(trajectory, markdown, settings.output_format)
-    write_outputs(trajectory, markdown, json_path, markdown_path, junit_path, [trajectory])
+    print_document(trajectory, markdown, settings.output_format, render_trajectory)
+    write_outputs(trajectory, markdown, json_path, markdown_path, junit_path)
     if plot is not None:
         from nc_audit.report.plots import plot_trajectory
 
         plot_trajectory(trajectory, plot)
         stderr.print(f"wrote {plot}")
-    if not trajectory["passed"]:
-        failed = sum(not check["passed"] for record in trajectory["records"] for check in record["checks"])
-        stderr.print(f"nc-audit: {failed} check(s) failed")
-        raise typer.Exit(EXIT_CHECK_FAILED)
-
-
-def render(trajectory: dict, markdown: str, output_format: str) -> None:
-    """Print the trajectory on stdout in the chosen format."""
-    if output_format == "json":
-        from nc_audit.report.json_report import dumps_report
-
-        print_stdout(dumps_report(trajectory))
-    elif output_format == "markdown":
-        print_stdout(markdown)
-    else:
-        from nc_audit.report.trajectory_console import render_trajectory
-
-        render_trajectory(trajectory)
+    exit_if_failed(sum(not check["passed"] for record in trajectory["records"] for check in record["checks"]))
