@@ -17,7 +17,7 @@ from nc_audit.errors import InputError
 from nc_audit.progress import SilentTracker, Tracker
 from nc_audit.report.model import Report
 from nc_audit.resolve import DUMP_SUFFIXES
-from nc_audit.sources.checkpoints import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, load_checkpoint
+from nc_audit.sources.checkpoints import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, read_step
 
 CHECKPOINT_SUFFIXES = (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX)
 
@@ -53,7 +53,7 @@ def order_by_step(paths: list[Path]) -> list[tuple[Path, int | None]]:
     """Checkpoints with their recorded step, ordered by it (natural name order breaks ties / fills gaps)."""
     stepped = []
     for path in paths:
-        step = load_checkpoint(path).step if path.suffix.lower() in CHECKPOINT_SUFFIXES else _dump_step(path)
+        step = read_step(path) if path.suffix.lower() in CHECKPOINT_SUFFIXES else _dump_step(path)
         stepped.append((path, step))
     if all(step is not None for _, step in stepped):
         return sorted(stepped, key=lambda item: (item[1], natural_key(item[0])))

@@ -42,11 +42,35 @@ class Checkpoint:
     @property
     def step(self) -> int | None:
         """The training step (or epoch) the checkpoint records, if any."""
-        for key in ("step", "global_step", "epoch"):
-            value = self.meta.get(key)
-            if isinstance(value, int):
-                return value
-        return None
+        return step_of(self.meta)
+
+
+def step_of(meta: dict[str, Any]) -> int | None:
+    """The training step (or, failing that, the epoch) recorded in a checkpoint's plain-data fields."""
+    for key in ("step", "global_step", "epoch"):
+        value = meta.get(key)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def read_step(path: Path | str) -> int | None:
+    """A checkpoint's recorded step without reading its weights (to order a trajectory cheaply):
+    safetensors metadata only; a .pt file memory-mapped (zip format), else loaded."""
+    path = Path(path)
+    if path.suffix.lower() == SAFETENSORS_SUFFIX:
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as handle:
+                return step_of(_json_or_none((handle.metadata() or {}).get(SAFETENSORS_META_KEY)) or {})
+        except Exception:  # unreadable: load_checkpoint raises the clear error
+            return load_checkpoint(path).step
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # legacy (non-zip) format or bad file: load_checkpoint decides, with a clear error
+        return load_checkpoint(path).step
+    return step_of(obj) if isinstance(obj, dict) else None
 
 
 @dataclass(frozen=True)
