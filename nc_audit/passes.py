@@ -7,7 +7,7 @@ say how many.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import copy
 from pathlib import Path
 
 import torch
@@ -17,24 +17,15 @@ from nc_audit.errors import InputError
 from nc_audit.metrics.collapse import DecisionCounter, WithinProjection
 from nc_audit.metrics.sample_level import SampleLevelStats
 from nc_audit.progress import Tracker
+from nc_audit.shifted_stats import ShiftedSums, block_rows
 from nc_audit.sources.checkpoints import Head
 from nc_audit.sources.dumps import SplitInfo, iter_chunks
 from nc_audit.stats import ClassStats
+from nc_audit.workers import RoundRobin, single_threaded_kernels, worker_count
 
-#: Bytes of float64 work per compute block. A chunk read from HDF5 (~32 MB) is processed in blocks this
-#: small because every temporary above glibc's mmap threshold costs fresh page faults: measured on the
-#: 2-core CI machine, pass 1 over 200,000×512 took 1.19 s in 16,384-row blocks and 0.28 s in 2,048-row ones.
-BLOCK_BYTES = 8 * 2**20
-
-
-def blocks(
-    chunks: Iterator[tuple[torch.Tensor, torch.Tensor]], feature_dim: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Split streamed chunks into compute blocks of about BLOCK_BYTES of float64 (views, no copies)."""
-    rows = max(64, BLOCK_BYTES // (8 * max(feature_dim, 1)))
-    for features, labels in chunks:
-        for start in range(0, int(labels.shape[0]), rows):
-            yield features[start : start + rows], labels[start : start + rows]
+#: The second pass gives each worker its own copy of the sample-level scatters (C·d² float64) only when
+#: they are at most this large; larger ones are filled by one worker.
+REPLICA_BYTES = 256 * 2**20
 
 
 class RowValidator:
@@ -48,18 +39,14 @@ class RowValidator:
         self.bad_label_example: int | None = None
         self.nonfinite_rows = 0
 
-    def check(self, features: torch.Tensor, labels: torch.Tensor) -> bool:
-        """Count the chunk's bad rows; True while the whole pass so far is clean."""
+    def check_labels(self, labels: torch.Tensor) -> bool:
+        """Count the chunk's labels outside 0..C−1; True while every label so far was in range."""
         out_of_range = (labels < 0) | (labels >= self.num_classes)
         if bool(out_of_range.any()):
             self.bad_labels += int(out_of_range.sum())
             if self.bad_label_example is None:
                 self.bad_label_example = int(labels[out_of_range][0])
-        # a float64 row sum is finite iff every entry is (float16/32 values cannot overflow it): 5× cheaper
-        # than an elementwise isfinite over the block
-        row_sums = features.sum(dim=1, dtype=torch.float64)  # (n,)
-        self.nonfinite_rows += int((~torch.isfinite(row_sums)).sum())
-        return self.bad_labels == 0 and self.nonfinite_rows == 0
+        return self.bad_labels == 0
 
     def raise_if_bad(self, ctx: DistributedContext | None = None) -> None:
         """Raise InputError when any rank saw bad rows (counts summed over ranks, so all raise together)."""
@@ -92,19 +79,29 @@ def accumulate_stats(
     """First pass: ClassStats of one split, validating every row; errors name the file and what is wrong.
 
     ``with_scatter=False`` skips the d×d within-class scatter (N·d² flops) when NC1 comes from a
-    WithinProjection in the second pass instead. Under torchrun (``ctx``) each rank streams its slice
-    of the rows and the statistics are merged exactly across ranks."""
+    WithinProjection in the second pass instead. The chunks go round-robin to one fused accumulator per
+    core (:mod:`nc_audit.workers`, :mod:`nc_audit.shifted_stats`), whose statistics merge exactly at the
+    end. Under torchrun (``ctx``) each rank streams its slice of the rows and the statistics are merged
+    exactly across ranks."""
     ctx = ctx or DistributedContext()
-    stats = ClassStats.empty(num_classes, info.feature_dim, device=device, with_scatter=with_scatter)
+    workers = worker_count(device)
+    sums = [ShiftedSums(num_classes, info.feature_dim, device, with_scatter) for _ in range(workers)]
     validator = RowValidator(info, num_classes)
-    with tracker.stage(f"statistics {Path(info.path).name}", info.num_samples) as advance:
-        for features, labels in blocks(
-            iter_chunks(info, chunk_rows, ctx.row_range(info.num_samples)), info.feature_dim
-        ):
-            if validator.check(features, labels):
-                stats.update(features.to(device), labels.to(device))
+    chunks = iter_chunks(info, chunk_rows, ctx.row_range(info.num_samples))
+    with (
+        tracker.stage(f"statistics {Path(info.path).name}", info.num_samples) as advance,
+        single_threaded_kernels(workers > 1),
+        RoundRobin([accumulator.update_pair for accumulator in sums]) as pool,
+    ):
+        for features, labels in chunks:
+            if validator.check_labels(labels):
+                pool.submit((features, labels))
             advance(int(labels.shape[0]))
+    validator.nonfinite_rows = sum(accumulator.nonfinite_rows for accumulator in sums)
     validator.raise_if_bad(ctx)
+    stats = sums[0].class_stats()
+    for accumulator in sums[1:]:
+        stats = stats.merge(accumulator.class_stats())
     stats = ctx.merge_class_stats(stats)
     present = int(stats.present.sum())
     if present < 2:
@@ -112,6 +109,56 @@ def accumulate_stats(
             f"{validator.where}: only {present} class present; Neural Collapse metrics need at least 2"
         )
     return stats
+
+
+class SecondPass:
+    """One worker's share of the second pass: its own counter, projection and sample-level scatters
+    (replicas of the caller's, all zero at the start), fed float64 blocks; :meth:`absorb` adds another
+    worker's sums."""
+
+    def __init__(
+        self,
+        counter: DecisionCounter,
+        sample_stats: SampleLevelStats | None,
+        projection: WithinProjection | None,
+        device: torch.device,
+        feature_dim: int,
+    ) -> None:
+        self.counter, self.sample_stats, self.projection = counter, sample_stats, projection
+        self.device = device
+        self.rows_per_block = block_rows(feature_dim, device)
+        self.nonfinite_rows = 0
+
+    def replica(self) -> SecondPass:
+        """A copy with its own (zero) sums; call before any update."""
+        return copy.deepcopy(self)
+
+    def update(self, chunk: tuple[torch.Tensor, torch.Tensor]) -> None:
+        features, labels = chunk
+        step = self.rows_per_block
+        for begin in range(0, int(labels.shape[0]), step):
+            H = features[begin : begin + step].to(self.device, torch.float64)  # (n, d), converted once
+            y = labels[begin : begin + step].to(self.device)  # (n,)
+            finite = torch.isfinite(H.sum(1))  # (n,) a row sum is finite iff every entry is
+            if not bool(finite.all()):
+                self.nonfinite_rows += int((~finite).sum())
+                continue
+            self.counter.update(H, y)
+            if self.sample_stats is not None:
+                self.sample_stats.update(H, y)
+            if self.projection is not None:
+                self.projection.update(H, y)
+
+    def absorb(self, other: SecondPass) -> None:
+        """Add the sums of another worker's replica."""
+        self.counter.merge_counts(other.counter)
+        self.nonfinite_rows += other.nonfinite_rows
+        if self.projection is not None and other.projection is not None:
+            self.projection.squared += other.projection.squared
+            self.projection.samples += other.projection.samples
+        if self.sample_stats is not None and other.sample_stats is not None:
+            for mine, theirs in zip(self.sample_stats.tensors(), other.sample_stats.tensors(), strict=True):
+                mine += theirs
 
 
 def count_decisions(
@@ -126,7 +173,10 @@ def count_decisions(
     ctx: DistributedContext | None = None,
 ) -> DecisionCounter:
     """Second pass: classifier vs nearest-class-mean decisions (NC4), with the means of ``stats``; the
-    sample-level scatters (``sample_stats``, which need the global mean of pass 1) ride along."""
+    sample-level scatters (``sample_stats``, which need the global mean of pass 1) and the NC1
+    ``projection`` ride along, and are filled in place. Like the first pass, the chunks go round-robin to
+    one worker per core, each with replicas of these sums (one worker when the sample-level scatters are
+    too large to copy, see REPLICA_BYTES)."""
     present = stats.present.nonzero().flatten()  # (C',)
     counter = DecisionCounter(
         class_means=stats.class_means[present],
@@ -136,18 +186,24 @@ def count_decisions(
     )
     ctx = ctx or DistributedContext()
     validator = RowValidator(info, head.num_classes)
-    with tracker.stage(f"decisions {Path(info.path).name}", info.num_samples) as advance:
-        for features, labels in blocks(
-            iter_chunks(info, chunk_rows, ctx.row_range(info.num_samples)), info.feature_dim
-        ):
-            if validator.check(features, labels):
-                features, labels = features.to(device), labels.to(device)
-                counter.update(features, labels)
-                if sample_stats is not None:
-                    sample_stats.update(features, labels)
-                if projection is not None:
-                    projection.update(features, labels)
+    main = SecondPass(counter, sample_stats, projection, device, info.feature_dim)
+    workers = worker_count(device)
+    if sample_stats is not None and sample_stats.nbytes > REPLICA_BYTES:
+        workers = 1
+    parts = [main] + [main.replica() for _ in range(workers - 1)]
+    chunks = iter_chunks(info, chunk_rows, ctx.row_range(info.num_samples))
+    with (
+        tracker.stage(f"decisions {Path(info.path).name}", info.num_samples) as advance,
+        single_threaded_kernels(workers > 1),
+        RoundRobin([part.update for part in parts]) as pool,
+    ):
+        for features, labels in chunks:
+            if validator.check_labels(labels):
+                pool.submit((features, labels))
             advance(int(labels.shape[0]))
+    for part in parts[1:]:
+        main.absorb(part)
+    validator.nonfinite_rows = main.nonfinite_rows
     validator.raise_if_bad(ctx)
     if ctx.distributed:  # every per-rank sum becomes the sum over all rows
         counter.set_counts(ctx.sum_(counter.counts()))

@@ -72,15 +72,21 @@ def assert_same_report(ours: Any, theirs: Any, where: str = "report") -> None:
 # --- the CLI under torchrun (needs audit.collect wired to DistributedContext) --------------------------
 RECORDER = textwrap.dedent(
     """
-    # Runs `python -m nc_audit ARGS` and records which feature rows this rank read (h5py slices).
+    # Runs `python -m nc_audit ARGS` and records which feature rows this rank read (h5py slices, or
+    # the rows mapped straight from the file).
     import atexit, json, os, runpy, sys
     import h5py
-    reads, original = [], h5py.Dataset.__getitem__
+    from nc_audit.sources.mapped import MappedRows
+    reads, original, original_mapped = [], h5py.Dataset.__getitem__, MappedRows.read
     def recording(self, key):
         if self.name.endswith("/features") and isinstance(key, slice):
             reads.append([key.start or 0, key.stop if key.stop is not None else self.shape[0]])
         return original(self, key)
+    def recording_mapped(self, begin, end):
+        reads.append([begin, end])
+        return original_mapped(self, begin, end)
     h5py.Dataset.__getitem__ = recording
+    MappedRows.read = recording_mapped
     log = os.path.join(os.environ["READS_DIR"], "rank%s.json" % os.environ["RANK"])
     atexit.register(lambda: open(log, "w").write(json.dumps(reads)))
     sys.argv = ["nc_audit", *sys.argv[1:]]

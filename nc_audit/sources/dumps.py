@@ -18,6 +18,7 @@ import torch
 
 from nc_audit.errors import InputError
 from nc_audit.sources.checkpoints import Head
+from nc_audit.sources.mapped import MappedRows
 
 DUMP_FORMAT = "nc-audit-features/1"
 #: Target bytes of one chunk of features as stored; rows per chunk follow from the dtype and d.
@@ -128,25 +129,42 @@ def default_chunk_rows(feature_dim: int, itemsize: int = 4) -> int:
 
 
 def iter_chunks(
-    info: SplitInfo, chunk_rows: int | None = None, rows: tuple[int, int] | None = None
+    info: SplitInfo, chunk_rows: int | None = None, rows: tuple[int, int] | None = None, mapped: bool = True
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (features, labels) chunks in file order, as stored (features keep their dtype).
 
-    ``rows`` restricts the pass to a half-open row range (a shard, e.g. one rank's slice).
+    ``rows`` restricts the pass to a half-open row range (a shard, e.g. one rank's slice). Chunks hold at
+    most ``chunk_rows`` rows; an uncompressed dump is read by mapping its bytes (``mapped``, see
+    :mod:`nc_audit.sources.mapped`), and then no chunk crosses a stored HDF5 chunk. Every chunk is a
+    fresh, writable array that nothing else refers to.
     """
     start, stop = rows if rows is not None else (0, info.num_samples)
     with open_dump(info.path) as handle:
         features = handle[f"{info.group()}/features"]
         labels = handle[f"{info.group()}/labels"]
         step = chunk_rows or default_chunk_rows(info.feature_dim, features.dtype.itemsize)
-        for begin in range(start, stop, step):
-            end = min(begin + step, stop)
-            try:
-                feature_chunk = features[begin:end]  # (n, d), a fresh array per chunk
-                label_chunk = labels[begin:end]  # (n,)
-            except OSError as error:
-                raise InputError(f"{info.path}: cannot read rows {begin}..{end} ({_short(error)})") from None
-            yield torch.from_numpy(feature_chunk), torch.from_numpy(label_chunk.astype(np.int64, copy=False))
+        mapper = MappedRows.open(features, info.path) if mapped else None
+        ranges = mapper.pieces(start, stop, step) if mapper else _ranges(start, stop, step)
+        try:
+            for begin, end in ranges:
+                try:
+                    feature_chunk = mapper.read(begin, end) if mapper else features[begin:end]  # (n, d)
+                    label_chunk = labels[begin:end]  # (n,)
+                except (OSError, ValueError) as error:
+                    where = f"{info.path}: cannot read rows {begin}..{end}"
+                    raise InputError(f"{where} ({_short(error)})") from None
+                yield (
+                    torch.from_numpy(feature_chunk),
+                    torch.from_numpy(label_chunk.astype(np.int64, copy=False)),
+                )
+        finally:
+            if mapper:
+                mapper.close()
+
+
+def _ranges(start: int, stop: int, step: int) -> Iterator[tuple[int, int]]:
+    for begin in range(start, stop, step):
+        yield begin, min(begin + step, stop)
 
 
 def _as_str(value: object) -> str:
