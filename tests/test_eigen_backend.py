@@ -174,3 +174,21 @@ def test_bench_quick_smoke_run_writes_results(tmp_path: Path) -> None:
         assert row in text, row
     assert "torch" in text and "MET" in text
     assert not list((tmp_path / "data").iterdir())  # the generated dump was removed
+
+
+def test_cpu_batch_split_across_threads_gives_the_same_eigenvalues() -> None:
+    """The CPU batch split over 2 threads returns exactly what one eigvalsh call returns, in order."""
+    from nc_audit.metrics.eigen_backend import PARALLEL_FLOPS, cpu_eigvalsh
+
+    n = 40
+    B = int(PARALLEL_FLOPS / (4 / 3 * n**3)) + 7  # just above the threshold, odd-sized parts
+    A = torch.randn(B, n, n, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    K = A @ A.transpose(1, 2)  # (B, n, n)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        split = cpu_eigvalsh(K)
+        assert torch.get_num_threads() == 2  # restored after the pool
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(split, torch.linalg.eigvalsh(K))

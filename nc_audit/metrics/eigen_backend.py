@@ -6,7 +6,9 @@ up to 32×32 and loops over the batch above that; MAGMA
 — "time both once on a real GPU before choosing". So the first CUDA call for a (device, size bucket,
 batch bucket) runs the batch once with each backend, keeps the faster one for that bucket, and returns
 the winner's eigenvalues (no extra work beyond the loser's run); later calls use the choice. The
-process-wide preferred library is restored after every call. On CPU this is plain ``eigvalsh``.
+process-wide preferred library is restored after every call. On CPU, where PyTorch solves a batch one
+matrix after another on one core, a large batch is split across the cores, one ``eigvalsh`` per thread
+(LAPACK releases the GIL): the same routine on each matrix, so the same eigenvalues.
 
 ``NC_AUDIT_EIGH_BACKEND=cusolver|magma|auto`` overrides the choice (auto: measure, the default).
 :func:`backend_choices` lists what was measured, so a report or benchmark can print it.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import torch
@@ -107,9 +110,13 @@ class EighBackendSelector:
         """Eigenvalues (ascending) of symmetric matrices. K: (..., n, n) -> (..., n)."""
         if K.ndim < 2 or K.shape[-1] != K.shape[-2]:
             raise ValueError(f"expected square matrices (..., n, n), got {tuple(K.shape)}")
-        if not self.selects(K.device) or K.numel() == 0:
-            return torch.linalg.eigvalsh(K)
         n = K.shape[-1]
+        if K.numel() == 0:
+            return torch.linalg.eigvalsh(K)
+        if not self.selects(K.device):
+            if K.device.type == "cpu":
+                return cpu_eigvalsh(K.reshape(-1, n, n)).reshape(K.shape[:-1])
+            return torch.linalg.eigvalsh(K)
         return self._eigvalsh_batch(K.reshape(-1, n, n)).reshape(K.shape[:-1])
 
     def _eigvalsh_batch(self, K: torch.Tensor) -> torch.Tensor:
@@ -166,10 +173,27 @@ class EighBackendSelector:
 _SELECTOR = EighBackendSelector()
 
 
+#: Below this many flops ((4/3)·n³ per matrix) a CPU batch is not worth a thread pool.
+PARALLEL_FLOPS = 2e7
+
+
+def cpu_eigvalsh(K: torch.Tensor) -> torch.Tensor:
+    """``torch.linalg.eigvalsh`` of a CPU batch (B, n, n), split into contiguous parts, one per core."""
+    from nc_audit.workers import single_threaded_kernels, worker_count
+
+    B, n = int(K.shape[0]), int(K.shape[-1])
+    workers = min(worker_count(K.device), B)
+    if workers < 2 or B * 4 / 3 * n**3 < PARALLEL_FLOPS:
+        return torch.linalg.eigvalsh(K)
+    parts = torch.tensor_split(K, workers)
+    with single_threaded_kernels(True), ThreadPoolExecutor(workers) as pool:
+        return torch.cat(list(pool.map(torch.linalg.eigvalsh, parts)))
+
+
 def batched_eigvalsh(K: torch.Tensor) -> torch.Tensor:
     """Eigenvalues of a batch of symmetric matrices K (..., n, n) -> (..., n), ascending, in one call.
 
-    CPU: ``torch.linalg.eigvalsh``. CUDA: the backend (cuSOLVER or MAGMA) measured fastest for this
+    CPU: ``torch.linalg.eigvalsh``, the batch split across the cores (:func:`cpu_eigvalsh`). CUDA: the backend (cuSOLVER or MAGMA) measured fastest for this
     device and size, see the module docstring; NC_AUDIT_EIGH_BACKEND overrides.
     """
     return _SELECTOR.eigvalsh(K)
