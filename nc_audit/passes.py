@@ -7,7 +7,6 @@ say how many.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import torch
@@ -17,7 +16,8 @@ from nc_audit.errors import InputError
 from nc_audit.metrics.collapse import DecisionCounter, WithinProjection
 from nc_audit.metrics.sample_level import SampleLevelStats
 from nc_audit.progress import Tracker
-from nc_audit.shifted_stats import ShiftedSums, block_rows
+from nc_audit.second_pass import SecondPass
+from nc_audit.shifted_stats import ShiftedSums
 from nc_audit.sources.checkpoints import Head
 from nc_audit.sources.dumps import SplitInfo, iter_chunks
 from nc_audit.stats import ClassStats
@@ -111,56 +111,6 @@ def accumulate_stats(
     return stats
 
 
-class SecondPass:
-    """One worker's share of the second pass: its own counter, projection and sample-level scatters
-    (replicas of the caller's, all zero at the start), fed float64 blocks; :meth:`absorb` adds another
-    worker's sums."""
-
-    def __init__(
-        self,
-        counter: DecisionCounter,
-        sample_stats: SampleLevelStats | None,
-        projection: WithinProjection | None,
-        device: torch.device,
-        feature_dim: int,
-    ) -> None:
-        self.counter, self.sample_stats, self.projection = counter, sample_stats, projection
-        self.device = device
-        self.rows_per_block = block_rows(feature_dim, device)
-        self.nonfinite_rows = 0
-
-    def replica(self) -> SecondPass:
-        """A copy with its own (zero) sums; call before any update."""
-        return copy.deepcopy(self)
-
-    def update(self, chunk: tuple[torch.Tensor, torch.Tensor]) -> None:
-        features, labels = chunk
-        step = self.rows_per_block
-        for begin in range(0, int(labels.shape[0]), step):
-            H = features[begin : begin + step].to(self.device, torch.float64)  # (n, d), converted once
-            y = labels[begin : begin + step].to(self.device)  # (n,)
-            finite = torch.isfinite(H.sum(1))  # (n,) a row sum is finite iff every entry is
-            if not bool(finite.all()):
-                self.nonfinite_rows += int((~finite).sum())
-                continue
-            self.counter.update(H, y)
-            if self.sample_stats is not None:
-                self.sample_stats.update(H, y)
-            if self.projection is not None:
-                self.projection.update(H, y)
-
-    def absorb(self, other: SecondPass) -> None:
-        """Add the sums of another worker's replica."""
-        self.counter.merge_counts(other.counter)
-        self.nonfinite_rows += other.nonfinite_rows
-        if self.projection is not None and other.projection is not None:
-            self.projection.squared += other.projection.squared
-            self.projection.samples += other.projection.samples
-        if self.sample_stats is not None and other.sample_stats is not None:
-            for mine, theirs in zip(self.sample_stats.tensors(), other.sample_stats.tensors(), strict=True):
-                mine += theirs
-
-
 def count_decisions(
     info: SplitInfo,
     stats: ClassStats,
@@ -186,7 +136,7 @@ def count_decisions(
     )
     ctx = ctx or DistributedContext()
     validator = RowValidator(info, head.num_classes)
-    main = SecondPass(counter, sample_stats, projection, device, info.feature_dim)
+    main = SecondPass(counter, stats.global_mean.to(device), sample_stats, projection)
     workers = worker_count(device)
     if sample_stats is not None and sample_stats.nbytes > REPLICA_BYTES:
         workers = 1

@@ -76,9 +76,12 @@ class WithinProjection:
         """Add one chunk: features (n, d), labels (n,)."""
         H = features.to(device=self.class_means.device, dtype=torch.float64)  # (n, d)
         D = H - self.class_means[labels.to(H.device, torch.long)]  # (n, d)
-        P = D @ self.basis.T  # (n, r)
+        self.add_projected(D @ self.basis.T)
+
+    def add_projected(self, P: torch.Tensor) -> None:
+        """Add rows' projections P (n, r) = (h_i − μ_{y_i})·v_k, computed by the caller (a fused pass)."""
         self.squared += (P * P).sum(0)
-        self.samples += int(H.shape[0])
+        self.samples += int(P.shape[0])
 
     def nc1(self, num_samples: int | None = None) -> float:
         """tr(Σ_W Σ_B^†)/C from the accumulated projections (N = all samples of the pass by default)."""
@@ -160,9 +163,15 @@ class DecisionCounter:
         logits = H @ self.head_weight.T  # (n, C)
         if self.head_bias is not None:
             logits = logits + self.head_bias
-        predicted = logits.argmax(1)  # (n,)
         # ‖h − μ_c‖² = ‖h‖² − 2 h·μ_c + ‖μ_c‖²; the ‖h‖² term does not change the argmin.
-        nearest = self.candidate_classes[(self._mean_sq[None, :] - 2.0 * (H @ self.class_means.T)).argmin(1)]
+        self.count(logits, self._mean_sq[None, :] - 2.0 * (H @ self.class_means.T), y)
+
+    def count(self, logits: torch.Tensor, distances: torch.Tensor, labels: torch.Tensor) -> None:
+        """Count rows from their logits (n, C) and anything that orders the candidate classes like
+        ‖h − μ_c‖² (n, C'), computed by the caller (a fused pass); labels (n,)."""
+        y = labels.to(device=logits.device, dtype=torch.long)  # (n,)
+        predicted = logits.argmax(1)  # (n,)
+        nearest = self.candidate_classes[distances.argmin(1)]  # (n,)
         self.samples += int(y.shape[0])
         self.mismatches += int((predicted != nearest).sum())
         self.classifier_correct += int((predicted == y).sum())
