@@ -136,6 +136,17 @@ class DistributedContext:
             return stats
         return stats.all_reduce()
 
+    def gather(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+        """Every rank's ``tensor`` (same shape on all ranks), in rank order, on ``tensor``'s device."""
+        self._check_open()
+        if not self.distributed:
+            return [tensor]
+        comm_device = self.device if self.device.type == "cuda" else torch.device("cpu")
+        buffer = tensor.to(comm_device).contiguous()
+        gathered = [torch.empty_like(buffer) for _ in range(self.world_size)]
+        dist.all_gather(gathered, buffer)
+        return [part.to(tensor.device) for part in gathered]
+
     def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
         """All-reduce SUM of ``tensor`` over the ranks, in place; returns ``tensor``.
 

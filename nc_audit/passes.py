@@ -80,9 +80,9 @@ def accumulate_stats(
 
     ``with_scatter=False`` skips the d×d within-class scatter (N·d² flops) when NC1 comes from a
     WithinProjection in the second pass instead. The chunks go round-robin to one fused accumulator per
-    core (:mod:`nc_audit.workers`, :mod:`nc_audit.shifted_stats`), whose statistics merge exactly at the
-    end. Under torchrun (``ctx``) each rank streams its slice of the rows and the statistics are merged
-    exactly across ranks."""
+    core (:mod:`nc_audit.workers`, :mod:`nc_audit.shifted_stats`); under torchrun (``ctx``) each rank
+    streams its slice of the rows. Accumulators of workers and ranks merge about their shifts
+    (ShiftedSums.absorb), so neither the core count nor the rank count changes the precision."""
     ctx = ctx or DistributedContext()
     workers = worker_count(device)
     sums = [ShiftedSums(num_classes, info.feature_dim, device, with_scatter) for _ in range(workers)]
@@ -97,12 +97,17 @@ def accumulate_stats(
             if validator.check_labels(labels):
                 pool.submit((features, labels))
             advance(int(labels.shape[0]))
-    validator.nonfinite_rows = sum(accumulator.nonfinite_rows for accumulator in sums)
-    validator.raise_if_bad(ctx)
-    stats = sums[0].class_stats()
+    total = sums[0]
     for accumulator in sums[1:]:
-        stats = stats.merge(accumulator.class_stats())
-    stats = ctx.merge_class_stats(stats)
+        total.absorb(accumulator)
+    validator.nonfinite_rows = total.nonfinite_rows
+    validator.raise_if_bad(ctx)
+    if ctx.distributed:  # every rank absorbs every rank's sums, in rank order: identical everywhere
+        packed = ctx.gather(total.pack())
+        total = total.unpacked(packed[0])
+        for flat in packed[1:]:
+            total.absorb(total.unpacked(flat))
+    stats = total.class_stats()
     present = int(stats.present.sum())
     if present < 2:
         raise InputError(

@@ -2,8 +2,8 @@
 
 The second pass needs, per row, the logits W h + b (NC4's classifier), the order of ‖h − μ_c‖² over the
 candidate classes (nearest class mean) and the projections (h − μ_y)·v_k onto Σ_B's eigenvectors (NC1).
-All three are linear in h, so with the rows first centred on the global mean, h̃ = h − μ_G (the same
-subtraction also converts them to float64, into a reused buffer), one GEMM h̃ [W; M̄; V]ᵀ gives them all:
+All three are linear in h, so with the rows first centred on the global mean, h̃ = h − μ_G (converted to
+float64 in a reused buffer), one GEMM h̃ [W; M̄; V]ᵀ gives them all:
 
     W h + b = W h̃ + (b + W μ_G),   ‖h − μ_c‖² = ‖h̃‖² − 2 h̃·m̄_c + ‖m̄_c‖²  (m̄_c = μ_c − μ_G),
     (h − μ_y)·v = h̃·v − m̄_y·v.
@@ -74,7 +74,7 @@ class SecondPass:
         H = features.to(self.device, non_blocking=True)  # (n, d) as stored
         y = labels.to(self.device, torch.long, non_blocking=True)  # (n,)
         n = int(y.shape[0])
-        centred = torch.sub(H, self._global_mean, out=self._centred[:n])  # (n, d) h̃, float64
+        centred = self._centred[:n].copy_(H).sub_(self._global_mean)  # (n, d) h̃, float64
         finite = torch.isfinite(centred.sum(1))  # (n,) a row sum is finite iff every entry is
         if not bool(finite.all()):
             self.nonfinite_rows += int((~finite).sum())

@@ -1,8 +1,8 @@
 """ShiftedSums: the first pass's fused, allocation-free accumulator of ClassStats.
 
 Each class c gets a fixed shift s_c, the mean of its rows in the first block that holds any. After that a
-block costs one gather, one subtraction that also converts to float64, one squaring, two row reductions
-and the index-adds of plain sums:
+block costs one gather, one conversion to float64, one subtraction, one row norm and the index-adds of plain
+sums:
 
     n_c,   T_c = Σ_{y_i=c} (h_i − s_c),   Q_c = Σ_{y_i=c} ‖h_i − s_c‖²,   [S = Σ_i (h_i − s_{y_i})(h_i − s_{y_i})ᵀ]
 
@@ -73,8 +73,9 @@ class ShiftedSums:
         block_counts = torch.bincount(y, minlength=self.num_classes).to(torch.float64)  # (C,)
         self._fix_new_shifts(H, y, block_counts)
         G = torch.index_select(self.shifts, 0, y, out=self._gathered[:n])  # (n, d) s_{y_i}
-        D = torch.sub(H, G, out=self._deviations[:n])  # (n, d) h_i − s_{y_i}, in float64
-        q = torch.sum(torch.mul(D, D, out=G), 1, out=self._row_squares[:n])  # (n,) ‖h_i − s_{y_i}‖²
+        D = self._deviations[:n].copy_(H).sub_(G)  # (n, d) h_i − s_{y_i}, in float64
+        # ‖·‖ then squared: one pass instead of two (a product then a sum), within 2 ulps per row
+        q = torch.linalg.vector_norm(D, 2, 1, out=self._row_squares[:n]).square_()  # (n,) ‖h_i − s_{y_i}‖²
         if not bool(torch.isfinite(q.sum())):
             bad = int((~torch.isfinite(H).all(1)).sum())
             self.nonfinite_rows += bad or int((~torch.isfinite(q)).sum())  # else: float64 squares overflowed
@@ -95,6 +96,50 @@ class ShiftedSums:
         usable = new & torch.isfinite(means).all(1)  # a class whose first rows hold NaN waits for later ones
         self.shifts[usable] = means[usable]
         self.shifted |= usable
+
+    def absorb(self, other: ShiftedSums) -> None:
+        """Add the sums of another accumulator (another worker's or rank's rows), first moved onto this
+        one's shifts: with δ_c = s'_c − s_c, h − s_c = (h − s'_c) + δ_c, so
+
+            T_c += T'_c + n'_c δ_c,   Q_c += Q'_c + 2 δ_c·T'_c + n'_c ‖δ_c‖²,
+            S += S' + T'ᵀΔ + ΔᵀT' + Δᵀ diag(n') Δ.
+
+        Every term is on the scale of the deviations (the shifts of two workers differ by a block's
+        sampling error), so merging loses nothing that one worker would have kept; a merge of
+        ClassStats (sums of raw rows) would lose ~ε·‖μ_c‖ to cancellation instead."""
+        adopt = other.shifted & ~self.shifted  # (C,) classes only the other has seen: take its shift
+        self.shifts[adopt] = other.shifts[adopt]
+        self.shifted |= adopt
+        delta = torch.where(other.shifted[:, None], other.shifts - self.shifts, 0.0)  # (C, d)
+        T, n = other.deviation_sums, other.counts  # (C, d), (C,)
+        if self.scatter is not None and other.scatter is not None:
+            cross = T.T @ delta  # (d, d)
+            self.scatter += other.scatter + cross + cross.T + delta.T @ (n[:, None] * delta)
+        self.squares += other.squares + 2.0 * (delta * T).sum(1) + n * (delta * delta).sum(1)
+        self.deviation_sums += T + n[:, None] * delta
+        self.counts += n
+        self.nonfinite_rows += other.nonfinite_rows
+
+    def pack(self) -> torch.Tensor:
+        """The state as one flat float64 tensor (for an all-gather across ranks)."""
+        scatter = self.scatter.reshape(-1) if self.scatter is not None else self.counts.new_zeros(0)
+        parts = [self.counts, self.shifted.to(torch.float64), self.shifts.reshape(-1)]
+        return torch.cat([*parts, self.deviation_sums.reshape(-1), self.squares, scatter])
+
+    def unpacked(self, flat: torch.Tensor) -> ShiftedSums:
+        """A new accumulator (same C, d, device, scatter) holding the state :meth:`pack` gave ``flat``."""
+        C, d = self.shifts.shape
+        result = ShiftedSums(C, d, self.device, with_scatter=self.scatter is not None)
+        sizes = [C, C, C * d, C * d, C, d * d if self.scatter is not None else 0]
+        counts, shifted, shifts, deviation_sums, squares, scatter = torch.split(flat.to(self.device), sizes)
+        result.counts, result.shifted = counts.clone(), shifted > 0.5
+        result.shifts, result.deviation_sums = (
+            shifts.reshape(C, d).clone(),
+            deviation_sums.reshape(C, d).clone(),
+        )
+        result.squares = squares.clone()
+        result.scatter = scatter.reshape(d, d).clone() if self.scatter is not None else None
+        return result
 
     def class_stats(self) -> ClassStats:
         """The accumulated statistics as an ordinary ClassStats."""

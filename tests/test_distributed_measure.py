@@ -76,17 +76,17 @@ RECORDER = textwrap.dedent(
     # the rows mapped straight from the file).
     import atexit, json, os, runpy, sys
     import h5py
-    from nc_audit.sources.mapped import MappedRows
-    reads, original, original_mapped = [], h5py.Dataset.__getitem__, MappedRows.read
+    from nc_audit.sources.direct import DirectRows
+    reads, original, original_direct = [], h5py.Dataset.__getitem__, DirectRows.read
     def recording(self, key):
         if self.name.endswith("/features") and isinstance(key, slice):
             reads.append([key.start or 0, key.stop if key.stop is not None else self.shape[0]])
         return original(self, key)
-    def recording_mapped(self, begin, end):
+    def recording_direct(self, begin, end):
         reads.append([begin, end])
-        return original_mapped(self, begin, end)
+        return original_direct(self, begin, end)
     h5py.Dataset.__getitem__ = recording
-    MappedRows.read = recording_mapped
+    DirectRows.read = recording_direct
     log = os.path.join(os.environ["READS_DIR"], "rank%s.json" % os.environ["RANK"])
     atexit.register(lambda: open(log, "w").write(json.dumps(reads)))
     sys.argv = ["nc_audit", *sys.argv[1:]]

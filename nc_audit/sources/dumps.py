@@ -18,7 +18,7 @@ import torch
 
 from nc_audit.errors import InputError
 from nc_audit.sources.checkpoints import Head
-from nc_audit.sources.mapped import MappedRows
+from nc_audit.sources.direct import DirectRows
 
 DUMP_FORMAT = "nc-audit-features/1"
 #: Target bytes of one chunk of features as stored; rows per chunk follow from the dtype and d.
@@ -129,26 +129,28 @@ def default_chunk_rows(feature_dim: int, itemsize: int = 4) -> int:
 
 
 def iter_chunks(
-    info: SplitInfo, chunk_rows: int | None = None, rows: tuple[int, int] | None = None, mapped: bool = True
+    info: SplitInfo, chunk_rows: int | None = None, rows: tuple[int, int] | None = None, direct: bool = True
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (features, labels) chunks in file order, as stored (features keep their dtype).
 
     ``rows`` restricts the pass to a half-open row range (a shard, e.g. one rank's slice). Chunks hold at
-    most ``chunk_rows`` rows; an uncompressed dump is read by mapping its bytes (``mapped``, see
-    :mod:`nc_audit.sources.mapped`), and then no chunk crosses a stored HDF5 chunk. Every chunk is a
-    fresh, writable array that nothing else refers to.
+    most ``chunk_rows`` rows; an uncompressed dump is read straight from its bytes (``direct``, see
+    :mod:`nc_audit.sources.direct`), and then no chunk crosses a stored HDF5 chunk. Every chunk is a
+    fresh, writable array in native byte order that nothing else refers to.
     """
     start, stop = rows if rows is not None else (0, info.num_samples)
     with open_dump(info.path) as handle:
         features = handle[f"{info.group()}/features"]
         labels = handle[f"{info.group()}/labels"]
         step = chunk_rows or default_chunk_rows(info.feature_dim, features.dtype.itemsize)
-        mapper = MappedRows.open(features, info.path) if mapped else None
-        ranges = mapper.pieces(start, stop, step) if mapper else _ranges(start, stop, step)
+        reader = DirectRows.open(features, info.path) if direct else None
+        ranges = reader.pieces(start, stop, step) if reader else _ranges(start, stop, step)
         try:
             for begin, end in ranges:
                 try:
-                    feature_chunk = mapper.read(begin, end) if mapper else features[begin:end]  # (n, d)
+                    feature_chunk = (
+                        reader.read(begin, end) if reader else _native(features[begin:end])
+                    )  # (n, d)
                     label_chunk = labels[begin:end]  # (n,)
                 except (OSError, ValueError) as error:
                     where = f"{info.path}: cannot read rows {begin}..{end}"
@@ -158,8 +160,13 @@ def iter_chunks(
                     torch.from_numpy(label_chunk.astype(np.int64, copy=False)),
                 )
         finally:
-            if mapper:
-                mapper.close()
+            if reader:
+                reader.close()
+
+
+def _native(array: np.ndarray) -> np.ndarray:
+    """The array in native byte order (PyTorch refuses big-endian data)."""
+    return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
 
 
 def _ranges(start: int, stop: int, step: int) -> Iterator[tuple[int, int]]:
