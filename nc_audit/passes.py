@@ -7,6 +7,7 @@ say how many.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -19,7 +20,8 @@ from nc_audit.progress import Tracker
 from nc_audit.second_pass import SecondPass
 from nc_audit.shifted_stats import ShiftedSums
 from nc_audit.sources.checkpoints import Head
-from nc_audit.sources.dumps import SplitInfo, iter_chunks
+from nc_audit.sources.dumps import SplitInfo, open_pieces
+from nc_audit.sources.pieces import Piece, PieceReader
 from nc_audit.stats import ClassStats
 from nc_audit.workers import RoundRobin, single_threaded_kernels, worker_count
 
@@ -67,6 +69,74 @@ class RowValidator:
             )
 
 
+Update = Callable[[torch.Tensor, torch.Tensor], None]
+
+
+def stream(
+    info: SplitInfo,
+    chunk_rows: int | None,
+    ctx: DistributedContext,
+    validator: RowValidator,
+    tracker: Tracker,
+    description: str,
+    updates: list[Update],
+) -> None:
+    """One pass over this rank's rows: piece i goes to ``updates[i % W]``, each on its own thread with
+    its own read buffer (:mod:`nc_audit.sources.pieces`, :mod:`nc_audit.workers`); labels are checked
+    here, in file order, and nothing more is handed out once one is out of range."""
+    with (
+        open_pieces(info, chunk_rows, ctx.row_range(info.num_samples)) as reader,
+        tracker.stage(description, info.num_samples) as advance,
+        single_threaded_kernels(len(updates) > 1),
+        RoundRobin([_reading(reader, update) for update in updates]) as pool,
+    ):
+        for piece in reader:
+            if validator.check_labels(piece.labels):
+                pool.submit(piece)
+            advance(piece.num_rows)
+
+
+def _reading(reader: PieceReader, update: Update) -> Callable[[Piece], None]:
+    """A worker's handler: read the piece's features into this worker's buffer, then ``update``."""
+    buffer = reader.buffer()
+
+    def handle(piece: Piece) -> None:
+        update(reader.features(piece, buffer), piece.labels)
+
+    return handle
+
+
+def _first_pass(
+    info: SplitInfo,
+    num_classes: int,
+    device: torch.device,
+    tracker: Tracker,
+    chunk_rows: int | None,
+    with_scatter: bool,
+    ctx: DistributedContext,
+    validator: RowValidator,
+    shifts: torch.Tensor | None,
+) -> ShiftedSums:
+    """One streaming pass of ShiftedSums (one per worker, merged, then merged across ranks)."""
+    workers = worker_count(device)
+    sums = [ShiftedSums(num_classes, info.feature_dim, device, with_scatter, shifts) for _ in range(workers)]
+    exact = " (per-class centring)" if shifts is not None else ""
+    description = f"statistics {Path(info.path).name}{exact}"
+    stream(
+        info, chunk_rows, ctx, validator, tracker, description, [accumulator.update for accumulator in sums]
+    )
+    total = sums[0]
+    for accumulator in sums[1:]:
+        total.absorb(accumulator)
+    validator.nonfinite_rows = total.nonfinite_rows
+    if ctx.distributed:  # every rank absorbs every rank's sums, in rank order: identical everywhere
+        packed = ctx.gather(total.pack())
+        total = total.unpacked(packed[0])
+        for flat in packed[1:]:
+            total.absorb(total.unpacked(flat))
+    return total
+
+
 def accumulate_stats(
     info: SplitInfo,
     num_classes: int,
@@ -79,34 +149,22 @@ def accumulate_stats(
     """First pass: ClassStats of one split, validating every row; errors name the file and what is wrong.
 
     ``with_scatter=False`` skips the d×d within-class scatter (N·d² flops) when NC1 comes from a
-    WithinProjection in the second pass instead. The chunks go round-robin to one fused accumulator per
+    WithinProjection in the second pass instead. The pieces go round-robin to one fused accumulator per
     core (:mod:`nc_audit.workers`, :mod:`nc_audit.shifted_stats`); under torchrun (``ctx``) each rank
     streams its slice of the rows. Accumulators of workers and ranks merge about their shifts
-    (ShiftedSums.absorb), so neither the core count nor the rank count changes the precision."""
+    (ShiftedSums.absorb), so neither the core count nor the rank count changes the precision. When the
+    single shift would cost σ_c² more than a few digits (nearly collapsed classes), the pass runs again
+    centring every class on its mean from the first run."""
     ctx = ctx or DistributedContext()
-    workers = worker_count(device)
-    sums = [ShiftedSums(num_classes, info.feature_dim, device, with_scatter) for _ in range(workers)]
     validator = RowValidator(info, num_classes)
-    chunks = iter_chunks(info, chunk_rows, ctx.row_range(info.num_samples))
-    with (
-        tracker.stage(f"statistics {Path(info.path).name}", info.num_samples) as advance,
-        single_threaded_kernels(workers > 1),
-        RoundRobin([accumulator.update_pair for accumulator in sums]) as pool,
-    ):
-        for features, labels in chunks:
-            if validator.check_labels(labels):
-                pool.submit((features, labels))
-            advance(int(labels.shape[0]))
-    total = sums[0]
-    for accumulator in sums[1:]:
-        total.absorb(accumulator)
-    validator.nonfinite_rows = total.nonfinite_rows
+    total = _first_pass(info, num_classes, device, tracker, chunk_rows, with_scatter, ctx, validator, None)
     validator.raise_if_bad(ctx)
-    if ctx.distributed:  # every rank absorbs every rank's sums, in rank order: identical everywhere
-        packed = ctx.gather(total.pack())
-        total = total.unpacked(packed[0])
-        for flat in packed[1:]:
-            total.absorb(total.unpacked(flat))
+    if total.ill_conditioned():  # identical on every rank: all of them run the exact pass again
+        means = total.class_stats().class_means  # (C, d)
+        validator = RowValidator(info, num_classes)
+        total = _first_pass(
+            info, num_classes, device, tracker, chunk_rows, with_scatter, ctx, validator, means
+        )
     stats = total.class_stats()
     present = int(stats.present.sum())
     if present < 2:
@@ -129,7 +187,7 @@ def count_decisions(
 ) -> DecisionCounter:
     """Second pass: classifier vs nearest-class-mean decisions (NC4), with the means of ``stats``; the
     sample-level scatters (``sample_stats``, which need the global mean of pass 1) and the NC1
-    ``projection`` ride along, and are filled in place. Like the first pass, the chunks go round-robin to
+    ``projection`` ride along, and are filled in place. Like the first pass, the pieces go round-robin to
     one worker per core, each with replicas of these sums (one worker when the sample-level scatters are
     too large to copy, see REPLICA_BYTES)."""
     present = stats.present.nonzero().flatten()  # (C',)
@@ -146,16 +204,8 @@ def count_decisions(
     if sample_stats is not None and sample_stats.nbytes > REPLICA_BYTES:
         workers = 1
     parts = [main] + [main.replica() for _ in range(workers - 1)]
-    chunks = iter_chunks(info, chunk_rows, ctx.row_range(info.num_samples))
-    with (
-        tracker.stage(f"decisions {Path(info.path).name}", info.num_samples) as advance,
-        single_threaded_kernels(workers > 1),
-        RoundRobin([part.update for part in parts]) as pool,
-    ):
-        for features, labels in chunks:
-            if validator.check_labels(labels):
-                pool.submit((features, labels))
-            advance(int(labels.shape[0]))
+    description = f"decisions {Path(info.path).name}"
+    stream(info, chunk_rows, ctx, validator, tracker, description, [part.update for part in parts])
     for part in parts[1:]:
         main.absorb(part)
     validator.nonfinite_rows = main.nonfinite_rows

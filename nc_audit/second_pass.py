@@ -63,9 +63,8 @@ class SecondPass:
         """A copy with its own sums and buffers; call before any update."""
         return copy.deepcopy(self)
 
-    def update(self, chunk: tuple[torch.Tensor, torch.Tensor]) -> None:
-        """Add one (features (n, d) as stored, labels (n,)) chunk, block by block."""
-        features, labels = chunk
+    def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add features (n, d) as stored with labels (n,), block by block."""
         step = self.rows_per_block
         for begin in range(0, int(labels.shape[0]), step):
             self._update_block(features[begin : begin + step], labels[begin : begin + step])

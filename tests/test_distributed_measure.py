@@ -82,9 +82,9 @@ RECORDER = textwrap.dedent(
         if self.name.endswith("/features") and isinstance(key, slice):
             reads.append([key.start or 0, key.stop if key.stop is not None else self.shape[0]])
         return original(self, key)
-    def recording_direct(self, begin, end):
+    def recording_direct(self, begin, end, out=None):
         reads.append([begin, end])
-        return original_direct(self, begin, end)
+        return original_direct(self, begin, end, out)
     h5py.Dataset.__getitem__ = recording
     DirectRows.read = recording_direct
     log = os.path.join(os.environ["READS_DIR"], "rank%s.json" % os.environ["RANK"])

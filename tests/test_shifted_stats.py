@@ -159,9 +159,9 @@ def test_the_offset_data_defeats_the_naive_formula() -> None:
 
 
 def test_shifted_sums_across_internal_blocks() -> None:
-    """With d = 300 one update() spans several internal blocks (ShiftedSums.rows_per_block rows each); a class
+    """With d = 700 one update() spans several internal blocks (ShiftedSums.rows_per_block rows each); a class
     first appearing in a later block of the same call still matches the reference to 1e-12."""
-    C, d = 5, 300
+    C, d = 5, 700
     H, y = make_stream(seed=5, n=2500, d=d, C=C, late_class=2, late_after=1500, absent_class=None)
     accumulator = ShiftedSums(C, d, CPU)
     assert accumulator.rows_per_block < 1500  # class 2 first shows up in a later block
@@ -466,3 +466,54 @@ def test_absorb_moves_the_other_sums_onto_this_shifts_without_losing_precision()
     for part in parts[1:]:
         naive = naive.merge(part.class_stats())
     assert relative_error(naive.scatter, expected["scatter"]) > 1e-11  # the test data defeats the old merge
+
+
+# --- conditioning: one shift for all classes, or each class centred on its mean -----------------------------
+def nearly_collapsed(
+    seed: int, n: int = 1200, d: int = 16, C: int = 4, noise: float = 1e-7
+) -> tuple[np.ndarray, np.ndarray]:
+    """Classes ~1 apart with a within-class spread of ``noise``: ‖μ_c − g‖²/σ_c² ≈ 1e14 for one shift g."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, C, size=n)
+    centres = 3.0 + rng.normal(size=(C, d))
+    return centres[y] + noise * rng.normal(size=(n, d)), y.astype(np.int64)
+
+
+def test_one_shift_is_flagged_ill_conditioned_on_nearly_collapsed_classes() -> None:
+    """The single-shift accumulator loses σ_c² to cancellation here (relative error ≫ 1e-6) and says so;
+    on ordinary data it does not."""
+    H, y = nearly_collapsed(seed=1)
+    single = shifted_sums_of(H, y, 4, UNEVEN)
+    assert single.ill_conditioned()
+    assert relative_error(single.class_stats().sq_dev, reference(H, y, 4)["sq_dev"]) > 1e-6
+    ordinary, labels = make_stream(seed=2)
+    assert not shifted_sums_of(ordinary, labels, 6, UNEVEN).ill_conditioned()
+
+
+def test_per_class_shifts_are_exact_where_one_shift_is_not() -> None:
+    """ShiftedSums(shifts=class means) on the nearly collapsed data: counts, sums, sq_dev and scatter to
+    1e-12 of the reference."""
+    H, y = nearly_collapsed(seed=3)
+    means = torch.from_numpy(reference(H, y, 4)["sums"] / np.bincount(y, minlength=4)[:, None])
+    accumulator = ShiftedSums(4, H.shape[1], CPU, shifts=means + 1e-9)  # 1% of σ from the means
+    for rows in pieces(len(y), UNEVEN):
+        accumulator.update(torch.from_numpy(H[rows]), torch.from_numpy(y[rows]))
+    assert not accumulator.ill_conditioned()
+    assert_matches(accumulator.class_stats(), reference(H, y, 4))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_accumulate_stats_reruns_with_per_class_centring_when_needed(tmp_path: Path, threads: int) -> None:
+    """On the nearly collapsed data accumulate_stats (single shift first, then the per-class re-run)
+    matches the reference to 1e-12, as on ordinary data."""
+    H, y = nearly_collapsed(seed=4)
+    path = tmp_path / "collapsed.h5"
+    with h5py.File(path, "w") as handle:
+        handle["features"], handle["labels"] = H, y
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        stats = accumulate_stats(resolve_split(path, None), 4, CPU, SilentTracker(), chunk_rows=64)
+    finally:
+        torch.set_num_threads(before)
+    assert_matches(stats, reference(H, y, 4))

@@ -63,14 +63,17 @@ class DirectRows:
             yield begin, end
             begin = end
 
-    def read(self, begin: int, end: int) -> np.ndarray:
-        """Rows begin..end (within one stored chunk) as a fresh (n, d) array in native byte order.
+    def read(self, begin: int, end: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows begin..end (within one stored chunk) as an (n, d) array in native byte order: a fresh one,
+        or ``out[:n]`` (a C-contiguous buffer of the native dtype, reused by the caller).
 
         Raises OSError when the file ends before the rows do (it shrank after it was opened)."""
+        native = self.dtype.newbyteorder("=")
+        rows = np.empty((end - begin, self.width), native) if out is None else out[: end - begin]
         offset = self._offset_of(begin)
         if offset is None:  # a chunk that was never written holds the fill value: let h5py produce it
-            return self.dataset[begin:end]
-        rows = np.empty((end - begin, self.width), self.dtype)
+            self.dataset.read_direct(rows, np.s_[begin:end])
+            return rows
         view = memoryview(rows).cast("B")
         done = 0
         while done < view.nbytes:
@@ -78,7 +81,9 @@ class DirectRows:
             if got <= 0:
                 raise OSError(f"the file ends {view.nbytes - done} bytes before row {end}")
             done += got
-        return rows if self.dtype.isnative else rows.astype(self.dtype.newbyteorder("="))
+        if not self.dtype.isnative:
+            rows.byteswap(inplace=True)  # the stored bytes, reinterpreted in native order
+        return rows
 
     def _offset_of(self, row: int) -> int | None:
         if self._contiguous_offset is not None:

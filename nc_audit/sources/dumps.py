@@ -9,6 +9,7 @@ dataset: features are sliced chunk by chunk along N.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 
 from nc_audit.errors import InputError
 from nc_audit.sources.checkpoints import Head
-from nc_audit.sources.direct import DirectRows
+from nc_audit.sources.pieces import PieceReader
 
 DUMP_FORMAT = "nc-audit-features/1"
 #: Target bytes of one chunk of features as stored; rows per chunk follow from the dtype and d.
@@ -128,50 +129,34 @@ def default_chunk_rows(feature_dim: int, itemsize: int = 4) -> int:
     return max(256, CHUNK_BYTES // max(1, feature_dim * itemsize))
 
 
-def iter_chunks(
+@contextmanager
+def open_pieces(
     info: SplitInfo, chunk_rows: int | None = None, rows: tuple[int, int] | None = None, direct: bool = True
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (features, labels) chunks in file order, as stored (features keep their dtype).
-
-    ``rows`` restricts the pass to a half-open row range (a shard, e.g. one rank's slice). Chunks hold at
-    most ``chunk_rows`` rows; an uncompressed dump is read straight from its bytes (``direct``, see
-    :mod:`nc_audit.sources.direct`), and then no chunk crosses a stored HDF5 chunk. Every chunk is a
-    fresh, writable array in native byte order that nothing else refers to.
-    """
-    start, stop = rows if rows is not None else (0, info.num_samples)
+) -> Iterator[PieceReader]:
+    """A PieceReader over one split (rows start..stop, pieces of at most ``chunk_rows`` rows; a plain
+    dump is read straight from its bytes, ``direct``, see :mod:`nc_audit.sources.direct`), open until
+    the ``with`` block ends."""
     with open_dump(info.path) as handle:
         features = handle[f"{info.group()}/features"]
         labels = handle[f"{info.group()}/labels"]
         step = chunk_rows or default_chunk_rows(info.feature_dim, features.dtype.itemsize)
-        reader = DirectRows.open(features, info.path) if direct else None
-        ranges = reader.pieces(start, stop, step) if reader else _ranges(start, stop, step)
-        try:
-            for begin, end in ranges:
-                try:
-                    feature_chunk = (
-                        reader.read(begin, end) if reader else _native(features[begin:end])
-                    )  # (n, d)
-                    label_chunk = labels[begin:end]  # (n,)
-                except (OSError, ValueError) as error:
-                    where = f"{info.path}: cannot read rows {begin}..{end}"
-                    raise InputError(f"{where} ({_short(error)})") from None
-                yield (
-                    torch.from_numpy(feature_chunk),
-                    torch.from_numpy(label_chunk.astype(np.int64, copy=False)),
-                )
-        finally:
-            if reader:
-                reader.close()
+        with PieceReader(info.path, features, labels, rows or (0, info.num_samples), step, direct) as reader:
+            yield reader
 
 
-def _native(array: np.ndarray) -> np.ndarray:
-    """The array in native byte order (PyTorch refuses big-endian data)."""
-    return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
+def iter_chunks(
+    info: SplitInfo, chunk_rows: int | None = None, rows: tuple[int, int] | None = None, direct: bool = True
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (features, labels) chunks in file order, as stored (features keep their dtype, in native
+    byte order).
 
-
-def _ranges(start: int, stop: int, step: int) -> Iterator[tuple[int, int]]:
-    for begin in range(start, stop, step):
-        yield begin, min(begin + step, stop)
+    ``rows`` restricts the pass to a half-open row range (a shard, e.g. one rank's slice). Chunks hold at
+    most ``chunk_rows`` rows; when the dump is read directly (see :func:`open_pieces`) no chunk crosses
+    a stored HDF5 chunk. Every chunk is a fresh, writable array that nothing else refers to.
+    """
+    with open_pieces(info, chunk_rows, rows, direct) as reader:
+        for piece in reader:
+            yield reader.features(piece), piece.labels
 
 
 def _as_str(value: object) -> str:
