@@ -5,3 +5,9 @@ from __future__ import annotations
 
 class InputError(Exception):
     """Bad usage or bad input: the message names the file and the problem, and says what to do next."""
+
+
+def first_line(error: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message (its type name when empty), cut to ``limit`` characters:
+    the detail an InputError quotes from a library's error."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:limit]

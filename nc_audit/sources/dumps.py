@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import torch
 
-from nc_audit.errors import InputError
+from nc_audit.errors import InputError, first_line
 from nc_audit.sources.checkpoints import Head
 from nc_audit.sources.pieces import PieceReader
 
@@ -58,7 +58,7 @@ def open_dump(path: Path | str) -> h5py.File:
         return h5py.File(path, "r")
     except OSError as error:
         reason = "truncated or damaged HDF5 file" if h5py.is_hdf5(path) else "not an HDF5 file"
-        raise InputError(f"{path}: {reason} ({_short(error)})") from None
+        raise InputError(f"{path}: {reason} ({first_line(error)})") from None
 
 
 def resolve_split(path: Path | str, split: str | None) -> SplitInfo:
@@ -161,7 +161,3 @@ def iter_chunks(
 
 def _as_str(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _short(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:160]

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import torch
 
-from nc_audit.errors import InputError
+from nc_audit.errors import InputError, first_line
 from nc_audit.sources.direct import DirectRows
 
 
@@ -90,8 +90,7 @@ class PieceReader:
         try:
             return read()
         except (OSError, ValueError) as error:
-            detail = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
-            raise InputError(f"{self.path}: cannot read rows {begin}..{end} ({detail})") from None
+            raise InputError(f"{self.path}: cannot read rows {begin}..{end} ({first_line(error)})") from None
 
     def close(self) -> None:
         if self._direct is not None:
