@@ -19,12 +19,12 @@ import copy
 
 import torch
 
+from nc_audit.blocks import Blockwise, block_rows
 from nc_audit.metrics.collapse import DecisionCounter, WithinProjection
 from nc_audit.metrics.sample_level import SampleLevelStats
-from nc_audit.shifted_stats import block_rows
 
 
-class SecondPass:
+class SecondPass(Blockwise):
     """Counts NC4 decisions, NC1 projections and (optionally) the sample-level scatters of blocks;
     replicas for other workers start from zero sums and :meth:`absorb` adds them back."""
 
@@ -63,15 +63,7 @@ class SecondPass:
         """A copy with its own sums and buffers; call before any update."""
         return copy.deepcopy(self)
 
-    def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        """Add features (n, d) as stored with labels (n,), block by block."""
-        step = self.rows_per_block
-        for begin in range(0, int(labels.shape[0]), step):
-            self._update_block(features[begin : begin + step], labels[begin : begin + step])
-
-    def _update_block(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        H = features.to(self.device, non_blocking=True)  # (n, d) as stored
-        y = labels.to(self.device, torch.long, non_blocking=True)  # (n,)
+    def _update_block(self, H: torch.Tensor, y: torch.Tensor) -> None:
         n = int(y.shape[0])
         centred = self._centred[:n].copy_(H).sub_(self._global_mean)  # (n, d) h̃, float64
         finite = torch.isfinite(centred.sum(1))  # (n,) a row sum is finite iff every entry is

@@ -25,27 +25,15 @@ from __future__ import annotations
 
 import torch
 
+from nc_audit.blocks import Blockwise, block_rows
 from nc_audit.stats import ClassStats
-
-#: Bytes of float64 work per block on CPU: blocks of 1,024 rows at d = 512 ran the fused kernel 1.6× faster
-#: than 128 rows, where per-call overhead dominates, and 1.1× faster than 512, on the 2-core CI machine.
-CPU_BLOCK_BYTES = 4 * 2**20
-#: On a GPU larger blocks amortise the kernel launches.
-GPU_BLOCK_BYTES = 64 * 2**20
-
-
-def block_rows(feature_dim: int, device: torch.device) -> int:
-    """Rows per block for ``feature_dim``-wide float64 work on ``device``."""
-    budget = GPU_BLOCK_BYTES if device.type != "cpu" else CPU_BLOCK_BYTES
-    return max(16, budget // (8 * max(feature_dim, 1)))
-
 
 #: Largest ‖μ_c − s_c‖² / σ_c² (share of Q_c that cancels) accepted: above it, fewer than ~12 of float64's
 #: ~16 digits of σ_c² would survive.
 CONDITION_LIMIT = 1e4
 
 
-class ShiftedSums:
+class ShiftedSums(Blockwise):
     """Streaming n_c, T_c, Q_c (and S) about fixed shifts; see the module docstring.
 
     ``shifts`` (C, d): centre each class on its own row (per-class mode); None: one shift for all
@@ -76,15 +64,7 @@ class ShiftedSums:
         self._deviations = torch.empty(self.rows_per_block, d, **kw)  # work buffers, reused by every block
         self._row_squares = torch.empty(self.rows_per_block, **kw)
 
-    def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        """Add rows (n, d) of any float dtype with labels (n,) in 0..C−1 (already validated)."""
-        step = self.rows_per_block
-        for begin in range(0, int(labels.shape[0]), step):
-            self._update_block(features[begin : begin + step], labels[begin : begin + step])
-
-    def _update_block(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        H = features.to(self.device, non_blocking=True)  # (n, d) as stored
-        y = labels.to(self.device, torch.long, non_blocking=True)  # (n,)
+    def _update_block(self, H: torch.Tensor, y: torch.Tensor) -> None:
         n = int(y.shape[0])
         D = self._deviations[:n].copy_(H)  # (n, d) float64
         if self._gathered is not None:
