@@ -38,6 +38,8 @@ from typer.testing import CliRunner
 from nc_audit.audit import compute_metrics, measure
 from nc_audit.distributed import DistributedContext
 from nc_audit.metrics.collapse import DecisionCounter
+from nc_audit.passes import accumulate_stats
+from nc_audit.progress import SilentTracker
 from nc_audit.sources.dumps import iter_chunks, read_head, resolve_split
 from nc_audit.stats import ClassStats
 
@@ -199,14 +201,30 @@ def _worker(rank: int, port: int, out: str, dump: str) -> None:
         counter.update(features, labels)
     counter.set_counts(ctx.sum_(counter.counts()))
     metrics = compute_metrics(stats, head, counter)
+    collapsed = resolve_split(Path(dump).with_name("collapsed.h5"), None)  # the first pass runs twice
+    exact = accumulate_stats(collapsed, 4, torch.device("cpu"), SilentTracker(), chunk_rows=64, ctx=ctx)
     ctx.close()
     torch.save({"world": (ctx.rank, ctx.world_size, ctx.is_main), "rows": (start, stop), "merged": merged,
                 "counts": counts, "same_object": returned is counts, "strided": strided,
-                "metrics": metrics, "lean": lean}, Path(out) / f"rank{rank}.pt")  # fmt: skip
+                "metrics": metrics, "lean": lean, "exact": exact}, Path(out) / f"rank{rank}.pt")  # fmt: skip
+
+
+def nearly_collapsed_dump(path: Path) -> Path:
+    """C = 4 classes ~1 apart with a spread of 1e-7: one shift would lose σ², so the pass re-runs."""
+    import h5py
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 4, size=900)
+    H = (3.0 + rng.normal(size=(4, 10)))[y] + 1e-7 * rng.normal(size=(900, 10))
+    with h5py.File(path, "w") as handle:
+        handle["features"], handle["labels"] = H, y
+    return path
 
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory: pytest.TempPathFactory, dump: Path) -> list[dict]:
+    nearly_collapsed_dump(dump.with_name("collapsed.h5"))
     out = tmp_path_factory.mktemp("ranks")
     saved = {name: os.environ.get(name) for name in CHILD_ENV}
     os.environ.update(CHILD_ENV)  # spawned children inherit the environment at start
@@ -270,6 +288,17 @@ def test_sum_reduces_in_place_on_every_rank(ranks: list[dict]) -> None:
         assert rank["same_object"]
         assert rank["counts"].tolist() == [3, 10]
         torch.testing.assert_close(rank["strided"], expected, rtol=0, atol=0)
+
+
+def test_first_pass_rerun_under_two_ranks_equals_one_process(ranks: list[dict], dump: Path) -> None:
+    """Nearly collapsed classes: both ranks decide to re-run with per-class centring (the decision is
+    taken on merged sums) and get the one-process statistics, σ² included, to 1e-12."""
+    info = resolve_split(dump.with_name("collapsed.h5"), None)
+    one = accumulate_stats(info, 4, torch.device("cpu"), SilentTracker(), chunk_rows=64)
+    for rank in ranks:
+        for name, value in stat_fields(one).items():
+            torch.testing.assert_close(getattr(rank["exact"], name), value, rtol=1e-12, atol=0)
+    assert float(one.sq_dev.min()) > 0  # σ² survived: ~90 rows · 10 dims · 1e-14 each
 
 
 def test_hand_wired_two_passes_give_the_one_process_metrics(ranks: list[dict], dump: Path) -> None:
