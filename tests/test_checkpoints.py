@@ -194,3 +194,20 @@ def test_a_pickle_that_would_execute_code_is_refused_without_running_it(
     assert not marker.exists()
     message = str(error.value)
     assert str(path) in message and "\n" not in message
+
+
+def test_file_sha256_reads_a_file_once_and_sees_a_rewrite(tmp_path: Path) -> None:
+    """The digest is remembered while the file is unchanged (measure --data hashes the checkpoint for
+    the cache key and again for the report), and recomputed after a same-size rewrite."""
+    import hashlib
+
+    from nc_audit.sources.checkpoints import _sha256, file_sha256
+
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"a" * 4096)
+    misses = _sha256.cache_info().misses
+    first = file_sha256(path)
+    assert file_sha256(path) == first == hashlib.sha256(b"a" * 4096).hexdigest()
+    assert _sha256.cache_info().misses == misses + 1  # the second call did not read the file
+    path.write_bytes(b"b" * 4096)  # same size, new content (and new mtime/ctime)
+    assert file_sha256(path) == hashlib.sha256(b"b" * 4096).hexdigest()

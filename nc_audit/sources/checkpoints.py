@@ -9,8 +9,10 @@ file's metadata.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +93,17 @@ class Head:
 
 
 def file_sha256(path: Path, block: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes, read in blocks."""
+    """SHA-256 of a file's bytes, read in blocks; remembered for the process while the file's identity
+    and timestamps (device, inode, size, mtime, ctime) stay the same, so that ``measure --data`` (cache key,
+    then the checkpoint's provenance) reads a large checkpoint once, not twice."""
+    info = os.stat(path)
+    identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    return _sha256(os.path.realpath(path), identity, block)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256(path: str, identity: tuple[int, ...], block: int) -> str:
+    """The uncached digest; ``identity`` only keys the cache."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(block):
