@@ -7,7 +7,8 @@ checkpoints with torch.save (a state dict, optionally nested or 'module.'-prefix
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import h5py
@@ -169,3 +170,36 @@ def write_checkpoint(tmp_path: Path) -> CheckpointWriter:
 def random_checkpoint(write_checkpoint: CheckpointWriter, random_problem: Problem) -> Path:
     """The random problem's head as 'fc' in a .pt state dict behind an encoder and a fitting neck."""
     return write_checkpoint(backbone_state(random_problem))
+
+
+#: Hidden widths of the small digits MLP the fine-tuning tests start from.
+MLP_HIDDEN = [24, 16]
+
+
+def mlp_checkpoint(path: Path, hidden: list[int] = MLP_HIDDEN, seed: int = 0) -> Path:
+    """A freshly initialised digits MLP (64 → hidden → 10), saved the way nc-audit saves checkpoints."""
+    from nc_audit.sources.models import architecture_record, build_model
+    from nc_audit.sources.save import save_checkpoint
+
+    torch.manual_seed(seed)
+    record = architecture_record("mlp", {"input_dim": 64, "hidden": hidden}, 10)
+    save_checkpoint(path, build_model(record).state_dict(), record)
+    return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a torch.distributed rendezvous)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for a module (use with ``pytestmark = pytest.mark.usefixtures("one_thread")``).
+    Tiny models train faster that way and do not suffer from oversubscribed CI cores, and their floats
+    match those of subprocesses run with OMP_NUM_THREADS=1 bit for bit."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

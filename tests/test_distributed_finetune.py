@@ -16,18 +16,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import free_port, mlp_checkpoint
 
-from nc_audit.sources.models import architecture_record, build_model
-from nc_audit.sources.save import save_checkpoint
 from nc_audit.train import FinetuneConfig, finetune
 
 TOLERANCE = 1e-6
@@ -58,27 +55,12 @@ SETTINGS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def start(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    record = architecture_record("mlp", {"input_dim": 64, "hidden": [24, 16]}, 10)
-    path = tmp_path_factory.mktemp("start") / "init.pt"
-    save_checkpoint(path, build_model(record).state_dict(), record)
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return mlp_checkpoint(tmp_path_factory.mktemp("start") / "init.pt")
 
 
 def torchrun(start: Path, runs: dict[str, float]) -> None:

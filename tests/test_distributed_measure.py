@@ -19,7 +19,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -31,7 +30,7 @@ from typing import Any
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import make_random_problem
+from conftest import free_port, make_random_problem
 from reference import Problem
 from typer.testing import CliRunner
 
@@ -46,12 +45,6 @@ from nc_audit.stats import ClassStats
 TOLERANCE = 1e-12
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 RANKS = 2
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def assert_same_report(ours: Any, theirs: Any, where: str = "report") -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import importlib.util
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -19,6 +18,7 @@ import pytest
 import safetensors.torch
 import torch
 import typer
+from conftest import MLP_HIDDEN, mlp_checkpoint
 from typer.testing import CliRunner, Result
 
 from nc_audit.audit import measure, metrics_from_arrays
@@ -26,22 +26,14 @@ from nc_audit.errors import InputError
 from nc_audit.losses import cma_loss
 from nc_audit.sources.checkpoints import Head, load_checkpoint
 from nc_audit.sources.datasets import load_dataset
-from nc_audit.sources.models import architecture_record, build_model, forward_with_features, load_weights
-from nc_audit.sources.save import save_checkpoint
+from nc_audit.sources.models import build_model, forward_with_features, load_weights
 from nc_audit.train import FinetuneConfig, finetune
 from nc_audit.train.anchors import load_anchors
 from nc_audit.train.data import derived_seed, stratified_subset
 from nc_audit.train.state import TRAIN_FORMAT
 
-HIDDEN = [24, 16]
-
-
-def mlp_checkpoint(path: Path, seed: int = 0, hidden: list[int] = HIDDEN) -> Path:
-    """A freshly initialised digits MLP, saved the way nc-audit saves checkpoints."""
-    torch.manual_seed(seed)
-    record = architecture_record("mlp", {"input_dim": 64, "hidden": hidden}, 10)
-    save_checkpoint(path, build_model(record).state_dict(), record)
-    return path
+HIDDEN = MLP_HIDDEN
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cli_app() -> typer.Typer:
@@ -65,15 +57,6 @@ def assert_bad_input(result: Result, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
     return lines[0]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models: one intra-op thread is faster and immune to oversubscribed CI cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -12,16 +12,14 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 import typer
+from conftest import mlp_checkpoint
 from typer.testing import CliRunner, Result
 
-from nc_audit.sources.models import architecture_record, build_model
-from nc_audit.sources.save import save_checkpoint
 from nc_audit.train import FinetuneConfig, finetune
 
 RUNNER = textwrap.dedent(
@@ -43,20 +41,7 @@ SETTINGS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """The same thread count as the subprocesses (OMP_NUM_THREADS=1), so float results match bit for bit."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def mlp_checkpoint(path: Path, hidden: list[int], seed: int = 0) -> Path:
-    torch.manual_seed(seed)
-    record = architecture_record("mlp", {"input_dim": 64, "hidden": hidden}, 10)
-    save_checkpoint(path, build_model(record).state_dict(), record)
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
