@@ -164,7 +164,13 @@ def run_interpolation(
     device: str = "auto",
     tracker: Tracker | None = None,
 ) -> Interpolation:
-    """Measure the interpolated models at ``steps`` values of α; see ``interpolate`` for the arguments."""
+    """The models along θ(α) = (1 − α)·θ_A + α·θ_B, α = 0 … 1.
+
+    ``data`` is a dataset spec (``digits``, ``modadd:p=23``, a .npz/.h5 file) and ``split`` its split;
+    ``model`` a factory for checkpoints without an architecture record; ``head`` the head module's
+    name. Checkpoints of different architectures, tensor sets or shapes raise InputError. The result's
+    ``records`` hold ``{alpha, accuracy, loss, metrics}`` per α.
+    """
     grid = alphas(steps)
     tracker = tracker or SilentTracker()
     target = resolve_device(device)
@@ -194,29 +200,6 @@ def run_interpolation(
 
 def _endpoint(loaded: LoadedModel) -> dict[str, Any]:
     return {"path": str(loaded.checkpoint.path), "sha256": loaded.checkpoint.sha256, "head": loaded.head_name}
-
-
-def interpolate(
-    a_path: Path | str,
-    b_path: Path | str,
-    data: str,
-    *,
-    steps: int = 11,
-    split: str = "train",
-    model: str | None = None,
-    head: str | None = None,
-    device: str = "auto",
-    tracker: Tracker | None = None,
-) -> list[dict[str, Any]]:
-    """Records ``{alpha, accuracy, loss, metrics}`` along θ(α) = (1 − α)·θ_A + α·θ_B, α = 0 … 1.
-
-    ``data`` is a dataset spec (``digits``, ``modadd:p=23``, a .npz/.h5 file) and ``split`` its split;
-    ``model`` a factory for checkpoints without an architecture record; ``head`` the head module's
-    name. Checkpoints of different architectures, tensor sets or shapes raise InputError.
-    """
-    return run_interpolation(
-        a_path, b_path, data, steps=steps, split=split, model=model, head=head, device=device, tracker=tracker
-    ).records
 
 
 #: The plot's panels: loss and accuracy, NC1, MIR, HDR (NC targets dashed where they exist).

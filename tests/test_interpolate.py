@@ -18,8 +18,8 @@ from nc_audit.interpolate import (
     INTERPOLATION_SCHEMA,
     alphas,
     check_same_architecture,
-    interpolate,
     interpolated_state,
+    run_interpolation,
 )
 from nc_audit.sources.checkpoints import Checkpoint
 from nc_audit.sources.datasets import load_dataset
@@ -59,7 +59,7 @@ def invoke(*args: str | Path) -> Result:
 
 def test_endpoints_equal_measure_of_each_checkpoint(pair: tuple[Path, Path], tmp_path: Path) -> None:
     a, b = pair
-    records = interpolate(a, b, "digits", steps=3, device="cpu")
+    records = run_interpolation(a, b, "digits", steps=3, device="cpu").records
     assert [r["alpha"] for r in records] == [0.0, 0.5, 1.0]
     train = load_dataset("digits", "train")
     for record, path in ((records[0], a), (records[-1], b)):
