@@ -3,9 +3,11 @@
 DESIGN.md, Scale: "Statistics from shards or ranks merge exactly (Chan et al. pairwise update);
 torch.distributed all-reduces them." Under ``torchrun --nproc_per_node=R`` each rank streams one
 contiguous, balanced slice of the rows (:meth:`DistributedContext.row_range`); after pass 1 the ranks
-merge their ClassStats in rank order (:meth:`DistributedContext.merge_class_stats`, exact and identical
-on every rank), after pass 2 they sum their plain counts (:meth:`DistributedContext.sum_`). Rank 0
-alone prints and writes files (:attr:`DistributedContext.is_main`).
+all-gather their first-pass sums and merge them in rank order (:meth:`DistributedContext.gather`, then
+``ShiftedSums.absorb``; :meth:`DistributedContext.merge_class_stats` does the same for ClassStats):
+exact and identical on every rank. After pass 2 they sum their plain counts
+(:meth:`DistributedContext.sum_`). Rank 0 alone prints and writes files
+(:attr:`DistributedContext.is_main`).
 
 Backends: NCCL when the device is CUDA (one GPU per rank, ``cuda:LOCAL_RANK``), else gloo on CPU;
 ``init_method="env://"`` reads MASTER_ADDR, MASTER_PORT, RANK and WORLD_SIZE set by torchrun.
@@ -124,17 +126,20 @@ class DistributedContext:
         return num_rows * self.rank // self.world_size, num_rows * (self.rank + 1) // self.world_size
 
     def merge_class_stats(self, stats: ClassStats) -> ClassStats:
-        """The statistics of all ranks' rows, identical on every rank (ClassStats.all_reduce: an
-        all-gather of the packed statistics merged in rank order with Chan's update — exact and
-        deterministic, unlike a SUM, which cannot merge centred scatters). One process: ``stats``.
+        """The statistics of all ranks' rows, identical on every rank: an all-gather of the packed
+        statistics merged in rank order with Chan's update — exact and deterministic, unlike a SUM,
+        which cannot merge centred scatters. One process: ``stats``.
 
-        Works whether or not ``stats`` carries the within-class scatter (``scatter`` may be None);
-        the tensors must live on :attr:`device` (NCCL needs CUDA tensors).
+        Works whether or not ``stats`` carries the within-class scatter (``scatter`` may be None).
         """
         self._check_open()
         if not self.distributed:
             return stats
-        return stats.all_reduce()
+        C, d = stats.num_classes, stats.feature_dim
+        merged, *others = (ClassStats.unpack(flat, C, d) for flat in self.gather(stats.pack()))
+        for other in others:
+            merged = merged.merge(other)
+        return merged
 
     def gather(self, tensor: torch.Tensor) -> list[torch.Tensor]:
         """Every rank's ``tensor`` (same shape on all ranks), in rank order, on ``tensor``'s device."""

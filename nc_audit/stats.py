@@ -99,24 +99,7 @@ class ClassStats:
             sq_dev=self.sq_dev + other.sq_dev.to(self.sq_dev.device) + weight * (delta * delta).sum(1),
         )
 
-    # --- torch.distributed ---------------------------------------------------------------------
-    def all_reduce(self) -> ClassStats:
-        """Merge the statistics of every rank (torch.distributed initialised); returns a new object.
-
-        Chan's update is not a plain sum, so the ranks all-gather their packed statistics and every
-        rank merges them in rank order: exact, deterministic and identical on all ranks.
-        """
-        import torch.distributed as dist
-
-        world = dist.get_world_size()
-        packed = self.pack()  # (k,)
-        gathered = [torch.empty_like(packed) for _ in range(world)]
-        dist.all_gather(gathered, packed)
-        result = ClassStats.unpack(gathered[0], self.num_classes, self.feature_dim)
-        for flat in gathered[1:]:
-            result = result.merge(ClassStats.unpack(flat, self.num_classes, self.feature_dim))
-        return result
-
+    # --- communication (see DistributedContext.merge_class_stats) ----------------------------------
     def pack(self) -> torch.Tensor:
         """All statistics as one flat float64 tensor (for communication)."""
         scatter = self.scatter.reshape(-1) if self.scatter is not None else self.counts.new_zeros(0)
