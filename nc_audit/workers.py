@@ -1,7 +1,7 @@
 """Spread a stream of chunks over CPU cores: one thread per core, chunk i to worker i mod W.
 
-PyTorch's kernels release the GIL, so W Python threads that each own an accumulator keep W cores busy
-on one pass while the calling thread keeps reading. On blocks the size of a cache, PyTorch's own
+PyTorch's kernels and the workers' own reads (``preadv``) release the GIL, so W Python threads that each
+own an accumulator keep W cores busy on one pass while the calling thread hands out the pieces. On blocks the size of a cache, PyTorch's own
 intra-op threads gain nothing (measured: the fused first pass ran no faster with 2 intra-op threads than
 with 1) and would oversubscribe the cores, so kernels run single-threaded while the workers run. The
 assignment of chunks to workers is fixed, so every accumulator, and so every rounding, is the same from
@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 import torch
 
 Item = TypeVar("Item")
-#: Chunks queued per worker: enough to keep it busy while the reader maps the next one.
+#: Items queued per worker: enough to keep it busy while the calling thread reads the next labels.
 QUEUE_DEPTH = 2
 
 

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from nc_audit.errors import InputError
+from nc_audit.workers import single_threaded_kernels, worker_count
 
 ENV_VAR = "NC_AUDIT_EIGH_BACKEND"
 BACKENDS = ("cusolver", "magma")
@@ -179,8 +180,6 @@ PARALLEL_FLOPS = 2e7
 
 def cpu_eigvalsh(K: torch.Tensor) -> torch.Tensor:
     """``torch.linalg.eigvalsh`` of a CPU batch (B, n, n), split into contiguous parts, one per core."""
-    from nc_audit.workers import single_threaded_kernels, worker_count
-
     B, n = int(K.shape[0]), int(K.shape[-1])
     workers = min(worker_count(K.device), B)
     if workers < 2 or B * 4 / 3 * n**3 < PARALLEL_FLOPS:

@@ -10,9 +10,9 @@ is the same reader with a fresh array per chunk.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import h5py
@@ -64,7 +64,8 @@ class PieceReader:
         else:
             ranges = ((begin, min(begin + self.step, stop)) for begin in range(start, stop, self.step))
         for begin, end in ranges:
-            labels = self._guarded(begin, end, partial(_slice, self._labels, begin, end))  # (n,)
+            with self._reading(begin, end):
+                labels = self._labels[begin:end]  # (n,)
             yield Piece(begin, end, torch.from_numpy(labels.astype(np.int64, copy=False)))
 
     def buffer(self) -> np.ndarray:
@@ -74,8 +75,8 @@ class PieceReader:
     def features(self, piece: Piece, out: np.ndarray | None = None) -> torch.Tensor:
         """The piece's rows (n, d) in native byte order: in ``out[:n]`` when given, else a fresh array.
         A read error is an InputError naming the rows."""
-        begin, end = piece.begin, piece.end
-        return torch.from_numpy(self._guarded(begin, end, partial(self._read, begin, end, out)))
+        with self._reading(piece.begin, piece.end):
+            return torch.from_numpy(self._read(piece.begin, piece.end, out))
 
     def _read(self, begin: int, end: int, out: np.ndarray | None) -> np.ndarray:
         if self._direct is not None:
@@ -86,9 +87,11 @@ class PieceReader:
         self._features.read_direct(out[: end - begin], np.s_[begin:end])
         return out[: end - begin]
 
-    def _guarded(self, begin: int, end: int, read: Callable[[], np.ndarray]) -> np.ndarray:
+    @contextmanager
+    def _reading(self, begin: int, end: int) -> Iterator[None]:
+        """Turn a failed read of rows begin..end into an InputError naming them."""
         try:
-            return read()
+            yield
         except (OSError, ValueError) as error:
             raise InputError(f"{self.path}: cannot read rows {begin}..{end} ({first_line(error)})") from None
 
@@ -102,7 +105,3 @@ class PieceReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _slice(dataset: h5py.Dataset, begin: int, end: int) -> np.ndarray:
-    return dataset[begin:end]
