@@ -50,6 +50,7 @@ class SecondPass(Blockwise):
             parts.append(V)
         self._stacked_t = torch.cat(parts).T.contiguous()  # (d, C + C' + r)
         self._global_mean = mu
+        self._same_centre = sample_stats is not None and torch.equal(sample_stats.global_mean, mu)
         self.rows_per_block = block_rows(int(mu.shape[0]), self.device)
         self._centred = torch.empty(
             self.rows_per_block, int(mu.shape[0]), dtype=torch.float64, device=self.device
@@ -76,7 +77,10 @@ class SecondPass(Blockwise):
         if self.projection is not None:
             self.projection.add_projected(P[:, means.stop :] - self._mean_projections[y])
         if self.sample_stats is not None:
-            self.sample_stats.update(H, y)
+            if self._same_centre:  # h − μ_G is already in hand: not computed twice
+                self.sample_stats.update_centred(centred, y)
+            else:  # K_Z centred on another split's mean (measure --split test)
+                self.sample_stats.update(H, y)
 
     def absorb(self, other: SecondPass) -> None:
         """Add the sums of another worker's replica."""

@@ -85,3 +85,19 @@ def test_nonfinite_rows_of_the_second_split_are_counted(write_dump: DumpWriter) 
     stats = accumulate_stats(clean, head.num_classes, CPU, SilentTracker(), chunk_rows=64)
     with pytest.raises(InputError, match=rf"9 of {len(features)} feature rows hold NaN or Inf"):
         count_decisions(dirty, stats, head, CPU, SilentTracker(), 64)
+
+
+def test_sample_level_scatters_centred_on_another_mean(write_dump: DumpWriter) -> None:
+    """When K_Z is centred on another split's mean than the pass's μ_G (measure --split test), the fused
+    pass must not reuse its own h − μ_G: the scatters still equal the plain update about that mean."""
+    problem = make_random_problem(seed=8, sizes=(200, 300))
+    info = resolve_split(write_dump(problem), None)
+    head = Head("head", torch.from_numpy(problem.W), torch.from_numpy(problem.b))
+    stats = accumulate_stats(info, head.num_classes, CPU, SilentTracker(), chunk_rows=64)
+    other_mean = stats.global_mean + 0.5  # (d,)
+    sample_stats = SampleLevelStats(other_mean, stats.num_classes)
+    count_decisions(info, stats, head, CPU, SilentTracker(), 64, sample_stats=sample_stats)
+    H, y = torch.from_numpy(problem.features), torch.from_numpy(problem.labels)
+    plain = SampleLevelStats(other_mean, stats.num_classes).update(H, y)
+    for fused, expected in zip(sample_stats.tensors(), plain.tensors(), strict=True):
+        torch.testing.assert_close(fused, expected, rtol=1e-12, atol=1e-12)

@@ -94,6 +94,14 @@ class SampleLevelStats:
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> SampleLevelStats:
         """Add a batch (features (n, d), labels (n,)) in place; returns self."""
         Z_hat, y = self.centred_unit_rows(features, labels)  # (n, d), (n,)
+        return self._add(Z_hat, y)
+
+    def update_centred(self, centred: torch.Tensor, labels: torch.Tensor) -> SampleLevelStats:
+        """:meth:`update` for rows a caller has already validated and centred, h_i − μ_G in float64
+        (n, d) on this object's device, with labels (n,) long (the fused second pass); returns self."""
+        return self._add(unit_rows(centred), labels)
+
+    def _add(self, Z_hat: torch.Tensor, y: torch.Tensor) -> SampleLevelStats:
         self.counts += torch.bincount(y, minlength=self.num_classes).to(torch.float64)
         if not self.per_class:
             self._gram += Z_hat.T @ Z_hat  # (d, d)
