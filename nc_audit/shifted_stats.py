@@ -50,17 +50,19 @@ class ShiftedSums(Blockwise):
         C, d = num_classes, feature_dim
         kw = {"dtype": torch.float64, "device": device}
         self.device = device
-        self.per_class = shifts is not None
+        per_class = shifts is not None
         self.rows_per_block = block_rows(d, device)
         self.counts = torch.zeros(C, **kw)  # (C,) n_c
         self.shifts = shifts.to(**kw).clone() if shifts is not None else torch.zeros(C, d, **kw)  # (C, d)
-        self.shifted = torch.full((C,), self.per_class, dtype=torch.bool, device=device)  # (C,) s_c fixed
+        self.shifted = torch.full((C,), per_class, dtype=torch.bool, device=device)  # (C,) s_c fixed
         self.deviation_sums = torch.zeros(C, d, **kw)  # (C, d) T_c
         self.squares = torch.zeros(C, **kw)  # (C,) Q_c
         self.scatter = torch.zeros(d, d, **kw) if with_scatter else None  # (d, d) S
         self.nonfinite_rows = 0
         self._global_shift: torch.Tensor | None = None  # (d,) g, once fixed (single-shift mode)
-        self._gathered = torch.empty(self.rows_per_block, d, **kw) if self.per_class else None
+        self._gathered = (
+            torch.empty(self.rows_per_block, d, **kw) if per_class else None
+        )  # per-class mode only
         self._deviations = torch.empty(self.rows_per_block, d, **kw)  # work buffers, reused by every block
         self._row_squares = torch.empty(self.rows_per_block, **kw)
 
