@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from bench_common import Limits, Row, best_of
 
-from nc_audit.linalg import entropy_from_eigenvalues, unit_rows
+from nc_audit.core.linalg import entropy_from_eigenvalues, unit_rows
 from nc_audit.metrics.sample_level import SampleLevelStats, sample_level_metrics
 
 COMPARED = ("h_samples", "mi_samples", "mi_samples_onehot")

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from bench_common import REPEAT_BUDGET_S, Limits, Row, best_of
 
-from nc_audit.passes import accumulate_stats, count_decisions
-from nc_audit.progress import SilentTracker
-from nc_audit.sources.dumps import SplitInfo, default_chunk_rows, iter_chunks, read_head, resolve_split
-from nc_audit.stats import ClassStats
+from nc_audit.engine.passes import accumulate_stats, count_decisions
+from nc_audit.core.progress import SilentTracker
+from nc_audit.io.dumps import SplitInfo, default_chunk_rows, iter_chunks, read_head, resolve_split
+from nc_audit.core.class_stats import ClassStats
 
 HDF5_CHUNK_ROWS = 4096
 #: Rows per read in the per-sample-loop check (small, so that per-chunk calls show up per row).
@@ -35,7 +35,7 @@ TARGET_FRACTION, TARGET_RSS = 0.70, 1e9
 MEASURE_SCRIPT = """
 import json, sys, time
 start = time.perf_counter()
-from nc_audit.audit import measure
+from nc_audit.measure.api import measure
 imported = time.perf_counter()
 report = measure(sys.argv[1], device="cpu")
 elapsed = time.perf_counter() - imported
@@ -73,7 +73,7 @@ def raw_read(path: Path, rows_per_read: int) -> int:
 
 
 def measure_in_subprocess(path: Path) -> tuple[dict, int]:
-    """(the child's timings, its peak RSS in bytes) for ``nc_audit.audit.measure(path)``.
+    """(the child's timings, its peak RSS in bytes) for ``nc_audit.measure.api.measure(path)``.
 
     The peak is the child's own VmHWM (Linux): its ``ru_maxrss`` from ``os.wait4`` also counts the
     parent's pages at fork/exec (Linux keeps the pre-exec high-water mark), i.e. this benchmark's own
@@ -173,7 +173,7 @@ def run(path: Path, N: int, d: int, C: int, limits: Limits, repeats: int) -> lis
     raw.extra["throughput"] = f"{nbytes / raw_s / 1e9:.2f} GB/s ({rows_per_read} rows per read)"
     direct_s, _ = best_of(repeats, lambda: direct_read(info))
     raw.extra["the same bytes, read directly"] = (
-        f"nc-audit reads uncompressed dumps with one preadv per stored chunk (nc_audit.sources.direct), "
+        f"nc-audit reads uncompressed dumps with one preadv per stored chunk (nc_audit.io.direct), "
         f"not h5py: {direct_s:.3f} s, {nbytes / direct_s / 1e9:.2f} GB/s with a float32 sum touching every byte"
     )
 

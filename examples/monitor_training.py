@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 from torch.nn.functional import cross_entropy
 
-from nc_audit.monitor import Monitor
-from nc_audit.sources.datasets import load_dataset
-from nc_audit.sources.models import architecture_record, build_model, forward_with_features
+from nc_audit.measure.monitor import Monitor
+from nc_audit.io.datasets import load_dataset
+from nc_audit.models.registry import architecture_record, build_model, forward_with_features
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ __all__ = ["__version__", "measure"]
 
 def __getattr__(name: str):  # lazy: `import nc_audit` stays cheap for the CLI's --help
     if name == "measure":
-        from nc_audit.audit import measure
+        from nc_audit.measure.api import measure
 
         return measure
     raise AttributeError(f"module 'nc_audit' has no attribute {name!r}")

@@ -23,8 +23,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from nc_audit.errors import InputError
-from nc_audit.stats import ClassStats
+from nc_audit.core.errors import InputError
+from nc_audit.core.class_stats import ClassStats
 
 #: How long a rank waits in a collective for the others before failing (a crashed rank must not hang CI).
 DEFAULT_TIMEOUT = timedelta(minutes=10)

@@ -16,14 +16,14 @@ import pytest
 import torch
 from typer.testing import CliRunner, Result
 
-import nc_audit.sources.extract as extract_module
-from nc_audit.audit import measure
+import nc_audit.models.extract as extract_module
+from nc_audit.measure.api import measure
 from nc_audit.cli import app
-from nc_audit.errors import InputError
+from nc_audit.core.errors import InputError
 from nc_audit.report.model import Report
-from nc_audit.sources.cache import cache_path, default_cache_dir
-from nc_audit.sources.models import MLP, architecture_record, build_model
-from nc_audit.sources.save import save_checkpoint
+from nc_audit.measure.cache import cache_path, default_cache_dir
+from nc_audit.models.registry import MLP, architecture_record, build_model
+from nc_audit.io.save import save_checkpoint
 
 SHA = "ab" * 32
 

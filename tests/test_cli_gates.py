@@ -35,7 +35,7 @@ from test_track import (
     write_run,
 )
 
-from nc_audit.trajectory import measure_trajectory
+from nc_audit.measure.trajectory import measure_trajectory
 
 BETTER_NOISE, WORSE_NOISE = 0.4, 0.8
 

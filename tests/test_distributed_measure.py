@@ -34,13 +34,13 @@ from conftest import free_port, make_random_problem
 from reference import Problem
 from typer.testing import CliRunner
 
-from nc_audit.audit import compute_metrics, measure
+from nc_audit.measure.api import compute_metrics, measure
 from nc_audit.distributed import DistributedContext
 from nc_audit.metrics.collapse import DecisionCounter
-from nc_audit.passes import accumulate_stats
-from nc_audit.progress import SilentTracker
-from nc_audit.sources.dumps import iter_chunks, read_head, resolve_split
-from nc_audit.stats import ClassStats
+from nc_audit.engine.passes import accumulate_stats
+from nc_audit.core.progress import SilentTracker
+from nc_audit.io.dumps import iter_chunks, read_head, resolve_split
+from nc_audit.core.class_stats import ClassStats
 
 TOLERANCE = 1e-12
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -71,7 +71,7 @@ RECORDER = textwrap.dedent(
     # the rows mapped straight from the file).
     import atexit, json, os, runpy, sys
     import h5py
-    from nc_audit.sources.direct import DirectRows
+    from nc_audit.io.direct import DirectRows
     reads, original, original_direct = [], h5py.Dataset.__getitem__, DirectRows.read
     def recording(self, key):
         if self.name.endswith("/features") and isinstance(key, slice):
@@ -334,7 +334,7 @@ def test_row_ranges_tile_the_rows_in_order_and_balanced(world: int, num_rows: in
 
 
 def test_bad_environment_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from nc_audit.errors import InputError
+    from nc_audit.core.errors import InputError
 
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(InputError, match="WORLD_SIZE='two' is not an integer"):

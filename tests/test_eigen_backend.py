@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from nc_audit.errors import InputError
+from nc_audit.core.errors import InputError
 from nc_audit.metrics.eigen_backend import (
     ENV_VAR,
     EighBackendSelector,

@@ -20,13 +20,13 @@ import pytest
 import torch
 from torch import nn
 
-import nc_audit.sources.extract as extract_module
-from nc_audit.audit import measure
-from nc_audit.errors import InputError
-from nc_audit.sources.datasets import load_dataset
-from nc_audit.sources.extract import extract, load_model
-from nc_audit.sources.models import MLP, ModMLP, SmallCNN, architecture_record, build_model
-from nc_audit.sources.save import save_checkpoint
+import nc_audit.models.extract as extract_module
+from nc_audit.measure.api import measure
+from nc_audit.core.errors import InputError
+from nc_audit.io.datasets import load_dataset
+from nc_audit.models.extract import extract, load_model
+from nc_audit.models.registry import MLP, ModMLP, SmallCNN, architecture_record, build_model
+from nc_audit.io.save import save_checkpoint
 
 FLOAT32 = {"rtol": 1e-5, "atol": 1e-5}
 
@@ -181,7 +181,7 @@ def test_a_user_factory_rebuilds_a_checkpoint_that_does_not_describe_itself(tmp_
     factory.write_text(
         textwrap.dedent(
             """
-            from nc_audit.sources.models import MLP
+            from nc_audit.models.registry import MLP
 
             def build():
                 return MLP(num_classes=10, input_dim=64, hidden=[32, 16])

@@ -1,7 +1,7 @@
 """Specification of `nc-audit finetune`: the loss it optimises, its files, few-shot, anchors, adapters, errors.
 
 Reference runs are written out by hand here (Adam, the seeded permutation, the losses of
-nc_audit.losses) so the library is checked against the definition, not against itself.
+nc_audit.train.losses) so the library is checked against the definition, not against itself.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import typer
 from conftest import MLP_HIDDEN, mlp_checkpoint
 from typer.testing import CliRunner, Result
 
-from nc_audit.audit import measure, metrics_from_arrays
-from nc_audit.errors import InputError
-from nc_audit.losses import cma_loss
-from nc_audit.sources.checkpoints import Head, load_checkpoint
-from nc_audit.sources.datasets import load_dataset
-from nc_audit.sources.models import build_model, forward_with_features, load_weights
+from nc_audit.measure.api import measure, metrics_from_arrays
+from nc_audit.core.errors import InputError
+from nc_audit.train.losses import cma_loss
+from nc_audit.io.checkpoints import Head, load_checkpoint
+from nc_audit.io.datasets import load_dataset
+from nc_audit.models.registry import build_model, forward_with_features, load_weights
 from nc_audit.train import FinetuneConfig, finetune
 from nc_audit.train.anchors import load_anchors
 from nc_audit.train.data import derived_seed, stratified_subset

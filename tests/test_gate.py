@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from nc_audit.config import load_defaults
-from nc_audit.errors import InputError
-from nc_audit.gate import (
+from nc_audit.gating.config import load_defaults
+from nc_audit.core.errors import InputError
+from nc_audit.gating.rules import (
     Rule,
     compare_to_baseline,
     evaluate_rules,

@@ -11,21 +11,21 @@ import typer
 from torch.nn.functional import cross_entropy
 from typer.testing import CliRunner, Result
 
-from nc_audit.audit import measure
+from nc_audit.measure.api import measure
 from nc_audit.cli.interpolate import interpolate_command
-from nc_audit.errors import InputError
-from nc_audit.interpolate import (
+from nc_audit.core.errors import InputError
+from nc_audit.experiments.interpolate import (
     INTERPOLATION_SCHEMA,
     alphas,
     check_same_architecture,
     interpolated_state,
     run_interpolation,
 )
-from nc_audit.sources.checkpoints import Checkpoint
-from nc_audit.sources.datasets import load_dataset
-from nc_audit.sources.extract import LoadedModel
-from nc_audit.sources.models import architecture_record, build_model, forward_with_features
-from nc_audit.sources.save import save_checkpoint
+from nc_audit.io.checkpoints import Checkpoint
+from nc_audit.io.datasets import load_dataset
+from nc_audit.models.extract import LoadedModel
+from nc_audit.models.registry import architecture_record, build_model, forward_with_features
+from nc_audit.io.save import save_checkpoint
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

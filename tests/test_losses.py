@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from nc_audit.errors import InputError
-from nc_audit.losses import (
+from nc_audit.core.errors import InputError
+from nc_audit.train.losses import (
     LossParts,
     cma_loss,
     matrix_information,

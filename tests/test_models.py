@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from nc_audit.errors import InputError
-from nc_audit.sources.models import (
+from nc_audit.core.errors import InputError
+from nc_audit.models.registry import (
     ARCHITECTURES,
     FeatureTap,
     architecture_record,

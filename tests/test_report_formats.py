@@ -11,8 +11,8 @@ from typing import Any
 import matplotlib.image
 import pytest
 
-from nc_audit.errors import InputError
-from nc_audit.io import atomic_write_bytes, atomic_write_text
+from nc_audit.core.errors import InputError
+from nc_audit.io.atomic import atomic_write_bytes, atomic_write_text
 from nc_audit.report.junit import render_junit
 from nc_audit.report.markdown import append_step_summary, render_markdown, render_trajectory_markdown
 from nc_audit.report.plots import plot_series, plot_trajectory

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from nc_audit.errors import InputError
+from nc_audit.core.errors import InputError
 from nc_audit.metrics.sample_level import SampleLevelStats, sample_level_metrics
 
 KEYS = ("h_samples", "h_labels", "mi_samples", "mir_samples", "hdr_samples", "mi_samples_onehot")

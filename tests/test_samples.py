@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from nc_audit.audit import measure
+from nc_audit.measure.api import measure
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_checkpoints" / "digits-mlp"

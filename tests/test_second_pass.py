@@ -13,11 +13,11 @@ from conftest import DumpWriter, make_random_problem
 
 from nc_audit.metrics.collapse import DecisionCounter, WithinProjection, centred_means
 from nc_audit.metrics.sample_level import SampleLevelStats
-from nc_audit.passes import accumulate_stats, count_decisions
-from nc_audit.progress import SilentTracker
-from nc_audit.sources.checkpoints import Head
-from nc_audit.sources.dumps import resolve_split
-from nc_audit.stats import ClassStats
+from nc_audit.engine.passes import accumulate_stats, count_decisions
+from nc_audit.core.progress import SilentTracker
+from nc_audit.io.checkpoints import Head
+from nc_audit.io.dumps import resolve_split
+from nc_audit.core.class_stats import ClassStats
 
 CPU = torch.device("cpu")
 
@@ -72,7 +72,7 @@ def test_fused_second_pass_equals_the_plain_updates(
 def test_nonfinite_rows_of_the_second_split_are_counted(write_dump: DumpWriter) -> None:
     """Rows with NaN/Inf seen only by the second pass (another split than the means') are counted
     across workers, and the pass fails with the exact count."""
-    from nc_audit.errors import InputError
+    from nc_audit.core.errors import InputError
 
     problem = make_random_problem(seed=6, sizes=(200, 300))
     features = problem.features.copy()

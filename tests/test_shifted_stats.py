@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 import torch
 
-from nc_audit.errors import InputError
-from nc_audit.passes import accumulate_stats
-from nc_audit.progress import SilentTracker
-from nc_audit.shifted_stats import ShiftedSums
-from nc_audit.sources.dumps import resolve_split
-from nc_audit.stats import ClassStats
-from nc_audit.workers import RoundRobin, single_threaded_kernels, worker_count
+from nc_audit.core.errors import InputError
+from nc_audit.engine.passes import accumulate_stats
+from nc_audit.core.progress import SilentTracker
+from nc_audit.engine.first_pass import ShiftedSums
+from nc_audit.io.dumps import resolve_split
+from nc_audit.core.class_stats import ClassStats
+from nc_audit.engine.workers import RoundRobin, single_threaded_kernels, worker_count
 
 TIGHT = 1e-12
 CPU = torch.device("cpu")

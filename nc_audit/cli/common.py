@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from nc_audit.errors import InputError
+from nc_audit.core.errors import InputError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -93,7 +93,7 @@ def write_outputs(
     junit_path: Path | None,
 ) -> None:
     """Write the machine formats requested in this run (atomically) and the GitHub step summary."""
-    from nc_audit.io import atomic_write_text
+    from nc_audit.io.atomic import atomic_write_text
     from nc_audit.report.json_report import dumps_report
     from nc_audit.report.junit import render_junit
     from nc_audit.report.markdown import append_step_summary

@@ -1,6 +1,6 @@
 """`nc-audit demo ...`: self-contained demonstrations that train a small model and audit it.
 
-The library (nc_audit.grokking) trains and measures; this module renders its document as a PNG and a
+The library (nc_audit.experiments.grokking) trains and measures; this module renders its document as a PNG and a
 Markdown summary, and computes nothing.
 """
 
@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from nc_audit.cli.common import cli_errors, stderr
-from nc_audit.io import atomic_write_bytes, atomic_write_text
+from nc_audit.io.atomic import atomic_write_bytes, atomic_write_text
 
 Opt = typer.Option
 
@@ -48,8 +48,8 @@ def grokking_command(
     Writes DIR/trajectory.json (both splits), DIR/grokking.png and DIR/SUMMARY.md, which states the
     steps where train and test accuracy first reach 0.99 and how much MIR/HDR moved around each.
     """
-    from nc_audit.grokking import run_grokking
-    from nc_audit.progress import RichTracker
+    from nc_audit.experiments.grokking import run_grokking
+    from nc_audit.core.progress import RichTracker
 
     with RichTracker(enabled=progress) as tracker:
         result = run_grokking(

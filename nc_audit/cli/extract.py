@@ -49,9 +49,9 @@ def extract_command(
     progress: Annotated[bool, Opt(help="Show a progress bar on stderr.")] = True,
 ) -> None:
     """Extract features (the head's input), labels, logits and the head into an HDF5 dump."""
-    from nc_audit.audit import resolve_device
-    from nc_audit.progress import RichTracker
-    from nc_audit.sources.extract import extract
+    from nc_audit.measure.api import resolve_device
+    from nc_audit.core.progress import RichTracker
+    from nc_audit.models.extract import extract
 
     splits = [name.strip() for name in split.split(",") if name.strip()] if split else None
     with RichTracker(enabled=progress) as tracker:

@@ -92,7 +92,7 @@ def finetune_command(
 
     Runs under torchrun too (DistributedDataParallel; rank 0 writes). Exit codes: 0 done, 2 bad input.
     """
-    from nc_audit.progress import RichTracker
+    from nc_audit.core.progress import RichTracker
     from nc_audit.train import FinetuneConfig, finetune
 
     config = FinetuneConfig(

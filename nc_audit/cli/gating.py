@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nc_audit.config import load_defaults
-from nc_audit.gate import Rule, compare_to_baseline, evaluate_rules, load_baseline, parse_rule, record_key
+from nc_audit.gating.config import load_defaults
+from nc_audit.gating.rules import Rule, compare_to_baseline, evaluate_rules, load_baseline, parse_rule, record_key
 from nc_audit.metrics.catalog import METRICS
 
 

@@ -84,8 +84,8 @@ def measure_command(
 
     Exit codes: 0 all checks passed, 1 a check or baseline comparison failed, 2 bad usage or bad input.
     """
-    from nc_audit.audit import measure
-    from nc_audit.progress import RichTracker
+    from nc_audit.measure.api import measure
+    from nc_audit.core.progress import RichTracker
     from nc_audit.report.markdown import render_markdown
 
     settings = resolve_settings(

@@ -69,7 +69,7 @@ def track_command(
 
     Exit codes: 0 all checks passed, 1 a check or baseline comparison failed, 2 bad usage or bad input.
     """
-    from nc_audit.progress import RichTracker
+    from nc_audit.core.progress import RichTracker
     from nc_audit.report.markdown import render_trajectory_markdown
     from nc_audit.report.model import trajectory_dict
 
@@ -81,12 +81,12 @@ def track_command(
         device.value if device else None,
     )
     if len(inputs) == 1 and inputs[0].suffix.lower() == ".jsonl":
-        from nc_audit.monitor import read_trajectory_jsonl
+        from nc_audit.measure.monitor import read_trajectory_jsonl
         from nc_audit.report.model import TRAJECTORY_SCHEMA
 
         trajectory = {"schema": TRAJECTORY_SCHEMA, "records": read_trajectory_jsonl(inputs[0])}
     else:
-        from nc_audit.trajectory import measure_trajectory
+        from nc_audit.measure.trajectory import measure_trajectory
 
         with RichTracker(enabled=progress) as tracker:
             reports = measure_trajectory(

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from nc_audit.linalg import PINV_RTOL, pairwise_upper
-from nc_audit.stats import ClassStats
+from nc_audit.core.linalg import PINV_RTOL, pairwise_upper
+from nc_audit.core.class_stats import ClassStats
 
 
 def centred_means(stats: ClassStats) -> torch.Tensor:

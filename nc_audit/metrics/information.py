@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from nc_audit.linalg import entropy_from_eigenvalues, gram
+from nc_audit.core.linalg import entropy_from_eigenvalues, gram
 from nc_audit.metrics.eigen_backend import batched_eigvalsh
 
 #: Entropies below this count as zero when they would divide MIR or HDR.

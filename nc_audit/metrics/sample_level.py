@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from nc_audit.errors import InputError
-from nc_audit.linalg import PINV_RTOL, entropy_from_eigenvalues, unit_rows
+from nc_audit.core.errors import InputError
+from nc_audit.core.linalg import PINV_RTOL, entropy_from_eigenvalues, unit_rows
 from nc_audit.metrics.information import ratio_metrics
-from nc_audit.metrics.sample_stats import SampleLevelStats, group_by_class
+from nc_audit.engine.sample_stats import SampleLevelStats, group_by_class
 from nc_audit.metrics.slq import MAX_PROBES, ClassHadamardOperator, slq_entropy
 
 __all__ = [

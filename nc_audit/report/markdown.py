@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from nc_audit.errors import InputError
+from nc_audit.core.errors import InputError
 
 PASS, FAIL = "✅", "❌"
 UNDEFINED = "—"

@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from nc_audit.io import atomic_write_bytes
+from nc_audit.io.atomic import atomic_write_bytes
 
 #: Panels of a trajectory plot: (title, metric keys). Metrics outside every family go to "Other".
 FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (

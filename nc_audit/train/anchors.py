@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import torch
 
-from nc_audit.errors import InputError
+from nc_audit.core.errors import InputError
 
 ANCHOR_SUFFIXES: tuple[str, ...] = (".safetensors", ".npy", ".h5", ".hdf5")
 ANCHOR_KEY = "anchors"

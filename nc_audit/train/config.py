@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from nc_audit.errors import InputError
+from nc_audit.core.errors import InputError
 
 #: Settings a resumed run must share with the run it continues (anything else would not be a continuation).
 RESUME_KEYS: tuple[str, ...] = (

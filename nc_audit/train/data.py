@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nc_audit.errors import InputError
-from nc_audit.sources.checkpoints import file_sha256
-from nc_audit.sources.datasets import dataset_splits, load_dataset
-from nc_audit.sources.dumps import SplitInfo, iter_chunks, open_dump, resolve_split
+from nc_audit.core.errors import InputError
+from nc_audit.io.checkpoints import file_sha256
+from nc_audit.io.datasets import dataset_splits, load_dataset
+from nc_audit.io.dumps import SplitInfo, iter_chunks, open_dump, resolve_split
 
 #: Largest train split of a dump read into memory, in bytes of float32 features (2 GiB).
 MAX_TRAIN_BYTES = 2 * 2**30

@@ -16,8 +16,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from nc_audit.audit import resolve_device
-from nc_audit.errors import InputError
+from nc_audit.measure.api import resolve_device
+from nc_audit.core.errors import InputError
 
 
 @dataclass(frozen=True)

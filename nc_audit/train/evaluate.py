@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from nc_audit.audit import metrics_from_arrays
-from nc_audit.sources.checkpoints import Head
-from nc_audit.sources.models import find_head_module, forward_with_features
+from nc_audit.measure.api import metrics_from_arrays
+from nc_audit.io.checkpoints import Head
+from nc_audit.models.registry import find_head_module, forward_with_features
 from nc_audit.train.data import EvalSplit, TrainData
 from nc_audit.train.distributed import DistContext, all_reduce_sum, gather_rows, row_range
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nc_audit.progress import SilentTracker, Tracker
-from nc_audit.sources.dump_writer import write_dump
-from nc_audit.sources.save import save_checkpoint
+from nc_audit.core.progress import SilentTracker, Tracker
+from nc_audit.io.dump_writer import write_dump
+from nc_audit.io.save import save_checkpoint
 from nc_audit.train.config import FinetuneConfig
 from nc_audit.train.distributed import DistContext, init_distributed
 from nc_audit.train.evaluate import current_head, evaluate, features_in_order

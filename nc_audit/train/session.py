@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from nc_audit.errors import InputError
-from nc_audit.sources.models import load_weights
+from nc_audit.core.errors import InputError
+from nc_audit.models.registry import load_weights
 from nc_audit.train.anchors import head_anchors, load_anchors
 from nc_audit.train.config import FinetuneConfig
 from nc_audit.train.data import TrainData, dataset_data, derived_seed, dump_data

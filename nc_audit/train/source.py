@@ -8,11 +8,11 @@ from typing import Any
 
 from torch import nn
 
-from nc_audit.errors import InputError
-from nc_audit.sources.checkpoints import Head, find_head, load_checkpoint
-from nc_audit.sources.dumps import read_head
-from nc_audit.sources.models import build_model, find_head_module, load_factory, load_weights
-from nc_audit.train.adapter import build_adapter
+from nc_audit.core.errors import InputError
+from nc_audit.io.checkpoints import Head, find_head, load_checkpoint
+from nc_audit.io.dumps import read_head
+from nc_audit.models.registry import build_model, find_head_module, load_factory, load_weights
+from nc_audit.models.adapter import build_adapter
 from nc_audit.train.config import FinetuneConfig
 from nc_audit.train.data import dump_feature_dim
 

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from nc_audit.errors import InputError
-from nc_audit.io import atomic_write_text
-from nc_audit.sources.save import save_checkpoint
+from nc_audit.core.errors import InputError
+from nc_audit.io.atomic import atomic_write_text
+from nc_audit.io.save import save_checkpoint
 
 TRAIN_FORMAT = "nc-audit-finetune/1"
 HISTORY_NAME = "history.jsonl"

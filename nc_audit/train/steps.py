@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nc_audit.losses import total_loss
-from nc_audit.sources.models import forward_with_features
+from nc_audit.train.losses import total_loss
+from nc_audit.models.registry import forward_with_features
 from nc_audit.train.config import FinetuneConfig
 from nc_audit.train.data import MemorySplit
 from nc_audit.train.distributed import DistContext, all_reduce_sum

@@ -1,0 +1,221 @@
+"""The two streaming passes over a dump (DESIGN.md, Scale), with row validation.
+
+Pass 1 builds ClassStats and checks every row (labels in 0..C−1, finite features); pass 2 counts the
+NC4 decisions with the class means of pass 1. Bad rows are counted over the whole pass, so the error can
+say how many.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from nc_audit.distributed import DistributedContext
+from nc_audit.core.errors import InputError
+from nc_audit.metrics.collapse import DecisionCounter, WithinProjection
+from nc_audit.metrics.sample_level import SampleLevelStats
+from nc_audit.core.progress import Tracker
+from nc_audit.engine.second_pass import SecondPass
+from nc_audit.engine.first_pass import ShiftedSums
+from nc_audit.io.checkpoints import Head
+from nc_audit.io.dumps import SplitInfo, open_pieces
+from nc_audit.io.chunks import Piece, PieceReader
+from nc_audit.core.class_stats import ClassStats
+from nc_audit.engine.workers import RoundRobin, single_threaded_kernels, worker_count
+
+#: The second pass gives each worker its own copy of the sample-level scatters (C·d² float64) only when
+#: they are at most this large; larger ones are filled by one worker.
+REPLICA_BYTES = 256 * 2**20
+
+
+class RowValidator:
+    """Counts bad rows of a pass (labels outside 0..C−1, NaN/Inf features) so the error can say how many."""
+
+    def __init__(self, info: SplitInfo, num_classes: int) -> None:
+        self.where = f"{info.path}" + (f" [{info.split}]" if info.split else "")
+        self.num_samples = info.num_samples
+        self.num_classes = num_classes
+        self.bad_labels = 0
+        self.bad_label_example: int | None = None
+        self.nonfinite_rows = 0
+
+    def check_labels(self, labels: torch.Tensor) -> bool:
+        """Count the chunk's labels outside 0..C−1; True while every label so far was in range."""
+        out_of_range = (labels < 0) | (labels >= self.num_classes)
+        if bool(out_of_range.any()):
+            self.bad_labels += int(out_of_range.sum())
+            if self.bad_label_example is None:
+                self.bad_label_example = int(labels[out_of_range][0])
+        return self.bad_labels == 0
+
+    def raise_if_bad(self, ctx: DistributedContext | None = None) -> None:
+        """Raise InputError when any rank saw bad rows (counts summed over ranks, so all raise together)."""
+        if ctx is not None and ctx.distributed:
+            totals = ctx.sum_(torch.tensor([self.bad_labels, self.nonfinite_rows], dtype=torch.int64))
+            self.bad_labels, self.nonfinite_rows = (int(v) for v in totals)
+        if self.bad_labels:
+            example = (
+                f"e.g. {self.bad_label_example}" if self.bad_label_example is not None else "on another rank"
+            )
+            raise InputError(
+                f"{self.where}: {self.bad_labels} labels lie outside 0..{self.num_classes - 1} "
+                f"({example}); the head has {self.num_classes} classes — is --head the right layer?"
+            )
+        if self.nonfinite_rows:
+            raise InputError(
+                f"{self.where}: {self.nonfinite_rows} of {self.num_samples} feature rows hold NaN or Inf values"
+            )
+
+
+Update = Callable[[torch.Tensor, torch.Tensor], None]
+
+
+def stream(
+    info: SplitInfo,
+    chunk_rows: int | None,
+    ctx: DistributedContext,
+    validator: RowValidator,
+    tracker: Tracker,
+    description: str,
+    updates: list[Update],
+) -> None:
+    """One pass over this rank's rows: piece i goes to ``updates[i % W]``, each on its own thread with
+    its own read buffer (:mod:`nc_audit.io.chunks`, :mod:`nc_audit.engine.workers`); labels are checked
+    here, in file order, and nothing more is handed out once one is out of range."""
+    with (
+        open_pieces(info, chunk_rows, ctx.row_range(info.num_samples)) as reader,
+        tracker.stage(description, info.num_samples) as advance,
+        single_threaded_kernels(len(updates) > 1),
+        RoundRobin([_reading(reader, update) for update in updates]) as pool,
+    ):
+        for piece in reader:
+            if validator.check_labels(piece.labels):
+                pool.submit(piece)
+            advance(piece.num_rows)
+
+
+def _reading(reader: PieceReader, update: Update) -> Callable[[Piece], None]:
+    """A worker's handler: read the piece's features into this worker's buffer, then ``update``."""
+    buffer = reader.buffer()
+
+    def handle(piece: Piece) -> None:
+        update(reader.features(piece, buffer), piece.labels)
+
+    return handle
+
+
+def _first_pass(
+    info: SplitInfo,
+    num_classes: int,
+    device: torch.device,
+    tracker: Tracker,
+    chunk_rows: int | None,
+    with_scatter: bool,
+    ctx: DistributedContext,
+    validator: RowValidator,
+    shifts: torch.Tensor | None,
+) -> ShiftedSums:
+    """One streaming pass of ShiftedSums (one per worker, merged, then merged across ranks)."""
+    workers = worker_count(device)
+    sums = [ShiftedSums(num_classes, info.feature_dim, device, with_scatter, shifts) for _ in range(workers)]
+    exact = " (per-class centring)" if shifts is not None else ""
+    description = f"statistics {Path(info.path).name}{exact}"
+    stream(
+        info, chunk_rows, ctx, validator, tracker, description, [accumulator.update for accumulator in sums]
+    )
+    total = sums[0]
+    for accumulator in sums[1:]:
+        total.absorb(accumulator)
+    validator.nonfinite_rows = total.nonfinite_rows
+    if ctx.distributed:  # every rank absorbs every rank's sums, in rank order: identical everywhere
+        packed = ctx.gather(total.pack())
+        total = total.unpacked(packed[0])
+        for flat in packed[1:]:
+            total.absorb(total.unpacked(flat))
+    return total
+
+
+def accumulate_stats(
+    info: SplitInfo,
+    num_classes: int,
+    device: torch.device,
+    tracker: Tracker,
+    chunk_rows: int | None = None,
+    with_scatter: bool = True,
+    ctx: DistributedContext | None = None,
+) -> ClassStats:
+    """First pass: ClassStats of one split, validating every row; errors name the file and what is wrong.
+
+    ``with_scatter=False`` skips the d×d within-class scatter (N·d² flops) when NC1 comes from a
+    WithinProjection in the second pass instead. The pieces go round-robin to one fused accumulator per
+    core (:mod:`nc_audit.engine.workers`, :mod:`nc_audit.engine.first_pass`); under torchrun (``ctx``) each rank
+    streams its slice of the rows. Accumulators of workers and ranks merge about their shifts
+    (ShiftedSums.absorb), so neither the core count nor the rank count changes the precision. When the
+    single shift would cost σ_c² more than a few digits (nearly collapsed classes), the pass runs again
+    centring every class on its mean from the first run."""
+    ctx = ctx or DistributedContext()
+    validator = RowValidator(info, num_classes)
+    total = _first_pass(info, num_classes, device, tracker, chunk_rows, with_scatter, ctx, validator, None)
+    validator.raise_if_bad(ctx)
+    if total.ill_conditioned():  # identical on every rank: all of them run the exact pass again
+        means = total.class_stats().class_means  # (C, d)
+        validator = RowValidator(info, num_classes)
+        total = _first_pass(
+            info, num_classes, device, tracker, chunk_rows, with_scatter, ctx, validator, means
+        )
+    stats = total.class_stats()
+    present = int(stats.present.sum())
+    if present < 2:
+        raise InputError(
+            f"{validator.where}: only {present} class present; Neural Collapse metrics need at least 2"
+        )
+    return stats
+
+
+def count_decisions(
+    info: SplitInfo,
+    stats: ClassStats,
+    head: Head,
+    device: torch.device,
+    tracker: Tracker,
+    chunk_rows: int | None = None,
+    sample_stats: SampleLevelStats | None = None,
+    projection: WithinProjection | None = None,
+    ctx: DistributedContext | None = None,
+) -> DecisionCounter:
+    """Second pass: classifier vs nearest-class-mean decisions (NC4), with the means of ``stats``; the
+    sample-level scatters (``sample_stats``, which need the global mean of pass 1) and the NC1
+    ``projection`` ride along, and are filled in place. Like the first pass, the pieces go round-robin to
+    one worker per core, each with replicas of these sums (one worker when the sample-level scatters are
+    too large to copy, see REPLICA_BYTES)."""
+    present = stats.present.nonzero().flatten()  # (C',)
+    counter = DecisionCounter(
+        class_means=stats.class_means[present],
+        candidate_classes=present,
+        head_weight=head.weight.to(device),
+        head_bias=head.bias.to(device) if head.bias is not None else None,
+    )
+    ctx = ctx or DistributedContext()
+    validator = RowValidator(info, head.num_classes)
+    main = SecondPass(counter, stats.global_mean.to(device), sample_stats, projection)
+    workers = worker_count(device)
+    if sample_stats is not None and sample_stats.nbytes > REPLICA_BYTES:
+        workers = 1
+    parts = [main] + [main.replica() for _ in range(workers - 1)]
+    description = f"decisions {Path(info.path).name}"
+    stream(info, chunk_rows, ctx, validator, tracker, description, [part.update for part in parts])
+    for part in parts[1:]:
+        main.absorb(part)
+    validator.nonfinite_rows = main.nonfinite_rows
+    validator.raise_if_bad(ctx)
+    if ctx.distributed:  # every per-rank sum becomes the sum over all rows
+        counter.set_counts(ctx.sum_(counter.counts()))
+        if projection is not None:
+            ctx.sum_(projection.squared)
+            projection.samples = int(ctx.sum_(torch.tensor([projection.samples])).item())
+        if sample_stats is not None:
+            for tensor in sample_stats.tensors():
+                ctx.sum_(tensor)
+    return counter

@@ -1,0 +1,272 @@
+"""The grokking demo: train modmlp on a+b mod p, checkpoint it, then let nc-audit track the checkpoints.
+
+Training (Power et al. 2022 setting): full batch, AdamW (lr 1e-3, weight decay 1.0, betas (0.9, 0.98)),
+a self-describing checkpoint DIR/step_XXXXX.pt every ``save_every`` steps (and at step 0 and the last
+step), with the training loop's train/test accuracy and loss in each checkpoint's meta.
+
+Measurement: ``measure_trajectory`` on the train split and on the test split (Papyan's protocol: the
+test records take the class means from train, so their class-level metrics are the train ones and
+only accuracy and NC4 are held-out numbers). The test records also carry, under
+``details.own_class_means``, every class-level metric computed with the TEST features' own class
+means — the held-out MIR/HDR the plot shows. Events and statistics come from the measured records:
+
+- event step: the first checkpoint whose measured accuracy is ≥ 0.99 (train, resp. test);
+- window change of a metric m around an event at checkpoint i: its total variation
+  Σ_j |m(s_{j+1}) − m(s_j)| over checkpoints i−k … i+k, k = 2 (clipped at the ends), compared between
+  the two events and with its median over every checkpoint of the run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.functional import cross_entropy
+
+from nc_audit import __version__
+from nc_audit.core.errors import InputError
+from nc_audit.io.atomic import atomic_write_text
+from nc_audit.core.progress import SilentTracker, Tracker
+from nc_audit.report.model import Report, finite_or_none, trajectory_dict
+from nc_audit.io.datasets import ArrayDataset, load_dataset
+from nc_audit.models.registry import architecture_record, build_model
+from nc_audit.io.save import save_checkpoint
+
+GROKKING_SCHEMA = "nc-audit-grokking/1"
+#: modmlp's default width. Measured at p = 97, 40% split: test accuracy first ≥ 0.99 at step ~5000
+#: (seeds 0, 1); wider models (up to 384/256, 256/320, 128/512) were still at 0.93–0.98 by step 4000 and
+#: cost 1.7–2× per step, hence DEFAULT_STEPS = 6000 rather than 4000.
+MODEL_CONFIG = {"embed_dim": 128, "hidden": 256}
+DEFAULT_STEPS = 6000
+OPTIMIZER: dict[str, Any] = {"name": "AdamW", "lr": 1e-3, "weight_decay": 1.0, "betas": (0.9, 0.98)}
+THRESHOLD = 0.99
+WINDOW = 2  # checkpoints either side of an event
+TRACKED = ("mir", "hdr")
+
+
+@dataclass(frozen=True)
+class GrokkingResult:
+    """Paths written, the measured events and window changes, and how long each phase took.
+
+    ``document`` is what DIR/trajectory.json holds (schema ``nc-audit-grokking/1``); the CLI renders
+    it as DIR/grokking.png and DIR/SUMMARY.md.
+    """
+
+    out: Path
+    checkpoints: list[Path]
+    trajectory_path: Path
+    document: dict[str, Any]
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        return self.document["seconds"]
+
+    @property
+    def events(self) -> dict[str, Any]:
+        return self.document["events"]
+
+
+def save_steps(steps: int, save_every: int) -> list[int]:
+    """0, save_every, 2·save_every, … and the last step."""
+    return sorted({*range(0, steps + 1, save_every), steps})
+
+
+def _evaluate(model: torch.nn.Module, splits: dict[str, ArrayDataset]) -> dict[str, float]:
+    """The training loop's own accuracy and mean cross-entropy on each split (float32 logits)."""
+    row = {}
+    with torch.inference_mode():
+        for name, split in splits.items():
+            logits = model(split.inputs)  # (N, p)
+            row[f"{name}_accuracy"] = float((logits.argmax(1) == split.labels).double().mean())
+            row[f"{name}_loss"] = float(cross_entropy(logits, split.labels))
+    return row
+
+
+def train(
+    out: Path, spec: str, p: int, steps: int, save_every: int, seed: int, tracker: Tracker
+) -> tuple[list[Path], list[dict[str, Any]]]:
+    """Full-batch AdamW on the train split; checkpoints and the loop's own accuracy/loss per save."""
+    splits = {name: load_dataset(spec, name) for name in ("train", "test")}
+    torch.manual_seed(seed)
+    record = architecture_record("modmlp", {"p": p, **MODEL_CONFIG}, p)
+    model = build_model(record)
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=OPTIMIZER["lr"],
+        weight_decay=OPTIMIZER["weight_decay"],
+        betas=OPTIMIZER["betas"],
+    )
+    wanted = set(save_steps(steps, save_every))
+    paths, history = [], []
+    with tracker.stage(f"train modmlp on {spec}", steps) as advance:
+        for step in range(steps + 1):
+            if step in wanted:
+                history.append({"step": step, **_evaluate(model, splits)})
+                meta = {"step": step, "dataset": spec, "metrics": history[-1]}
+                paths.append(save_checkpoint(out / f"step_{step:05d}.pt", model.state_dict(), record, meta))
+            if step == steps:
+                break
+            loss = cross_entropy(model(splits["train"].inputs), splits["train"].labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            advance(1)
+    return paths, history
+
+
+def measure_splits(paths: list[Path], spec: str, tracker: Tracker) -> tuple[list[Report], list[Report]]:
+    """Train and test reports of every checkpoint via measure_trajectory (features in a temporary cache)."""
+    from nc_audit.measure.trajectory import measure_trajectory
+
+    with tempfile.TemporaryDirectory(prefix="nc-audit-grokking-") as cache:
+        train_reports = measure_trajectory(paths, data=spec, split="train", cache_dir=Path(cache), device="cpu", tracker=tracker)  # fmt: skip
+        test_reports = measure_trajectory(paths, data=spec, split="test", cache_dir=Path(cache), device="cpu", tracker=tracker)  # fmt: skip
+        with tracker.stage("test class means", len(test_reports)) as advance:
+            for report in test_reports:
+                report.details["own_class_means"] = own_class_means(
+                    Path(report.details["feature_cache"]["path"])
+                )
+                advance(1)
+    for report in (*train_reports, *test_reports):  # the cache is gone: do not point into it
+        report.features["path"] = None
+        report.details.pop("feature_cache", None)
+    return train_reports, test_reports
+
+
+def own_class_means(dump: Path) -> dict[str, float | None]:
+    """Every class-level metric of the dump's test split with the test features' own class means."""
+    from nc_audit.measure.api import metrics_from_arrays
+    from nc_audit.io.dumps import iter_chunks, read_head, resolve_split
+
+    chunks = list(iter_chunks(resolve_split(dump, "test")))
+    H = torch.cat([features for features, _ in chunks])  # (N_test, d)
+    y = torch.cat([labels for _, labels in chunks])  # (N_test,)
+    head = read_head(dump)
+    if head is None:
+        raise InputError(f"{dump}: the feature cache holds no head")
+    metrics, _ = metrics_from_arrays(H, y, head)
+    return {key: finite_or_none(value) for key, value in metrics.items()}
+
+
+def first_step(steps: list[int], values: list[float | None], threshold: float = THRESHOLD) -> int | None:
+    """The first step whose value is ≥ threshold, or None."""
+    return next((s for s, v in zip(steps, values, strict=True) if v is not None and v >= threshold), None)
+
+
+def window_change(steps: list[int], values: list[float | None], event: int | None) -> dict[str, Any] | None:
+    """Σ_j |m(s_{j+1}) − m(s_j)| over checkpoints i−k … i+k around the event at i (k = WINDOW, clipped).
+
+    The total variation, not the net change: a metric that peaks at the event moved a lot even if it
+    ends where it started.
+    """
+    if event is None:
+        return None
+    i = steps.index(event)
+    lo, hi = max(i - WINDOW, 0), min(i + WINDOW, len(steps) - 1)
+    window = values[lo : hi + 1]
+    change = None
+    if None not in window:
+        change = sum(abs(b - a) for a, b in itertools.pairwise(window))
+    return {"from_step": steps[lo], "to_step": steps[hi], "change": change}
+
+
+def series(train_reports: list[Report], test_reports: list[Report]) -> dict[str, list[Any]]:
+    """Per-checkpoint series from the measured reports (accuracy from the classifier's decisions)."""
+    data: dict[str, list[Any]] = {
+        "train accuracy": [r.details["accuracy"] for r in train_reports],
+        "test accuracy": [r.details["accuracy"] for r in test_reports],
+    }
+    for key in TRACKED:
+        data[f"{key} (train features)"] = [finite_or_none(r.metrics.get(key)) for r in train_reports]
+        data[f"{key} (test features)"] = [r.details["own_class_means"].get(key) for r in test_reports]
+    return data
+
+
+def events(steps: list[int], values: dict[str, list[Any]]) -> dict[str, Any]:
+    """Event steps and the window change of every tracked series around each event."""
+    train_event = first_step(steps, values["train accuracy"])
+    test_event = first_step(steps, values["test accuracy"])
+    changes = {}
+    for name, column in values.items():
+        if "accuracy" in name:
+            continue
+        around_train = window_change(steps, column, train_event)
+        around_test = window_change(steps, column, test_event)
+        larger = None
+        if around_train and around_test and None not in (around_train["change"], around_test["change"]):
+            larger = "test" if around_test["change"] > around_train["change"] else "train"
+        typical = [window_change(steps, column, step)["change"] for step in steps]
+        known = sorted(change for change in typical if change is not None)
+        changes[name] = {
+            "around_train_event": around_train,
+            "around_test_event": around_test,
+            "larger_around": larger,
+            "median_over_run": known[len(known) // 2] if known else None,
+        }
+    best = max(range(len(steps)), key=lambda i: values["test accuracy"][i])
+    return {"threshold": THRESHOLD, "window_checkpoints": WINDOW, "train_accuracy_step": train_event,
+            "test_accuracy_step": test_event, "best_test_accuracy": {"step": steps[best],
+            "accuracy": values["test accuracy"][best]}, "changes": changes}  # fmt: skip
+
+
+def run_grokking(
+    out: Path | str,
+    *,
+    p: int = 97,
+    train_fraction: float = 0.4,
+    steps: int = DEFAULT_STEPS,
+    save_every: int = 100,
+    seed: int = 0,
+    tracker: Tracker | None = None,
+) -> GrokkingResult:
+    """Train, checkpoint and measure; write DIR/step_XXXXX.pt and DIR/trajectory.json (see the module doc)."""
+    if steps < 1 or save_every < 1:
+        raise InputError(f"--steps {steps} and --save-every {save_every} must be positive integers")
+    tracker = tracker or SilentTracker()
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"{out}: cannot create the output folder ({error.strerror})") from None
+    spec = load_dataset(f"modadd:p={p},train_fraction={train_fraction},seed={seed}", "train").spec
+    started = time.perf_counter()
+    paths, history = train(out, spec, p, steps, save_every, seed, tracker)
+    trained = time.perf_counter()
+    train_reports, test_reports = measure_splits(paths, spec, tracker)
+    measured = time.perf_counter()
+    steps_saved = [int(r.step) for r in train_reports]
+    values = series(train_reports, test_reports)
+    document = {
+        "schema": GROKKING_SCHEMA,
+        "nc_audit_version": __version__,
+        "config": {
+            "dataset": spec,
+            "p": p,
+            "train_fraction": train_fraction,
+            "steps": steps,
+            "save_every": save_every,
+            "seed": seed,
+            "model": {"name": "modmlp", **MODEL_CONFIG},
+            "optimizer": OPTIMIZER,
+            "batch": "full",
+        },
+        "history": history,
+        "steps": steps_saved,
+        "series": values,
+        "events": events(steps_saved, values),
+        "train": trajectory_dict(train_reports),
+        "test": trajectory_dict(test_reports),
+    }
+    document["seconds"] = {
+        "train": trained - started,
+        "measure": measured - trained,
+        "total": measured - started,
+    }
+    atomic_write_text(out / "trajectory.json", json.dumps(document, indent=1, allow_nan=False) + "\n")
+    return GrokkingResult(out, paths, out / "trajectory.json", document)

@@ -1,0 +1,232 @@
+"""Linear mode connectivity: Neural Collapse and matrix information along the line between two checkpoints.
+
+For two checkpoints A and B of one architecture, θ(α) = (1 − α)·θ_A + α·θ_B for α on an even grid
+from 0 to 1 (floating tensors interpolated in float64 and cast back to A's dtype; integer buffers such
+as BatchNorm's ``num_batches_tracked`` must be equal in A and B). At each α the interpolated model runs
+over one split of a dataset; its features (the head's input) and the interpolated head go through
+``metrics_from_arrays``, the same kernels ``measure`` uses, so α = 0 and α = 1 reproduce the endpoints.
+Every statistic (class means, NC4 decisions) comes from the evaluated split itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.functional import cross_entropy
+
+from nc_audit import __version__
+from nc_audit.measure.api import metrics_from_arrays, resolve_device
+from nc_audit.core.errors import InputError
+from nc_audit.metrics.information import nc_targets
+from nc_audit.core.progress import SilentTracker, Tracker
+from nc_audit.report.model import finite_or_none
+from nc_audit.io.checkpoints import Head
+from nc_audit.io.datasets import ArrayDataset, load_dataset
+from nc_audit.models.extract import LoadedModel, load_model
+from nc_audit.models.registry import find_head_module, forward_with_features
+
+INTERPOLATION_SCHEMA = "nc-audit-interpolation/1"
+BATCH_SIZE = 512  # the batch size of ``extract``, so endpoint features match a cached dump bit for bit
+
+
+@dataclass(frozen=True)
+class Interpolation:
+    """The measured line: one record per α, the two endpoints, the dataset, and the NC targets."""
+
+    a: dict[str, Any]
+    b: dict[str, Any]
+    data: str
+    split: str
+    records: list[dict[str, Any]]
+    targets: dict[str, float | None]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data in schema ``nc-audit-interpolation/1``."""
+        return {
+            "schema": INTERPOLATION_SCHEMA,
+            "nc_audit_version": __version__,
+            "a": self.a,
+            "b": self.b,
+            "data": self.data,
+            "split": self.split,
+            "records": self.records,
+            "targets": self.targets,
+        }
+
+
+def alphas(steps: int) -> list[float]:
+    """``steps`` evenly spaced α in [0, 1], both ends exact; fewer than 2 is an InputError."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+        raise InputError(f"--steps {steps}: need at least 2 points (the two endpoints α = 0 and α = 1)")
+    return [i / (steps - 1) for i in range(steps)]
+
+
+def check_same_architecture(a: LoadedModel, b: LoadedModel) -> None:
+    """InputError naming both files unless A and B are one architecture with the same tensors and buffers."""
+    where = f"{a.checkpoint.path} and {b.checkpoint.path}"
+    arch_a, arch_b = a.checkpoint.architecture, b.checkpoint.architecture
+    if arch_a != arch_b:
+        raise InputError(
+            f"{where} hold different architectures ({_describe(arch_a)} vs {_describe(arch_b)}); "
+            "interpolation needs two checkpoints of one architecture"
+        )
+    state_a, state_b = a.checkpoint.state_dict, b.checkpoint.state_dict
+    if set(state_a) != set(state_b):
+        only_a, only_b = sorted(set(state_a) - set(state_b)), sorted(set(state_b) - set(state_a))
+        raise InputError(
+            f"{where} hold different tensors (only in A: {', '.join(only_a[:3]) or 'none'}; "
+            f"only in B: {', '.join(only_b[:3]) or 'none'}); interpolation needs one architecture"
+        )
+    for key, tensor_a in state_a.items():
+        tensor_b = state_b[key]
+        if tensor_a.shape != tensor_b.shape:
+            raise InputError(
+                f"{where}: tensor {key} has shape {tuple(tensor_a.shape)} vs {tuple(tensor_b.shape)}; "
+                "interpolation needs one architecture"
+            )
+        floating = (tensor_a.is_floating_point(), tensor_b.is_floating_point())
+        if floating == (False, False) and not torch.equal(tensor_a, tensor_b):
+            raise InputError(
+                f"{where}: integer buffer {key} differs; integer tensors cannot be interpolated, "
+                "so they must be equal in both checkpoints"
+            )
+        if floating[0] != floating[1]:
+            raise InputError(f"{where}: tensor {key} is floating in one checkpoint and integer in the other")
+
+
+def _describe(architecture: dict[str, Any] | None) -> str:
+    if architecture is None:
+        return "no architecture record"
+    return f"{architecture.get('name')} {architecture.get('config')}"
+
+
+def interpolated_state(
+    state_a: dict[str, torch.Tensor], state_b: dict[str, torch.Tensor], alpha: float
+) -> dict[str, torch.Tensor]:
+    """θ(α) = (1 − α)·θ_A + α·θ_B for floating tensors (float64 arithmetic, A's dtype); others from A."""
+    state: dict[str, torch.Tensor] = {}
+    for key, tensor_a in state_a.items():
+        if tensor_a.is_floating_point():
+            mixed = (1.0 - alpha) * tensor_a.double() + alpha * state_b[key].double()  # tensor's shape
+            state[key] = mixed.to(tensor_a.dtype)
+        else:
+            state[key] = tensor_a
+    return state
+
+
+def evaluate(model: torch.nn.Module, head_name: str, dataset: ArrayDataset, device: torch.device) -> dict:
+    """Accuracy, mean cross-entropy and every class-level metric of ``model`` on one split."""
+    features, logits = [], []
+    with torch.inference_mode():
+        for inputs, _ in dataset.batches(BATCH_SIZE):
+            batch_logits, batch_features = forward_with_features(model, inputs.to(device), head_name)
+            logits.append(batch_logits)  # (n, C)
+            features.append(batch_features)  # (n, d)
+        H = torch.cat(features)  # (N, d)
+        Z = torch.cat(logits)  # (N, C)
+    labels = dataset.labels.to(H.device)  # (N,)
+    head_module = find_head_module(model, head_name)[1]
+    head = Head(head_name, _float64(head_module.weight), _float64(head_module.bias))
+    metrics, counter = metrics_from_arrays(H, labels, head)
+    loss = cross_entropy(Z.double(), labels)  # mean over the N samples, float64
+    return {
+        "accuracy": counter.accuracy,
+        "loss": finite_or_none(float(loss)),
+        "metrics": {key: finite_or_none(value) for key, value in metrics.items()},
+    }
+
+
+def _float64(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    """A head tensor, detached, in float64 (the precision of every statistic)."""
+    return None if tensor is None else tensor.detach().to(torch.float64)
+
+
+def _check_labels(dataset: ArrayDataset, data: str, num_classes: int) -> None:
+    top = int(dataset.labels.max())
+    if top >= num_classes:
+        raise InputError(
+            f"{data} [{dataset.split}]: labels go up to {top} but the model's head has {num_classes} classes"
+        )
+
+
+def run_interpolation(
+    a_path: Path | str,
+    b_path: Path | str,
+    data: str,
+    *,
+    steps: int = 11,
+    split: str = "train",
+    model: str | None = None,
+    head: str | None = None,
+    device: str = "auto",
+    tracker: Tracker | None = None,
+) -> Interpolation:
+    """The models along θ(α) = (1 − α)·θ_A + α·θ_B, α = 0 … 1.
+
+    ``data`` is a dataset spec (``digits``, ``modadd:p=23``, a .npz/.h5 file) and ``split`` its split;
+    ``model`` a factory for checkpoints without an architecture record; ``head`` the head module's
+    name. Checkpoints of different architectures, tensor sets or shapes raise InputError. The result's
+    ``records`` hold ``{alpha, accuracy, loss, metrics}`` per α.
+    """
+    grid = alphas(steps)
+    tracker = tracker or SilentTracker()
+    target = resolve_device(device)
+    loaded_a = load_model(a_path, model, head)
+    loaded_b = load_model(b_path, model, head)
+    check_same_architecture(loaded_a, loaded_b)
+    dataset = load_dataset(data, split)
+    net = loaded_a.model.to(target)
+    _check_labels(dataset, data, find_head_module(net, loaded_a.head_name)[1].out_features)
+    state_a, state_b = loaded_a.checkpoint.state_dict, loaded_b.checkpoint.state_dict
+    records = []
+    with tracker.stage(f"interpolate on {dataset.split}", len(grid)) as advance:
+        for alpha in grid:
+            net.load_state_dict(interpolated_state(state_a, state_b, alpha), strict=True)
+            records.append({"alpha": alpha, **evaluate(net, loaded_a.head_name, dataset, target)})
+            advance(1)
+    num_classes = int(torch.unique(dataset.labels).numel())
+    return Interpolation(
+        a=_endpoint(loaded_a),
+        b=_endpoint(loaded_b),
+        data=dataset.spec,
+        split=dataset.split,
+        records=records,
+        targets=nc_targets(num_classes),
+    )
+
+
+def _endpoint(loaded: LoadedModel) -> dict[str, Any]:
+    return {"path": str(loaded.checkpoint.path), "sha256": loaded.checkpoint.sha256, "head": loaded.head_name}
+
+
+#: The plot's panels: loss and accuracy, NC1, MIR, HDR (NC targets dashed where they exist).
+PLOT_PANELS = (["accuracy", "loss"], ["nc1", "nc1_cdnv"], ["mir"], ["hdr"])
+PLOT_TITLES = ("accuracy and cross-entropy", "NC1 (log scale)", "MIR", "HDR")
+
+
+def plot_interpolation(result: Interpolation, path: Path | str) -> None:
+    """PNG of accuracy/loss, NC1, MIR and HDR against α (NC targets dashed), written atomically."""
+    from nc_audit.report.plots import plot_series
+
+    x = [record["alpha"] for record in result.records]
+    series: dict[str, list[Any]] = {
+        "accuracy": [record["accuracy"] for record in result.records],
+        "loss": [record["loss"] for record in result.records],
+    }
+    for keys in PLOT_PANELS[1:]:
+        for key in keys:
+            series[key] = [record["metrics"].get(key) for record in result.records]
+    title = f"linear interpolation {Path(result.a['path']).name} → {Path(result.b['path']).name} on {result.data} [{result.split}]"
+    plot_series(
+        x,
+        series,
+        result.targets,
+        path,
+        "α",
+        title,
+        panels=[list(keys) for keys in PLOT_PANELS],
+        panel_titles=list(PLOT_TITLES),
+    )

@@ -1,0 +1,76 @@
+"""Writing feature dumps in nc-audit's own form (DESIGN.md, ``nc-audit-features/1``), atomically.
+
+The file is built under a temporary name beside the target and renamed only when every split is
+complete, so an interrupted extraction never leaves a dump that looks complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from nc_audit import __version__
+from nc_audit.io.atomic import atomic_path
+from nc_audit.io.dumps import DUMP_FORMAT
+
+#: Rows per HDF5 chunk along N (reads stream chunk by chunk).
+CHUNK_ROWS = 4096
+
+
+class SplitWriter:
+    """Appends (features, labels, logits) batches to one split's datasets."""
+
+    def __init__(self, group: h5py.Group, num_samples: int, feature_dim: int, num_classes: int) -> None:
+        chunk = (min(CHUNK_ROWS, max(num_samples, 1)),)
+        self.features = group.create_dataset(
+            "features", (num_samples, feature_dim), "float32", chunks=(*chunk, feature_dim)
+        )
+        self.labels = group.create_dataset("labels", (num_samples,), "int64", chunks=chunk)
+        self.logits = group.create_dataset(
+            "logits", (num_samples, num_classes), "float32", chunks=(*chunk, num_classes)
+        )
+        self.written = 0
+
+    def append(self, features: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor) -> None:
+        """Write one batch at the next rows. features (n, d), labels (n,), logits (n, C)."""
+        n = int(labels.shape[0])
+        rows = slice(self.written, self.written + n)
+        self.features[rows] = features.detach().to("cpu", torch.float32).numpy()
+        self.labels[rows] = labels.detach().to("cpu", torch.int64).numpy()
+        self.logits[rows] = logits.detach().to("cpu", torch.float32).numpy()
+        self.written += n
+
+
+class DumpWriter:
+    """An open dump under construction; see :func:`write_dump`."""
+
+    def __init__(self, handle: h5py.File) -> None:
+        self.handle = handle
+
+    def split(self, name: str, num_samples: int, feature_dim: int, num_classes: int) -> SplitWriter:
+        """Create the datasets of split ``name`` (a group /name)."""
+        return SplitWriter(self.handle.create_group(name), num_samples, feature_dim, num_classes)
+
+    def head(self, weight: torch.Tensor, bias: torch.Tensor | None, name: str) -> None:
+        """Store the classifier head so that the dump alone can be measured."""
+        group = self.handle.create_group("head")
+        group.attrs["name"] = name
+        group.create_dataset("weight", data=weight.detach().to("cpu", torch.float64).numpy())
+        if bias is not None:
+            group.create_dataset("bias", data=bias.detach().to("cpu", torch.float64).numpy())
+
+
+@contextmanager
+def write_dump(path: Path | str, attrs: dict[str, str]) -> Iterator[DumpWriter]:
+    """Build a dump at ``path``: visible only once the block completes (temporary file + rename)."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+        handle.attrs["format"] = DUMP_FORMAT
+        handle.attrs["created_by"] = f"nc-audit {__version__}"
+        for key, value in attrs.items():
+            handle.attrs[key] = np.bytes_(str(value)) if not isinstance(value, str) else value
+        yield DumpWriter(handle)

@@ -1,0 +1,85 @@
+"""The feature cache: dumps extracted on the fly, keyed by checkpoint sha256 + dataset + splits.
+
+Default location: $NC_AUDIT_CACHE, else $XDG_CACHE_HOME/nc-audit, else ~/.cache/nc-audit;
+``--cache-dir`` or ``cache-dir`` in [tool.nc-audit] override it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from nc_audit.core.errors import InputError
+from nc_audit.core.progress import Tracker
+
+
+def default_cache_dir() -> Path:
+    """Where cached dumps live unless told otherwise."""
+    if os.environ.get("NC_AUDIT_CACHE"):
+        return Path(os.environ["NC_AUDIT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "nc-audit"
+
+
+def cache_path(
+    cache_dir: Path,
+    checkpoint_sha256: str,
+    dataset_spec: str,
+    splits: list[str],
+    model_spec: str | None,
+    head: str | None = None,
+) -> Path:
+    """The dump file for one (checkpoint, dataset, splits, model factory, head) combination."""
+    key = "\n".join([checkpoint_sha256, dataset_spec, ",".join(sorted(splits)), model_spec or "", head or ""])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    return cache_dir / f"{checkpoint_sha256[:12]}-{digest}.h5"
+
+
+def ensure_cache_dir(cache_dir: Path) -> Path:
+    """Create the cache folder; an unusable one is an InputError naming it."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(
+            f"{cache_dir}: cannot create the feature cache ({error.strerror}); pass --cache-dir"
+        ) from None
+    return cache_dir
+
+
+def cached_dump(
+    checkpoint_path: Path | str,
+    data: str,
+    *,
+    cache_dir: Path | None = None,
+    model_spec: str | None = None,
+    head: str | None = None,
+    device: str = "cpu",
+    tracker: Tracker | None = None,
+) -> tuple[Path, bool]:
+    """The dump of every split of ``data`` through the checkpoint's model: from the cache, or extracted
+    into it now. Returns (path, hit) — hit is True when no forward pass was needed."""
+    from nc_audit.io.checkpoints import file_sha256
+    from nc_audit.io.datasets import dataset_splits, load_dataset
+    from nc_audit.models.extract import extract
+
+    checkpoint_path = Path(checkpoint_path)
+    if not checkpoint_path.is_file():
+        raise InputError(f"{checkpoint_path}: no such checkpoint file")
+    splits = dataset_splits(data)
+    spec = load_dataset(data, splits[0]).spec
+    folder = ensure_cache_dir(Path(cache_dir) if cache_dir is not None else default_cache_dir())
+    path = cache_path(folder, file_sha256(checkpoint_path), spec, splits, model_spec, head)
+    if path.is_file():
+        return path, True
+    extract(
+        checkpoint_path,
+        data,
+        path,
+        splits=splits,
+        model_spec=model_spec,
+        head=head,
+        device=device,
+        tracker=tracker,
+    )
+    return path, False

@@ -1,0 +1,52 @@
+"""What a report says about how its numbers were made: conventions and notes for the reader."""
+
+from __future__ import annotations
+
+from nc_audit.io.checkpoints import Head
+from nc_audit.io.dumps import SplitInfo
+from nc_audit.core.class_stats import ClassStats
+
+
+def conventions(head: Head, means_split: SplitInfo, decisions_split: SplitInfo) -> dict:
+    """The conventions a report states (DESIGN.md: 'every report names its conventions')."""
+    return {
+        "global_mean": "sample-weighted",
+        "between_class_cov": "classes weighted equally",
+        "nc1": "tr(Sigma_W pinv(Sigma_B))/C, eigenpairs above 1e-10*max, at most C-1",
+        "nc3": "squared Frobenius distance of Frobenius-normalised W and centred means",
+        "nc4_bias": head.bias is not None,
+        "std": "population",
+        "gram": "cosine (rows normalised)",
+        "entropy": "natural log, eigenvalues of K/n",
+        "precision": "float64",
+        "means_split": means_split.split or "all",
+        "decisions_split": decisions_split.split or "all",
+    }
+
+
+def build_notes(stats: ClassStats, C: int, d: int, head: Head, metrics: dict) -> list[str]:
+    """Notes a reader needs: undefined ratios, impossible simplex ETF, absent classes, missing bias."""
+    notes = []
+    if C == 2:
+        notes.append(
+            "MIR is undefined for C = 2: the two centred class means are always opposite, so H(K_M) = 0 "
+            "and MIR = MI/0 (reported as null)."
+        )
+    elif metrics.get("mir") is None:
+        notes.append("MIR is undefined here: one of the two Gram entropies is 0 (reported as null).")
+    if metrics.get("hdr") is None:
+        notes.append("HDR is undefined here: both Gram entropies are 0 (reported as null).")
+    if C > d + 1:
+        notes.append(
+            f"C = {C} classes exceed d + 1 = {d + 1}: no simplex ETF fits in R^{d}, so NC targets are unreachable."
+        )
+    absent = (~stats.present).nonzero().flatten().tolist()
+    if absent:
+        shown = ", ".join(map(str, absent[:10])) + (" ..." if len(absent) > 10 else "")
+        notes.append(
+            f"{len(absent)} of the head's {head.num_classes} classes have no samples ({shown}); "
+            f"class-level metrics use the {C} present classes."
+        )
+    if head.bias is None:
+        notes.append("The head has no bias: NC4 uses argmax of W h.")
+    return notes

@@ -1,0 +1,147 @@
+"""`track`: a whole training trajectory — many checkpoints measured, their class-level metrics batched.
+
+Checkpoints are ordered by the step/epoch they record, else by a natural sort of their names. Each
+checkpoint's features come from ``data`` (extracted through the cache), or from a dump beside it with
+the same stem (``epoch_0010.pt`` + ``epoch_0010.h5``), or the inputs are dumps that hold their head.
+The streaming passes are per checkpoint; the metrics of all checkpoints are computed together
+(one batched SVD for NC1, one batched eigvalsh for every C×C Gram).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from nc_audit.measure.api import Collected, batched_metrics, build_report, collect
+from nc_audit.core.errors import InputError
+from nc_audit.core.progress import SilentTracker, Tracker
+from nc_audit.report.model import Report
+from nc_audit.measure.resolve import DUMP_SUFFIXES
+from nc_audit.io.checkpoints import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, read_step
+
+CHECKPOINT_SUFFIXES = (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX)
+
+
+def natural_key(path: Path) -> list[object]:
+    """Sort key that orders 'epoch_2' before 'epoch_10'."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def discover(inputs: list[Path]) -> list[Path]:
+    """Expand folders into their checkpoints (or, failing those, their dumps); keep files as given."""
+    found: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            checkpoints = [p for p in item.iterdir() if p.suffix.lower() in CHECKPOINT_SUFFIXES]
+            dumps = [p for p in item.iterdir() if p.suffix.lower() in DUMP_SUFFIXES]
+            chosen = checkpoints or dumps
+            if not chosen:
+                raise InputError(
+                    f"{item}: the folder holds no checkpoints (.pt/.pth/.bin/.safetensors) or dumps (.h5)"
+                )
+            found.extend(sorted(chosen, key=natural_key))
+        elif item.is_file():
+            found.append(item)
+        else:
+            raise InputError(f"{item}: no such checkpoint file or folder")
+    if not found:
+        raise InputError("no checkpoints given")
+    return found
+
+
+def order_by_step(paths: list[Path]) -> list[tuple[Path, int | None]]:
+    """Checkpoints with their recorded step, ordered by it (natural name order breaks ties / fills gaps)."""
+    stepped = []
+    for path in paths:
+        step = read_step(path) if path.suffix.lower() in CHECKPOINT_SUFFIXES else _dump_step(path)
+        stepped.append((path, step))
+    if all(step is not None for _, step in stepped):
+        return sorted(stepped, key=lambda item: (item[1], natural_key(item[0])))
+    return sorted(stepped, key=lambda item: natural_key(item[0]))
+
+
+def _dump_step(path: Path) -> int | None:
+    from nc_audit.io.dumps import read_attrs
+
+    value = read_attrs(path).get("step")
+    return int(value) if value is not None and value.lstrip("-").isdigit() else None
+
+
+def features_beside(checkpoint: Path) -> Path | None:
+    """A dump with the checkpoint's stem in the same folder, if there is one."""
+    for suffix in DUMP_SUFFIXES:
+        candidate = checkpoint.with_suffix(suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def measure_trajectory(
+    inputs: list[Path],
+    *,
+    data: str | None = None,
+    split: str | None = None,
+    head: str | None = None,
+    model: str | None = None,
+    cache_dir: Path | None = None,
+    device: str = "auto",
+    chunk_rows: int | None = None,
+    tracker: Tracker | None = None,
+) -> list[Report]:
+    """Reports of every checkpoint in ``inputs`` (files or folders), in training order."""
+    tracker = tracker or SilentTracker()
+    ordered = order_by_step(discover(inputs))
+    collected: list[Collected] = []
+    with tracker.stage("checkpoints", len(ordered)) as advance:
+        for path, _ in ordered:
+            is_dump = path.suffix.lower() in DUMP_SUFFIXES
+            features = None if (is_dump or data is not None) else features_beside(path)
+            if not is_dump and data is None and features is None:
+                raise InputError(
+                    f"{path}: no features: pass --data NAME, or put {path.with_suffix('.h5').name} beside it"
+                )
+            collected.append(
+                collect(
+                    path,
+                    features=features,
+                    data=data,
+                    split=split,
+                    head=head,
+                    model=model,
+                    cache_dir=cache_dir,
+                    device=device,
+                    chunk_rows=chunk_rows,
+                    tracker=tracker,
+                )
+            )
+            advance(1)
+    _check_compatible(collected, [path for path, _ in ordered])
+    metrics = batched_metrics(
+        [(c.stats, c.sources.head, c.counter) for c in collected], [c.nc1 for c in collected]
+    )
+    reports = []
+    for (path, step), item, values in zip(ordered, collected, metrics, strict=True):
+        report = build_report(item, values)
+        report.step, report.label = step, path.name
+        reports.append(report)
+    return reports
+
+
+def _check_compatible(collected: list[Collected], paths: list[Path]) -> None:
+    """One trajectory = one architecture: same class count, feature dimension and present classes."""
+    first = collected[0]
+    for item, path in zip(collected[1:], paths[1:], strict=True):
+        if item.sources.head.num_classes != first.sources.head.num_classes:
+            raise InputError(
+                f"{path}: {item.sources.head.num_classes} classes, but {paths[0]} has "
+                f"{first.sources.head.num_classes}; a trajectory needs one architecture"
+            )
+        if item.sources.head.feature_dim != first.sources.head.feature_dim:
+            raise InputError(
+                f"{path}: feature dimension {item.sources.head.feature_dim}, but {paths[0]} has "
+                f"{first.sources.head.feature_dim}; a trajectory needs one architecture"
+            )
+        if not bool((item.stats.present == first.stats.present).all()):
+            raise InputError(
+                f"{path}: measured on other classes than {paths[0]}; use the same data for every checkpoint"
+            )

@@ -1,0 +1,116 @@
+"""From a model and a dataset to a feature dump: stream batches through the model, keep the head's input.
+
+The model is rebuilt from the checkpoint's own architecture record, or from a user factory
+(``--model package.module:factory``: their code, their trust); the weights are loaded strictly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from nc_audit.core.errors import InputError
+from nc_audit.core.progress import SilentTracker, Tracker
+from nc_audit.io.checkpoints import Checkpoint, load_checkpoint
+from nc_audit.io.datasets import dataset_splits, load_dataset
+from nc_audit.io.dump_writer import write_dump
+from nc_audit.models.registry import (
+    build_model,
+    find_head_module,
+    forward_with_features,
+    load_factory,
+    load_weights,
+)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model rebuilt from a checkpoint, ready for forward passes (eval mode)."""
+
+    model: nn.Module
+    head_name: str
+    checkpoint: Checkpoint
+
+    @property
+    def num_classes(self) -> int:
+        return int(find_head_module(self.model, self.head_name)[1].out_features)
+
+
+def load_model(
+    checkpoint_path: Path | str, model_spec: str | None = None, head: str | None = None
+) -> LoadedModel:
+    """Rebuild the checkpoint's model: from its architecture record, or from ``model_spec``'s factory."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    if model_spec is not None:
+        model = load_factory(model_spec)()
+    elif checkpoint.architecture is not None:
+        model = build_model(checkpoint.architecture)
+    else:
+        raise InputError(
+            f"{checkpoint.path}: the checkpoint does not say which architecture it holds; "
+            "pass --model package.module:factory (a function that builds the module)"
+        )
+    load_weights(model, checkpoint.state_dict, str(checkpoint.path))
+    head_name, _ = find_head_module(model, head or (checkpoint.architecture or {}).get("head"))
+    return LoadedModel(model.eval(), head_name, checkpoint)
+
+
+def extract(
+    checkpoint_path: Path | str,
+    data: str,
+    out: Path | str,
+    *,
+    splits: list[str] | None = None,
+    model_spec: str | None = None,
+    head: str | None = None,
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+    tracker: Tracker | None = None,
+) -> Path:
+    """Write the dump of ``data``'s splits (default: all) through the checkpoint's model to ``out``.
+
+    Schema (DESIGN.md): /SPLIT/features (float32), /SPLIT/labels (int64), /SPLIT/logits, /head/weight,
+    /head/bias, root attributes format, checkpoint_sha256, checkpoint_path, dataset. Written under a
+    temporary name and renamed when complete.
+    """
+    tracker = tracker or SilentTracker()
+    loaded = load_model(checkpoint_path, model_spec, head)
+    model = loaded.model.to(device)
+    head_module = find_head_module(model, loaded.head_name)[1]
+    available = dataset_splits(data)
+    wanted = splits or available
+    unknown = [name for name in wanted if name not in available]
+    if unknown:
+        raise InputError(f"--split {','.join(unknown)}: dataset {data} has splits {', '.join(available)}")
+    datasets = [load_dataset(data, name) for name in wanted]
+    for dataset in datasets:
+        top = int(dataset.labels.max()) if len(dataset) else -1
+        if top >= head_module.out_features:
+            raise InputError(
+                f"{data} [{dataset.split}]: labels go up to {top} but the model's head has "
+                f"{head_module.out_features} classes"
+            )
+    attrs = {
+        "checkpoint_sha256": loaded.checkpoint.sha256,
+        "checkpoint_path": str(loaded.checkpoint.path),
+        "dataset": datasets[0].spec,
+        "head": loaded.head_name,
+    }
+    if loaded.checkpoint.step is not None:
+        attrs["step"] = str(loaded.checkpoint.step)
+    with write_dump(out, attrs) as writer, torch.inference_mode():
+        writer.head(head_module.weight, head_module.bias, loaded.head_name)
+        for dataset in datasets:
+            split_writer = writer.split(
+                dataset.split, len(dataset), head_module.in_features, head_module.out_features
+            )
+            with tracker.stage(f"extract {dataset.split}", len(dataset)) as advance:
+                for inputs, labels in dataset.batches(batch_size):
+                    _, features = forward_with_features(model, inputs.to(device), loaded.head_name)
+                    # the chosen head's own outputs (an inner --head differs from the model's output)
+                    split_writer.append(features, labels, head_module(features))
+                    advance(int(labels.shape[0]))
+    return Path(out)
