@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from bench_common import REPEAT_BUDGET_S, Limits, Row, best_of
 
-from nc_audit.engine.passes import accumulate_stats, count_decisions
-from nc_audit.core.progress import SilentTracker
-from nc_audit.io.dumps import SplitInfo, default_chunk_rows, iter_chunks, read_head, resolve_split
 from nc_audit.core.class_stats import ClassStats
+from nc_audit.core.progress import SilentTracker
+from nc_audit.engine.passes import accumulate_stats, count_decisions
+from nc_audit.io.dumps import SplitInfo, default_chunk_rows, iter_chunks, read_head, resolve_split
 
 HDF5_CHUNK_ROWS = 4096
 #: Rows per read in the per-sample-loop check (small, so that per-chunk calls show up per row).

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from bench_common import Limits, Row, best_of
 
+from nc_audit.core.threads import worker_count
 from nc_audit.metrics.information import class_level_information
-from nc_audit.engine.workers import worker_count
 
 COMPARED = ("h_head", "h_means", "mi")
 TARGET_SPEEDUP = 10.0

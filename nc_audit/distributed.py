@@ -1,16 +1,18 @@
-"""torch.distributed for measurement under ``torchrun``: shard a dump's rows, merge what each rank saw.
+"""torch.distributed for measuring and for training under ``torchrun``: one context, its collectives.
 
-DESIGN.md, Scale: "Statistics from shards or ranks merge exactly (Chan et al. pairwise update);
-torch.distributed all-reduces them." Under ``torchrun --nproc_per_node=R`` each rank streams one
-contiguous, balanced slice of the rows (:meth:`DistributedContext.row_range`); after pass 1 the ranks
-all-gather their first-pass sums and merge them in rank order (:meth:`DistributedContext.gather`, then
-``ShiftedSums.absorb``; :meth:`DistributedContext.merge_class_stats` does the same for ClassStats):
-exact and identical on every rank. After pass 2 they sum their plain counts
-(:meth:`DistributedContext.sum_`). Rank 0 alone prints and writes files
-(:attr:`DistributedContext.is_main`).
+Under ``torchrun --nproc_per_node=R`` (RANK, WORLD_SIZE, LOCAL_RANK set) :meth:`DistributedContext.from_env`
+joins the process group; with one process every method is a cheap no-op, so callers need no branches.
 
-Backends: NCCL when the device is CUDA (one GPU per rank, ``cuda:LOCAL_RANK``), else gloo on CPU;
-``init_method="env://"`` reads MASTER_ADDR, MASTER_PORT, RANK and WORLD_SIZE set by torchrun.
+- Measuring: each rank streams one contiguous, balanced slice of a dump's rows (:meth:`row_range`); the
+  streaming accumulators then merge across ranks through :func:`nc_audit.engine.state.reduce_over_ranks`,
+  which all-gathers their packed state (:meth:`gather`) and merges it in rank order: exact, and
+  identical on every rank.
+- Training: :meth:`wrap_model` puts DistributedDataParallel around the model (gradients averaged);
+  evaluation gathers rows (:meth:`gather_rows`) and sums counts (:meth:`all_reduce_sum`).
+
+Rank 0 alone prints and writes files (:attr:`is_main`, :func:`is_main_process`). Backends: NCCL when the
+device is CUDA (one GPU per rank, ``cuda:LOCAL_RANK``), else gloo on CPU; ``init_method="env://"`` reads
+MASTER_ADDR, MASTER_PORT, RANK and WORLD_SIZE set by torchrun.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
+from nc_audit.core.devices import resolve_device
 from nc_audit.core.errors import InputError
-from nc_audit.core.class_stats import ClassStats
 
 #: How long a rank waits in a collective for the others before failing (a crashed rank must not hang CI).
 DEFAULT_TIMEOUT = timedelta(minutes=10)
@@ -40,19 +43,6 @@ def _env_int(name: str, default: int | None = None) -> int:
         return int(value)
     except ValueError:
         raise InputError(f"environment variable {name}={value!r} is not an integer") from None
-
-
-def _resolve_device(device: torch.device | str | None, local_rank: int) -> torch.device:
-    """'auto'/None → CUDA when available, else CPU; a bare 'cuda' becomes this rank's GPU."""
-    if device is None or str(device) == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError("--device cuda: no CUDA device is available (use --device cpu or auto)")
-        if device.index is None:
-            device = torch.device("cuda", local_rank % torch.cuda.device_count())
-    return device
 
 
 def _destroy_group() -> None:
@@ -86,7 +76,7 @@ class DistributedContext:
         """
         world_size = _env_int("WORLD_SIZE", 1)
         local_rank = _env_int("LOCAL_RANK", _env_int("RANK", 0))
-        target = _resolve_device(device, local_rank)
+        target = resolve_device(device, local_rank)
         if world_size <= 1:
             return cls(0, 1, target)
         if not dist.is_available():
@@ -125,51 +115,53 @@ class DistributedContext:
             raise ValueError(f"num_rows must be >= 0, got {num_rows}")
         return num_rows * self.rank // self.world_size, num_rows * (self.rank + 1) // self.world_size
 
-    def merge_class_stats(self, stats: ClassStats) -> ClassStats:
-        """The statistics of all ranks' rows, identical on every rank: an all-gather of the packed
-        statistics merged in rank order with Chan's update — exact and deterministic, unlike a SUM,
-        which cannot merge centred scatters. One process: ``stats``.
-
-        Works whether or not ``stats`` carries the within-class scatter (``scatter`` may be None).
-        """
-        self._check_open()
-        if not self.distributed:
-            return stats
-        C, d = stats.num_classes, stats.feature_dim
-        merged, *others = (ClassStats.unpack(flat, C, d) for flat in self.gather(stats.pack()))
-        for other in others:
-            merged = merged.merge(other)
-        return merged
-
     def gather(self, tensor: torch.Tensor) -> list[torch.Tensor]:
         """Every rank's ``tensor`` (same shape on all ranks), in rank order, on ``tensor``'s device."""
         self._check_open()
         if not self.distributed:
             return [tensor]
-        comm_device = self.device if self.device.type == "cuda" else torch.device("cpu")
-        buffer = tensor.to(comm_device).contiguous()
+        buffer = tensor.to(self._comm_device).contiguous()
         gathered = [torch.empty_like(buffer) for _ in range(self.world_size)]
         dist.all_gather(gathered, buffer)
         return [part.to(tensor.device) for part in gathered]
 
-    def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
-        """All-reduce SUM of ``tensor`` over the ranks, in place; returns ``tensor``.
-
-        For plain sums: ``DecisionCounter.counts()`` (then ``set_counts``) and each tensor of
-        ``SampleLevelStats.tensors()`` (live state, so the object is merged). A tensor on another
-        device than the backend needs (CPU tensor under NCCL) travels there and back.
-        """
+    def all_reduce_sum(self, values: torch.Tensor) -> torch.Tensor:
+        """The sum of ``values`` over the ranks, as a new tensor on ``values``' device (a copy on one
+        process). A tensor on another device than the backend needs travels there and back."""
         self._check_open()
         if not self.distributed:
-            return tensor
-        comm_device = self.device if self.device.type == "cuda" else torch.device("cpu")
-        if tensor.device == comm_device and tensor.is_contiguous():
-            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-            return tensor
-        buffer = tensor.to(comm_device).contiguous()
+            return values.clone()
+        buffer = values.to(self._comm_device).clone()
         dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
-        tensor.copy_(buffer)
-        return tensor
+        return buffer.to(values.device)
+
+    def gather_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Every rank's rows (n_r, ...) concatenated in rank order (Σ n_r, ...); ranks may hold unequal n_r."""
+        self._check_open()
+        if not self.distributed:
+            return rows
+        local = rows.to(self._comm_device)
+        count = torch.tensor([local.shape[0]], device=self._comm_device)
+        counts = [torch.zeros_like(count) for _ in range(self.world_size)]
+        dist.all_gather(counts, count)
+        largest = int(max(int(c) for c in counts))
+        padded = torch.zeros((largest, *local.shape[1:]), dtype=local.dtype, device=self._comm_device)
+        padded[: local.shape[0]] = local
+        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
+        dist.all_gather(parts, padded)
+        return torch.cat([p[: int(c)] for p, c in zip(parts, counts, strict=True)]).to(rows.device)
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        """DistributedDataParallel around ``model`` on several ranks (averages gradients); else the model."""
+        if not self.distributed:
+            return model
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+    @property
+    def _comm_device(self) -> torch.device:
+        """Where collectives run: this rank's GPU under NCCL, else the CPU (gloo)."""
+        return self.device if self.device.type == "cuda" else torch.device("cpu")
 
     def barrier(self) -> None:
         """Wait until every rank reaches this point (no-op on one process)."""
@@ -191,3 +183,8 @@ class DistributedContext:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def is_main_process() -> bool:
+    """Whether this process is rank 0 (or the only one), from torchrun's RANK, before any process group."""
+    return os.environ.get("RANK", "0") == "0"

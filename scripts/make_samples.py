@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from nc_audit.io.datasets import load_dataset
+from nc_audit.io.save import save_checkpoint
 from nc_audit.models.extract import extract
 from nc_audit.models.registry import architecture_record, build_model
-from nc_audit.io.save import save_checkpoint
 
 SAVE_AT = (1, 3, 8, 20, 50, 120, 300, 750)
 DATA = "digits"

@@ -34,13 +34,14 @@ from conftest import free_port, make_random_problem
 from reference import Problem
 from typer.testing import CliRunner
 
-from nc_audit.measure.api import compute_metrics, measure
-from nc_audit.distributed import DistributedContext
-from nc_audit.metrics.collapse import DecisionCounter
-from nc_audit.engine.passes import accumulate_stats
-from nc_audit.core.progress import SilentTracker
-from nc_audit.io.dumps import iter_chunks, read_head, resolve_split
 from nc_audit.core.class_stats import ClassStats
+from nc_audit.core.progress import SilentTracker
+from nc_audit.distributed import DistributedContext
+from nc_audit.engine.passes import accumulate_stats
+from nc_audit.io.dumps import iter_chunks, read_head, resolve_split
+from nc_audit.measure.api import measure
+from nc_audit.measure.compute import compute_metrics
+from nc_audit.metrics.collapse import DecisionCounter
 
 TOLERANCE = 1e-12
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

@@ -21,12 +21,14 @@ import torch
 from torch import nn
 
 import nc_audit.models.extract as extract_module
-from nc_audit.measure.api import measure
 from nc_audit.core.errors import InputError
 from nc_audit.io.datasets import load_dataset
-from nc_audit.models.extract import extract, load_model
-from nc_audit.models.registry import MLP, ModMLP, SmallCNN, architecture_record, build_model
 from nc_audit.io.save import save_checkpoint
+from nc_audit.measure.api import measure
+from nc_audit.models.builtins import MLP, ModMLP, SmallCNN
+from nc_audit.models.extract import extract
+from nc_audit.models.loading import load_model
+from nc_audit.models.registry import architecture_record, build_model
 
 FLOAT32 = {"rtol": 1e-5, "atol": 1e-5}
 
@@ -181,7 +183,7 @@ def test_a_user_factory_rebuilds_a_checkpoint_that_does_not_describe_itself(tmp_
     factory.write_text(
         textwrap.dedent(
             """
-            from nc_audit.models.registry import MLP
+            from nc_audit.models.builtins import MLP
 
             def build():
                 return MLP(num_classes=10, input_dim=64, hidden=[32, 16])

@@ -21,15 +21,17 @@ import typer
 from conftest import MLP_HIDDEN, mlp_checkpoint
 from typer.testing import CliRunner, Result
 
-from nc_audit.measure.api import measure, metrics_from_arrays
 from nc_audit.core.errors import InputError
-from nc_audit.train.losses import cma_loss
 from nc_audit.io.checkpoints import Head, load_checkpoint
 from nc_audit.io.datasets import load_dataset
-from nc_audit.models.registry import build_model, forward_with_features, load_weights
+from nc_audit.measure.api import measure
+from nc_audit.measure.compute import metrics_from_arrays
+from nc_audit.models.hooks import forward_with_features
+from nc_audit.models.registry import build_model, load_weights
 from nc_audit.train import FinetuneConfig, finetune
 from nc_audit.train.anchors import load_anchors
 from nc_audit.train.data import derived_seed, stratified_subset
+from nc_audit.train.losses import cma_loss
 from nc_audit.train.state import TRAIN_FORMAT
 
 HIDDEN = MLP_HIDDEN

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from nc_audit.gating.config import load_defaults
 from nc_audit.core.errors import InputError
+from nc_audit.gating.config import load_defaults
 from nc_audit.gating.rules import (
     Rule,
     compare_to_baseline,

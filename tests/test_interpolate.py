@@ -11,7 +11,6 @@ import typer
 from torch.nn.functional import cross_entropy
 from typer.testing import CliRunner, Result
 
-from nc_audit.measure.api import measure
 from nc_audit.cli.interpolate import interpolate_command
 from nc_audit.core.errors import InputError
 from nc_audit.experiments.interpolate import (
@@ -23,9 +22,11 @@ from nc_audit.experiments.interpolate import (
 )
 from nc_audit.io.checkpoints import Checkpoint
 from nc_audit.io.datasets import load_dataset
-from nc_audit.models.extract import LoadedModel
-from nc_audit.models.registry import architecture_record, build_model, forward_with_features
 from nc_audit.io.save import save_checkpoint
+from nc_audit.measure.api import measure
+from nc_audit.models.hooks import forward_with_features
+from nc_audit.models.loading import LoadedModel
+from nc_audit.models.registry import architecture_record, build_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -13,15 +13,13 @@ import torch
 from torch import nn
 
 from nc_audit.core.errors import InputError
+from nc_audit.models.factories import load_factory
+from nc_audit.models.hooks import FeatureTap, find_head_module, forward_with_features
 from nc_audit.models.registry import (
     ARCHITECTURES,
-    FeatureTap,
     architecture_record,
     build_model,
     default_architecture,
-    find_head_module,
-    forward_with_features,
-    load_factory,
     load_weights,
 )
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 from conftest import make_random_problem
 
-from nc_audit.measure.api import metrics_from_arrays
 from nc_audit.core.errors import InputError
-from nc_audit.metrics.information import nc_targets
-from nc_audit.measure.monitor import Monitor, TruncatedLineWarning, read_trajectory_jsonl
-from nc_audit.report.model import REPORT_SCHEMA
 from nc_audit.io.checkpoints import Head
+from nc_audit.measure.compute import metrics_from_arrays
+from nc_audit.measure.monitor import Monitor, TruncatedLineWarning, read_trajectory_jsonl
+from nc_audit.metrics.information import nc_targets
+from nc_audit.report.model import REPORT_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,13 +11,13 @@ import pytest
 import torch
 from conftest import DumpWriter, make_random_problem
 
-from nc_audit.metrics.collapse import DecisionCounter, WithinProjection, centred_means
-from nc_audit.metrics.sample_level import SampleLevelStats
-from nc_audit.engine.passes import accumulate_stats, count_decisions
+from nc_audit.core.class_stats import ClassStats
 from nc_audit.core.progress import SilentTracker
+from nc_audit.engine.passes import accumulate_stats, count_decisions
 from nc_audit.io.checkpoints import Head
 from nc_audit.io.dumps import resolve_split
-from nc_audit.core.class_stats import ClassStats
+from nc_audit.metrics.collapse import DecisionCounter, WithinProjection, centred_means
+from nc_audit.metrics.sample_level import SampleLevelStats
 
 CPU = torch.device("cpu")
 

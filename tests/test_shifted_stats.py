@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 import torch
 
-from nc_audit.core.errors import InputError
-from nc_audit.engine.passes import accumulate_stats
-from nc_audit.core.progress import SilentTracker
-from nc_audit.engine.first_pass import ShiftedSums
-from nc_audit.io.dumps import resolve_split
 from nc_audit.core.class_stats import ClassStats
-from nc_audit.engine.workers import RoundRobin, single_threaded_kernels, worker_count
+from nc_audit.core.errors import InputError
+from nc_audit.core.progress import SilentTracker
+from nc_audit.core.threads import single_threaded_kernels, worker_count
+from nc_audit.engine.first_pass import ShiftedSums
+from nc_audit.engine.passes import accumulate_stats
+from nc_audit.engine.workers import RoundRobin
+from nc_audit.io.dumps import resolve_split
 
 TIGHT = 1e-12
 CPU = torch.device("cpu")

@@ -25,15 +25,15 @@ from conftest import backbone_state, make_random_problem
 from reference import Problem, relative_difference
 from typer.testing import CliRunner, Result
 
-from nc_audit.measure.api import measure
 from nc_audit.cli import app
-from nc_audit.gating.config import find_pyproject
 from nc_audit.core.errors import InputError
-from nc_audit.metrics.catalog import CLASS_LEVEL_KEYS
-from nc_audit.measure.monitor import Monitor, read_trajectory_jsonl
-from nc_audit.report.model import Report
+from nc_audit.gating.config import find_pyproject
 from nc_audit.io.save import save_checkpoint
+from nc_audit.measure.api import measure
+from nc_audit.measure.monitor import Monitor, read_trajectory_jsonl
 from nc_audit.measure.trajectory import discover, measure_trajectory, order_by_step
+from nc_audit.metrics.catalog import CLASS_LEVEL_KEYS
+from nc_audit.report.model import Report
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_checkpoints" / "digits-mlp"

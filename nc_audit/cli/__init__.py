@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from nc_audit import __version__
 from nc_audit.cli.demo import demo_app
 from nc_audit.cli.extract import extract_command
 from nc_audit.cli.finetune import finetune_command
 from nc_audit.cli.interpolate import interpolate_command
 from nc_audit.cli.measure import measure_command
 from nc_audit.cli.track import track_command
+from nc_audit.core.version import __version__
 
 app = typer.Typer(
     name="nc-audit",

@@ -41,11 +41,6 @@ class Estimator(str, Enum):
     slq = "slq"
 
 
-def is_main_process() -> bool:
-    """False on the ranks other than 0 under torchrun: they compute but print and write nothing."""
-    return os.environ.get("RANK", "0") == "0"
-
-
 def debug_enabled() -> bool:
     """--debug (or NC_AUDIT_DEBUG=1) shows tracebacks instead of one-line errors."""
     return os.environ.get("NC_AUDIT_DEBUG", "") not in ("", "0")

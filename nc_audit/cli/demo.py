@@ -48,8 +48,8 @@ def grokking_command(
     Writes DIR/trajectory.json (both splits), DIR/grokking.png and DIR/SUMMARY.md, which states the
     steps where train and test accuracy first reach 0.99 and how much MIR/HDR moved around each.
     """
+    from nc_audit.cli.progress import RichTracker
     from nc_audit.experiments.grokking import run_grokking
-    from nc_audit.core.progress import RichTracker
 
     with RichTracker(enabled=progress) as tracker:
         result = run_grokking(

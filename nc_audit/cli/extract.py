@@ -49,8 +49,8 @@ def extract_command(
     progress: Annotated[bool, Opt(help="Show a progress bar on stderr.")] = True,
 ) -> None:
     """Extract features (the head's input), labels, logits and the head into an HDF5 dump."""
-    from nc_audit.measure.api import resolve_device
-    from nc_audit.core.progress import RichTracker
+    from nc_audit.cli.progress import RichTracker
+    from nc_audit.core.devices import resolve_device
     from nc_audit.models.extract import extract
 
     splits = [name.strip() for name in split.split(",") if name.strip()] if split else None

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from nc_audit.cli.common import Device, cli_errors
+from nc_audit.distributed import is_main_process
 
 Opt = typer.Option
 
@@ -92,7 +92,7 @@ def finetune_command(
 
     Runs under torchrun too (DistributedDataParallel; rank 0 writes). Exit codes: 0 done, 2 bad input.
     """
-    from nc_audit.core.progress import RichTracker
+    from nc_audit.cli.progress import RichTracker
     from nc_audit.train import FinetuneConfig, finetune
 
     config = FinetuneConfig(
@@ -118,16 +118,11 @@ def finetune_command(
         device=device.value,
     )
     config.validate()
-    is_main = _rank() == 0
+    is_main = is_main_process()
     with RichTracker(enabled=progress and is_main) as tracker:
         result = finetune(config, tracker)
     if is_main:
         render_summary(result.before, result.after, result.final_path, result.notes)
-
-
-def _rank() -> int:
-    """This process's rank under torchrun (0 otherwise)."""
-    return int(os.environ.get("RANK", "0") or 0)
 
 
 def _cell(value: Any) -> str:

@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from nc_audit.gating.config import load_defaults
-from nc_audit.gating.rules import Rule, compare_to_baseline, evaluate_rules, load_baseline, parse_rule, record_key
+from nc_audit.gating.rules import (
+    Rule,
+    compare_to_baseline,
+    evaluate_rules,
+    load_baseline,
+    parse_rule,
+    record_key,
+)
 from nc_audit.metrics.catalog import METRICS
 
 

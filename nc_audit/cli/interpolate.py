@@ -75,9 +75,9 @@ def interpolate_command(
     At each α: accuracy, mean cross-entropy, and every Neural Collapse and class-level matrix metric
     of the split's features with the interpolated head. Exit 2 on bad input (e.g. two architectures).
     """
+    from nc_audit.cli.progress import RichTracker
     from nc_audit.experiments.interpolate import plot_interpolation, run_interpolation
     from nc_audit.io.atomic import atomic_write_text
-    from nc_audit.core.progress import RichTracker
 
     with RichTracker(enabled=progress) as tracker:
         result = run_interpolation(

@@ -13,7 +13,6 @@ from nc_audit.cli.common import (
     Estimator,
     cli_errors,
     exit_if_failed,
-    is_main_process,
     print_document,
     write_outputs,
 )
@@ -35,6 +34,7 @@ from nc_audit.cli.options import (
     SplitOpt,
     ToleranceOpt,
 )
+from nc_audit.distributed import is_main_process
 
 Opt = typer.Option
 
@@ -84,8 +84,9 @@ def measure_command(
 
     Exit codes: 0 all checks passed, 1 a check or baseline comparison failed, 2 bad usage or bad input.
     """
+    from nc_audit.cli.progress import RichTracker
     from nc_audit.measure.api import measure
-    from nc_audit.core.progress import RichTracker
+    from nc_audit.measure.options import MeasureOptions
     from nc_audit.report.markdown import render_markdown
 
     settings = resolve_settings(
@@ -97,8 +98,7 @@ def measure_command(
     )
     main_rank = is_main_process()  # under torchrun every rank measures its rows; rank 0 reports
     with RichTracker(enabled=progress and main_rank) as tracker:
-        report = measure(
-            source,
+        options = MeasureOptions(
             features=features,
             data=data,
             split=split,
@@ -107,10 +107,10 @@ def measure_command(
             cache_dir=cache_dir or settings.cache_dir,
             device=settings.device,
             chunk_rows=chunk_rows,
-            tracker=tracker,
             sample_level=sample_level,
             estimator=estimator.value,
         )
+        report = measure(source, options, tracker=tracker)
     report.checks = apply_gates(report.to_dict(), settings)
     result = report.to_dict()
     if not main_rank:

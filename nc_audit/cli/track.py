@@ -69,7 +69,7 @@ def track_command(
 
     Exit codes: 0 all checks passed, 1 a check or baseline comparison failed, 2 bad usage or bad input.
     """
-    from nc_audit.core.progress import RichTracker
+    from nc_audit.cli.progress import RichTracker
     from nc_audit.report.markdown import render_trajectory_markdown
     from nc_audit.report.model import trajectory_dict
 
@@ -86,11 +86,11 @@ def track_command(
 
         trajectory = {"schema": TRAJECTORY_SCHEMA, "records": read_trajectory_jsonl(inputs[0])}
     else:
+        from nc_audit.measure.options import MeasureOptions
         from nc_audit.measure.trajectory import measure_trajectory
 
         with RichTracker(enabled=progress) as tracker:
-            reports = measure_trajectory(
-                inputs,
+            options = MeasureOptions(
                 data=data,
                 split=split,
                 head=head,
@@ -98,8 +98,8 @@ def track_command(
                 cache_dir=cache_dir or settings.cache_dir,
                 device=settings.device,
                 chunk_rows=chunk_rows,
-                tracker=tracker,
             )
+            reports = measure_trajectory(inputs, options, tracker)
         trajectory = trajectory_dict(reports)
     gate_trajectory(trajectory, settings)
     from nc_audit.report.trajectory_console import render_trajectory

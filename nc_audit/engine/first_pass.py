@@ -6,7 +6,7 @@ Rows are accumulated about shifts s_c fixed before they arrive:
 
 and at the end μ_c = s_c + T_c/n_c, Σ_{y_i=c} ‖h_i − μ_c‖² = Q_c − ‖T_c‖²/n_c (and S − Σ_c T_c T_cᵀ/n_c).
 All plain sums: no per-block Chan merge, no fresh temporaries (the work buffers are reused, which on CPU
-spares the page faults of every large allocation), and they add across workers and ranks (:meth:`absorb`).
+spares the page faults of every large allocation), and they add across workers and ranks (:meth:`ShiftedSums.combine`).
 
 Two modes. By default one shift g for every class, the mean of the first rows seen: a block then costs a
 conversion to float64, one subtraction of g, one row norm and the index-adds. The final subtraction
@@ -23,21 +23,38 @@ values cannot overflow it in float64) and only counted: the pass fails with the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 import torch
 
-from nc_audit.engine.blocks import Blockwise, block_rows
 from nc_audit.core.class_stats import ClassStats
+from nc_audit.engine.blocks import Blockwise, block_rows
+from nc_audit.engine.state import Accumulator, Reduction
 
 #: Largest ‖μ_c − s_c‖² / σ_c² (share of Q_c that cancels) accepted: above it, fewer than ~12 of float64's
 #: ~16 digits of σ_c² would survive.
 CONDITION_LIMIT = 1e4
 
 
-class ShiftedSums(Blockwise):
+class ShiftedSums(Blockwise, Accumulator):
     """Streaming n_c, T_c, Q_c (and S) about fixed shifts; see the module docstring.
 
     ``shifts`` (C, d): centre each class on its own row (per-class mode); None: one shift for all
-    classes, the mean of the first block's finite rows."""
+    classes, the mean of the first block's finite rows.
+
+    In the merge protocol (:mod:`nc_audit.engine.state`) the sums about the shifts merge together, by
+    :meth:`combine`; the count of non-finite rows is a plain sum."""
+
+    reductions: ClassVar[Mapping[str, Reduction]] = {
+        "counts": "custom",
+        "shifted": "custom",
+        "shifts": "custom",
+        "deviation_sums": "custom",
+        "squares": "custom",
+        "scatter": "custom",
+        "nonfinite_rows": "sum",
+    }
 
     def __init__(
         self,
@@ -104,7 +121,7 @@ class ShiftedSums(Blockwise):
         centred = self.squares - offset  # (C,) n_c σ_c², up to rounding
         return bool(((self.counts > 0) & (offset > limit * centred)).any())
 
-    def absorb(self, other: ShiftedSums) -> None:
+    def combine(self, other: ShiftedSums) -> None:
         """Add the sums of another accumulator (another worker's or rank's rows), first moved onto this
         one's shifts: with δ_c = s'_c − s_c, h − s_c = (h − s'_c) + δ_c, so
 
@@ -125,28 +142,6 @@ class ShiftedSums(Blockwise):
         self.squares += other.squares + 2.0 * (delta * T).sum(1) + n * (delta * delta).sum(1)
         self.deviation_sums += T + n[:, None] * delta
         self.counts += n
-        self.nonfinite_rows += other.nonfinite_rows
-
-    def pack(self) -> torch.Tensor:
-        """The state as one flat float64 tensor (for an all-gather across ranks)."""
-        scatter = self.scatter.reshape(-1) if self.scatter is not None else self.counts.new_zeros(0)
-        parts = [self.counts, self.shifted.to(torch.float64), self.shifts.reshape(-1)]
-        return torch.cat([*parts, self.deviation_sums.reshape(-1), self.squares, scatter])
-
-    def unpacked(self, flat: torch.Tensor) -> ShiftedSums:
-        """A new accumulator (same C, d, device, scatter) holding the state :meth:`pack` gave ``flat``."""
-        C, d = self.shifts.shape
-        result = ShiftedSums(C, d, self.device, with_scatter=self.scatter is not None)
-        sizes = [C, C, C * d, C * d, C, d * d if self.scatter is not None else 0]
-        counts, shifted, shifts, deviation_sums, squares, scatter = torch.split(flat.to(self.device), sizes)
-        result.counts, result.shifted = counts.clone(), shifted > 0.5
-        result.shifts, result.deviation_sums = (
-            shifts.reshape(C, d).clone(),
-            deviation_sums.reshape(C, d).clone(),
-        )
-        result.squares = squares.clone()
-        result.scatter = scatter.reshape(d, d).clone() if self.scatter is not None else None
-        return result
 
     def class_stats(self) -> ClassStats:
         """The accumulated statistics as an ordinary ClassStats."""

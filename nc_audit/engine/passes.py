@@ -12,18 +12,20 @@ from pathlib import Path
 
 import torch
 
-from nc_audit.distributed import DistributedContext
-from nc_audit.core.errors import InputError
-from nc_audit.metrics.collapse import DecisionCounter, WithinProjection
-from nc_audit.metrics.sample_level import SampleLevelStats
-from nc_audit.core.progress import Tracker
-from nc_audit.engine.second_pass import SecondPass
-from nc_audit.engine.first_pass import ShiftedSums
-from nc_audit.io.checkpoints import Head
-from nc_audit.io.dumps import SplitInfo, open_pieces
-from nc_audit.io.chunks import Piece, PieceReader
 from nc_audit.core.class_stats import ClassStats
-from nc_audit.engine.workers import RoundRobin, single_threaded_kernels, worker_count
+from nc_audit.core.errors import InputError
+from nc_audit.core.progress import Tracker
+from nc_audit.core.threads import single_threaded_kernels, worker_count
+from nc_audit.distributed import DistributedContext
+from nc_audit.engine.accumulators import DecisionCounter, WithinProjection
+from nc_audit.engine.first_pass import ShiftedSums
+from nc_audit.engine.sample_stats import SampleLevelStats
+from nc_audit.engine.second_pass import SecondPass
+from nc_audit.engine.state import merge_all, reduce_over_ranks
+from nc_audit.engine.workers import RoundRobin
+from nc_audit.io.checkpoints import Head
+from nc_audit.io.chunks import Piece, PieceReader
+from nc_audit.io.dumps import SplitInfo, open_pieces
 
 #: The second pass gives each worker its own copy of the sample-level scatters (C·d² float64) only when
 #: they are at most this large; larger ones are filled by one worker.
@@ -53,8 +55,8 @@ class RowValidator:
     def raise_if_bad(self, ctx: DistributedContext | None = None) -> None:
         """Raise InputError when any rank saw bad rows (counts summed over ranks, so all raise together)."""
         if ctx is not None and ctx.distributed:
-            totals = ctx.sum_(torch.tensor([self.bad_labels, self.nonfinite_rows], dtype=torch.int64))
-            self.bad_labels, self.nonfinite_rows = (int(v) for v in totals)
+            counts = torch.tensor([self.bad_labels, self.nonfinite_rows], dtype=torch.int64)
+            self.bad_labels, self.nonfinite_rows = (int(v) for v in ctx.all_reduce_sum(counts))
         if self.bad_labels:
             example = (
                 f"e.g. {self.bad_label_example}" if self.bad_label_example is not None else "on another rank"
@@ -125,16 +127,9 @@ def _first_pass(
     stream(
         info, chunk_rows, ctx, validator, tracker, description, [accumulator.update for accumulator in sums]
     )
-    total = sums[0]
-    for accumulator in sums[1:]:
-        total.absorb(accumulator)
+    total = merge_all(sums)
     validator.nonfinite_rows = total.nonfinite_rows
-    if ctx.distributed:  # every rank absorbs every rank's sums, in rank order: identical everywhere
-        packed = ctx.gather(total.pack())
-        total = total.unpacked(packed[0])
-        for flat in packed[1:]:
-            total.absorb(total.unpacked(flat))
-    return total
+    return reduce_over_ranks(total, ctx)  # every rank merges every rank's sums, in rank order
 
 
 def accumulate_stats(
@@ -152,7 +147,7 @@ def accumulate_stats(
     WithinProjection in the second pass instead. The pieces go round-robin to one fused accumulator per
     core (:mod:`nc_audit.engine.workers`, :mod:`nc_audit.engine.first_pass`); under torchrun (``ctx``) each rank
     streams its slice of the rows. Accumulators of workers and ranks merge about their shifts
-    (ShiftedSums.absorb), so neither the core count nor the rank count changes the precision. When the
+    (ShiftedSums.combine), so neither the core count nor the rank count changes the precision. When the
     single shift would cost σ_c² more than a few digits (nearly collapsed classes), the pass runs again
     centring every class on its mean from the first run."""
     ctx = ctx or DistributedContext()
@@ -184,12 +179,13 @@ def count_decisions(
     sample_stats: SampleLevelStats | None = None,
     projection: WithinProjection | None = None,
     ctx: DistributedContext | None = None,
-) -> DecisionCounter:
+) -> SecondPass:
     """Second pass: classifier vs nearest-class-mean decisions (NC4), with the means of ``stats``; the
-    sample-level scatters (``sample_stats``, which need the global mean of pass 1) and the NC1
-    ``projection`` ride along, and are filled in place. Like the first pass, the pieces go round-robin to
-    one worker per core, each with replicas of these sums (one worker when the sample-level scatters are
-    too large to copy, see REPLICA_BYTES)."""
+    sample-level scatters (``sample_stats``, empty, centred on the global mean of pass 1) and the NC1
+    ``projection`` (empty) ride along. Returns the merged pass: ``.counter``, ``.projection`` and
+    ``.sample_stats`` hold the sums over all rows (of every rank). Like the first pass, the chunks go
+    round-robin to one worker per core, each with a replica of these sums (one worker when the
+    sample-level scatters are too large to copy, see REPLICA_BYTES)."""
     present = stats.present.nonzero().flatten()  # (C',)
     counter = DecisionCounter(
         class_means=stats.class_means[present],
@@ -206,16 +202,7 @@ def count_decisions(
     parts = [main] + [main.replica() for _ in range(workers - 1)]
     description = f"decisions {Path(info.path).name}"
     stream(info, chunk_rows, ctx, validator, tracker, description, [part.update for part in parts])
-    for part in parts[1:]:
-        main.absorb(part)
+    merge_all(parts)
     validator.nonfinite_rows = main.nonfinite_rows
     validator.raise_if_bad(ctx)
-    if ctx.distributed:  # every per-rank sum becomes the sum over all rows
-        counter.set_counts(ctx.sum_(counter.counts()))
-        if projection is not None:
-            ctx.sum_(projection.squared)
-            projection.samples = int(ctx.sum_(torch.tensor([projection.samples])).item())
-        if sample_stats is not None:
-            for tensor in sample_stats.tensors():
-                ctx.sum_(tensor)
-    return counter
+    return reduce_over_ranks(main, ctx)

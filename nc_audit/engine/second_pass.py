@@ -9,24 +9,31 @@ float64 in a reused buffer), one GEMM h̃ [W; M̄; V]ᵀ gives them all:
     (h − μ_y)·v = h̃·v − m̄_y·v.
 
 Centring on μ_G first keeps every term on the scale of the class means around it, so the subtraction in
-the last line loses no more than √(between/within) ulps. Measured on the 2-core CI machine, three
-separate thin float64 GEMMs took 2.4× longer than the one fused GEMM.
+the last line loses no more than √(between/within) ulps. One GEMM instead of three thin ones is
+the point of the fusion (benchmarks/RESULTS.md times the pass).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 
+from nc_audit.engine.accumulators import DecisionCounter, WithinProjection
 from nc_audit.engine.blocks import Blockwise, block_rows
-from nc_audit.metrics.collapse import DecisionCounter, WithinProjection
-from nc_audit.metrics.sample_level import SampleLevelStats
+from nc_audit.engine.sample_stats import SampleLevelStats
+from nc_audit.engine.state import Accumulator, Reduction
 
 
-class SecondPass(Blockwise):
+class SecondPass(Blockwise, Accumulator):
     """Counts NC4 decisions, NC1 projections and (optionally) the sample-level scatters of blocks;
-    replicas for other workers start from zero sums and :meth:`absorb` adds them back."""
+    replicas for other workers start from zero sums and merge back through the merge protocol
+    (:func:`nc_audit.engine.state.merge`: the parts are its children)."""
+
+    reductions: ClassVar[Mapping[str, Reduction]] = {"nonfinite_rows": "sum"}
+    children = ("counter", "projection", "sample_stats")
 
     def __init__(
         self,
@@ -81,14 +88,3 @@ class SecondPass(Blockwise):
                 self.sample_stats.update_centred(centred, y)
             else:  # K_Z centred on another split's mean (measure --split test)
                 self.sample_stats.update(H, y)
-
-    def absorb(self, other: SecondPass) -> None:
-        """Add the sums of another worker's replica."""
-        self.counter.merge_counts(other.counter)
-        self.nonfinite_rows += other.nonfinite_rows
-        if self.projection is not None and other.projection is not None:
-            self.projection.squared += other.projection.squared
-            self.projection.samples += other.projection.samples
-        if self.sample_stats is not None and other.sample_stats is not None:
-            for mine, theirs in zip(self.sample_stats.tensors(), other.sample_stats.tensors(), strict=True):
-                mine += theirs

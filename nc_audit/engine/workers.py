@@ -1,20 +1,17 @@
 """Spread a stream of chunks over CPU cores: one thread per core, chunk i to worker i mod W.
 
 PyTorch's kernels and the workers' own reads (``preadv``) release the GIL, so W Python threads that each
-own an accumulator keep W cores busy on one pass while the calling thread hands out the pieces. On blocks the size of a cache, PyTorch's own
-intra-op threads gain nothing (measured: the fused first pass ran no faster with 2 intra-op threads than
-with 1) and would oversubscribe the cores, so kernels run single-threaded while the workers run. The
+own an accumulator keep W cores busy on one pass while the calling thread hands out the chunks; kernels
+run single-threaded meanwhile (:mod:`nc_audit.core.threads`). The
 assignment of chunks to workers is fixed, so every accumulator, and so every rounding, is the same from
 run to run, whatever the thread timing.
 """
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 import torch
@@ -22,15 +19,6 @@ import torch
 Item = TypeVar("Item")
 #: Items queued per worker: enough to keep it busy while the calling thread reads the next labels.
 QUEUE_DEPTH = 2
-
-
-def worker_count(device: torch.device) -> int:
-    """How many workers to use on ``device``: PyTorch's thread count on CPU (at most the usable cores),
-    one on an accelerator, whose own kernels are asynchronous."""
-    if device.type != "cpu":
-        return 1
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(torch.get_num_threads(), usable))
 
 
 class RoundRobin(Generic[Item]):
@@ -84,17 +72,3 @@ class RoundRobin(Generic[Item]):
                 handler(item)  # type: ignore[arg-type]
             except BaseException as error:  # re-raised in the calling thread
                 self._errors.append(error)
-
-
-@contextmanager
-def single_threaded_kernels(active: bool) -> Iterator[None]:
-    """Run PyTorch's CPU kernels on one intra-op thread while ``active`` (restored afterwards)."""
-    if not active:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

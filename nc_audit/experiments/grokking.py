@@ -22,21 +22,21 @@ import itertools
 import json
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.nn.functional import cross_entropy
 
-from nc_audit import __version__
 from nc_audit.core.errors import InputError
-from nc_audit.io.atomic import atomic_write_text
 from nc_audit.core.progress import SilentTracker, Tracker
-from nc_audit.report.model import Report, finite_or_none, trajectory_dict
+from nc_audit.core.version import __version__
+from nc_audit.io.atomic import atomic_write_text
 from nc_audit.io.datasets import ArrayDataset, load_dataset
-from nc_audit.models.registry import architecture_record, build_model
 from nc_audit.io.save import save_checkpoint
+from nc_audit.models.registry import architecture_record, build_model
+from nc_audit.report.model import Report, finite_or_none, trajectory_dict
 
 GROKKING_SCHEMA = "nc-audit-grokking/1"
 #: modmlp's default width. Measured at p = 97, 40% split: test accuracy first ≥ 0.99 at step ~5000
@@ -122,11 +122,13 @@ def train(
 
 def measure_splits(paths: list[Path], spec: str, tracker: Tracker) -> tuple[list[Report], list[Report]]:
     """Train and test reports of every checkpoint via measure_trajectory (features in a temporary cache)."""
+    from nc_audit.measure.options import MeasureOptions
     from nc_audit.measure.trajectory import measure_trajectory
 
     with tempfile.TemporaryDirectory(prefix="nc-audit-grokking-") as cache:
-        train_reports = measure_trajectory(paths, data=spec, split="train", cache_dir=Path(cache), device="cpu", tracker=tracker)  # fmt: skip
-        test_reports = measure_trajectory(paths, data=spec, split="test", cache_dir=Path(cache), device="cpu", tracker=tracker)  # fmt: skip
+        options = MeasureOptions(data=spec, cache_dir=Path(cache), device="cpu")
+        train_reports = measure_trajectory(paths, replace(options, split="train"), tracker)
+        test_reports = measure_trajectory(paths, replace(options, split="test"), tracker)
         with tracker.stage("test class means", len(test_reports)) as advance:
             for report in test_reports:
                 report.details["own_class_means"] = own_class_means(
@@ -141,8 +143,8 @@ def measure_splits(paths: list[Path], spec: str, tracker: Tracker) -> tuple[list
 
 def own_class_means(dump: Path) -> dict[str, float | None]:
     """Every class-level metric of the dump's test split with the test features' own class means."""
-    from nc_audit.measure.api import metrics_from_arrays
     from nc_audit.io.dumps import iter_chunks, read_head, resolve_split
+    from nc_audit.measure.compute import metrics_from_arrays
 
     chunks = list(iter_chunks(resolve_split(dump, "test")))
     H = torch.cat([features for features, _ in chunks])  # (N_test, d)

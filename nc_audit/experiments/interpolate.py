@@ -17,16 +17,17 @@ from typing import Any
 import torch
 from torch.nn.functional import cross_entropy
 
-from nc_audit import __version__
-from nc_audit.measure.api import metrics_from_arrays, resolve_device
+from nc_audit.core.devices import resolve_device
 from nc_audit.core.errors import InputError
-from nc_audit.metrics.information import nc_targets
 from nc_audit.core.progress import SilentTracker, Tracker
-from nc_audit.report.model import finite_or_none
+from nc_audit.core.version import __version__
 from nc_audit.io.checkpoints import Head
 from nc_audit.io.datasets import ArrayDataset, load_dataset
-from nc_audit.models.extract import LoadedModel, load_model
-from nc_audit.models.registry import find_head_module, forward_with_features
+from nc_audit.measure.compute import metrics_from_arrays
+from nc_audit.metrics.information import nc_targets
+from nc_audit.models.hooks import find_head_module, forward_with_features
+from nc_audit.models.loading import LoadedModel, load_model
+from nc_audit.report.model import finite_or_none
 
 INTERPOLATION_SCHEMA = "nc-audit-interpolation/1"
 BATCH_SIZE = 512  # the batch size of ``extract``, so endpoint features match a cached dump bit for bit

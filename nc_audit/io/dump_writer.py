@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import torch
 
-from nc_audit import __version__
+from nc_audit.core.version import __version__
 from nc_audit.io.atomic import atomic_path
 from nc_audit.io.dumps import DUMP_FORMAT
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from nc_audit.core.class_stats import ClassStats
 from nc_audit.io.checkpoints import Head
 from nc_audit.io.dumps import SplitInfo
-from nc_audit.core.class_stats import ClassStats
 
 
 def conventions(head: Head, means_split: SplitInfo, decisions_split: SplitInfo) -> dict:

@@ -18,19 +18,8 @@ from nc_audit.io.dumps import SplitInfo, read_attrs, read_head, resolve_split
 DUMP_SUFFIXES = (".h5", ".hdf5", ".hdf")
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' → CUDA when available, else CPU; 'cuda' without a GPU is an InputError."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available (use --device cpu or auto)")
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise InputError(f"--device {device}: expected auto, cpu or cuda")
-    return torch.device(device)
-
-
 @dataclass(frozen=True)
-class Sources:
+class MeasureInputs:
     """What one measurement reads: the head (and where it came from) and the dump's splits."""
 
     head: Head
@@ -39,12 +28,12 @@ class Sources:
     decisions_split: SplitInfo
 
 
-def resolve_sources(
+def resolve_inputs(
     source: Path | str,
     features: Path | str | None = None,
     split: str | None = None,
     head: str | None = None,
-) -> Sources:
+) -> MeasureInputs:
     """Pick the dump, its splits and the head from ``measure``'s arguments (see the CLI's help)."""
     source = Path(source)
     if features is None and source.suffix.lower() in DUMP_SUFFIXES:
@@ -81,7 +70,7 @@ def resolve_sources(
             f"{dump_path}: features have dimension {decisions.feature_dim} but the head '{found.name}' expects "
             f"{found.feature_dim}; is --head the right layer?"
         )
-    return Sources(found, origin, means, decisions)
+    return MeasureInputs(found, origin, means, decisions)
 
 
 def _check_finite_head(head: Head, where: Path) -> None:

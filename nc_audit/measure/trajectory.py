@@ -10,14 +10,18 @@ The streaming passes are per checkpoint; the metrics of all checkpoints are comp
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
-from nc_audit.measure.api import Collected, batched_metrics, build_report, collect
 from nc_audit.core.errors import InputError
 from nc_audit.core.progress import SilentTracker, Tracker
-from nc_audit.report.model import Report
-from nc_audit.measure.resolve import DUMP_SUFFIXES
 from nc_audit.io.checkpoints import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, read_step
+from nc_audit.measure.build import build_report
+from nc_audit.measure.collect import Collected, collect
+from nc_audit.measure.compute import batched_metrics
+from nc_audit.measure.options import MeasureOptions
+from nc_audit.measure.resolve import DUMP_SUFFIXES
+from nc_audit.report.model import Report
 
 CHECKPOINT_SUFFIXES = (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX)
 
@@ -77,47 +81,26 @@ def features_beside(checkpoint: Path) -> Path | None:
 
 
 def measure_trajectory(
-    inputs: list[Path],
-    *,
-    data: str | None = None,
-    split: str | None = None,
-    head: str | None = None,
-    model: str | None = None,
-    cache_dir: Path | None = None,
-    device: str = "auto",
-    chunk_rows: int | None = None,
-    tracker: Tracker | None = None,
+    inputs: list[Path], options: MeasureOptions | None = None, tracker: Tracker | None = None
 ) -> list[Report]:
     """Reports of every checkpoint in ``inputs`` (files or folders), in training order."""
+    options = options or MeasureOptions()
     tracker = tracker or SilentTracker()
     ordered = order_by_step(discover(inputs))
     collected: list[Collected] = []
     with tracker.stage("checkpoints", len(ordered)) as advance:
         for path, _ in ordered:
             is_dump = path.suffix.lower() in DUMP_SUFFIXES
-            features = None if (is_dump or data is not None) else features_beside(path)
-            if not is_dump and data is None and features is None:
+            features = None if (is_dump or options.data is not None) else features_beside(path)
+            if not is_dump and options.data is None and features is None:
                 raise InputError(
                     f"{path}: no features: pass --data NAME, or put {path.with_suffix('.h5').name} beside it"
                 )
-            collected.append(
-                collect(
-                    path,
-                    features=features,
-                    data=data,
-                    split=split,
-                    head=head,
-                    model=model,
-                    cache_dir=cache_dir,
-                    device=device,
-                    chunk_rows=chunk_rows,
-                    tracker=tracker,
-                )
-            )
+            collected.append(collect(path, replace(options, features=features), tracker))
             advance(1)
     _check_compatible(collected, [path for path, _ in ordered])
     metrics = batched_metrics(
-        [(c.stats, c.sources.head, c.counter) for c in collected], [c.nc1 for c in collected]
+        [(c.stats, c.inputs.head, c.counter) for c in collected], [c.nc1 for c in collected]
     )
     reports = []
     for (path, step), item, values in zip(ordered, collected, metrics, strict=True):
@@ -131,15 +114,15 @@ def _check_compatible(collected: list[Collected], paths: list[Path]) -> None:
     """One trajectory = one architecture: same class count, feature dimension and present classes."""
     first = collected[0]
     for item, path in zip(collected[1:], paths[1:], strict=True):
-        if item.sources.head.num_classes != first.sources.head.num_classes:
+        if item.inputs.head.num_classes != first.inputs.head.num_classes:
             raise InputError(
-                f"{path}: {item.sources.head.num_classes} classes, but {paths[0]} has "
-                f"{first.sources.head.num_classes}; a trajectory needs one architecture"
+                f"{path}: {item.inputs.head.num_classes} classes, but {paths[0]} has "
+                f"{first.inputs.head.num_classes}; a trajectory needs one architecture"
             )
-        if item.sources.head.feature_dim != first.sources.head.feature_dim:
+        if item.inputs.head.feature_dim != first.inputs.head.feature_dim:
             raise InputError(
-                f"{path}: feature dimension {item.sources.head.feature_dim}, but {paths[0]} has "
-                f"{first.sources.head.feature_dim}; a trajectory needs one architecture"
+                f"{path}: feature dimension {item.inputs.head.feature_dim}, but {paths[0]} has "
+                f"{first.inputs.head.feature_dim}; a trajectory needs one architecture"
             )
         if not bool((item.stats.present == first.stats.present).all()):
             raise InputError(

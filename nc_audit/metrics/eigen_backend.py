@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from nc_audit.core.errors import InputError
-from nc_audit.engine.workers import single_threaded_kernels, worker_count
+from nc_audit.core.threads import single_threaded_kernels, worker_count
 
 ENV_VAR = "NC_AUDIT_EIGH_BACKEND"
 BACKENDS = ("cusolver", "magma")

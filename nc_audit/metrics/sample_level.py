@@ -25,16 +25,9 @@ import torch
 from nc_audit.core.errors import InputError
 from nc_audit.core.linalg import PINV_RTOL, entropy_from_eigenvalues, unit_rows
 from nc_audit.metrics.information import ratio_metrics
-from nc_audit.engine.sample_stats import SampleLevelStats, group_by_class
 from nc_audit.metrics.slq import MAX_PROBES, ClassHadamardOperator, slq_entropy
 
-__all__ = [
-    "SAMPLE_LEVEL_KEYS",
-    "SampleLevelResult",
-    "SampleLevelStats",
-    "group_by_class",
-    "sample_level_metrics",
-]
+__all__ = ["SAMPLE_LEVEL_KEYS", "SampleLevelResult", "SampleSums", "group_by_class", "sample_level_metrics"]
 
 #: Largest matrix side that "auto" eigensolves (8192: 0.5 GiB in float64, tens of seconds on a CPU).
 MAX_EIGH_DIM = 8192
@@ -42,6 +35,82 @@ ESTIMATORS = ("auto", "exact", "slq")
 SAMPLE_LEVEL_KEYS = ("h_samples", "h_labels", "mi_samples", "mir_samples", "hdr_samples", "mi_samples_onehot")
 
 Chunks = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
+
+
+def group_by_class(y: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+    """(class, row indices) for each class present in the labels y (n,), in increasing class order."""
+    order = torch.argsort(y, stable=True)  # (n,)
+    classes, sizes = torch.unique_consecutive(y[order], return_counts=True)
+    return list(zip(classes.tolist(), order.split(sizes.tolist()), strict=True))
+
+
+@dataclass(frozen=True)
+class SampleSums:
+    """The streamed sums behind the sample-level metrics, over the centred unit rows
+    ẑ_i = (h_i − μ_G)/‖h_i − μ_G‖ (float64): the class counts n_c (C,) and either the per-class scatters
+    S_c = Σ_{y_i=c} ẑ_i ẑ_iᵀ (C, d, d), whose sum is the dual Gram ẐᵀẐ, or that dual Gram alone (d, d).
+    Filled by :class:`nc_audit.engine.sample_stats.SampleLevelStats`."""
+
+    global_mean: torch.Tensor  # (d,) μ_G of all the data
+    counts: torch.Tensor  # (C,) n_c
+    gram: torch.Tensor  # (C, d, d) S_c, or (d, d) ẐᵀẐ
+
+    @property
+    def per_class(self) -> bool:
+        return self.gram.ndim == 3
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.counts.shape[0])
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.global_mean.shape[0])
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.counts.sum().item())
+
+    @property
+    def device(self) -> torch.device:
+        return self.counts.device
+
+    @property
+    def dual_gram(self) -> torch.Tensor:
+        """ẐᵀẐ = Σ_i ẑ_i ẑ_iᵀ (d, d): the same nonzero spectrum as K_Z = ẐẐᵀ."""
+        return self.gram.sum(0) if self.per_class else self.gram
+
+    @property
+    def scatters(self) -> torch.Tensor:
+        """Per-class scatters S_c (C, d, d); only when they were kept."""
+        if not self.per_class:
+            raise InputError("per-class scatters were not kept (per_class=False)")
+        return self.gram
+
+    def centred_unit_rows(
+        self, features: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validated (ẑ_i (n, d) float64, y (n,) long) on this object's device."""
+        return centred_unit_rows(features, labels, self.global_mean, self.num_classes)
+
+
+def centred_unit_rows(
+    features: torch.Tensor, labels: torch.Tensor, global_mean: torch.Tensor, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """ẑ_i = (h_i − μ_G)/‖h_i − μ_G‖ (n, d) float64 and y (n,) long, on μ_G's device, after checking the
+    shapes and that the labels are integers in 0..C−1."""
+    n = labels.shape[0] if labels.ndim == 1 else -1
+    C, d = num_classes, int(global_mean.shape[0])
+    if features.ndim != 2 or features.shape != (n, d):
+        raise InputError(
+            f"features {tuple(features.shape)} and labels {tuple(labels.shape)}: expected (n, {d}), (n,)"
+        )
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise InputError(f"labels must be integers, got {labels.dtype}")
+    y = labels.to(global_mean.device, torch.long)  # (n,)
+    if n and (int(y.min()) < 0 or int(y.max()) >= C):
+        raise InputError(f"labels hold values outside 0..{C - 1}; is the head the right layer?")
+    return unit_rows(features.to(global_mean.device, torch.float64) - global_mean), y
 
 
 @dataclass
@@ -120,7 +189,7 @@ def _dense_joint_entropy(blocks: list[torch.Tensor], G: torch.Tensor, N: int) ->
     return _entropy(torch.linalg.eigvalsh(K), N)
 
 
-def _load_class_rows(stats: SampleLevelStats, chunks: Chunks, dtype: torch.dtype) -> list[torch.Tensor]:
+def _load_class_rows(stats: SampleSums, chunks: Chunks, dtype: torch.dtype) -> list[torch.Tensor]:
     """Re-read the data: ẑ_i grouped by class, one (n_c, d) block per class present in the statistics."""
     parts: dict[int, list[torch.Tensor]] = {}
     for features, labels in chunks():
@@ -138,7 +207,7 @@ def _load_class_rows(stats: SampleLevelStats, chunks: Chunks, dtype: torch.dtype
 
 
 def _exact_options(
-    stats: SampleLevelStats, n_c: torch.Tensor, r: int, budget_bytes: int, has_chunks: bool
+    stats: SampleSums, n_c: torch.Tensor, r: int, budget_bytes: int, has_chunks: bool
 ) -> tuple[list[_Option], list[_Option]]:
     """The exact routes of H(K_Z∘K_Y) and of H(K_Z∘K_Y1) with their costs (PERFORMANCE.md table)."""
     C_p, d, N = int(n_c.numel()), stats.feature_dim, stats.num_samples
@@ -167,7 +236,7 @@ def _exact_options(
 
 
 def sample_level_metrics(
-    stats: SampleLevelStats,
+    stats: SampleSums,
     head_weight: torch.Tensor,
     *,
     estimator: str = "auto",

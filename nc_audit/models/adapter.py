@@ -7,16 +7,11 @@ dump's own head exactly (epoch 0 measures the dump as it is).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
 from nc_audit.core.errors import InputError
 from nc_audit.io.checkpoints import Head
-from nc_audit.models.registry import ARCH_FORMAT
-
-ADAPTER_NAME = "adapter"
 
 
 class ResidualAdapter(nn.Module):
@@ -37,8 +32,8 @@ class ResidualAdapter(nn.Module):
 class FeatureAdapter(nn.Module):
     """``body`` (a ResidualAdapter) then ``head``; the features are the adapted ones (the head's input).
 
-    The keyword signature matches the built-in architectures, so the class can be registered as
-    ``ARCHITECTURES["adapter"]`` and rebuilt from its record.
+    The keyword signature matches the built-in architectures: it is registered as ``adapter`` in
+    :data:`nc_audit.models.registry.ARCHITECTURES` and rebuilt from its record like them.
     """
 
     def __init__(self, *, num_classes: int, feature_dim: int, hidden: int = 256) -> None:
@@ -51,19 +46,9 @@ class FeatureAdapter(nn.Module):
         return self.head(self.body(x.to(self.head.weight.dtype)))  # (N, C)
 
 
-def adapter_record(num_classes: int, feature_dim: int, hidden: int) -> dict[str, Any]:
-    """Plain-data architecture record (``nc-audit-arch/1``) of a FeatureAdapter."""
-    return {
-        "format": ARCH_FORMAT,
-        "name": ADAPTER_NAME,
-        "config": {"feature_dim": feature_dim, "hidden": hidden},
-        "num_classes": num_classes,
-        "head": "head",
-    }
-
-
-def build_adapter(head: Head, hidden: int | None) -> tuple[FeatureAdapter, dict[str, Any]]:
-    """A FeatureAdapter whose head starts as ``head`` (float32), and its record. hidden defaults to d."""
+def build_adapter(head: Head, hidden: int | None) -> FeatureAdapter:
+    """A FeatureAdapter whose head starts as ``head`` (float32); ``hidden`` defaults to d. Its record is
+    ``architecture_record("adapter", {"feature_dim": d, "hidden": hidden}, C)`` (the registry's)."""
     C, d = head.num_classes, head.feature_dim
     hidden = hidden or d
     if C < 2:
@@ -75,4 +60,4 @@ def build_adapter(head: Head, hidden: int | None) -> tuple[FeatureAdapter, dict[
             model.head.bias.copy_(head.bias)
         else:
             model.head.bias.zero_()
-    return model, adapter_record(C, d, hidden)
+    return model

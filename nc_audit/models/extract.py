@@ -1,61 +1,21 @@
 """From a model and a dataset to a feature dump: stream batches through the model, keep the head's input.
 
-The model is rebuilt from the checkpoint's own architecture record, or from a user factory
-(``--model package.module:factory``: their code, their trust); the weights are loaded strictly.
+The model comes from :func:`nc_audit.models.loading.load_model` (the checkpoint's own architecture
+record, or a user factory); the head's input is read by a forward pre-hook (:mod:`nc_audit.models.hooks`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from nc_audit.core.errors import InputError
 from nc_audit.core.progress import SilentTracker, Tracker
-from nc_audit.io.checkpoints import Checkpoint, load_checkpoint
 from nc_audit.io.datasets import dataset_splits, load_dataset
 from nc_audit.io.dump_writer import write_dump
-from nc_audit.models.registry import (
-    build_model,
-    find_head_module,
-    forward_with_features,
-    load_factory,
-    load_weights,
-)
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A model rebuilt from a checkpoint, ready for forward passes (eval mode)."""
-
-    model: nn.Module
-    head_name: str
-    checkpoint: Checkpoint
-
-    @property
-    def num_classes(self) -> int:
-        return int(find_head_module(self.model, self.head_name)[1].out_features)
-
-
-def load_model(
-    checkpoint_path: Path | str, model_spec: str | None = None, head: str | None = None
-) -> LoadedModel:
-    """Rebuild the checkpoint's model: from its architecture record, or from ``model_spec``'s factory."""
-    checkpoint = load_checkpoint(checkpoint_path)
-    if model_spec is not None:
-        model = load_factory(model_spec)()
-    elif checkpoint.architecture is not None:
-        model = build_model(checkpoint.architecture)
-    else:
-        raise InputError(
-            f"{checkpoint.path}: the checkpoint does not say which architecture it holds; "
-            "pass --model package.module:factory (a function that builds the module)"
-        )
-    load_weights(model, checkpoint.state_dict, str(checkpoint.path))
-    head_name, _ = find_head_module(model, head or (checkpoint.architecture or {}).get("head"))
-    return LoadedModel(model.eval(), head_name, checkpoint)
+from nc_audit.models.hooks import find_head_module, forward_with_features
+from nc_audit.models.loading import load_model
 
 
 def extract(

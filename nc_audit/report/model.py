@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from nc_audit import __version__
+from nc_audit.core.version import __version__
 
 REPORT_SCHEMA = "nc-audit-report/1"
 TRAJECTORY_SCHEMA = "nc-audit-trajectory/1"

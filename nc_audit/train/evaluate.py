@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from nc_audit.measure.api import metrics_from_arrays
+from nc_audit.distributed import DistributedContext
 from nc_audit.io.checkpoints import Head
-from nc_audit.models.registry import find_head_module, forward_with_features
+from nc_audit.measure.compute import metrics_from_arrays
+from nc_audit.models.hooks import find_head_module, forward_with_features
 from nc_audit.train.data import EvalSplit, TrainData
-from nc_audit.train.distributed import DistContext, all_reduce_sum, gather_rows, row_range
 
 #: The metrics each history line records (METRICS.md keys), besides losses and accuracies.
 RECORDED_METRICS = ("nc1", "mir", "hdr")
@@ -41,36 +41,40 @@ def features_in_order(
 
 
 def _train_metrics(
-    model: nn.Module, head_name: str, data: TrainData, ctx: DistContext
+    model: nn.Module, head_name: str, data: TrainData, ctx: DistributedContext
 ) -> dict[str, Any] | None:
     """nc1, mir, hdr and accuracy of the train split (rank 0; None elsewhere)."""
-    rows = row_range(ctx, data.train.num_samples)
+    rows = ctx.row_range(data.train.num_samples)
     pieces = list(features_in_order(model, head_name, data.train, rows, ctx.device))
     d = current_head(model, head_name).feature_dim
     features = torch.cat([f for f, _, _ in pieces]) if pieces else torch.empty(0, d, device=ctx.device)
     labels = torch.cat([y for _, _, y in pieces]) if pieces else torch.empty(0, dtype=torch.long)
-    features = gather_rows(ctx, features)  # (N, d), in the split's order
-    labels = gather_rows(ctx, labels.to(ctx.device))  # (N,)
+    features = ctx.gather_rows(features)  # (N, d), in the split's order
+    labels = ctx.gather_rows(labels.to(ctx.device))  # (N,)
     if not ctx.is_main:
         return None
     metrics, counter = metrics_from_arrays(features, labels, current_head(model, head_name))
     return {"train_accuracy": counter.accuracy, **{key: metrics.get(key) for key in RECORDED_METRICS}}
 
 
-def _test_accuracy(model: nn.Module, head_name: str, data: TrainData, ctx: DistContext) -> float | None:
+def _test_accuracy(
+    model: nn.Module, head_name: str, data: TrainData, ctx: DistributedContext
+) -> float | None:
     """Share of test samples whose argmax logit is the label (None without a test split)."""
     if data.test is None:
         return None
     counts = torch.zeros(2, dtype=torch.int64)  # correct, seen
     for _, logits, labels in features_in_order(
-        model, head_name, data.test, row_range(ctx, data.test.num_samples), ctx.device
+        model, head_name, data.test, ctx.row_range(data.test.num_samples), ctx.device
     ):
         counts += torch.tensor([int((logits.argmax(1) == labels).sum()), int(labels.shape[0])])
-    correct, seen = all_reduce_sum(ctx, counts).tolist()
+    correct, seen = ctx.all_reduce_sum(counts).tolist()
     return correct / seen if seen else None
 
 
-def evaluate(model: nn.Module, head_name: str, data: TrainData, ctx: DistContext) -> dict[str, Any] | None:
+def evaluate(
+    model: nn.Module, head_name: str, data: TrainData, ctx: DistributedContext
+) -> dict[str, Any] | None:
     """The measurements of one history line (rank 0; None on other ranks). Leaves the model in train mode."""
     model.eval()
     try:

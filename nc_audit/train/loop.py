@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from nc_audit.core.progress import SilentTracker, Tracker
+from nc_audit.distributed import DistributedContext
 from nc_audit.io.dump_writer import write_dump
 from nc_audit.io.save import save_checkpoint
 from nc_audit.train.config import FinetuneConfig
-from nc_audit.train.distributed import DistContext, init_distributed
 from nc_audit.train.evaluate import current_head, evaluate, features_in_order
 from nc_audit.train.session import Run, open_run
 from nc_audit.train.state import FINAL_NAME, epoch_path, save_training_checkpoint, write_history
@@ -110,7 +110,7 @@ def _train(run: Run, tracker: Tracker) -> None:
         _save_epoch(run)
 
 
-def _finetune(config: FinetuneConfig, ctx: DistContext, tracker: Tracker) -> FinetuneResult:
+def _finetune(config: FinetuneConfig, ctx: DistributedContext, tracker: Tracker) -> FinetuneResult:
     run = open_run(config, ctx)
     _train(run, tracker)
     adapted = _write_final(run) if ctx.is_main else None
@@ -125,5 +125,5 @@ def finetune(config: FinetuneConfig, tracker: Tracker | None = None) -> Finetune
     InputError before anything is written; a failed write raises InputError and keeps older files.
     """
     config.validate()
-    ctx = init_distributed(config.device)
+    ctx = DistributedContext.from_env(config.device)
     return _finetune(config, ctx, tracker or SilentTracker())

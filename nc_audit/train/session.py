@@ -9,11 +9,11 @@ from typing import Any
 import torch
 
 from nc_audit.core.errors import InputError
+from nc_audit.distributed import DistributedContext
 from nc_audit.models.registry import load_weights
 from nc_audit.train.anchors import head_anchors, load_anchors
 from nc_audit.train.config import FinetuneConfig
 from nc_audit.train.data import TrainData, dataset_data, derived_seed, dump_data
-from nc_audit.train.distributed import DistContext, wrap_model
 from nc_audit.train.source import StartingModel, starting_model
 from nc_audit.train.state import (
     RunIdentity,
@@ -32,7 +32,7 @@ class Run:
     """A run in progress: what trains, on what, and how far it got."""
 
     config: FinetuneConfig
-    ctx: DistContext
+    ctx: DistributedContext
     start: StartingModel
     data: TrainData
     parts: TrainingParts
@@ -65,7 +65,7 @@ def _load_data(config: FinetuneConfig, num_classes: int) -> TrainData:
     return dataset_data(config.data, num_classes, per_class, config.seed)
 
 
-def _training_parts(config: FinetuneConfig, ctx: DistContext, start: StartingModel) -> TrainingParts:
+def _training_parts(config: FinetuneConfig, ctx: DistributedContext, start: StartingModel) -> TrainingParts:
     model = start.model.to(ctx.device)
     head = start.head
     if config.freeze_body:  # only the head's own parameters train
@@ -75,7 +75,7 @@ def _training_parts(config: FinetuneConfig, ctx: DistContext, start: StartingMod
     optimizer = torch.optim.Adam(trainable, lr=config.lr)
     C, d = head.weight.shape
     anchors = load_anchors(config.anchors, C, d) if config.anchors is not None else head_anchors(head.weight)
-    forward_model = wrap_model(ctx, model)
+    forward_model = ctx.wrap_model(model)
     prefix = "module." if forward_model is not model else ""
     shards = ctx.world_size if ctx.distributed else config.loss_shards
     return TrainingParts(
@@ -114,7 +114,7 @@ def _resume(run: Run) -> None:
         write_history(config.out, run.history)  # drop lines of epochs past the checkpoint
 
 
-def open_run(config: FinetuneConfig, ctx: DistContext) -> Run:
+def open_run(config: FinetuneConfig, ctx: DistributedContext) -> Run:
     """Everything a run needs, at its start (seeded) or at DIR's newest complete checkpoint (--resume)."""
     shards = ctx.world_size if ctx.distributed else config.loss_shards
     if ctx.distributed and config.loss_shards != 1:

@@ -11,8 +11,10 @@ from torch import nn
 from nc_audit.core.errors import InputError
 from nc_audit.io.checkpoints import Head, find_head, load_checkpoint
 from nc_audit.io.dumps import read_head
-from nc_audit.models.registry import build_model, find_head_module, load_factory, load_weights
 from nc_audit.models.adapter import build_adapter
+from nc_audit.models.hooks import find_head_module
+from nc_audit.models.loading import load_model
+from nc_audit.models.registry import architecture_record
 from nc_audit.train.config import FinetuneConfig
 from nc_audit.train.data import dump_feature_dim
 
@@ -42,23 +44,13 @@ def _model_fingerprint(model: nn.Module, spec: str) -> dict[str, Any]:
 def checkpoint_model(config: FinetuneConfig) -> StartingModel:
     """The checkpoint's model (built-in record, or ``--model``) with its weights, for a --data run."""
     assert config.checkpoint is not None  # FinetuneConfig.validate guarantees it
-    checkpoint = load_checkpoint(config.checkpoint)
-    if config.model is not None:
-        model = load_factory(config.model)()
-        architecture = None
-    elif checkpoint.architecture is not None:
-        architecture = checkpoint.architecture
-        model = build_model(architecture)
-    else:
-        raise InputError(
-            f"{config.checkpoint}: holds no nc-audit architecture record; pass --model package.module:factory "
-            "to build the model it belongs to"
-        )
-    load_weights(model, checkpoint.state_dict, str(config.checkpoint))
-    head_name, _ = find_head_module(model, config.head)
-    fingerprint = architecture if architecture is not None else _model_fingerprint(model, config.model or "")
-    source = {"path": str(Path(config.checkpoint).resolve()), "sha256": checkpoint.sha256}
-    return StartingModel(model, architecture, fingerprint, head_name, source)
+    loaded = load_model(config.checkpoint, config.model, config.head)
+    architecture = loaded.architecture
+    fingerprint = (
+        architecture if architecture is not None else _model_fingerprint(loaded.model, config.model or "")
+    )
+    source = {"path": str(Path(config.checkpoint).resolve()), "sha256": loaded.checkpoint.sha256}
+    return StartingModel(loaded.model.train(), architecture, fingerprint, loaded.head_name, source)
 
 
 def _initial_head(config: FinetuneConfig, feature_dim: int) -> tuple[Head, dict[str, Any]]:
@@ -86,7 +78,9 @@ def adapter_model(config: FinetuneConfig) -> StartingModel:
             f"{config.features}: features have dimension {feature_dim} but head '{head.name}' expects "
             f"{head.feature_dim}"
         )
-    model, record = build_adapter(head, config.adapter_hidden)
+    model = build_adapter(head, config.adapter_hidden)
+    hidden = model.body.down.out_features
+    record = architecture_record("adapter", {"feature_dim": feature_dim, "hidden": hidden}, head.num_classes)
     return StartingModel(model, record, record, "head", source)
 
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nc_audit.train.losses import total_loss
-from nc_audit.models.registry import forward_with_features
+from nc_audit.distributed import DistributedContext
+from nc_audit.models.hooks import forward_with_features
 from nc_audit.train.config import FinetuneConfig
 from nc_audit.train.data import MemorySplit
-from nc_audit.train.distributed import DistContext, all_reduce_sum
+from nc_audit.train.losses import total_loss
 
 #: Order of the loss parts in the per-epoch sums.
 LOSS_KEYS = ("loss", "ce", "cma", "reg")
@@ -66,7 +66,7 @@ def _shard_losses(
 
 
 def batch_objective(
-    parts: TrainingParts, train: MemorySplit, batch: torch.Tensor, ctx: DistContext
+    parts: TrainingParts, train: MemorySplit, batch: torch.Tensor, ctx: DistributedContext
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(objective to back-propagate on this rank, Σ_s n_s·[L_s, ce, cma, reg] over this rank's shards)."""
     n = int(batch.shape[0])
@@ -92,7 +92,7 @@ def train_epoch(
     parts: TrainingParts,
     train: MemorySplit,
     order: torch.Generator,
-    ctx: DistContext,
+    ctx: DistributedContext,
     advance: Callable[[int], None],
 ) -> tuple[dict[str, float], int]:
     """One pass over the train split in a fresh seeded order: ({loss, ce, cma, reg} means, steps taken)."""
@@ -109,5 +109,5 @@ def train_epoch(
         sums += batch_sums
         steps += 1
         advance(int(batch.shape[0]))
-    means = all_reduce_sum(ctx, sums) / N  # (4,) sample-weighted means over the epoch
+    means = ctx.all_reduce_sum(sums) / N  # (4,) sample-weighted means over the epoch
     return dict(zip(LOSS_KEYS, means.tolist(), strict=True)), steps

@@ -1,0 +1,117 @@
+"""The second pass's streaming accumulators: NC4 decisions and NC1's projections onto Σ_B's eigenvectors.
+
+Both hold plain sums over rows (declared "sum" in the merge protocol, :mod:`nc_audit.engine.state`), so
+workers and ranks merge them by addition; the metrics come from :mod:`nc_audit.metrics.collapse`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+
+from nc_audit.engine.state import Accumulator, Reduction
+from nc_audit.metrics.collapse import nc1_from_projections, pinv_eigenpairs
+
+
+@dataclass
+class DecisionCounter(Accumulator):
+    """Streaming counts for NC4 (second pass): classifier vs nearest-class-centre decisions.
+
+    NC4 = fraction of samples where argmax_c (W h + b)_c ≠ argmin_c ‖h − μ_c‖ (Papyan et al. 2020,
+    Fig. 7). The nearest centre is searched among ``candidate_classes`` (the classes with training
+    means); the classifier's argmax runs over all head rows.
+    """
+
+    reductions: ClassVar[Mapping[str, Reduction]] = {
+        "samples": "sum",
+        "mismatches": "sum",
+        "classifier_correct": "sum",
+        "ncc_correct": "sum",
+    }
+
+    class_means: torch.Tensor  # (C', d) float64, means of the candidate classes
+    candidate_classes: torch.Tensor  # (C',) long, their class indices
+    head_weight: torch.Tensor  # (C, d) float64
+    head_bias: torch.Tensor | None  # (C,) float64
+    samples: int = 0
+    mismatches: int = 0
+    classifier_correct: int = 0
+    ncc_correct: int = 0
+    _mean_sq: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._mean_sq = (self.class_means * self.class_means).sum(1)  # (C',)
+
+    def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Count one chunk of features (n, d) with labels (n,)."""
+        H = features.to(device=self.class_means.device, dtype=torch.float64)  # (n, d)
+        y = labels.to(device=H.device, dtype=torch.long)  # (n,)
+        logits = H @ self.head_weight.T  # (n, C)
+        if self.head_bias is not None:
+            logits = logits + self.head_bias
+        # ‖h − μ_c‖² = ‖h‖² − 2 h·μ_c + ‖μ_c‖²; the ‖h‖² term does not change the argmin.
+        self.count(logits, self._mean_sq[None, :] - 2.0 * (H @ self.class_means.T), y)
+
+    def count(self, logits: torch.Tensor, distances: torch.Tensor, labels: torch.Tensor) -> None:
+        """Count rows from their logits (n, C) and anything that orders the candidate classes like
+        ‖h − μ_c‖² (n, C'), computed by the caller (a fused pass); labels (n,)."""
+        y = labels.to(device=logits.device, dtype=torch.long)  # (n,)
+        predicted = logits.argmax(1)  # (n,)
+        nearest = self.candidate_classes[distances.argmin(1)]  # (n,)
+        self.samples += int(y.shape[0])
+        self.mismatches += int((predicted != nearest).sum())
+        self.classifier_correct += int((predicted == y).sum())
+        self.ncc_correct += int((nearest == y).sum())
+
+    @property
+    def nc4(self) -> float:
+        """Fraction of classifier decisions that differ from the nearest class centre."""
+        return self.mismatches / self.samples
+
+    @property
+    def accuracy(self) -> float:
+        """Classifier accuracy (argmax of W h + b equals the label)."""
+        return self.classifier_correct / self.samples
+
+    @property
+    def ncc_accuracy(self) -> float:
+        """Nearest-class-centre accuracy."""
+        return self.ncc_correct / self.samples
+
+
+class WithinProjection(Accumulator):
+    """NC1 without the d×d scatter: v_kᵀ Σ_W v_k = (1/N) Σ_i (v_k·(h_i − μ_{y_i}))², streamed.
+
+    Only the ≤ C−1 eigenvectors of Σ_B enter tr(Σ_W Σ_B^†), so once pass 1 has fixed the class means,
+    pass 2 accumulates the squared projections of the within-class deviations onto them: N·d·C flops
+    instead of the scatter's N·d². Exact (same value as nc1 from the full Σ_W, up to rounding).
+    """
+
+    reductions: ClassVar[Mapping[str, Reduction]] = {"squared": "sum", "samples": "sum"}
+
+    def __init__(self, class_means: torch.Tensor, centred_means: torch.Tensor) -> None:
+        """class_means: (C_head, d) μ_c indexed by label; centred_means: (C, d) m̄_c of the present classes."""
+        self.class_means = class_means.to(torch.float64)  # (C_head, d)
+        self.num_classes = int(centred_means.shape[0])
+        eigenvalues, Vh = pinv_eigenpairs(centred_means.to(torch.float64)[None])
+        self.eigenvalues, self.basis = eigenvalues[0], Vh[0]  # (r,), (r, d)
+        self.squared = torch.zeros_like(self.eigenvalues)  # (r,) Σ_i (v_k·(h_i − μ_{y_i}))²
+        self.samples = 0
+
+    def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add one chunk: features (n, d), labels (n,)."""
+        H = features.to(device=self.class_means.device, dtype=torch.float64)  # (n, d)
+        D = H - self.class_means[labels.to(H.device, torch.long)]  # (n, d)
+        self.add_projected(D @ self.basis.T)
+
+    def add_projected(self, P: torch.Tensor) -> None:
+        """Add rows' projections P (n, r) = (h_i − μ_{y_i})·v_k, computed by the caller (a fused pass)."""
+        self.squared += (P * P).sum(0)
+        self.samples += int(P.shape[0])
+
+    def nc1(self) -> float:
+        """tr(Σ_W Σ_B^†)/C from the accumulated projections of all the pass's samples."""
+        return nc1_from_projections(self.squared, self.eigenvalues, self.samples, self.num_classes)

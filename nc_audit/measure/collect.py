@@ -1,0 +1,126 @@
+"""The streaming passes of one measurement: resolve its inputs, then run pass 1 and pass 2 over the dump.
+
+Pass 1 builds ClassStats and validates every row (labels in range, finite features); pass 2 counts the
+NC4 decisions with the class means of pass 1, and carries NC1's projections and, when asked, the
+sample-level sums (:mod:`nc_audit.engine.passes`). Nothing here computes a metric or renders anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from nc_audit.core.class_stats import ClassStats
+from nc_audit.core.devices import resolve_device
+from nc_audit.core.errors import InputError
+from nc_audit.core.progress import SilentTracker, Tracker
+from nc_audit.distributed import DistributedContext
+from nc_audit.engine.accumulators import DecisionCounter, WithinProjection
+from nc_audit.engine.passes import accumulate_stats, count_decisions
+from nc_audit.engine.sample_stats import SampleLevelStats
+from nc_audit.io.dumps import SplitInfo, iter_chunks, read_head
+from nc_audit.measure.cache import cached_dump
+from nc_audit.measure.options import MeasureOptions
+from nc_audit.measure.resolve import MeasureInputs, resolve_inputs
+from nc_audit.metrics.collapse import centred_means
+from nc_audit.metrics.sample_level import SampleLevelResult, sample_level_metrics
+
+
+@dataclass
+class Collected:
+    """What the two streaming passes over one checkpoint's features produced."""
+
+    inputs: MeasureInputs
+    stats: ClassStats
+    counter: DecisionCounter
+    device: torch.device
+    dump: Path
+    cache_hit: bool | None
+    sample_level: SampleLevelResult | None = None
+    nc1: float | None = None  # from the streamed WithinProjection, when pass 1 kept no scatter
+
+
+def _features_of(
+    source: Path | str, options: MeasureOptions, device: torch.device, tracker: Tracker
+) -> tuple[Path | None, str | None, bool | None]:
+    """(dump path or None, head name, cache hit or None): the dump to read, extracting ``options.data``
+    through the feature cache when asked."""
+    if options.data is None:
+        return options.features, options.head, None
+    if options.features is not None:
+        raise InputError("pass either --features DUMP or --data NAME, not both")
+    dump, hit = cached_dump(
+        source,
+        options.data,
+        cache_dir=options.cache_dir,
+        model_spec=options.model,
+        head=options.head,
+        device=str(device),
+        tracker=tracker,
+    )
+    head = options.head or read_head(dump).name
+    return dump, head, hit
+
+
+def sample_level_accumulator(
+    own_split: ClassStats, num_classes: int, feature_dim: int, options: MeasureOptions, device: torch.device
+) -> SampleLevelStats:
+    """An empty sample-level accumulator centred on the measured split's own global mean; it keeps the
+    per-class scatters (8·C·d² bytes, the exact Khatri–Rao and class-block routes) only within
+    ``options.sample_budget_bytes``."""
+    per_class = 8 * num_classes * feature_dim * feature_dim <= options.sample_budget_bytes
+    return SampleLevelStats(own_split.global_mean, num_classes, per_class=per_class, device=device)
+
+
+def collect(
+    source: Path | str, options: MeasureOptions | None = None, tracker: Tracker | None = None
+) -> Collected:
+    """Resolve the inputs of one measurement and run its two streaming passes (see :func:`measure`)."""
+    options = options or MeasureOptions()
+    tracker = tracker or SilentTracker()
+    device = resolve_device(options.device)
+    dump, head_name, cache_hit = _features_of(source, options, device, tracker)
+    inputs = resolve_inputs(source, dump, options.split, head_name)
+    ctx = DistributedContext.from_env(device)  # one process, or one rank under torchrun
+    C, d = inputs.head.num_classes, inputs.head.feature_dim
+    # NC1 on the measured split streams as a projection in pass 2 (N·d·C flops); held-out decisions
+    # need the means split's own Σ_W, so then pass 1 keeps the full scatter.
+    same_split = inputs.decisions_split is inputs.means_split
+
+    def first_pass(split: SplitInfo, with_scatter: bool = True) -> ClassStats:
+        return accumulate_stats(split, C, device, tracker, options.chunk_rows, with_scatter, ctx)
+
+    stats = first_pass(inputs.means_split, with_scatter=not same_split)
+    projection = None
+    if same_split:
+        projection = WithinProjection(stats.class_means, centred_means(stats.subset(stats.present)))
+    sample_stats = None
+    if options.sample_level:  # K_Z centres by the measured split's own mean
+        own = stats if same_split else first_pass(inputs.decisions_split, with_scatter=False)
+        sample_stats = sample_level_accumulator(own, C, d, options, device)
+    second = count_decisions(
+        inputs.decisions_split,
+        stats,
+        inputs.head,
+        device,
+        tracker,
+        options.chunk_rows,
+        sample_stats,
+        projection,
+        ctx,
+    )
+    result = None
+    if second.sample_stats is not None:
+        decisions = inputs.decisions_split
+        result = sample_level_metrics(
+            second.sample_stats.sums(),
+            inputs.head.weight.to(device),
+            estimator=options.estimator,
+            budget_bytes=options.sample_budget_bytes,
+            chunks=lambda: iter_chunks(decisions, options.chunk_rows),
+        )
+    nc1 = second.projection.nc1() if second.projection is not None else None
+    dump_path = Path(inputs.decisions_split.path)
+    return Collected(inputs, stats, second.counter, device, dump_path, cache_hit, result, nc1)
