@@ -22,6 +22,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 
 SAMPLES    := sample_checkpoints/digits-mlp
 LAST_CKPT   = $(lastword $(sort $(wildcard $(SAMPLES)/epoch_*.pt)))

@@ -12,7 +12,8 @@ import torch
 from bench_common import Limits, Row, best_of
 
 from nc_audit.core.linalg import entropy_from_eigenvalues, unit_rows
-from nc_audit.metrics.sample_level import SampleLevelStats, sample_level_metrics
+from nc_audit.engine.sample_stats import SampleLevelStats
+from nc_audit.metrics.sample_level import sample_level_metrics
 
 COMPARED = ("h_samples", "mi_samples", "mi_samples_onehot")
 TARGET_N, TARGET_SPEEDUP, TARGET_AGREEMENT = 8000, 10.0, 1e-9
@@ -32,7 +33,7 @@ def ours(H: torch.Tensor, y: torch.Tensor, W: torch.Tensor) -> dict[str, float |
     """nc-audit, from the features in memory: both passes' statistics and the six metrics."""
     stats = SampleLevelStats(H.mean(0), W.shape[0])
     stats.update(H, y)
-    return sample_level_metrics(stats, W, estimator="exact", budget_bytes=2**34).metrics
+    return sample_level_metrics(stats.sums(), W, estimator="exact", budget_bytes=2**34).metrics
 
 
 def _entropy(K: torch.Tensor) -> float:

@@ -203,3 +203,14 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def isolated_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run in tmp_path with no project pyproject.toml above it, and never append to a real step summary."""
+    from nc_audit.gating.config import find_pyproject
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("GITHUB_STEP_SUMMARY", "NC_AUDIT_DEBUG"):
+        monkeypatch.delenv(name, raising=False)
+    assert find_pyproject(tmp_path) is None, "a pyproject.toml above tmp_path would leak its defaults"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from nc_audit.core.errors import InputError
 from nc_audit.core.progress import SilentTracker, Tracker
@@ -81,10 +82,15 @@ def features_beside(checkpoint: Path) -> Path | None:
 
 
 def measure_trajectory(
-    inputs: list[Path], options: MeasureOptions | None = None, tracker: Tracker | None = None
+    inputs: list[Path],
+    options: MeasureOptions | None = None,
+    tracker: Tracker | None = None,
+    **changes: Any,
 ) -> list[Report]:
-    """Reports of every checkpoint in ``inputs`` (files or folders), in training order."""
-    options = options or MeasureOptions()
+    """Reports of every checkpoint in ``inputs`` (files or folders), in training order. The options are
+    those of ``measure`` (:class:`MeasureOptions`, as one object or by name); ``features`` is found per
+    checkpoint."""
+    options = MeasureOptions.of(options, **changes)
     tracker = tracker or SilentTracker()
     ordered = order_by_step(discover(inputs))
     collected: list[Collected] = []

@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from nc_audit.core.errors import InputError
-from nc_audit.metrics.sample_level import SampleLevelStats, sample_level_metrics
+from nc_audit.engine.sample_stats import SampleLevelStats
+from nc_audit.engine.state import merge, pack, unpack
+from nc_audit.metrics.sample_level import sample_level_metrics
 
 KEYS = ("h_samples", "h_labels", "mi_samples", "mir_samples", "hdr_samples", "mi_samples_onehot")
 
@@ -93,7 +95,7 @@ def build(case: Case, *, per_class: bool = True, size: int = 128) -> SampleLevel
 def measure(case: Case, *, per_class: bool = True, with_chunks: bool = False, **kw):
     H, y, W = case.data
     chunks = (lambda: chunked(H, y, 97)) if with_chunks else None
-    return sample_level_metrics(build(case, per_class=per_class), torch.tensor(W), chunks=chunks, **kw)
+    return sample_level_metrics(build(case, per_class=per_class).sums(), torch.tensor(W), chunks=chunks, **kw)
 
 
 def max_difference(a: dict[str, float | None], b: dict[str, float | None]) -> float:
@@ -139,21 +141,23 @@ def test_chunk_sizes_and_merge_order_do_not_change_the_result() -> None:
     case = CASES["unbalanced-absent-class"]
     H, y, W = case.data
     head = torch.tensor(W)
-    reference = sample_level_metrics(build(case, size=case.N), head).metrics
+    reference = sample_level_metrics(build(case, size=case.N).sums(), head).metrics
     for size in (1, 7, 64):
-        assert max_difference(sample_level_metrics(build(case, size=size), head).metrics, reference) < 1e-12
+        assert (
+            max_difference(sample_level_metrics(build(case, size=size).sums(), head).metrics, reference)
+            < 1e-12
+        )
     mean = torch.tensor(H.mean(axis=0))
     shards = []
     for part in np.array_split(np.arange(case.N), 3):
         shard = SampleLevelStats(mean, case.C)
         shards.append(shard.update(torch.tensor(H[part]), torch.tensor(y[part])))
     a, b, c = shards
-    forward = a.merge(b).merge(c)
-    backward = c.merge(b.merge(a))
-    summed = [a_t + b_t + c_t for a_t, b_t, c_t in zip(a.tensors(), b.tensors(), c.tensors(), strict=True)]
-    reduced = SampleLevelStats.from_tensors(mean, case.C, summed)  # as after an all-reduce (SUM)
-    for merged in (forward, backward, reduced):
-        assert max_difference(sample_level_metrics(merged, head).metrics, reference) < 1e-12
+    forward = merge(merge(unpack(a, pack(a)), b), c)
+    backward = merge(merge(unpack(c, pack(c)), b), a)
+    packed = unpack(a, pack(a) + pack(b) + pack(c))  # as after an all-reduce (SUM) of the packed states
+    for merged in (forward, backward, packed):
+        assert max_difference(sample_level_metrics(merged.sums(), head).metrics, reference) < 1e-12
     assert forward.nbytes == 8 * (case.C + case.C * case.d**2)
 
 
@@ -191,7 +195,7 @@ def test_budget_fallback_uses_slq_with_a_note_and_exact_ignores_the_budget() -> 
 
 
 def test_identical_head_rows_leave_mir_undefined() -> None:
-    stats = build(CASES["balanced"])
+    stats = build(CASES["balanced"]).sums()
     result = sample_level_metrics(stats, torch.ones(5, 16))
     assert abs(result.metrics["h_labels"]) < 1e-12
     assert result.metrics["mir_samples"] is None and result.metrics["hdr_samples"] == pytest.approx(1.0)
@@ -202,14 +206,15 @@ def test_identical_head_rows_leave_mir_undefined() -> None:
 def test_bad_inputs_raise_input_errors() -> None:
     case = CASES["balanced"]
     H, y, W = case.data
-    stats = build(case)
+    accumulator = build(case)
+    stats = accumulator.sums()
     head = torch.tensor(W)
     with pytest.raises(InputError, match=r"outside 0\.\.4"):
-        stats.update(torch.tensor(H[:3]), torch.tensor([0, 5, 1]))
+        accumulator.update(torch.tensor(H[:3]), torch.tensor([0, 5, 1]))
     with pytest.raises(InputError, match="integers"):
-        stats.update(torch.tensor(H[:3]), torch.tensor([0.0, 1.0, 1.0]))
+        accumulator.update(torch.tensor(H[:3]), torch.tensor([0.0, 1.0, 1.0]))
     with pytest.raises(InputError, match="expected"):
-        stats.update(torch.tensor(H[:3, :4]), torch.tensor(y[:3]))
+        accumulator.update(torch.tensor(H[:3, :4]), torch.tensor(y[:3]))
     with pytest.raises(InputError, match="head weight"):
         sample_level_metrics(stats, head[:, :3])
     with pytest.raises(InputError, match="needs chunks"):
@@ -217,8 +222,8 @@ def test_bad_inputs_raise_input_errors() -> None:
     with pytest.raises(InputError, match="estimator must be"):
         sample_level_metrics(stats, head, estimator="fast")
     with pytest.raises(InputError, match="estimator='exact' needs"):
-        sample_level_metrics(build(case, per_class=False), head, estimator="exact")
+        sample_level_metrics(build(case, per_class=False).sums(), head, estimator="exact")
     with pytest.raises(InputError, match="class counts differ"):
         sample_level_metrics(stats, head, estimator="slq", chunks=lambda: chunked(H[:100], y[:100], 50))
-    with pytest.raises(InputError, match="cannot merge"):
-        stats.merge(SampleLevelStats(torch.zeros(16, dtype=torch.float64), case.C))
+    with pytest.raises(ValueError, match="cannot merge"):
+        merge(accumulator, SampleLevelStats(torch.zeros(16, dtype=torch.float64), case.C))

@@ -88,7 +88,9 @@ def test_interpolated_state_mixes_floats_and_keeps_integers() -> None:
 
 
 def loaded(name: str, state: dict[str, torch.Tensor], architecture: dict | None = None) -> LoadedModel:
-    return LoadedModel(torch.nn.Identity(), "head", Checkpoint(Path(name), "0" * 64, state, architecture))
+    return LoadedModel(
+        torch.nn.Identity(), "head", Checkpoint(Path(name), "0" * 64, state, architecture), architecture
+    )
 
 
 @pytest.mark.parametrize(

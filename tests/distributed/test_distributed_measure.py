@@ -5,15 +5,14 @@ Contract: ``python -m torch.distributed.run --nproc_per_node=2 --master_port=P -
 update, rank order), sums the NC4 counts (and the sample-level scatters), and prints, on rank 0 only,
 the report of one process: metrics equal to 1e-12, everything else identical.
 
-The DistributedContext primitives are also checked directly, with 2 gloo processes from
-torch.multiprocessing: merged statistics equal the one-shot statistics of the concatenated rows (1e-12)
-and are bitwise identical on both ranks, sums are in place, and a hand-wired two-pass run gives the
-single-process metrics.
+The engine's passes are also run directly under 2 gloo processes from torch.multiprocessing, merged
+by the production path (reduce_over_ranks): the statistics equal the one-shot statistics of all rows
+(1e-12) and are bitwise identical on both ranks, the context's collectives sum and gather, and the two
+passes give the single-process metrics.
 """
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import json
 import math
@@ -37,13 +36,15 @@ from typer.testing import CliRunner
 from nc_audit.core.class_stats import ClassStats
 from nc_audit.core.progress import SilentTracker
 from nc_audit.distributed import DistributedContext
-from nc_audit.engine.passes import accumulate_stats
-from nc_audit.io.dumps import iter_chunks, read_head, resolve_split
+from nc_audit.engine.accumulators import DecisionCounter
+from nc_audit.engine.passes import accumulate_stats, count_decisions
+from nc_audit.engine.state import reduce_over_ranks
+from nc_audit.io.dumps import read_head, resolve_split
 from nc_audit.measure.api import measure
 from nc_audit.measure.compute import compute_metrics
-from nc_audit.metrics.collapse import DecisionCounter
 
 TOLERANCE = 1e-12
+pytestmark = pytest.mark.distributed
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 RANKS = 2
 
@@ -155,52 +156,56 @@ def test_torchrun_measure_splits_the_rows_and_merges_sample_level_stats(dump: Pa
     assert all(a[1] <= b[0] for a, b in itertools.pairwise(shards)), shards  # disjoint, in order
 
 
-# --- DistributedContext, directly: 2 gloo processes -----------------------------------------------------
+# --- the engine under 2 gloo processes, through the production merge path ------------------------------
+def split_problem() -> Problem:
+    """C = 5, d = 6, unbalanced; class 4 only in the first half of the rows (so only in rank 0's share)."""
+    problem = make_random_problem(seed=3, num_classes=5, feature_dim=6, sizes=(30, 90))
+    labels = problem.labels.copy()
+    second_half = labels[labels.shape[0] // 2 :]
+    second_half[second_half == 4] = 3
+    return Problem(problem.features, labels, problem.W, problem.b)
+
+
 def _worker(rank: int, port: int, out: str, dump: str) -> None:
-    """One rank: merge statistics of its contiguous rows, sum counts, wire the two passes by hand."""
+    """One rank: both passes of a measurement on its contiguous rows, merged by the engine
+    (reduce_over_ranks), plus the context's own collectives."""
     os.environ |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                    "LOCAL_RANK": str(rank), "WORLD_SIZE": str(RANKS)}  # fmt: skip
     torch.set_num_threads(1)
     from datetime import timedelta
 
+    cpu = torch.device("cpu")
     ctx = DistributedContext.from_env("cpu", timeout=timedelta(seconds=60))
-    problem = make_random_problem(seed=3, num_classes=5, feature_dim=6, sizes=(30, 90))
-    H, y = torch.from_numpy(problem.features), torch.from_numpy(problem.labels)
-    y[H.shape[0] // 2 :][y[H.shape[0] // 2 :] == 4] = 3  # class 4 only in rank 0's rows
-    start, stop = ctx.row_range(H.shape[0])
-    local = ClassStats.empty(5, 6)
-    for begin in range(start, stop, 37):  # several chunks per rank, as a streaming pass
-        local.update(H[begin : min(begin + 37, stop)], y[begin : min(begin + 37, stop)])
-    merged = ctx.merge_class_stats(local)
-    lean = None  # statistics without the within-class scatter (scatter None), where ClassStats offers them
-    if "with_scatter" in inspect.signature(ClassStats.empty).parameters:
-        lean = ClassStats.empty(5, 6, with_scatter=False)
-        lean.update(H[start:stop], y[start:stop])
-        lean = ctx.merge_class_stats(lean)
+    split = resolve_split(Path(dump).with_name("split.h5"), None)
+    rows = ctx.row_range(split.num_samples)
+    merged = accumulate_stats(split, 5, cpu, SilentTracker(), chunk_rows=37, ctx=ctx)  # several chunks
+    lean = accumulate_stats(split, 5, cpu, SilentTracker(), chunk_rows=37, with_scatter=False, ctx=ctx)
     counts = torch.tensor([rank + 1, 10 * rank], dtype=torch.int64)
-    returned = ctx.sum_(counts)
+    summed = ctx.all_reduce_sum(counts)
     strided = torch.arange(6, dtype=torch.float64).reshape(2, 3).T * (rank + 1)  # non-contiguous view
-    ctx.sum_(strided)
+    summed_strided = ctx.all_reduce_sum(strided)
+    gathered = ctx.gather_rows(torch.full((rank + 2, 3), float(rank)))  # unequal shares
 
-    info = resolve_split(dump, None)  # the two passes of audit.collect, by hand
+    info = resolve_split(dump, None)  # the two passes as collect() runs them
     head = read_head(dump)
-    rows = ctx.row_range(info.num_samples)
-    stats = ClassStats.empty(head.num_classes, info.feature_dim)
-    for features, labels in iter_chunks(info, 100, rows=rows):
-        stats.update(features, labels)
-    stats = ctx.merge_class_stats(stats)
-    present = stats.present.nonzero().flatten()
-    counter = DecisionCounter(stats.class_means[present], present, head.weight, head.bias)
-    for features, labels in iter_chunks(info, 100, rows=rows):
-        counter.update(features, labels)
-    counter.set_counts(ctx.sum_(counter.counts()))
-    metrics = compute_metrics(stats, head, counter)
+    stats = accumulate_stats(info, head.num_classes, cpu, SilentTracker(), chunk_rows=100, ctx=ctx)
+    second = count_decisions(info, stats, head, cpu, SilentTracker(), 100, ctx=ctx)
+    metrics = compute_metrics(stats, head, second.counter)
     collapsed = resolve_split(Path(dump).with_name("collapsed.h5"), None)  # the first pass runs twice
-    exact = accumulate_stats(collapsed, 4, torch.device("cpu"), SilentTracker(), chunk_rows=64, ctx=ctx)
+    exact = accumulate_stats(collapsed, 4, cpu, SilentTracker(), chunk_rows=64, ctx=ctx)
     ctx.close()
-    torch.save({"world": (ctx.rank, ctx.world_size, ctx.is_main), "rows": (start, stop), "merged": merged,
-                "counts": counts, "same_object": returned is counts, "strided": strided,
-                "metrics": metrics, "lean": lean, "exact": exact}, Path(out) / f"rank{rank}.pt")  # fmt: skip
+    torch.save({"world": (ctx.rank, ctx.world_size, ctx.is_main), "rows": rows, "merged": merged,
+                "lean": lean, "counts": counts, "summed": summed, "strided": summed_strided,
+                "gathered": gathered, "metrics": metrics, "exact": exact}, Path(out) / f"rank{rank}.pt")  # fmt: skip
+
+
+def write_problem(path: Path, problem: Problem) -> Path:
+    """A minimal dump (/features, /labels) of ``problem``."""
+    import h5py
+
+    with h5py.File(path, "w") as handle:
+        handle["features"], handle["labels"] = problem.features, problem.labels
+    return path
 
 
 def nearly_collapsed_dump(path: Path) -> Path:
@@ -219,6 +224,7 @@ def nearly_collapsed_dump(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory: pytest.TempPathFactory, dump: Path) -> list[dict]:
     nearly_collapsed_dump(dump.with_name("collapsed.h5"))
+    write_problem(dump.with_name("split.h5"), split_problem())
     out = tmp_path_factory.mktemp("ranks")
     saved = {name: os.environ.get(name) for name in CHILD_ENV}
     os.environ.update(CHILD_ENV)  # spawned children inherit the environment at start
@@ -242,32 +248,22 @@ def stat_fields(stats: ClassStats) -> dict[str, torch.Tensor]:
     return {f.name: getattr(stats, f.name) for f in fields(stats) if getattr(stats, f.name) is not None}
 
 
-def test_merged_stats_equal_one_shot_stats_and_are_identical_on_every_rank(ranks: list[dict]) -> None:
-    problem = make_random_problem(seed=3, num_classes=5, feature_dim=6, sizes=(30, 90))
+@pytest.mark.parametrize("kind", ["merged", "lean"])
+def test_merged_stats_equal_one_shot_stats_and_are_identical_on_every_rank(
+    ranks: list[dict], kind: str
+) -> None:
+    """The first pass under 2 ranks (with and without the d×d scatter) equals the one-shot statistics of
+    all rows, class 4 seen by rank 0 only, and both ranks hold bitwise the same result (rank order)."""
+    problem = split_problem()
     H, y = torch.from_numpy(problem.features), torch.from_numpy(problem.labels)
-    y[H.shape[0] // 2 :][y[H.shape[0] // 2 :] == 4] = 3
-    one_shot = stat_fields(ClassStats.from_batch(H, y, 5))
+    one_shot = stat_fields(ClassStats.from_batch(H, y, 5, with_scatter=kind == "merged"))
     for rank in ranks:
-        merged = stat_fields(rank["merged"])
+        merged = stat_fields(rank[kind])
         assert merged.keys() == one_shot.keys()
         for name, expected in one_shot.items():
             torch.testing.assert_close(merged[name], expected, rtol=TOLERANCE, atol=TOLERANCE)
-    for name, tensor in stat_fields(ranks[0]["merged"]).items():
-        assert torch.equal(tensor, stat_fields(ranks[1]["merged"])[name]), name  # bitwise, rank order
-
-
-def test_statistics_without_scatter_merge_too(ranks: list[dict]) -> None:
-    if ranks[0]["lean"] is None:
-        pytest.skip("ClassStats has no with_scatter option")
-    problem = make_random_problem(seed=3, num_classes=5, feature_dim=6, sizes=(30, 90))
-    H, y = torch.from_numpy(problem.features), torch.from_numpy(problem.labels)
-    y[H.shape[0] // 2 :][y[H.shape[0] // 2 :] == 4] = 3
-    one_shot = stat_fields(ClassStats.from_batch(H, y, 5, with_scatter=False))
-    for rank in ranks:
-        lean = stat_fields(rank["lean"])
-        assert lean.keys() == one_shot.keys() and rank["lean"].scatter is None
-        for name, expected in one_shot.items():
-            torch.testing.assert_close(lean[name], expected, rtol=TOLERANCE, atol=TOLERANCE)
+    for name, tensor in stat_fields(ranks[0][kind]).items():
+        assert torch.equal(tensor, stat_fields(ranks[1][kind])[name]), name
 
 
 def test_context_knows_its_rank_and_shards_rows_contiguously(ranks: list[dict]) -> None:
@@ -276,12 +272,13 @@ def test_context_knows_its_rank_and_shards_rows_contiguously(ranks: list[dict]) 
     assert a == 0 and b == c and d == ranks[0]["merged"].num_samples and abs((b - a) - (d - c)) <= 1
 
 
-def test_sum_reduces_in_place_on_every_rank(ranks: list[dict]) -> None:
+def test_all_reduce_sum_and_gather_rows_on_every_rank(ranks: list[dict]) -> None:
     expected = torch.arange(6, dtype=torch.float64).reshape(2, 3).T * 3
-    for rank in ranks:
-        assert rank["same_object"]
-        assert rank["counts"].tolist() == [3, 10]
-        torch.testing.assert_close(rank["strided"], expected, rtol=0, atol=0)
+    for rank, result in enumerate(ranks):
+        assert result["summed"].tolist() == [3, 10]
+        assert result["counts"].tolist() == [rank + 1, 10 * rank]  # the input is left as it was
+        torch.testing.assert_close(result["strided"], expected, rtol=0, atol=0)
+        assert result["gathered"].tolist() == [[0.0] * 3] * 2 + [[1.0] * 3] * 3  # rank order, unequal shares
 
 
 def test_first_pass_rerun_under_two_ranks_equals_one_process(ranks: list[dict], dump: Path) -> None:
@@ -313,13 +310,14 @@ def test_single_process_context_is_a_no_op(monkeypatch: pytest.MonkeyPatch, rand
     ctx = DistributedContext.from_env("cpu")
     assert (ctx.rank, ctx.world_size, ctx.is_main, ctx.distributed) == (0, 1, True, False)
     assert ctx.row_range(991) == (0, 991) and ctx.row_range(0) == (0, 0)
-    stats = ClassStats.from_batch(torch.from_numpy(random_problem.features), torch.from_numpy(random_problem.labels), 7)  # fmt: skip
-    assert ctx.merge_class_stats(stats) is stats
+    counter = DecisionCounter(torch.zeros(2, 3), torch.arange(2), torch.zeros(2, 3), None, samples=4)
+    assert reduce_over_ranks(counter, ctx) is counter
     counts = torch.tensor([1, 2])
-    assert ctx.sum_(counts) is counts and counts.tolist() == [1, 2]
+    assert ctx.all_reduce_sum(counts).tolist() == [1, 2]
+    assert ctx.gather_rows(counts) is counts
     ctx.close()
     with pytest.raises(RuntimeError, match="closed"):
-        ctx.sum_(counts)
+        ctx.all_reduce_sum(counts)
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert DistributedContext.from_env("cpu").world_size == 1
 

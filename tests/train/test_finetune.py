@@ -298,7 +298,7 @@ def test_adapter_on_cached_features_starts_as_the_dump_and_ends_measurable(tmp_p
 
 
 def load_experiment_script() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "scripts" / "cma_experiment.py"
+    path = Path(__file__).resolve().parents[2] / "scripts" / "cma_experiment.py"
     spec = importlib.util.spec_from_file_location("cma_experiment", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

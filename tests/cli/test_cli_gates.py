@@ -9,7 +9,7 @@
 - With $GITHUB_STEP_SUMMARY set, the Markdown summary is appended to that file.
 - A rule naming an unknown metric, or a baseline of another schema, is bad input (exit 2, one line).
 
-The toy runs come from test_track.collapsing_problem: class means fixed, within-class noise shrinking,
+The toy runs come from runs.collapsing_problem: class means fixed, within-class noise shrinking,
 so a checkpoint with less noise is strictly closer to Neural Collapse (NC1 and CDNV ∝ noise²) and
 every other metric is the same.
 """
@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_track import (
+from runs import (
     SAMPLES,
     assert_bad_input,
     collapsing_problem,
     invoke,
-    isolated_cli,  # noqa: F401  (autouse: tmp_path as cwd, no step summary)
     sample_checkpoints,
     write_head_checkpoint,
     write_monitor_file,
@@ -38,6 +37,7 @@ from test_track import (
 from nc_audit.measure.trajectory import measure_trajectory
 
 BETTER_NOISE, WORSE_NOISE = 0.4, 0.8
+pytestmark = pytest.mark.usefixtures("isolated_cli")
 
 
 def read_json(path: Path) -> dict[str, Any]:

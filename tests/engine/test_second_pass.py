@@ -13,11 +13,14 @@ from conftest import DumpWriter, make_random_problem
 
 from nc_audit.core.class_stats import ClassStats
 from nc_audit.core.progress import SilentTracker
+from nc_audit.engine import passes
+from nc_audit.engine.accumulators import DecisionCounter, WithinProjection
 from nc_audit.engine.passes import accumulate_stats, count_decisions
+from nc_audit.engine.sample_stats import SampleLevelStats
+from nc_audit.engine.second_pass import SecondPass
 from nc_audit.io.checkpoints import Head
 from nc_audit.io.dumps import resolve_split
-from nc_audit.metrics.collapse import DecisionCounter, WithinProjection, centred_means
-from nc_audit.metrics.sample_level import SampleLevelStats
+from nc_audit.metrics.collapse import centred_means
 
 CPU = torch.device("cpu")
 
@@ -35,38 +38,45 @@ def unfused(
     return counter, projection, sample_stats
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+def counts(counter: DecisionCounter) -> list[int]:
+    return [counter.samples, counter.mismatches, counter.classifier_correct, counter.ncc_correct]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("offset", [0.0, 1e7])
 def test_fused_second_pass_equals_the_plain_updates(
-    write_dump: DumpWriter, threads: int, offset: float
+    write_dump: DumpWriter, monkeypatch: pytest.MonkeyPatch, workers: int, offset: float
 ) -> None:
     """2,000 rows in 64-row chunks (so both workers get chunks and their replicas are merged), features
-    offset by 0 or 1e7: without the centring on μ_G the NC1 projections would lose ~1e-9 to cancellation."""
+    offset by 0 or 1e7: without the centring on μ_G the NC1 projections would lose ~1e-9 to cancellation.
+    The worker count is forced (a one-core machine would otherwise run one worker) and checked."""
     problem = make_random_problem(seed=5, sizes=(200, 400))
     problem = dataclasses.replace(problem, features=problem.features + offset)
     dump = write_dump(problem)
     info = resolve_split(dump, None)
     head = Head("head", torch.from_numpy(problem.W), torch.from_numpy(problem.b))
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        stats = accumulate_stats(info, head.num_classes, CPU, SilentTracker(), chunk_rows=64)
-        projection = WithinProjection(stats.class_means, centred_means(stats.subset(stats.present)))
-        sample_stats = SampleLevelStats(stats.global_mean, stats.num_classes)
-        counter = count_decisions(
-            info, stats, head, CPU, SilentTracker(), 64, sample_stats=sample_stats, projection=projection
-        )
-    finally:
-        torch.set_num_threads(before)
+    monkeypatch.setattr(passes, "worker_count", lambda device: workers)
+    replicas: list[SecondPass] = []
+    replica = SecondPass.replica
+    monkeypatch.setattr(SecondPass, "replica", lambda self: replicas.append(replica(self)) or replicas[-1])
+    stats = accumulate_stats(info, head.num_classes, CPU, SilentTracker(), chunk_rows=64)
+    projection = WithinProjection(stats.class_means, centred_means(stats.subset(stats.present)))
+    sample_stats = SampleLevelStats(stats.global_mean, stats.num_classes)
+    second = count_decisions(
+        info, stats, head, CPU, SilentTracker(), 64, sample_stats=sample_stats, projection=projection
+    )
+    assert len(replicas) == workers - 1  # the pass ran with `workers` workers
+    assert all(part.counter.samples > 0 for part in replicas)  # and each replica saw rows
     H, y = torch.from_numpy(problem.features), torch.from_numpy(problem.labels)
     plain_counter, plain_projection, plain_sample_stats = unfused(H, y, stats, head)
+    counter = second.counter
     assert counter.samples == len(problem.labels)
-    assert counter.counts().tolist() == plain_counter.counts().tolist()
+    assert counts(counter) == counts(plain_counter)
     assert 0 < counter.classifier_correct < counter.samples  # a non-trivial decision problem
-    assert projection.samples == plain_projection.samples
-    torch.testing.assert_close(projection.squared, plain_projection.squared, rtol=1e-12, atol=0)
-    for fused, plain in zip(sample_stats.tensors(), plain_sample_stats.tensors(), strict=True):
-        torch.testing.assert_close(fused, plain, rtol=1e-12, atol=1e-12)
+    assert second.projection.samples == plain_projection.samples
+    torch.testing.assert_close(second.projection.squared, plain_projection.squared, rtol=1e-12, atol=0)
+    torch.testing.assert_close(second.sample_stats.counts, plain_sample_stats.counts, rtol=0, atol=0)
+    torch.testing.assert_close(second.sample_stats.gram, plain_sample_stats.gram, rtol=1e-12, atol=1e-12)
 
 
 def test_nonfinite_rows_of_the_second_split_are_counted(write_dump: DumpWriter) -> None:
@@ -96,8 +106,8 @@ def test_sample_level_scatters_centred_on_another_mean(write_dump: DumpWriter) -
     stats = accumulate_stats(info, head.num_classes, CPU, SilentTracker(), chunk_rows=64)
     other_mean = stats.global_mean + 0.5  # (d,)
     sample_stats = SampleLevelStats(other_mean, stats.num_classes)
-    count_decisions(info, stats, head, CPU, SilentTracker(), 64, sample_stats=sample_stats)
+    second = count_decisions(info, stats, head, CPU, SilentTracker(), 64, sample_stats=sample_stats)
     H, y = torch.from_numpy(problem.features), torch.from_numpy(problem.labels)
     plain = SampleLevelStats(other_mean, stats.num_classes).update(H, y)
-    for fused, expected in zip(sample_stats.tensors(), plain.tensors(), strict=True):
-        torch.testing.assert_close(fused, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(second.sample_stats.counts, plain.counts, rtol=0, atol=0)
+    torch.testing.assert_close(second.sample_stats.gram, plain.gram, rtol=1e-12, atol=1e-12)

@@ -6,7 +6,6 @@ import json
 import re
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -19,7 +18,6 @@ from nc_audit.models.registry import (
     ARCHITECTURES,
     architecture_record,
     build_model,
-    default_architecture,
     load_weights,
 )
 
@@ -27,6 +25,7 @@ RECORDS = {
     "mlp": ({"input_dim": 12, "hidden": [9, 7]}, 5, (6, 12)),
     "cnn": ({"in_channels": 1, "image_size": 8, "channels": [4, 6], "feature_dim": 10}, 10, (6, 1, 8, 8)),
     "modmlp": ({"p": 11, "embed_dim": 8, "hidden": 16}, 11, None),
+    "adapter": ({"feature_dim": 12, "hidden": 5}, 4, (6, 12)),
 }
 
 
@@ -248,19 +247,3 @@ def test_load_factory_errors(tmp_path: Path) -> None:
         load_factory(f"{path}:broken")()
     with pytest.raises(InputError, match=re.escape("returned a int, not an nn.Module")):
         load_factory(f"{path}:not_a_model")()
-
-
-def test_default_architecture_for_each_kind_of_dataset() -> None:
-    def info(name: str, shape: tuple[int, ...], num_classes: int) -> SimpleNamespace:
-        return SimpleNamespace(name=name, input_shape=shape, num_classes=num_classes)
-
-    digits = default_architecture(info("digits", (64,), 10))
-    assert (digits["name"], digits["config"]["input_dim"], digits["num_classes"]) == ("mlp", 64, 10)
-    modadd = default_architecture(info("modadd", (2,), 97))
-    assert (modadd["name"], modadd["config"]["p"], modadd["num_classes"]) == ("modmlp", 97, 97)
-    gaussian = default_architecture(info("gaussian", (32,), 4))
-    assert (gaussian["name"], gaussian["config"]["input_dim"]) == ("mlp", 32)
-    image = default_architecture(info("digits", (1, 8, 8), 10))
-    assert (image["name"], image["config"]["in_channels"], image["config"]["image_size"]) == ("cnn", 1, 8)
-    for record in (digits, modadd, gaussian, image):
-        assert isinstance(build_model(record), nn.Module)

@@ -25,7 +25,7 @@ from nc_audit.metrics.eigen_backend import (
     run_with_library,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def symmetric(B: int, n: int, seed: int = 0) -> torch.Tensor:

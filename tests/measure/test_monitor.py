@@ -18,7 +18,7 @@ from nc_audit.measure.monitor import Monitor, TruncatedLineWarning, read_traject
 from nc_audit.metrics.information import nc_targets
 from nc_audit.report.model import REPORT_SCHEMA
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def problem_tensors(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
