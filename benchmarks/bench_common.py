@@ -1,6 +1,6 @@
 """Shared pieces of the benchmark: timing, the machine's measured limits, and one result row.
 
-Every limit is measured in the same run as the rows it normalises (PERFORMANCE.md, Floors): memory read
+Every limit is measured in the same run as the rows it normalises (docs/PERFORMANCE.md, Floors): memory read
 bandwidth from a large sum, float64 and float32 GEMM rates from a square matmul. A row's floor is
 max(bytes / bandwidth, flops / GEMM rate); "% of floor" = floor / measured time.
 """

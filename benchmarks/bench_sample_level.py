@@ -1,4 +1,4 @@
-"""Row: sample-level H and MI (METRICS.md) — nc-audit's structured exact routes vs dense N×N eigvalsh.
+"""Row: sample-level H and MI (docs/METRICS.md) — nc-audit's structured exact routes vs dense N×N eigvalsh.
 
 nc-audit: μ_G, SampleLevelStats (per-class scatters S_c, d×d) and sample_level_metrics(estimator="exact"):
 H(K_Z) from the dual d×d Gram, H(K_Z∘K_Y) by the Khatri–Rao route (side d·r), H(K_Z∘K_Y1) by class blocks.

@@ -1,4 +1,4 @@
-"""A plain float64 NumPy reference of METRICS.md, written from the spec (no imports from nc_audit).
+"""A plain float64 NumPy reference of docs/METRICS.md, written from the spec (no imports from nc_audit).
 
 Everything is computed the obvious way on whole arrays: explicit means and covariances, explicit
 pairwise loops over classes, explicit N×C distance matrices. It is slow and simple on purpose, so that
@@ -13,7 +13,7 @@ from itertools import combinations
 
 import numpy as np
 
-#: Relative eigenvalue cut-off of Σ_B's pseudo-inverse (METRICS.md, nc1).
+#: Relative eigenvalue cut-off of Σ_B's pseudo-inverse (docs/METRICS.md, nc1).
 PINV_RTOL = 1e-10
 #: An entropy at or below this counts as 0 when it would divide MIR or HDR (those are then undefined).
 ZERO_ENTROPY = 1e-12
@@ -91,7 +91,7 @@ def simplex_etf_gram(C: int) -> np.ndarray:
 
 
 def mir_nc(C: int) -> float:
-    """MIR_NC(C) = 1/(C−1) + (C−2)·log(C−2)/((C−1)·log(C−1)) (METRICS.md), for C ≥ 3."""
+    """MIR_NC(C) = 1/(C−1) + (C−2)·log(C−2)/((C−1)·log(C−1)) (docs/METRICS.md), for C ≥ 3."""
     return 1 / (C - 1) + (C - 2) * math.log(C - 2) / ((C - 1) * math.log(C - 1))
 
 
@@ -129,7 +129,7 @@ def reference_metrics(
     b: np.ndarray | None = None,
     decision_features: np.ndarray | None = None,
 ) -> dict[str, float | None]:
-    """Every class-level key of METRICS.md from features (N, d), labels (N,), head W (C, d), bias b (C,).
+    """Every class-level key of docs/METRICS.md from features (N, d), labels (N,), head W (C, d), bias b (C,).
 
     All C classes must be present. NC4 is counted on ``decision_features`` (default: ``features``)
     with the class means of ``features``.

@@ -12,7 +12,7 @@ from nc_audit.cli.common import Device, Format, cli_errors, print_stdout, stderr
 
 Opt = typer.Option
 
-#: Table columns after α: accuracy, loss, then every class-level metric (METRICS.md order).
+#: Table columns after α: accuracy, loss, then every class-level metric (docs/METRICS.md order).
 LEAD_COLUMNS = ("accuracy", "loss")
 #: Short table headers for the long NC2 keys (M: centred class means, W: head rows).
 SHORT_NAMES = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-#: Relative cut-off for the pseudo-inverse and for "numerically zero" eigenvalues (METRICS.md, nc1).
+#: Relative cut-off for the pseudo-inverse and for "numerically zero" eigenvalues (docs/METRICS.md, nc1).
 PINV_RTOL = 1e-10
 
 
@@ -20,7 +20,7 @@ def unit_rows(X: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
 
 
 def gram(X: torch.Tensor) -> torch.Tensor:
-    """Gram of the normalised rows, G_ij = <x_i/|x_i|, x_j/|x_j|> (METRICS.md). (..., n, d) -> (..., n, n)."""
+    """Gram of the normalised rows, G_ij = <x_i/|x_i|, x_j/|x_j|> (docs/METRICS.md). (..., n, d) -> (..., n, n)."""
     U = unit_rows(X)  # (..., n, d)
     return U @ U.transpose(-1, -2)  # (..., n, n)
 

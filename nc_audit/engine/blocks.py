@@ -1,6 +1,6 @@
 """Blocks: the unit of work of the streaming passes' fused kernels.
 
-A piece read from a dump (up to ~32 MB) is processed in blocks of ``block_rows`` rows, whose float64 work
+A chunk read from a dump (up to ~32 MB) is processed in blocks of ``block_rows`` rows, whose float64 work
 buffers are allocated once and reused, so that no large temporary (and its page faults) is made per block.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-#: Bytes of float64 work per block on CPU: blocks of 1,024 rows at d = 512 ran the fused kernel 1.6× faster
-#: than 128 rows, where per-call overhead dominates, and 1.1× faster than 512, on the 2-core CI machine.
+#: Bytes of float64 work per block on CPU: large enough that per-call overhead does not dominate (as it
+#: does at ~128 rows), small enough that the work buffers stay in cache (about 1,024 rows at d = 512).
 CPU_BLOCK_BYTES = 4 * 2**20
 #: On a GPU larger blocks amortise the kernel launches.
 GPU_BLOCK_BYTES = 64 * 2**20

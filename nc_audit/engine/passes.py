@@ -1,4 +1,4 @@
-"""The two streaming passes over a dump (DESIGN.md, Scale), with row validation.
+"""The two streaming passes over a dump (docs/DESIGN.md, "The streaming engine"), with row validation.
 
 Pass 1 builds ClassStats and checks every row (labels in 0..C−1, finite features); pass 2 counts the
 NC4 decisions with the class means of pass 1. Bad rows are counted over the whole pass, so the error can
@@ -24,8 +24,8 @@ from nc_audit.engine.second_pass import SecondPass
 from nc_audit.engine.state import merge_all, reduce_over_ranks
 from nc_audit.engine.workers import RoundRobin
 from nc_audit.io.checkpoints import Head
-from nc_audit.io.chunks import Piece, PieceReader
-from nc_audit.io.dumps import SplitInfo, open_pieces
+from nc_audit.io.chunks import Chunk, ChunkReader
+from nc_audit.io.dumps import SplitInfo, open_chunks
 
 #: The second pass gives each worker its own copy of the sample-level scatters (C·d² float64) only when
 #: they are at most this large; larger ones are filled by one worker.
@@ -83,27 +83,27 @@ def stream(
     description: str,
     updates: list[Update],
 ) -> None:
-    """One pass over this rank's rows: piece i goes to ``updates[i % W]``, each on its own thread with
+    """One pass over this rank's rows: chunk i goes to ``updates[i % W]``, each on its own thread with
     its own read buffer (:mod:`nc_audit.io.chunks`, :mod:`nc_audit.engine.workers`); labels are checked
     here, in file order, and nothing more is handed out once one is out of range."""
     with (
-        open_pieces(info, chunk_rows, ctx.row_range(info.num_samples)) as reader,
+        open_chunks(info, chunk_rows, ctx.row_range(info.num_samples)) as reader,
         tracker.stage(description, info.num_samples) as advance,
         single_threaded_kernels(len(updates) > 1),
         RoundRobin([_reading(reader, update) for update in updates]) as pool,
     ):
-        for piece in reader:
-            if validator.check_labels(piece.labels):
-                pool.submit(piece)
-            advance(piece.num_rows)
+        for chunk in reader:
+            if validator.check_labels(chunk.labels):
+                pool.submit(chunk)
+            advance(chunk.num_rows)
 
 
-def _reading(reader: PieceReader, update: Update) -> Callable[[Piece], None]:
-    """A worker's handler: read the piece's features into this worker's buffer, then ``update``."""
+def _reading(reader: ChunkReader, update: Update) -> Callable[[Chunk], None]:
+    """A worker's handler: read the chunk's features into this worker's buffer, then ``update``."""
     buffer = reader.buffer()
 
-    def handle(piece: Piece) -> None:
-        update(reader.features(piece, buffer), piece.labels)
+    def handle(chunk: Chunk) -> None:
+        update(reader.features(chunk, buffer), chunk.labels)
 
     return handle
 
@@ -144,7 +144,7 @@ def accumulate_stats(
     """First pass: ClassStats of one split, validating every row; errors name the file and what is wrong.
 
     ``with_scatter=False`` skips the d×d within-class scatter (N·d² flops) when NC1 comes from a
-    WithinProjection in the second pass instead. The pieces go round-robin to one fused accumulator per
+    WithinProjection in the second pass instead. The chunks go round-robin to one fused accumulator per
     core (:mod:`nc_audit.engine.workers`, :mod:`nc_audit.engine.first_pass`); under torchrun (``ctx``) each rank
     streams its slice of the rows. Accumulators of workers and ranks merge about their shifts
     (ShiftedSums.combine), so neither the core count nor the rank count changes the precision. When the

@@ -1,6 +1,6 @@
 """Thresholds and baselines → checks → verdict (exit code 0 or 1).
 
-Works on the plain JSON form of a report (schema ``nc-audit-report/1``, DESIGN.md) and of a trajectory
+Works on the plain JSON form of a report (schema ``nc-audit-report/1``, docs/DESIGN.md) and of a trajectory
 (``nc-audit-trajectory/1``). A check is a dict ``{"rule": str, "value": float | None, "passed": bool}``,
 optionally with ``"reason"`` (why it failed without a number), ``"baseline"`` (the baseline's value) and
 ``"label"`` (the trajectory record it belongs to).

@@ -1,10 +1,10 @@
-"""Pieces of one split of a dump: the labels read by the thread that iterates, the features by whoever
-processes the piece, into a buffer it reuses.
+"""Chunks of one split of a dump: the labels read by the thread that iterates, the features by whoever
+processes the chunk, into a buffer it reuses.
 
-The streaming passes hand pieces to one worker thread per core (:mod:`nc_audit.engine.workers`). Each worker
-reads its piece's features itself (``preadv`` releases the GIL; h5py's fallback is thread-safe) into its
+The streaming passes hand chunks to one worker thread per core (:mod:`nc_audit.engine.workers`). Each worker
+reads its chunk's features itself (``preadv`` releases the GIL; h5py's fallback is thread-safe) into its
 own buffer, so the reading is spread over the cores like the arithmetic, no thread is left only reading,
-and no fresh array (with its page faults) is made per piece. :func:`nc_audit.io.dumps.iter_chunks`
+and no fresh array (with its page faults) is made per chunk. :func:`nc_audit.io.dumps.iter_chunks`
 is the same reader with a fresh array per chunk.
 """
 
@@ -24,7 +24,7 @@ from nc_audit.io.direct import DirectRows
 
 
 @dataclass(frozen=True)
-class Piece:
+class Chunk:
     """Rows begin..end of a split, with their labels (n,) int64."""
 
     begin: int
@@ -36,10 +36,10 @@ class Piece:
         return self.end - self.begin
 
 
-class PieceReader:
-    """Iterate the pieces of ``features``/``labels`` rows start..stop (each ≤ ``step`` rows and, when read
-    directly, within one stored chunk); :meth:`features` reads a piece's rows. Use as a context manager:
-    the file stays open until every worker has read its pieces."""
+class ChunkReader:
+    """Iterate the chunks of ``features``/``labels`` rows start..stop (each ≤ ``step`` rows and, when read
+    directly, within one stored chunk); :meth:`features` reads a chunk's rows. Use as a context manager:
+    the file stays open until every worker has read its chunks."""
 
     def __init__(
         self,
@@ -57,26 +57,26 @@ class PieceReader:
         self.dtype = features.dtype.newbyteorder("=")  # rows arrive in native byte order
         self.width = int(features.shape[1])
 
-    def __iter__(self) -> Iterator[Piece]:
+    def __iter__(self) -> Iterator[Chunk]:
         start, stop = self._rows
         if self._direct is not None:
-            ranges = self._direct.pieces(start, stop, self.step)
+            ranges = self._direct.chunks(start, stop, self.step)
         else:
             ranges = ((begin, min(begin + self.step, stop)) for begin in range(start, stop, self.step))
         for begin, end in ranges:
             with self._reading(begin, end):
                 labels = self._labels[begin:end]  # (n,)
-            yield Piece(begin, end, torch.from_numpy(labels.astype(np.int64, copy=False)))
+            yield Chunk(begin, end, torch.from_numpy(labels.astype(np.int64, copy=False)))
 
     def buffer(self) -> np.ndarray:
-        """A buffer for :meth:`features`, large enough for any piece (one per worker)."""
+        """A buffer for :meth:`features`, large enough for any chunk (one per worker)."""
         return np.empty((self.step, self.width), self.dtype)
 
-    def features(self, piece: Piece, out: np.ndarray | None = None) -> torch.Tensor:
-        """The piece's rows (n, d) in native byte order: in ``out[:n]`` when given, else a fresh array.
+    def features(self, chunk: Chunk, out: np.ndarray | None = None) -> torch.Tensor:
+        """The chunk's rows (n, d) in native byte order: in ``out[:n]`` when given, else a fresh array.
         A read error is an InputError naming the rows."""
-        with self._reading(piece.begin, piece.end):
-            return torch.from_numpy(self._read(piece.begin, piece.end, out))
+        with self._reading(chunk.begin, chunk.end):
+            return torch.from_numpy(self._read(chunk.begin, chunk.end, out))
 
     def _read(self, begin: int, end: int, out: np.ndarray | None) -> np.ndarray:
         if self._direct is not None:
@@ -100,7 +100,7 @@ class PieceReader:
             self._direct.close()
             self._direct = None
 
-    def __enter__(self) -> PieceReader:
+    def __enter__(self) -> ChunkReader:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -2,16 +2,15 @@
 
 A plain dump (no filters, floats, contiguous or chunked by whole rows, no user block) stores each chunk as
 one run of bytes whose address HDF5 reports (``H5Dget_chunk_info_by_coord``, ``H5Dget_offset``). One
-``preadv`` per piece copies that run into a fresh array; the system call releases the GIL, so the worker
-threads of a pass keep computing while the next piece is read (h5py holds the GIL while it reads).
-Measured on the 2-core CI machine over a 1,000,000×512 float32 dump in the page cache: 0.10 s for every
-byte this way, 0.43–0.53 s through h5py's slicing.
+``preadv`` per chunk copies that run into a fresh array; the system call releases the GIL, so the worker
+threads of a pass keep computing while the next chunk is read (h5py holds the GIL while it reads);
+``make bench`` times this reader against h5py's slicing (benchmarks/RESULTS.md).
 
-``preadv`` rather than a memory map: a file that shrinks while a mapped piece is in flight kills the
+``preadv`` rather than a memory map: a file that shrinks while a mapped chunk is in flight kills the
 process with SIGBUS, while a short read here is a clear error naming the rows. Anything this module does
 not handle (compression or other filters, partial-width chunks, external or virtual storage, a user
 block, another file driver, no ``os.preadv``, a chunk never written) is read by h5py, per dataset or
-per piece. Big-endian data is read the same way and swapped to native order.
+per chunk. Big-endian data is read the same way and swapped to native order.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import numpy as np
 
 
 class DirectRows:
-    """Row pieces of one 2-D dataset, read from the file (see the module docstring)."""
+    """Row chunks of one 2-D dataset, read from the file (see the module docstring)."""
 
     def __init__(
         self, dataset: h5py.Dataset, fd: int, contiguous_offset: int | None, chunk_rows: int
@@ -54,7 +53,7 @@ class DirectRows:
         """Close the file descriptor."""
         os.close(self._fd)
 
-    def pieces(self, start: int, stop: int, step: int) -> Iterator[tuple[int, int]]:
+    def chunks(self, start: int, stop: int, step: int) -> Iterator[tuple[int, int]]:
         """Half-open row ranges covering start..stop, each ≤ ``step`` rows and within one stored chunk."""
         begin = start
         while begin < stop:

@@ -1,4 +1,4 @@
-"""Writing feature dumps in nc-audit's own form (DESIGN.md, ``nc-audit-features/1``), atomically.
+"""Writing feature dumps in nc-audit's own form (docs/DESIGN.md, ``nc-audit-features/1``), atomically.
 
 The file is built under a temporary name beside the target and renamed only when every split is
 complete, so an interrupted extraction never leaves a dump that looks complete.

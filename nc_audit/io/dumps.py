@@ -1,4 +1,4 @@
-"""HDF5 feature dumps (format ``nc-audit-features/1``, DESIGN.md): open, validate, stream in chunks.
+"""HDF5 feature dumps (format ``nc-audit-features/1``, docs/DESIGN.md): open, validate, stream in chunks.
 
 The minimal form any user can write with h5py — ``/features`` (N, d) float16/32/64 and ``/labels``
 (N,) integer — is accepted as is. nc-audit's own dumps add split groups (``/train/features``, ...),
@@ -19,7 +19,7 @@ import torch
 
 from nc_audit.core.errors import InputError, first_line
 from nc_audit.io.checkpoints import Head
-from nc_audit.io.chunks import PieceReader
+from nc_audit.io.chunks import ChunkReader
 
 DUMP_FORMAT = "nc-audit-features/1"
 #: Target bytes of one chunk of features as stored; rows per chunk follow from the dtype and d.
@@ -130,17 +130,17 @@ def default_chunk_rows(feature_dim: int, itemsize: int = 4) -> int:
 
 
 @contextmanager
-def open_pieces(
+def open_chunks(
     info: SplitInfo, chunk_rows: int | None = None, rows: tuple[int, int] | None = None, direct: bool = True
-) -> Iterator[PieceReader]:
-    """A PieceReader over one split (rows start..stop, pieces of at most ``chunk_rows`` rows; a plain
+) -> Iterator[ChunkReader]:
+    """A ChunkReader over one split (rows start..stop, chunks of at most ``chunk_rows`` rows; a plain
     dump is read straight from its bytes, ``direct``, see :mod:`nc_audit.io.direct`), open until
     the ``with`` block ends."""
     with open_dump(info.path) as handle:
         features = handle[f"{info.group()}/features"]
         labels = handle[f"{info.group()}/labels"]
         step = chunk_rows or default_chunk_rows(info.feature_dim, features.dtype.itemsize)
-        with PieceReader(info.path, features, labels, rows or (0, info.num_samples), step, direct) as reader:
+        with ChunkReader(info.path, features, labels, rows or (0, info.num_samples), step, direct) as reader:
             yield reader
 
 
@@ -151,12 +151,12 @@ def iter_chunks(
     byte order).
 
     ``rows`` restricts the pass to a half-open row range (a shard, e.g. one rank's slice). Chunks hold at
-    most ``chunk_rows`` rows; when the dump is read directly (see :func:`open_pieces`) no chunk crosses
+    most ``chunk_rows`` rows; when the dump is read directly (see :func:`open_chunks`) no chunk crosses
     a stored HDF5 chunk. Every chunk is a fresh, writable array that nothing else refers to.
     """
-    with open_pieces(info, chunk_rows, rows, direct) as reader:
-        for piece in reader:
-            yield reader.features(piece), piece.labels
+    with open_chunks(info, chunk_rows, rows, direct) as reader:
+        for chunk in reader:
+            yield reader.features(chunk), chunk.labels
 
 
 def _as_str(value: object) -> str:

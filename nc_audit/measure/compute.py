@@ -1,4 +1,4 @@
-"""Metrics from what the streaming passes produced: every class-level metric of METRICS.md, batched over
+"""Metrics from what the streaming passes produced: every class-level metric of docs/METRICS.md, batched over
 checkpoints (one batched SVD for NC1, one batched eigvalsh for every C×C Gram)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from nc_audit.metrics.information import class_level_information
 
 
 def compute_metrics(stats: ClassStats, head: Head, counter: DecisionCounter) -> dict[str, float | None]:
-    """Every class-level metric of METRICS.md from the two passes' results, over the present classes."""
+    """Every class-level metric of docs/METRICS.md from the two passes' results, over the present classes."""
     return batched_metrics([(stats, head, counter)])[0]
 
 

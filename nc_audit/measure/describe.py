@@ -8,7 +8,7 @@ from nc_audit.io.dumps import SplitInfo
 
 
 def conventions(head: Head, means_split: SplitInfo, decisions_split: SplitInfo) -> dict:
-    """The conventions a report states (DESIGN.md: 'every report names its conventions')."""
+    """The conventions a report states (docs/DESIGN.md: 'every report names its conventions')."""
     return {
         "global_mean": "sample-weighted",
         "between_class_cov": "classes weighted equally",

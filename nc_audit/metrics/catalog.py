@@ -41,6 +41,6 @@ _ROWS = [
 
 METRICS: dict[str, MetricInfo] = {key: MetricInfo(key, family, meaning) for key, family, meaning in _ROWS}
 
-#: The keys every class-level report holds (METRICS.md), in display order.
+#: The keys every class-level report holds (docs/METRICS.md), in display order.
 CLASS_LEVEL_KEYS = tuple(key for key, *_ in _ROWS[:15])
 SAMPLE_LEVEL_KEYS = ("h_samples", "h_labels", "mi_samples", "mir_samples", "hdr_samples", "mi_samples_onehot")

@@ -1,4 +1,4 @@
-"""Neural Collapse metrics NC1–NC4 (METRICS.md), pure functions of ClassStats and the head.
+"""Neural Collapse metrics NC1–NC4 (docs/METRICS.md), pure functions of ClassStats and the head.
 
 Papyan, Han & Donoho (2020), "Prevalence of neural collapse during the terminal phase of deep learning
 training", PNAS 117(40); CDNV from Galanti, György & Hutter (2022), ICLR. All arithmetic is float64.
@@ -28,7 +28,7 @@ def nc1(stats: ClassStats) -> float:
 
 
 def pinv_eigenpairs(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The eigenpairs of Σ_B = M̄ᵀM̄/C that its pseudo-inverse keeps (METRICS.md, nc1), batched.
+    """The eigenpairs of Σ_B = M̄ᵀM̄/C that its pseudo-inverse keeps (docs/METRICS.md, nc1), batched.
 
     From the thin SVD of M̄ (λ_k = s_k²/C, eigenvectors v_k) without squaring M̄; eigenvalues above
     1e-10·λ_max and at most C−1 of them are kept; the others get λ = inf (so 1/λ = 0).
@@ -108,7 +108,7 @@ def nc3(head_weight: torch.Tensor, stats: ClassStats) -> float:
 def collapse_metrics(
     stats: ClassStats, head_weight: torch.Tensor, nc1_value: float | None = None
 ) -> dict[str, float]:
-    """NC1–NC3 and their variants (every key of METRICS.md except nc4, which needs a second pass).
+    """NC1–NC3 and their variants (every key of docs/METRICS.md except nc4, which needs a second pass).
 
     ``nc1_value`` passes in an NC1 already computed in a batch (see :func:`nc1_batched`)."""
     W = head_weight.to(torch.float64)  # (C, d)

@@ -1,6 +1,6 @@
 """One batched ``eigvalsh`` for stacks of small symmetric matrices, with the fastest CUDA backend.
 
-PERFORMANCE.md, GPU notes: on CUDA, ``torch.linalg.eigvalsh`` uses a truly batched cuSOLVER kernel only
+docs/PERFORMANCE.md, GPU notes: on CUDA, ``torch.linalg.eigvalsh`` uses a truly batched cuSOLVER kernel only
 up to 32×32 and loops over the batch above that; MAGMA
 (``torch.backends.cuda.preferred_linalg_library("magma")``) was reported 5–17× faster for 32 < C ≤ 256
 — "time both once on a real GPU before choosing". So the first CUDA call for a (device, size bucket,

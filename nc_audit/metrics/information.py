@@ -1,4 +1,4 @@
-"""Class-level matrix information (METRICS.md): H(K_W), H(K_M), MI, MIR, HDR — batched.
+"""Class-level matrix information (docs/METRICS.md): H(K_W), H(K_M), MI, MIR, HDR — batched.
 
 Song, Tan, Zou, Chen, Ma & Huang (2024), "Unveiling the Dynamics of Information Interplay in Supervised
 Learning", ICML, arXiv 2406.03999. K_W is the Gram of the head rows, K_M the Gram of the centred class
@@ -67,7 +67,7 @@ def mir_at_collapse(C: int) -> float | None:
 
 
 def nc_targets(C: int) -> dict[str, float | None]:
-    """The value of every class-level metric at Neural Collapse (METRICS.md, 'Values at Neural Collapse')."""
+    """The value of every class-level metric at Neural Collapse (docs/METRICS.md, 'Values at Neural Collapse')."""
     log_c1 = math.log(C - 1)
     xlog_c2 = (C - 2) * math.log(C - 2) if C > 2 else 0.0
     targets: dict[str, float | None] = {
@@ -98,7 +98,7 @@ def nc_targets(C: int) -> dict[str, float | None]:
 
 
 def sample_level_targets(C: int) -> dict[str, float | None]:
-    """Sample-level values at Neural Collapse with BALANCED classes (METRICS.md): K_Z and K_Y are the
+    """Sample-level values at Neural Collapse with BALANCED classes (docs/METRICS.md): K_Z and K_Y are the
     class-level ETF Grams expanded by blocks, so they share the class-level values; with the one-hot label
     Gram, H(K_Y1) = H(K_Z∘K_Y1) = log C, so MI = H(K_Z) = log(C−1)."""
     level = nc_targets(C)

@@ -1,11 +1,11 @@
 """Sample-level matrix information of a classifier's last layer, without any N×N matrix when d < N.
 
-METRICS.md "Sample level": K_Z = Gram of the centred features z_i = h_i − μ_G (rows normalised to ẑ_i),
+docs/METRICS.md "Sample level": K_Z = Gram of the centred features z_i = h_i − μ_G (rows normalised to ẑ_i),
 K_Y = Gram of the labels' head rows (w_{y_1}, …, w_{y_N}), K_Y1 = [y_i = y_j]; H(K) = −Σ λ log λ,
 λ = eig(K/N). Keys: h_samples = H(K_Z), h_labels = H(K_Y), mi_samples, mir_samples, hdr_samples
 (MI, MIR, HDR of K_Z and K_Y), mi_samples_onehot = MI(K_Z, K_Y1). Song et al. (2024), arXiv 2406.03999.
 
-Routes (PERFORMANCE.md, "Which route for which matrix"); `SampleLevelResult.route` names the one used:
+Routes (docs/PERFORMANCE.md, "Which route for which matrix"); `SampleLevelResult.route` names the one used:
 - h_samples       "dual": eig(ẐᵀẐ) (d×d), or "primal": eig(ẐẐᵀ) when N < d and the rows are re-read.
 - h_labels        "counts": K_Y's nonzero spectrum is that of diag(√n_c) K_W diag(√n_c) (C×C), K_W the
                   Gram of the head rows; likewise H(K_Y1) = −Σ_c p_c log p_c, p_c = n_c/N.
@@ -209,7 +209,7 @@ def _load_class_rows(stats: SampleSums, chunks: Chunks, dtype: torch.dtype) -> l
 def _exact_options(
     stats: SampleSums, n_c: torch.Tensor, r: int, budget_bytes: int, has_chunks: bool
 ) -> tuple[list[_Option], list[_Option]]:
-    """The exact routes of H(K_Z∘K_Y) and of H(K_Z∘K_Y1) with their costs (PERFORMANCE.md table)."""
+    """The exact routes of H(K_Z∘K_Y) and of H(K_Z∘K_Y1) with their costs (docs/PERFORMANCE.md table)."""
     C_p, d, N = int(n_c.numel()), stats.feature_dim, stats.num_samples
     head, onehot = [], []
     if stats.per_class:
@@ -246,10 +246,10 @@ def sample_level_metrics(
     slq_tol: float = 1e-3,
     slq_max_probes: int = MAX_PROBES,
 ) -> SampleLevelResult:
-    """h_samples, h_labels, mi_samples, mir_samples, hdr_samples, mi_samples_onehot (METRICS.md).
+    """h_samples, h_labels, mi_samples, mir_samples, hdr_samples, mi_samples_onehot (docs/METRICS.md).
 
     H(K_Z) and the label entropies are always exact. Each joint entropy takes the cheapest exact route
-    (module docstring; PERFORMANCE.md) that fits `budget_bytes` and MAX_EIGH_DIM ("auto"), any exact
+    (module docstring; docs/PERFORMANCE.md) that fits `budget_bytes` and MAX_EIGH_DIM ("auto"), any exact
     route ("exact"), or stochastic Lanczos quadrature to ±`slq_tol` at 95% ("slq", or "auto" with a note
     when nothing exact fits). The row routes (primal, dense, rows-based class blocks, SLQ) re-read the data
     once through `chunks()`, which yields (features (n, d), labels (n,)), and hold the N unit rows in
@@ -281,7 +281,7 @@ def sample_level_metrics(
     primal = chunks is not None and N < d and 8 * N * N <= budget_bytes
     exact_rows = primal or any(option is not None and option.source == "rows" for _, _, option, _, _ in plans)
     need_rows = exact_rows or (chunks is not None and any(option is None for _, _, option, _, _ in plans))
-    dtype = torch.float64 if exact_rows else torch.float32  # SLQ alone works in float32 (PERFORMANCE.md)
+    dtype = torch.float64 if exact_rows else torch.float32  # SLQ alone works in float32 (docs/PERFORMANCE.md)
     blocks = _load_class_rows(stats, chunks, dtype) if need_rows else []
 
     result = SampleLevelResult({}, {"h_samples": "primal" if primal else "dual", "h_labels": "counts"})

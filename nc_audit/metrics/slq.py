@@ -1,6 +1,6 @@
 """Stochastic Lanczos quadrature (SLQ) for tr(f(A)), f(x) = −x log x, of a PSD operator given as a matvec.
 
-PERFORMANCE.md, "Stochastic Lanczos quadrature, when it is the only way"; the method is Ubaru, Chen &
+docs/PERFORMANCE.md, "Stochastic Lanczos quadrature, when it is the only way"; the method is Ubaru, Chen &
 Saad (2017), "Fast estimation of tr(f(A)) via stochastic Lanczos quadrature", SIAM J. Matrix Anal. Appl.
 38(4). Used only for the joint entropy H(K1∘K2) of sample-level matrix information, where neither a dual
 nor a Khatri–Rao eigensolve fits; H(K1) and H(K2) stay exact.
@@ -18,13 +18,13 @@ from dataclasses import dataclass
 
 import torch
 
-#: Lanczos steps per probe (PERFORMANCE.md).
+#: Lanczos steps per probe (docs/PERFORMANCE.md).
 LANCZOS_STEPS = 40
-#: Probes per Lanczos block; probes are added a block at a time (PERFORMANCE.md).
+#: Probes per Lanczos block; probes are added a block at a time (docs/PERFORMANCE.md).
 PROBE_BLOCK = 32
-#: Most probes per estimate (PERFORMANCE.md: "capped (e.g. 1024)").
+#: Most probes per estimate (docs/PERFORMANCE.md, stochastic Lanczos quadrature).
 MAX_PROBES = 1024
-#: Ritz values below this fraction of the largest are set to 0 (PERFORMANCE.md: removes a float32 bias).
+#: Ritz values below this fraction of the largest are set to 0 (docs/PERFORMANCE.md: removes a float32 bias).
 RITZ_RTOL = 1e-6
 #: A Lanczos residual below this fraction of the operator's scale means the Krylov space is exhausted.
 BREAKDOWN_RTOL = 1e-5
@@ -46,7 +46,7 @@ class SLQEstimate:
 def lanczos_entropy_quadrature(matvec: Matvec, V: torch.Tensor, steps: int = LANCZOS_STEPS) -> torch.Tensor:
     """vᵀ f(A) v for each column v of V by `steps` Lanczos steps with full reorthogonalisation.
 
-    PERFORMANCE.md: float32 vectors, the tridiagonal eigenproblem in float64, Ritz values below
+    docs/PERFORMANCE.md: float32 vectors, the tridiagonal eigenproblem in float64, Ritz values below
     RITZ_RTOL·max set to 0. Columns run independently (one batched matvec per step); a column whose
     Krylov space is exhausted stops there (its later coefficients are 0). V: (n, b) -> (b,) float64.
     """
@@ -54,7 +54,7 @@ def lanczos_entropy_quadrature(matvec: Matvec, V: torch.Tensor, steps: int = LAN
     m = min(steps, n)
     norms_sq = (V.to(torch.float64) ** 2).sum(0)  # (b,)
     # Column-major bases (b, m+1, n): each column's basis is one strided matrix, so reorthogonalisation
-    # is two batched GEMMs without copies (3–7× faster than an (m+1, n, b) einsum at n = 2e4).
+    # is two batched GEMMs without copies (an (m+1, n, b) einsum would copy the bases every step).
     Q = V.new_zeros(b, m + 1, n, dtype=torch.float32)
     Q[:, 0] = (V.to(torch.float64) / norms_sq.sqrt()).T.to(torch.float32)
     alpha = torch.zeros(m, b, dtype=torch.float64, device=V.device)  # (m, b) diagonal of T
@@ -95,7 +95,7 @@ def slq_entropy(
 ) -> SLQEstimate:
     """tr(f(A)) = −tr(A log A) of an n×n PSD operator by stochastic Lanczos quadrature.
 
-    PERFORMANCE.md: Rademacher probes in blocks of `block` until the 95% interval half-width
+    docs/PERFORMANCE.md: Rademacher probes in blocks of `block` until the 95% interval half-width
     1.96·s/√p is at most `tol` (absolute, in nats), at most `max_probes` (rounded up to whole blocks);
     probes come from a torch.Generator seeded with `seed` on the CPU, so the result does not depend on
     the device. For the matrix entropy H(K) pass the matvec of K/n. `matvec` maps (n, b) float32 to
@@ -120,7 +120,7 @@ def slq_entropy(
 class ClassHadamardOperator:
     """v ↦ (K_Z∘K_Y) v / N for K_Z = ẐẐᵀ and K_Y[i, j] = G[y_i, y_j], without any N×N matrix.
 
-    PERFORMANCE.md's structured matvec (K1∘K2)v = diag(Z1 (Z1ᵀ diag(v) Z2) Z2ᵀ) with Z2 the labels'
+    docs/PERFORMANCE.md's structured matvec (K1∘K2)v = diag(Z1 (Z1ᵀ diag(v) Z2) Z2ᵀ) with Z2 the labels'
     rows of a factor of G: M_c = Σ_{y_i=c} ẑ_i v_i (per-class sums), then row i reads
     ẑ_iᵀ Σ_e G[y_i, e] M_e. Cost 4·N·d·b + C²·d·b per block of b vectors. G = None means the one-hot
     label Gram (G = I). The rows must be grouped by class: `blocks[c]` holds class c's rows (n_c, d) and

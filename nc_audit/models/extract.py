@@ -32,7 +32,7 @@ def extract(
 ) -> Path:
     """Write the dump of ``data``'s splits (default: all) through the checkpoint's model to ``out``.
 
-    Schema (DESIGN.md): /SPLIT/features (float32), /SPLIT/labels (int64), /SPLIT/logits, /head/weight,
+    Schema (docs/DESIGN.md): /SPLIT/features (float32), /SPLIT/labels (int64), /SPLIT/logits, /head/weight,
     /head/bias, root attributes format, checkpoint_sha256, checkpoint_path, dataset. Written under a
     temporary name and renamed when complete.
     """

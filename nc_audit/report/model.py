@@ -1,4 +1,4 @@
-"""The report object (schema ``nc-audit-report/1``, DESIGN.md) and its plain-data form."""
+"""The report object (schema ``nc-audit-report/1``, docs/DESIGN.md) and its plain-data form."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Fine-tuning with the cross-model alignment loss: L = (1 − λ)·CE + λ·CMA (+ MIR/HDR terms).
 
-METRICS.md, "Losses"; the loss itself is nc_audit.train.losses.total_loss. Modules, one concern each:
+docs/METRICS.md, "Losses"; the loss itself is nc_audit.train.losses.total_loss. Modules, one concern each:
 
 - config:      FinetuneConfig, the run's settings and their checks
 - data:        dataset or dump splits, seeded few-shot subsets, derived seeds

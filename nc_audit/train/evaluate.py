@@ -19,7 +19,7 @@ from nc_audit.measure.compute import metrics_from_arrays
 from nc_audit.models.hooks import find_head_module, forward_with_features
 from nc_audit.train.data import EvalSplit, TrainData
 
-#: The metrics each history line records (METRICS.md keys), besides losses and accuracies.
+#: The metrics each history line records (docs/METRICS.md keys), besides losses and accuracies.
 RECORDED_METRICS = ("nc1", "mir", "hdr")
 
 
@@ -45,10 +45,10 @@ def _train_metrics(
 ) -> dict[str, Any] | None:
     """nc1, mir, hdr and accuracy of the train split (rank 0; None elsewhere)."""
     rows = ctx.row_range(data.train.num_samples)
-    pieces = list(features_in_order(model, head_name, data.train, rows, ctx.device))
+    batches = list(features_in_order(model, head_name, data.train, rows, ctx.device))
     d = current_head(model, head_name).feature_dim
-    features = torch.cat([f for f, _, _ in pieces]) if pieces else torch.empty(0, d, device=ctx.device)
-    labels = torch.cat([y for _, _, y in pieces]) if pieces else torch.empty(0, dtype=torch.long)
+    features = torch.cat([f for f, _, _ in batches]) if batches else torch.empty(0, d, device=ctx.device)
+    labels = torch.cat([y for _, _, y in batches]) if batches else torch.empty(0, dtype=torch.long)
     features = ctx.gather_rows(features)  # (N, d), in the split's order
     labels = ctx.gather_rows(labels.to(ctx.device))  # (N,)
     if not ctx.is_main:

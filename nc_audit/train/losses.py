@@ -1,6 +1,6 @@
 """Differentiable losses for fine-tuning: cross-model alignment (CMA) and MIR/HDR regularisers.
 
-Definitions: METRICS.md, section "Losses". CMA follows arXiv 2409.16767; the matrix-information terms
+Definitions: docs/METRICS.md, section "Losses". CMA follows arXiv 2409.16767; the matrix-information terms
 follow Song et al. (ICML 2024), arXiv 2406.03999. The small Gram matrices and their eigenvalues are
 computed in float64 and the results cast back to the features' dtype; the code runs unchanged on CPU
 and CUDA.
@@ -30,7 +30,7 @@ def entropy_of_eigenvalues(
 ) -> torch.Tensor:
     """Differentiable −Σ_k λ_k log λ_k with λ = eigenvalues / size, batched. (..., m) -> (...).
 
-    METRICS.md, matrix entropy: λ are the eigenvalues of K/n, terms with λ_k = 0 are 0. Terms with
+    docs/METRICS.md, matrix entropy: λ are the eigenvalues of K/n, terms with λ_k = 0 are 0. Terms with
     λ_k <= eps_eig (padding, round-off, rank deficiency) count as 0 and get a zero gradient, so the
     gradient stays finite; the value changes by at most eps_eig·log(1/eps_eig) per such term.
     ``size`` is n, a float or a tensor broadcastable to (..., 1).
@@ -45,7 +45,7 @@ def entropy_of_eigenvalues(
 def differentiable_matrix_entropy(K: torch.Tensor, *, eps_eig: float = EIG_FLOOR) -> torch.Tensor:
     """H(K) = −tr((K/n) log(K/n)) for a PSD K with unit diagonal, differentiable, batched. (..., n, n) -> (...).
 
-    Song et al. (2024), arXiv 2406.03999, eq. (1); METRICS.md. One batched eigvalsh in float64; its
+    Song et al. (2024), arXiv 2406.03999, eq. (1); docs/METRICS.md. One batched eigvalsh in float64; its
     backward needs only the eigenvectors, so repeated eigenvalues give finite gradients.
     """
     n = K.shape[-1]
@@ -79,7 +79,7 @@ def cma_loss(
 ) -> torch.Tensor:
     """Cross-model alignment loss L_CMA = mean over classes c in the batch of H̃(X_c). Scalar.
 
-    arXiv 2409.16767; METRICS.md, "Losses". X_c = {normalised features of class c} ∪ {normalised
+    arXiv 2409.16767; docs/METRICS.md, "Losses". X_c = {normalised features of class c} ∪ {normalised
     anchor a_c}, H̃(X_c) = H(Gram(X_c)) / log|X_c| ∈ [0, 1]; a class with one sample has |X_c| = 2.
     All classes go through one batched eigvalsh: each set is padded with zero rows to the largest set
     size m, which adds zero eigenvalues only, and each class is normalised by its own |X_c|.
@@ -128,7 +128,7 @@ def matrix_information(
 ) -> MatrixInformation:
     """Differentiable MI, MIR and HDR of two PSD matrices with unit diagonal. (..., n, n) x2 -> (...) x3.
 
-    Song et al. (2024), arXiv 2406.03999; METRICS.md:
+    Song et al. (2024), arXiv 2406.03999; docs/METRICS.md:
     MI = H(K1) + H(K2) − H(K1 ∘ K2), MIR = MI / min(H1, H2), HDR = |H1 − H2| / max(H1, H2).
     The three entropies come from one batched eigvalsh. MIR and HDR are undefined when an entropy is
     0; here the denominators are floored at ENTROPY_FLOOR (then MI = 0 too), so a loss stays finite.
@@ -159,7 +159,7 @@ def mir_hdr_regulariser(
     """Batch regulariser −λ_mir·MIR(K_Z, K_Y) + λ_hdr·HDR(K_Z, K_Y). Scalar, features' dtype.
 
     OUR formulation: arXiv 2406.03999 states that MIR and HDR are used as loss terms, but its exact
-    form was not confirmed (METRICS.md, "Losses"). K_Z = Gram of the batch features centred by the
+    form was not confirmed (docs/METRICS.md, "Losses"). K_Z = Gram of the batch features centred by the
     batch mean, K_Y = Gram of the head rows (w_{y_1}, …, w_{y_B}) of the batch labels; both are B×B.
     Differentiable with respect to features and head_weight. features: (B, d), labels: (B,),
     head_weight: (C, d).
@@ -203,7 +203,7 @@ def total_loss(
     hdr_weight: float = 0.0,
     head_weight: torch.Tensor | None = None,
 ) -> LossParts:
-    """L = (1 − λ)·L_CE + λ·L_CMA − λ_mir·MIR(K_Z, K_Y) + λ_hdr·HDR(K_Z, K_Y) (METRICS.md, "Losses").
+    """L = (1 − λ)·L_CE + λ·L_CMA − λ_mir·MIR(K_Z, K_Y) + λ_hdr·HDR(K_Z, K_Y) (docs/METRICS.md, "Losses").
 
     logits: (B, C), labels: (B,), features: (B, d), anchors: (C, d); λ = cma_weight ∈ [0, 1].
     head_weight (C, d) is needed when mir_weight or hdr_weight is positive. With λ = 0 the CMA part

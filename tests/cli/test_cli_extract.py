@@ -1,4 +1,4 @@
-"""`nc-audit extract` and `nc-audit measure --data` from the command line (DESIGN.md, Command line).
+"""`nc-audit extract` and `nc-audit measure --data` from the command line (docs/DESIGN.md, Command line).
 
 Bad input ends in exit code 2 and one line on stderr that says what is wrong and what to do, with no
 traceback and no dump written; a killed extraction never leaves a file under the requested name.

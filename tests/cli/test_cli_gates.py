@@ -1,4 +1,4 @@
-"""CI gates of `nc-audit measure` and `nc-audit track` (DESIGN.md: Command line, Exit codes).
+"""CI gates of `nc-audit measure` and `nc-audit track` (docs/DESIGN.md: Command line, Exit codes).
 
 - ``--fail-on 'METRIC OP VALUE'`` is checked on every checkpoint; any failure → exit 1, and ``--junit``
   holds one test case per rule and checkpoint with one failure per failed (rule, checkpoint).

@@ -1,4 +1,4 @@
-"""`nc-audit measure` as a person and a CI job use it (DESIGN.md, Command line).
+"""`nc-audit measure` as a person and a CI job use it (docs/DESIGN.md, Command line).
 
 Exit codes: 0 done and every check passed, 1 a check failed, 2 bad usage or bad input — with one
 line on stderr that names the file and the problem, no traceback, and no report written.

@@ -1,4 +1,4 @@
-"""ClassStats hold exactly the statistics METRICS.md defines, and a measurement does not depend on how its
+"""ClassStats hold exactly the statistics docs/METRICS.md defines, and a measurement does not depend on how its
 dump is chunked. (How workers and ranks merge the streamed sums: tests/engine/test_state.py and
 tests/engine/test_first_pass.py.)
 """

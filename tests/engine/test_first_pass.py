@@ -30,7 +30,7 @@ from nc_audit.io.dumps import resolve_split
 
 TIGHT = 1e-12
 CPU = torch.device("cpu")
-UNEVEN = (1, 7, 513, 2000)  # piece sizes, cycled until the stream ends
+UNEVEN = (1, 7, 513, 2000)  # chunk sizes, cycled until the stream ends
 
 
 # --- the reference -----------------------------------------------------------------------------------------
@@ -96,8 +96,8 @@ def make_stream(
     return H, y.astype(np.int64)
 
 
-def pieces(n: int, sizes: Sequence[int] | None) -> Iterator[slice]:
-    """Row slices covering 0..n, with lengths cycling through ``sizes`` (None: one piece)."""
+def chunk_slices(n: int, sizes: Sequence[int] | None) -> Iterator[slice]:
+    """Row slices covering 0..n, with lengths cycling through ``sizes`` (None: one chunk)."""
     if sizes is None:
         yield slice(0, n)
         return
@@ -112,7 +112,7 @@ def shifted_sums_of(
     H: np.ndarray, y: np.ndarray, C: int, sizes: Sequence[int] | None, with_scatter: bool = True
 ) -> ShiftedSums:
     accumulator = ShiftedSums(C, H.shape[1], CPU, with_scatter)
-    for rows in pieces(len(y), sizes):
+    for rows in chunk_slices(len(y), sizes):
         accumulator.update(torch.from_numpy(H[rows]), torch.from_numpy(y[rows]))
     return accumulator
 
@@ -126,7 +126,7 @@ DTYPE_CASES = {  # the largest offset each dtype resolves usefully, with a sprea
 
 
 @pytest.mark.parametrize(
-    "sizes", [None, UNEVEN, (2000, 513, 7, 1)], ids=["one-piece", "1-7-513-2000", "2000-513-7-1"]
+    "sizes", [None, UNEVEN, (2000, 513, 7, 1)], ids=["one-chunk", "1-7-513-2000", "2000-513-7-1"]
 )
 @pytest.mark.parametrize("dtype_name", list(DTYPE_CASES))
 def test_shifted_sums_match_reference_with_offset_late_and_absent_classes(
@@ -201,7 +201,7 @@ def poisoned_stream(seed: int = 21) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return H, y, bad
 
 
-@pytest.mark.parametrize("sizes", [None, UNEVEN, (64,)], ids=["one-piece", "1-7-513-2000", "64"])
+@pytest.mark.parametrize("sizes", [None, UNEVEN, (64,)], ids=["one-chunk", "1-7-513-2000", "64"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_nonfinite_rows_are_counted_exactly(dtype: type, sizes: Sequence[int] | None) -> None:
     """nonfinite_rows is the exact number of rows holding a NaN or ±Inf, however the stream is cut."""
@@ -212,18 +212,18 @@ def test_nonfinite_rows_are_counted_exactly(dtype: type, sizes: Sequence[int] | 
 
 
 def test_a_class_whose_first_rows_are_nan_takes_its_shift_from_later_rows() -> None:
-    """Pieces holding a bad row are skipped whole; class 2's first rows are NaN/Inf, so its shift must come
-    from a later clean piece. The statistics of the clean pieces still match the reference to 1e-12,
+    """Chunks holding a bad row are skipped whole; class 2's first rows are NaN/Inf, so its shift must come
+    from a later clean chunk. The statistics of the clean chunks still match the reference to 1e-12,
     which a NaN or zero shift (offset 1e4, spread 1e-2) could not."""
     H, y, bad = poisoned_stream()
     sizes = (64,)
     accumulator = shifted_sums_of(H, y, 6, sizes)
     clean = np.ones(len(y), dtype=bool)
-    for rows in pieces(len(y), sizes):
+    for rows in chunk_slices(len(y), sizes):
         if np.isin(np.arange(rows.start, rows.stop), bad).any():
             clean[rows] = False
     first_clean_of_2 = np.flatnonzero(y == 2)[0]
-    assert not clean[first_clean_of_2]  # class 2's first piece is skipped
+    assert not clean[first_clean_of_2]  # class 2's first chunk is skipped
     assert accumulator.nonfinite_rows == len(bad)
     assert bool(accumulator.shifted[2]) and bool(torch.isfinite(accumulator.shifts[2]).all())
     assert_matches(accumulator.class_stats(), reference(H[clean], y[clean], 6))
@@ -511,7 +511,7 @@ def test_per_class_shifts_are_exact_where_one_shift_is_not() -> None:
     H, y = nearly_collapsed(seed=3)
     means = torch.from_numpy(reference(H, y, 4)["sums"] / np.bincount(y, minlength=4)[:, None])
     accumulator = ShiftedSums(4, H.shape[1], CPU, shifts=means + 1e-9)  # 1% of σ from the means
-    for rows in pieces(len(y), UNEVEN):
+    for rows in chunk_slices(len(y), UNEVEN):
         accumulator.update(torch.from_numpy(H[rows]), torch.from_numpy(y[rows]))
     assert not accumulator.ill_conditioned()
     assert_matches(accumulator.class_stats(), reference(H, y, 4))

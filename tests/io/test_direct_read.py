@@ -110,7 +110,7 @@ def test_direct_reads_equal_h5py_reads_and_the_written_rows(
 
 
 def test_pieces_cover_the_range_in_order_within_stored_chunks(tmp_path: Path) -> None:
-    """DirectRows.pieces: consecutive half-open ranges from start to stop, each ≤ step rows and inside
+    """DirectRows.chunks: consecutive half-open ranges from start to stop, each ≤ step rows and inside
     one 37-row stored chunk (checked against the boundaries computed here)."""
     X, y = make_data(np.float32)
     path = write_dump(tmp_path / "dump.h5", X, y, chunks=(STORED_CHUNK, D))
@@ -118,7 +118,7 @@ def test_pieces_cover_the_range_in_order_within_stored_chunks(tmp_path: Path) ->
         reader = DirectRows.open(handle["features"], path)
         assert reader is not None
         try:
-            pieces = list(reader.pieces(5, 300, 50))
+            chunks = list(reader.chunks(5, 300, 50))
         finally:
             reader.close()
     expected, begin = [], 5
@@ -126,8 +126,8 @@ def test_pieces_cover_the_range_in_order_within_stored_chunks(tmp_path: Path) ->
         end = min(begin + 50, 300, (begin // 37 + 1) * 37)
         expected.append((begin, end))
         begin = end
-    assert pieces == expected
-    assert pieces[0] == (5, 37) and pieces[-1] == (296, 300)
+    assert chunks == expected
+    assert chunks[0] == (5, 37) and chunks[-1] == (296, 300)
 
 
 # --- layouts that must fall back to h5py ---------------------------------------------------------------
@@ -224,7 +224,7 @@ def test_unwritten_chunks_read_as_the_fill_value(tmp_path: Path, written: list[t
 def test_direct_chunks_are_writable_and_writes_do_not_reach_the_file(
     tmp_path: Path, chunks: tuple[int, int] | None
 ) -> None:
-    """Writing into every chunk read directly (pieces of 10 rows share file pages with their neighbours) changes
+    """Writing into every chunk read directly (chunks of 10 rows share file pages with their neighbours) changes
     neither the other chunks, nor the file as h5py then reads it, nor a second direct pass."""
     X, y = make_data(np.float32)
     path = write_dump(tmp_path / "dump.h5", X, y, chunks=chunks)

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import make_random_problem
+from reference import ALL_KEYS, Problem, reference_metrics, relative_difference
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.checkpoints import Head
-from nc_audit.measure.compute import metrics_from_arrays
 from nc_audit.measure.monitor import Monitor, TruncatedLineWarning, read_trajectory_jsonl
 from nc_audit.metrics.information import nc_targets
 from nc_audit.report.model import REPORT_SCHEMA
@@ -30,16 +29,21 @@ def problem_tensors(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return H, torch.from_numpy(problem.labels), W, b
 
 
-def test_record_equals_metrics_from_arrays(tmp_path: Path) -> None:
+def test_record_holds_the_reference_metrics_of_the_batch(tmp_path: Path) -> None:
+    """Every class-level metric of the logged batch equals the plain float64 NumPy reference of
+    docs/METRICS.md (tests/reference.py, written without nc_audit), the float32 inputs upcast exactly."""
     H, y, W, b = problem_tensors()
     monitor = Monitor(tmp_path / "run.jsonl", every=1, label="run-a")
     record = monitor.log(5, H, y, W, b, loss=torch.tensor(0.25), lr=1e-3)
-    head = Head("monitor", W.detach().double(), b.detach().double())
-    expected, counter = metrics_from_arrays(H.detach().double(), y, head)
+    as64 = Problem(
+        H.detach().double().numpy(), y.numpy(), W.detach().double().numpy(), b.detach().double().numpy()
+    )
+    expected = reference_metrics(as64.features, as64.labels, as64.W, as64.b)
     assert record is not None
-    for key, value in expected.items():
-        assert record["metrics"][key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
-    assert record["metrics"]["accuracy"] == counter.accuracy
+    for key in ALL_KEYS:
+        assert relative_difference(record["metrics"][key], expected[key]) <= 1e-10, key
+    logits = as64.features @ as64.W.T + as64.b  # (N, C)
+    assert record["metrics"]["accuracy"] == pytest.approx(float((logits.argmax(1) == as64.labels).mean()))
     assert record["metrics"]["loss"] == 0.25 and record["metrics"]["lr"] == 1e-3
     assert record["schema"] == REPORT_SCHEMA and record["step"] == 5 and record["label"] == "run-a"
     assert record["checkpoint"] == {"path": None, "sha256": None, "head": "monitor"}

@@ -1,4 +1,4 @@
-"""`nc-audit track` and ``measure_trajectory``: a training run measured checkpoint by checkpoint (DESIGN.md).
+"""`nc-audit track` and ``measure_trajectory``: a training run measured checkpoint by checkpoint (docs/DESIGN.md).
 
 What a trajectory promises:
 - its metrics are those of ``measure`` on each checkpoint alone (batching is an implementation detail);

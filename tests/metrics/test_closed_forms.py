@@ -1,4 +1,4 @@
-"""Closed forms of METRICS.md: an exact simplex ETF is at Neural Collapse, and MIR_NC(C) is its MIR.
+"""Closed forms of docs/METRICS.md: an exact simplex ETF is at Neural Collapse, and MIR_NC(C) is its MIR.
 
 At NC, K_W = K_M = G (the simplex-ETF Gram), so NC1 = NC3 = NC4 = HDR = 0 and MIR = MIR_NC(C).
 C = 2 is degenerate (H(K_M) = 0, MIR undefined) and C > d + 1 admits no simplex ETF in R^d.
@@ -18,7 +18,7 @@ from nc_audit.metrics.information import mir_at_collapse, nc_targets
 
 EXACT = 1e-9
 
-# METRICS.md, "Values at Neural Collapse": examples to 6 decimals.
+# docs/METRICS.md, "Values at Neural Collapse": examples to 6 decimals.
 DOCUMENTED_MIR_NC = {3: 0.5, 4: 0.753953, 10: 0.952351, 100: 0.997813, 1000: 0.999855}
 
 

@@ -1,4 +1,4 @@
-"""`measure` computes every class-level key of METRICS.md: it agrees with a plain float64 NumPy reference.
+"""`measure` computes every class-level key of docs/METRICS.md: it agrees with a plain float64 NumPy reference.
 
 The data are unbalanced (so the sample-weighted global mean matters), not centred (so centring
 matters) and the head has a bias (so NC4 must include it). Stored float16/float32 features are compared

@@ -1,4 +1,4 @@
-"""Sample-level matrix information (METRICS.md) against the dense N×N float64 NumPy computation."""
+"""Sample-level matrix information (docs/METRICS.md) against the dense N×N float64 NumPy computation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stochastic Lanczos quadrature (PERFORMANCE.md) against dense float64 NumPy spectra."""
+"""Stochastic Lanczos quadrature (docs/PERFORMANCE.md) against dense float64 NumPy spectra."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_diagonal_spectrum_measures_the_lanczos_bias_alone(n: int, rank: int) ->
     assert result.half_width < 1e-6
     assert (
         abs(result.estimate - entropy_of(lam)) < 1e-6
-    )  # PERFORMANCE.md: 1.8e-7 on a rank-deficient spectrum
+    )  # docs/PERFORMANCE.md: 1.8e-7 on a rank-deficient spectrum
 
 
 @pytest.mark.parametrize(("n", "rank", "seed"), [(200, 200, 0), (200, 12, 1), (150, 60, 2)])

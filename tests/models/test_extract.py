@@ -1,4 +1,4 @@
-"""`extract`: a checkpoint and a dataset in, an HDF5 feature dump out (DESIGN.md, Feature dumps).
+"""`extract`: a checkpoint and a dataset in, an HDF5 feature dump out (docs/DESIGN.md, "Files nc-audit reads and writes").
 
 The dump must hold exactly what a forward pass by hand gives: features = the head's input,
 logits = features @ W.T + b, the head itself, and attributes that say where it all came from.

@@ -1,4 +1,4 @@
-"""Specification of the differentiable losses (METRICS.md, "Losses"; arXiv 2409.16767, 2406.03999).
+"""Specification of the differentiable losses (docs/METRICS.md, "Losses"; arXiv 2409.16767, 2406.03999).
 
 Expectations come from closed forms and from a plain NumPy float64 reference, not from the code.
 """
@@ -25,7 +25,7 @@ from nc_audit.train.losses import (
 
 
 def np_entropy(K: np.ndarray) -> float:
-    """H(K) = −Σ λ log λ, λ = eig(K)/n, 0·log 0 = 0 (METRICS.md)."""
+    """H(K) = −Σ λ log λ, λ = eig(K)/n, 0·log 0 = 0 (docs/METRICS.md)."""
     lam = np.clip(np.linalg.eigvalsh(K) / K.shape[0], 0.0, None)
     lam = lam[lam > 0]
     return float(-(lam * np.log(lam)).sum())
