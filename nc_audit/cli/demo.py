@@ -14,6 +14,7 @@ import typer
 
 from nc_audit.cli.common import cli_errors, stderr
 from nc_audit.io.atomic import atomic_write_bytes, atomic_write_text
+from nc_audit.report.numbers import fixed
 
 Opt = typer.Option
 
@@ -123,16 +124,11 @@ def plot_grokking(document: dict[str, Any], path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _num(value: float | None) -> str:
-    """Four decimals, or n/a for an undefined value."""
-    return "n/a" if value is None else f"{value:.4f}"
-
-
 def _change_cell(change: dict[str, Any] | None) -> str:
     """A window change with the steps it spans."""
     if change is None:
         return "n/a (no event)"
-    return f"{_num(change['change'])} (steps {change['from_step']}–{change['to_step']})"
+    return f"{fixed(change['change'], undefined='n/a')} (steps {change['from_step']}–{change['to_step']})"
 
 
 def summary_markdown(document: dict[str, Any]) -> str:
@@ -170,7 +166,7 @@ def summary_markdown(document: dict[str, Any]) -> str:
             change["larger_around"]
         ]
         lines.append(
-            f"| {name} | {_change_cell(change['around_train_event'])} | {_change_cell(change['around_test_event'])} | {larger} | {_num(change['median_over_run'])} |"
+            f"| {name} | {_change_cell(change['around_train_event'])} | {_change_cell(change['around_test_event'])} | {larger} | {fixed(change['median_over_run'], undefined='n/a')} |"
         )
     answers = [
         f"{name} changed more around the {change['larger_around']}-accuracy jump"

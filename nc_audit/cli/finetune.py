@@ -9,6 +9,7 @@ import typer
 
 from nc_audit.cli.common import Device, cli_errors
 from nc_audit.distributed import is_main_process
+from nc_audit.report.numbers import fixed
 
 Opt = typer.Option
 
@@ -125,12 +126,6 @@ def finetune_command(
         render_summary(result.before, result.after, result.final_path, result.notes)
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
 def render_summary(before: dict[str, Any], after: dict[str, Any], final_path: Path, notes: list[str]) -> None:
     """A small Rich table on stdout: epoch 0 (before training) vs the last epoch."""
     from rich.console import Console
@@ -141,7 +136,7 @@ def render_summary(before: dict[str, Any], after: dict[str, Any], final_path: Pa
     table.add_column("before", justify="right")
     table.add_column("after", justify="right")
     for key, label in SUMMARY_ROWS:
-        table.add_row(label, _cell(before.get(key)), _cell(after.get(key)))
+        table.add_row(label, fixed(before.get(key)), fixed(after.get(key)))
     console = Console()
     console.print(table)
     for note in notes:

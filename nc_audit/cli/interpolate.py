@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from nc_audit.cli.common import Device, Format, cli_errors, print_stdout, stderr
+from nc_audit.report.numbers import precise, short
 
 Opt = typer.Option
 
@@ -106,9 +107,8 @@ def _columns(document: dict[str, Any]) -> list[str]:
 
 
 def _fmt(value: float | None) -> str:
-    from nc_audit.report.console import fmt
-
-    return fmt(None if value is None else float(f"{value:.4g}"))
+    """Four significant digits in the console's form (1e-4..1e6 plain, else scientific)."""
+    return precise(None if value is None else float(short(value)))
 
 
 def _row(record: dict[str, Any], keys: list[str]) -> list[str]:

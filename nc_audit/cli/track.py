@@ -81,8 +81,8 @@ def track_command(
         device.value if device else None,
     )
     if len(inputs) == 1 and inputs[0].suffix.lower() == ".jsonl":
+        from nc_audit.core.formats import TRAJECTORY_SCHEMA
         from nc_audit.measure.monitor import read_trajectory_jsonl
-        from nc_audit.report.model import TRAJECTORY_SCHEMA
 
         trajectory = {"schema": TRAJECTORY_SCHEMA, "records": read_trajectory_jsonl(inputs[0])}
     else:

@@ -17,7 +17,7 @@ import torch
 from nc_audit.core.errors import InputError
 from nc_audit.core.linalg import unit_rows
 from nc_audit.engine.state import Accumulator, Reduction
-from nc_audit.metrics.sample_level import SampleSums, centred_unit_rows, group_by_class
+from nc_audit.metrics.sample_sums import SampleSums, centred_unit_rows, group_by_class
 
 
 class SampleLevelStats(Accumulator):

@@ -30,6 +30,7 @@ import torch
 from torch.nn.functional import cross_entropy
 
 from nc_audit.core.errors import InputError
+from nc_audit.core.formats import GROKKING_SCHEMA
 from nc_audit.core.progress import SilentTracker, Tracker
 from nc_audit.core.version import __version__
 from nc_audit.io.atomic import atomic_write_text
@@ -38,7 +39,6 @@ from nc_audit.io.save import save_checkpoint
 from nc_audit.models.registry import architecture_record, build_model
 from nc_audit.report.model import Report, finite_or_none, trajectory_dict
 
-GROKKING_SCHEMA = "nc-audit-grokking/1"
 #: modmlp's default width; DEFAULT_STEPS leaves room after the test accuracy reaches 0.99 (the README's
 #: grokking section gives the measured steps).
 MODEL_CONFIG = {"embed_dim": 128, "hidden": 256}

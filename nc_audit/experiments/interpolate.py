@@ -19,6 +19,7 @@ from torch.nn.functional import cross_entropy
 
 from nc_audit.core.devices import resolve_device
 from nc_audit.core.errors import InputError
+from nc_audit.core.formats import INTERPOLATION_SCHEMA
 from nc_audit.core.progress import SilentTracker, Tracker
 from nc_audit.core.version import __version__
 from nc_audit.io.checkpoints import Head
@@ -29,7 +30,6 @@ from nc_audit.models.hooks import find_head_module, forward_with_features
 from nc_audit.models.loading import LoadedModel, load_model
 from nc_audit.report.model import finite_or_none
 
-INTERPOLATION_SCHEMA = "nc-audit-interpolation/1"
 BATCH_SIZE = 512  # the batch size of ``extract``, so endpoint features match a cached dump bit for bit
 
 

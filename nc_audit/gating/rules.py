@@ -19,9 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nc_audit.core.errors import InputError
-
-REPORT_SCHEMA = "nc-audit-report/1"
-TRAJECTORY_SCHEMA = "nc-audit-trajectory/1"
+from nc_audit.core.formats import REPORT_SCHEMA, TRAJECTORY_SCHEMA
 
 #: Comparison operators a rule may use; two-character ones first so that "<=" is not read as "<".
 OPERATORS: dict[str, Callable[[float, float], bool]] = {

@@ -25,7 +25,6 @@ from nc_audit.core.errors import InputError
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 SAFETENSORS_SUFFIX = ".safetensors"
 NESTED_KEYS = ("state_dict", "model", "model_state_dict")
-CHECKPOINT_FORMAT = "nc-audit-checkpoint/1"
 SAFETENSORS_ARCH_KEY = "nc_audit_architecture"
 SAFETENSORS_META_KEY = "nc_audit_meta"
 

@@ -14,9 +14,9 @@ import h5py
 import numpy as np
 import torch
 
+from nc_audit.core.formats import DUMP_FORMAT
 from nc_audit.core.version import __version__
 from nc_audit.io.atomic import atomic_path
-from nc_audit.io.dumps import DUMP_FORMAT
 
 #: Rows per HDF5 chunk along N (reads stream chunk by chunk).
 CHUNK_ROWS = 4096

@@ -21,7 +21,6 @@ from nc_audit.core.errors import InputError, first_line
 from nc_audit.io.checkpoints import Head
 from nc_audit.io.chunks import ChunkReader
 
-DUMP_FORMAT = "nc-audit-features/1"
 #: Target bytes of one chunk of features as stored; rows per chunk follow from the dtype and d.
 CHUNK_BYTES = 32 * 2**20
 

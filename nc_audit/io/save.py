@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
+from nc_audit.core.formats import CHECKPOINT_FORMAT
 from nc_audit.io.atomic import atomic_path
 from nc_audit.io.checkpoints import (
-    CHECKPOINT_FORMAT,
     SAFETENSORS_ARCH_KEY,
     SAFETENSORS_META_KEY,
     SAFETENSORS_SUFFIX,

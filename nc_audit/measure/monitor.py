@@ -28,11 +28,12 @@ import torch
 
 from nc_audit.core.class_stats import ClassStats
 from nc_audit.core.errors import InputError
+from nc_audit.core.formats import REPORT_SCHEMA
 from nc_audit.io.checkpoints import Head
 from nc_audit.measure.compute import metrics_from_arrays
 from nc_audit.measure.describe import build_notes
 from nc_audit.metrics.information import nc_targets
-from nc_audit.report.model import REPORT_SCHEMA, Report
+from nc_audit.report.model import Report
 
 MONITOR_HEAD = "monitor"
 

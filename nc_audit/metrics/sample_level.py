@@ -25,9 +25,10 @@ import torch
 from nc_audit.core.errors import InputError
 from nc_audit.core.linalg import PINV_RTOL, entropy_from_eigenvalues, unit_rows
 from nc_audit.metrics.information import ratio_metrics
+from nc_audit.metrics.sample_sums import SampleSums, group_by_class
 from nc_audit.metrics.slq import MAX_PROBES, ClassHadamardOperator, slq_entropy
 
-__all__ = ["SAMPLE_LEVEL_KEYS", "SampleLevelResult", "SampleSums", "group_by_class", "sample_level_metrics"]
+__all__ = ["SAMPLE_LEVEL_KEYS", "SampleLevelResult", "sample_level_metrics"]
 
 #: Largest matrix side that "auto" eigensolves (8192: 0.5 GiB in float64, tens of seconds on a CPU).
 MAX_EIGH_DIM = 8192
@@ -35,82 +36,6 @@ ESTIMATORS = ("auto", "exact", "slq")
 SAMPLE_LEVEL_KEYS = ("h_samples", "h_labels", "mi_samples", "mir_samples", "hdr_samples", "mi_samples_onehot")
 
 Chunks = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
-
-
-def group_by_class(y: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
-    """(class, row indices) for each class present in the labels y (n,), in increasing class order."""
-    order = torch.argsort(y, stable=True)  # (n,)
-    classes, sizes = torch.unique_consecutive(y[order], return_counts=True)
-    return list(zip(classes.tolist(), order.split(sizes.tolist()), strict=True))
-
-
-@dataclass(frozen=True)
-class SampleSums:
-    """The streamed sums behind the sample-level metrics, over the centred unit rows
-    ẑ_i = (h_i − μ_G)/‖h_i − μ_G‖ (float64): the class counts n_c (C,) and either the per-class scatters
-    S_c = Σ_{y_i=c} ẑ_i ẑ_iᵀ (C, d, d), whose sum is the dual Gram ẐᵀẐ, or that dual Gram alone (d, d).
-    Filled by :class:`nc_audit.engine.sample_stats.SampleLevelStats`."""
-
-    global_mean: torch.Tensor  # (d,) μ_G of all the data
-    counts: torch.Tensor  # (C,) n_c
-    gram: torch.Tensor  # (C, d, d) S_c, or (d, d) ẐᵀẐ
-
-    @property
-    def per_class(self) -> bool:
-        return self.gram.ndim == 3
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.counts.shape[0])
-
-    @property
-    def feature_dim(self) -> int:
-        return int(self.global_mean.shape[0])
-
-    @property
-    def num_samples(self) -> int:
-        return int(self.counts.sum().item())
-
-    @property
-    def device(self) -> torch.device:
-        return self.counts.device
-
-    @property
-    def dual_gram(self) -> torch.Tensor:
-        """ẐᵀẐ = Σ_i ẑ_i ẑ_iᵀ (d, d): the same nonzero spectrum as K_Z = ẐẐᵀ."""
-        return self.gram.sum(0) if self.per_class else self.gram
-
-    @property
-    def scatters(self) -> torch.Tensor:
-        """Per-class scatters S_c (C, d, d); only when they were kept."""
-        if not self.per_class:
-            raise InputError("per-class scatters were not kept (per_class=False)")
-        return self.gram
-
-    def centred_unit_rows(
-        self, features: torch.Tensor, labels: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Validated (ẑ_i (n, d) float64, y (n,) long) on this object's device."""
-        return centred_unit_rows(features, labels, self.global_mean, self.num_classes)
-
-
-def centred_unit_rows(
-    features: torch.Tensor, labels: torch.Tensor, global_mean: torch.Tensor, num_classes: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """ẑ_i = (h_i − μ_G)/‖h_i − μ_G‖ (n, d) float64 and y (n,) long, on μ_G's device, after checking the
-    shapes and that the labels are integers in 0..C−1."""
-    n = labels.shape[0] if labels.ndim == 1 else -1
-    C, d = num_classes, int(global_mean.shape[0])
-    if features.ndim != 2 or features.shape != (n, d):
-        raise InputError(
-            f"features {tuple(features.shape)} and labels {tuple(labels.shape)}: expected (n, {d}), (n,)"
-        )
-    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise InputError(f"labels must be integers, got {labels.dtype}")
-    y = labels.to(global_mean.device, torch.long)  # (n,)
-    if n and (int(y.min()) < 0 or int(y.max()) >= C):
-        raise InputError(f"labels hold values outside 0..{C - 1}; is the head the right layer?")
-    return unit_rows(features.to(global_mean.device, torch.float64) - global_mean), y
 
 
 @dataclass
@@ -135,6 +60,18 @@ class _Option:
     cost: float
     fits: bool
     why: str
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How one joint entropy is computed: its key, the matrix (for notes), the chosen exact route (None:
+    SLQ or not at all), why no exact route fits, and the label Gram (None: the one-hot K_Y1)."""
+
+    key: str
+    matrix: str
+    option: _Option | None
+    why: str
+    label_gram: torch.Tensor | None
 
 
 def _choose(estimator: str, options: list[_Option]) -> tuple[_Option | None, str]:
@@ -274,13 +211,13 @@ def sample_level_metrics(
     h_labels_onehot = float(torch.special.entr(n_c / N).sum())
 
     head_options, onehot_options = _exact_options(stats, n_c, L.shape[1], budget_bytes, chunks is not None)
-    plans = [  # (key, the matrix, chosen exact route or None, why not, label Gram: None = one-hot)
-        ("h_joint", "K_Z∘K_Y", *_choose(estimator, head_options), G),
-        ("h_joint_onehot", "K_Z∘K_Y1", *_choose(estimator, onehot_options), None),
+    plans = [
+        _Plan("h_joint", "K_Z∘K_Y", *_choose(estimator, head_options), label_gram=G),
+        _Plan("h_joint_onehot", "K_Z∘K_Y1", *_choose(estimator, onehot_options), label_gram=None),
     ]
     primal = chunks is not None and N < d and 8 * N * N <= budget_bytes
-    exact_rows = primal or any(option is not None and option.source == "rows" for _, _, option, _, _ in plans)
-    need_rows = exact_rows or (chunks is not None and any(option is None for _, _, option, _, _ in plans))
+    exact_rows = primal or any(plan.option is not None and plan.option.source == "rows" for plan in plans)
+    need_rows = exact_rows or (chunks is not None and any(plan.option is None for plan in plans))
     dtype = torch.float64 if exact_rows else torch.float32  # SLQ alone works in float32 (docs/PERFORMANCE.md)
     blocks = _load_class_rows(stats, chunks, dtype) if need_rows else []
 
@@ -288,7 +225,8 @@ def sample_level_metrics(
     gram_side = _smaller_side(torch.cat(blocks)) if primal else stats.dual_gram  # (N, N) | (d, d)
     h_samples = _entropy(torch.linalg.eigvalsh(gram_side), N)
     joints: dict[str, float | None] = {}
-    for key, name, option, why, label_gram in plans:
+    for plan in plans:
+        key, name, option, why, label_gram = plan.key, plan.matrix, plan.option, plan.why, plan.label_gram
         result.route[key] = (
             option.route if option is not None else "slq" if chunks is not None else "unavailable"
         )

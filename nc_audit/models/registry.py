@@ -16,10 +16,10 @@ import torch
 from torch import Tensor, nn
 
 from nc_audit.core.errors import InputError
+from nc_audit.core.formats import ARCH_FORMAT
 from nc_audit.models.adapter import FeatureAdapter
 from nc_audit.models.builtins import MLP, ModMLP, SmallCNN
 
-ARCH_FORMAT = "nc-audit-arch/1"
 _SHOW = 5  # how many offending keys an error message names before it counts the rest
 
 

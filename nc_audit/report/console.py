@@ -10,15 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nc_audit.metrics.catalog import METRICS
-
-
-def fmt(value: float | None) -> str:
-    """A number as a person reads it: 6 significant digits; null as an em dash."""
-    if value is None:
-        return "—"
-    if value == 0:
-        return "0"
-    return f"{value:.6g}" if 1e-4 <= abs(value) < 1e6 else f"{value:.3e}"
+from nc_audit.report.numbers import precise as fmt
 
 
 def distance(value: float | None, target: float | None) -> float | None:

@@ -7,8 +7,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from nc_audit.core.formats import TRAJECTORY_SCHEMA
+
 SUITE_NAME = "nc-audit"
-TRAJECTORY_SCHEMA = "nc-audit-trajectory/1"
 
 
 def _records(reports: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

@@ -6,15 +6,14 @@ distance |value − target| it displays.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from nc_audit.core.errors import InputError
+from nc_audit.report.numbers import as_number, short
 
 PASS, FAIL = "✅", "❌"
-UNDEFINED = "—"
 
 #: Columns of the trajectory table, in order, when present in any record.
 TRAJECTORY_COLUMNS = (
@@ -32,19 +31,6 @@ TRAJECTORY_COLUMNS = (
     "acc_train",
     "acc_test",
 )
-
-
-def _number(value: Any) -> float | None:
-    """A finite-or-infinite float, or None for null, NaN and non-numbers."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return None if math.isnan(value) else float(value)
-
-
-def _fmt(value: Any) -> str:
-    """A metric value for a table cell (4 significant digits; — when undefined)."""
-    number = _number(value)
-    return UNDEFINED if number is None else f"{number:.4g}"
 
 
 def _cell(text: Any) -> str:
@@ -86,14 +72,16 @@ def _check_lines(checks: Sequence[Mapping[str, Any]], with_label: bool = False) 
     header = ["", *(["checkpoint"] if with_label else []), "rule", "value", "detail"]
     rows = []
     for check in checks:
-        detail = check.get("reason") or ("baseline " + _fmt(check["baseline"]) if "baseline" in check else "")
+        detail = check.get("reason") or (
+            "baseline " + short(check["baseline"]) if "baseline" in check else ""
+        )
         label = [check.get("label", "")] if with_label else []
         rows.append(
             [
                 PASS if check.get("passed") else FAIL,
                 *label,
                 check.get("rule", ""),
-                _fmt(check.get("value")),
+                short(check.get("value")),
                 detail,
             ]
         )
@@ -135,9 +123,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     targets: Mapping[str, Any] = report.get("targets") or {}
     rows = []
     for key, value in metrics.items():
-        number, target = _number(value), _number(targets.get(key))
+        number, target = as_number(value), as_number(targets.get(key))
         distance = abs(number - target) if number is not None and target is not None else None
-        rows.append([key, _fmt(value), _fmt(target), _fmt(distance)])
+        rows.append([key, short(value), short(target), short(distance)])
     lines += [*_table(["metric", "value", "NC target", "distance"], rows), ""]
     conventions: Mapping[str, Any] = report.get("conventions") or {}
     if conventions:
@@ -169,14 +157,19 @@ def render_trajectory_markdown(traj: Mapping[str, Any]) -> str:
     targets: dict[str, Any] = {}
     for record in records:
         targets.update(record.get("targets") or {})
-    rows = [["NC target", "", *[_fmt(targets.get(key)) for key in columns], ""]]
+    rows = [["NC target", "", *[short(targets.get(key)) for key in columns], ""]]
     for index, record in enumerate(records):
         metrics = record.get("metrics") or {}
         step = record.get("step")
         label = record.get("label") or (record.get("checkpoint") or {}).get("path") or f"#{index}"
         status = PASS if _passed(record) else FAIL
         rows.append(
-            [_code(label), "" if step is None else step, *[_fmt(metrics.get(key)) for key in columns], status]
+            [
+                _code(label),
+                "" if step is None else step,
+                *[short(metrics.get(key)) for key in columns],
+                status,
+            ]
         )
     lines += [*_table(["checkpoint", "step", *columns, "checks"], rows), ""]
     failed = [

@@ -6,10 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from nc_audit.core.formats import REPORT_SCHEMA, TRAJECTORY_SCHEMA
 from nc_audit.core.version import __version__
-
-REPORT_SCHEMA = "nc-audit-report/1"
-TRAJECTORY_SCHEMA = "nc-audit-trajectory/1"
 
 
 @dataclass

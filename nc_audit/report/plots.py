@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from nc_audit.io.atomic import atomic_write_bytes
+from nc_audit.report.numbers import as_number
 
 #: Panels of a trajectory plot: (title, metric keys). Metrics outside every family go to "Other".
 FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -37,9 +38,8 @@ LOG_KEYS = ("nc1", "nc1_cdnv")
 
 def _number(value: Any) -> float:
     """A value as a float; None, NaN and non-numbers become NaN (a gap in the line)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return math.nan
-    return float(value)
+    number = as_number(value)
+    return math.nan if number is None else number
 
 
 def _draw_panel(

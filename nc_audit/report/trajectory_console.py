@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nc_audit.report.console import make_console, render_checks
+from nc_audit.report.numbers import short
 
 COLUMNS = ("nc1", "nc2_equinorm_means", "nc3", "nc4", "h_head", "h_means", "mir", "hdr")
 SHORT = {
@@ -38,11 +39,6 @@ def trajectory_table(trajectory: dict[str, Any]) -> Table:
         table.add_row(*row, style=None if record.get("passed", True) else "red")
     table.add_row("", "NC target", "", *(short(targets.get(key)) for key in present), style="dim")
     return table
-
-
-def short(value: float | None) -> str:
-    """Four significant digits: a trajectory table is for trends."""
-    return "—" if value is None else f"{value:.4g}"
 
 
 def render_trajectory(trajectory: dict[str, Any], console: Console | None = None) -> None:

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from nc_audit.core.errors import InputError
+from nc_audit.core.formats import TRAIN_FORMAT
 from nc_audit.io.atomic import atomic_write_text
 from nc_audit.io.save import save_checkpoint
 
-TRAIN_FORMAT = "nc-audit-finetune/1"
 HISTORY_NAME = "history.jsonl"
 FINAL_NAME = "final.pt"
 _EPOCH_FILE = re.compile(r"epoch_(\d+)\.pt")

@@ -12,7 +12,8 @@ import typer
 from typer.testing import CliRunner
 
 from nc_audit.cli.demo import demo_app
-from nc_audit.experiments.grokking import GROKKING_SCHEMA, THRESHOLD, first_step, save_steps, window_change
+from nc_audit.core.formats import GROKKING_SCHEMA
+from nc_audit.experiments.grokking import THRESHOLD, first_step, save_steps, window_change
 from nc_audit.io.checkpoints import load_checkpoint
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

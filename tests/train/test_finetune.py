@@ -22,6 +22,7 @@ from conftest import MLP_HIDDEN, mlp_checkpoint
 from typer.testing import CliRunner, Result
 
 from nc_audit.core.errors import InputError
+from nc_audit.core.formats import TRAIN_FORMAT
 from nc_audit.io.checkpoints import Head, load_checkpoint
 from nc_audit.io.datasets import load_dataset
 from nc_audit.measure.api import measure
@@ -32,7 +33,6 @@ from nc_audit.train import FinetuneConfig, finetune
 from nc_audit.train.anchors import load_anchors
 from nc_audit.train.data import derived_seed, stratified_subset
 from nc_audit.train.losses import cma_loss
-from nc_audit.train.state import TRAIN_FORMAT
 
 HIDDEN = MLP_HIDDEN
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -1,0 +1,21 @@
+"""The names of every file and record format nc-audit reads or writes (docs/DESIGN.md, "Files nc-audit
+reads and writes"), in one place: a reader checks them, a writer stamps them."""
+
+from __future__ import annotations
+
+#: A measurement's JSON report.
+REPORT_SCHEMA = "nc-audit-report/1"
+#: A trajectory: one report record per checkpoint, in order.
+TRAJECTORY_SCHEMA = "nc-audit-trajectory/1"
+#: An HDF5 feature dump.
+DUMP_FORMAT = "nc-audit-features/1"
+#: A checkpoint nc-audit wrote (a plain dict that torch.load(weights_only=True) reads).
+CHECKPOINT_FORMAT = "nc-audit-checkpoint/1"
+#: The architecture record stored in checkpoints.
+ARCH_FORMAT = "nc-audit-arch/1"
+#: A fine-tuning checkpoint (with optimizer and RNG state).
+TRAIN_FORMAT = "nc-audit-finetune/1"
+#: The JSON of `nc-audit interpolate`.
+INTERPOLATION_SCHEMA = "nc-audit-interpolation/1"
+#: The JSON of `nc-audit demo grokking`.
+GROKKING_SCHEMA = "nc-audit-grokking/1"

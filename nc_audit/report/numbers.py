@@ -1,0 +1,44 @@
+"""Numbers as the reports print them: one module for every table, summary and plot.
+
+A value from a report may be a float, an int, None (undefined), NaN (from a hand-written file) or
+anything else; :func:`as_number` turns it into a float or None, and the formatters print None as
+``undefined``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+#: How an undefined value (null in the JSON report) is printed.
+UNDEFINED = "—"
+
+
+def as_number(value: Any) -> float | None:
+    """A float (infinite allowed), or None for null, NaN, booleans and non-numbers."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return None if math.isnan(value) else float(value)
+
+
+def precise(value: Any, undefined: str = UNDEFINED) -> str:
+    """The console's full-precision form: 6 significant digits, scientific outside 1e-4..1e6, 0 as "0"."""
+    number = as_number(value)
+    if number is None:
+        return undefined
+    if number == 0:
+        return "0"
+    return f"{number:.6g}" if 1e-4 <= abs(number) < 1e6 else f"{number:.3e}"
+
+
+def short(value: Any, undefined: str = UNDEFINED) -> str:
+    """Four significant digits, for wide tables (trajectories, Markdown summaries)."""
+    number = as_number(value)
+    return undefined if number is None else f"{number:.4g}"
+
+
+def fixed(value: Any, undefined: str = UNDEFINED) -> str:
+    """Four decimals, for values on one scale side by side (accuracies, before/after); non-numbers as text."""
+    if isinstance(value, float) and not math.isnan(value):
+        return f"{value:.4f}"
+    return undefined if value is None or isinstance(value, float) else str(value)
