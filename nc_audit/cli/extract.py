@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from nc_audit.cli.common import Device, cli_errors, stderr
+from nc_audit.cli.options import ModelArgOpt, ModelOpt
 
 Opt = typer.Option
 
@@ -15,7 +16,11 @@ Opt = typer.Option
 @cli_errors
 def extract_command(
     checkpoint: Annotated[
-        Path, typer.Argument(help="Checkpoint (.pt/.pth/.bin/.safetensors).", show_default=False)
+        Path,
+        typer.Argument(
+            help="Checkpoint (.pt/.pth/.bin/.ckpt/.safetensors) or a Hugging Face save_pretrained folder.",
+            show_default=False,
+        ),
     ],
     data: Annotated[
         str,
@@ -32,12 +37,8 @@ def extract_command(
         str | None,
         Opt(help="Comma-separated splits to extract (default: all of the dataset's, e.g. train,test)."),
     ] = None,
-    model: Annotated[
-        str | None,
-        Opt(
-            help="Architecture for a checkpoint that does not describe itself: package.module:factory or file.py:factory."
-        ),
-    ] = None,
+    model: ModelOpt = None,
+    model_arg: ModelArgOpt = None,
     head: Annotated[
         str | None,
         Opt(
@@ -52,6 +53,7 @@ def extract_command(
     from nc_audit.cli.progress import RichTracker
     from nc_audit.core.devices import resolve_device
     from nc_audit.models.extract import extract
+    from nc_audit.models.factories import parse_model_args
 
     splits = [name.strip() for name in split.split(",") if name.strip()] if split else None
     with RichTracker(enabled=progress) as tracker:
@@ -62,6 +64,7 @@ def extract_command(
             splits=splits,
             model_spec=model,
             head=head,
+            model_args=parse_model_args(model_arg),
             batch_size=batch_size,
             device=resolve_device(device.value),
             tracker=tracker,

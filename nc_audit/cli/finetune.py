@@ -71,7 +71,16 @@ def finetune_command(
     ] = False,
     model: Annotated[
         str | None,
-        Opt(help="Your model's factory, package.module:factory (for checkpoints without a record)."),
+        Opt(
+            help="Your model's callable, MODULE:CALLABLE (for checkpoints without a record); recorded in the "
+            "run's checkpoints, so measure needs no --model."
+        ),
+    ] = None,
+    model_arg: Annotated[
+        list[str] | None,
+        Opt(
+            "--model-arg", help="Argument of --model's callable, KEY=VALUE (JSON, else a string); repeatable."
+        ),
     ] = None,
     head: Annotated[str | None, Opt(help="Module name of the classifier head; default: detected.")] = None,
     train_samples_per_class: Annotated[
@@ -112,6 +121,7 @@ def finetune_command(
         seed=seed,
         resume=resume,
         model=model,
+        model_args=tuple(model_arg or ()),
         head=head,
         train_samples_per_class=train_samples_per_class,
         adapter_hidden=adapter_hidden,
@@ -123,11 +133,18 @@ def finetune_command(
     with RichTracker(enabled=progress and is_main) as tracker:
         result = finetune(config, tracker)
     if is_main:
-        render_summary(result.before, result.after, result.final_path, result.notes)
+        render_summary(result.before, result.after, result.final_path, result.notes, result.adapted_dump)
 
 
-def render_summary(before: dict[str, Any], after: dict[str, Any], final_path: Path, notes: list[str]) -> None:
-    """A small Rich table on stdout: epoch 0 (before training) vs the last epoch."""
+def render_summary(
+    before: dict[str, Any],
+    after: dict[str, Any],
+    final_path: Path,
+    notes: list[str],
+    adapted_dump: Path | None = None,
+) -> None:
+    """A small Rich table on stdout: epoch 0 (before training) vs the last epoch; for a --features run,
+    the dump of the adapted features too (the one to measure; the input dump holds the backbone's)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -142,3 +159,8 @@ def render_summary(before: dict[str, Any], after: dict[str, Any], final_path: Pa
     for note in notes:
         console.print(f"note: {note}")
     console.print(f"final checkpoint: {final_path}")
+    if adapted_dump is not None:
+        console.print(
+            f"adapted features: {adapted_dump} (measure this dump, or {final_path} with --data set to the "
+            "backbone's dump; the backbone's dump alone gives the pre-adapter numbers)"
+        )

@@ -11,6 +11,7 @@ from nc_audit.gating.rules import (
     Rule,
     compare_to_baseline,
     evaluate_rules,
+    gateable,
     load_baseline,
     parse_rule,
     record_key,
@@ -50,13 +51,6 @@ def resolve_settings(
         device=device or defaults.get("device") or "auto",
         cache_dir=defaults.get("cache_dir"),
     )
-
-
-def gateable(record: dict[str, Any]) -> dict[str, Any]:
-    """The values rules may name: the metrics, plus the classifier accuracy kept under details."""
-    details = record.get("details") or {}
-    extra = {"accuracy": details["accuracy"]} if "accuracy" in details else {}
-    return {**extra, **record["metrics"]}
 
 
 def apply_gates(report_dict: dict[str, Any], settings: GateSettings) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from nc_audit.cli.common import Device, Format, cli_errors, print_stdout, stderr
+from nc_audit.cli.options import ModelArgOpt, ModelOpt
 from nc_audit.report.numbers import precise, short
 
 Opt = typer.Option
@@ -54,18 +55,22 @@ def interpolate_command(
     output_format: Annotated[
         Format, Opt("--format", help="What to print on stdout: table, json or markdown.")
     ] = Format.table,
-    model: Annotated[
-        str | None,
-        Opt(
-            help="Architecture for checkpoints that do not describe themselves: package.module:factory or file.py:factory."
-        ),
-    ] = None,
+    model: ModelOpt = None,
+    model_arg: ModelArgOpt = None,
     head: Annotated[
         str | None,
         Opt(
             help="Name of the head module (an nn.Linear); default: the architecture's head or the last nn.Linear."
         ),
     ] = None,
+    reset_endpoints: Annotated[
+        bool,
+        Opt(
+            "--reset-endpoints",
+            help="Recompute BatchNorm statistics at α = 0 and 1 too (interior α always are); then the "
+            "endpoints no longer equal measure.",
+        ),
+    ] = False,
     device: Annotated[
         Device, Opt(help="Where the models run: auto (CUDA when present), cpu or cuda.")
     ] = Device.auto,
@@ -79,10 +84,21 @@ def interpolate_command(
     from nc_audit.cli.progress import RichTracker
     from nc_audit.experiments.interpolate import plot_interpolation, run_interpolation
     from nc_audit.io.atomic import atomic_write_text
+    from nc_audit.models.factories import parse_model_args
 
     with RichTracker(enabled=progress) as tracker:
         result = run_interpolation(
-            a, b, data, steps=steps, split=split, model=model, head=head, device=device.value, tracker=tracker
+            a,
+            b,
+            data,
+            steps=steps,
+            split=split,
+            model=model,
+            model_args=parse_model_args(model_arg),
+            head=head,
+            device=device.value,
+            tracker=tracker,
+            reset_endpoints=reset_endpoints,
         )
     document = result.to_dict()
     text = json.dumps(document, indent=2, allow_nan=False) + "\n"
@@ -92,6 +108,9 @@ def interpolate_command(
         print_stdout(render_markdown(document))
     else:
         render_table(document)
+    if output_format == Format.table:
+        for note in result.notes:
+            stderr.print(f"note: {note}")
     if json_path is not None:
         atomic_write_text(json_path, text)
     if plot is not None:

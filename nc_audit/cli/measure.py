@@ -29,6 +29,8 @@ from nc_audit.cli.options import (
     JsonOpt,
     JunitOpt,
     MarkdownOpt,
+    MeansSplitOpt,
+    ModelArgOpt,
     ModelOpt,
     ProgressOpt,
     SplitOpt,
@@ -44,7 +46,7 @@ def measure_command(
     source: Annotated[
         Path,
         typer.Argument(
-            help="Checkpoint (.pt/.pth/.bin/.safetensors), or a dump (.h5) that holds /head.",
+            help="Checkpoint (.pt/.pth/.bin/.ckpt/.safetensors), a Hugging Face save_pretrained folder, or a dump (.h5) that holds /head.",
             show_default=False,
         ),
     ],
@@ -53,8 +55,10 @@ def measure_command(
     ] = None,
     data: DataOpt = None,
     model: ModelOpt = None,
+    model_arg: ModelArgOpt = None,
     cache_dir: CacheDirOpt = None,
     split: SplitOpt = None,
+    means_split: MeansSplitOpt = None,
     head: HeadOpt = None,
     output_format: FormatOpt = None,
     json_path: JsonOpt = None,
@@ -102,15 +106,17 @@ def measure_command(
             features=features,
             data=data,
             split=split,
+            means_split=means_split,
             head=head,
             model=model,
+            model_args=tuple(model_arg or ()),
             cache_dir=cache_dir or settings.cache_dir,
             device=settings.device,
             chunk_rows=chunk_rows,
             sample_level=sample_level,
             estimator=estimator.value,
         )
-        report = measure(source, options, tracker=tracker)
+        report = measure(source, options=options, tracker=tracker)
     report.checks = apply_gates(report.to_dict(), settings)
     result = report.to_dict()
     if not main_rank:

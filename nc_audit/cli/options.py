@@ -23,7 +23,24 @@ DataOpt = Annotated[
 ModelOpt = Annotated[
     str | None,
     Opt(
-        help="Architecture for a checkpoint that does not describe itself: package.module:factory or file.py:factory."
+        help="Architecture for a checkpoint that does not describe itself: MODULE:CALLABLE or file.py:CALLABLE "
+        "(e.g. torchvision.models:resnet18, timm:create_model); num_classes/num_labels come from the checkpoint."
+    ),
+]
+ModelArgOpt = Annotated[
+    list[str] | None,
+    Opt(
+        "--model-arg",
+        help="Argument of --model's callable, KEY=VALUE (VALUE read as JSON, else a string); repeatable, "
+        "e.g. --model-arg model_name=resnet10t.",
+    ),
+]
+MeansSplitOpt = Annotated[
+    str | None,
+    Opt(
+        "--means-split",
+        help="Split whose class means every metric uses; --split test --means-split test measures the "
+        "held-out features' own geometry. [default: train when there is one (Papyan's protocol)]",
     ),
 ]
 CacheDirOpt = Annotated[

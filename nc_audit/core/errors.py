@@ -11,3 +11,11 @@ def first_line(error: BaseException, limit: int = 160) -> str:
     """The first line of an exception's message (its type name when empty), cut to ``limit`` characters:
     the detail an InputError quotes from a library's error."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:limit]
+
+
+def did_you_mean(name: str, choices: list[str] | tuple[str, ...]) -> str:
+    """' did you mean 'X'?' naming the closest of ``choices`` to ``name``, or '' when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" did you mean '{close[0]}'?" if close else ""

@@ -2,10 +2,18 @@
 
 For two checkpoints A and B of one architecture, θ(α) = (1 − α)·θ_A + α·θ_B for α on an even grid
 from 0 to 1 (floating tensors interpolated in float64 and cast back to A's dtype; integer buffers such
-as BatchNorm's ``num_batches_tracked`` must be equal in A and B). At each α the interpolated model runs
-over one split of a dataset; its features (the head's input) and the interpolated head go through
-``metrics_from_arrays``, the same kernels ``measure`` uses, so α = 0 and α = 1 reproduce the endpoints.
-Every statistic (class means, NC4 decisions) comes from the evaluated split itself.
+as BatchNorm's ``num_batches_tracked`` are taken from A, and the report's notes name those that differ).
+At each α the interpolated model runs over one split of a dataset; its features (the head's input) and
+the interpolated head go through ``metrics_from_arrays``, the same kernels ``measure`` uses, so α = 0
+and α = 1 reproduce the endpoints. Every statistic (class means, NC4 decisions) comes from the
+evaluated split itself.
+
+BatchNorm: the mean of two networks' running statistics is not the statistics of the interpolated
+network, so at every interior α they are recomputed on the data — the "reset BN" step of linear mode
+connectivity work (as ``torch.optim.swa_utils.update_bn`` does: running stats reset, momentum None
+for a cumulative average over batches of 512, one forward pass in train mode without gradients) — on
+the dataset's train split (the evaluated split when there is no train split). The endpoints keep their
+saved statistics, so they equal ``measure``; ``reset_endpoints=True`` recomputes them too.
 """
 
 from __future__ import annotations
@@ -23,11 +31,13 @@ from nc_audit.core.formats import INTERPOLATION_SCHEMA
 from nc_audit.core.progress import SilentTracker, Tracker
 from nc_audit.core.version import __version__
 from nc_audit.io.checkpoints import Head
-from nc_audit.io.datasets import ArrayDataset, load_dataset
+from nc_audit.io.datasets import ArrayDataset, dataset_splits, load_dataset
+from nc_audit.io.inputs import to_device
 from nc_audit.measure.compute import metrics_from_arrays
 from nc_audit.metrics.information import nc_targets
-from nc_audit.models.hooks import find_head_module, forward_with_features
+from nc_audit.models.hooks import call_model, find_head_module, forward_with_features
 from nc_audit.models.loading import LoadedModel, load_model
+from nc_audit.models.registry import architecture_record
 from nc_audit.report.model import finite_or_none
 
 BATCH_SIZE = 512  # the batch size of ``extract``, so endpoint features match a cached dump bit for bit
@@ -43,6 +53,7 @@ class Interpolation:
     split: str
     records: list[dict[str, Any]]
     targets: dict[str, float | None]
+    notes: list[str]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data in schema ``nc-audit-interpolation/1``."""
@@ -55,6 +66,7 @@ class Interpolation:
             "split": self.split,
             "records": self.records,
             "targets": self.targets,
+            "notes": self.notes,
         }
 
 
@@ -65,10 +77,19 @@ def alphas(steps: int) -> list[float]:
     return [i / (steps - 1) for i in range(steps)]
 
 
-def check_same_architecture(a: LoadedModel, b: LoadedModel) -> None:
-    """InputError naming both files unless A and B are one architecture with the same tensors and buffers."""
+def _normalised(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A built-in record with its defaults filled in the current way (records of other kinds as they are)."""
+    try:
+        return architecture_record(record["name"], record["config"], record["num_classes"])  # type: ignore[index]
+    except (InputError, KeyError, TypeError):
+        return record
+
+
+def check_same_architecture(a: LoadedModel, b: LoadedModel) -> list[str]:
+    """InputError naming both files unless A and B are one architecture with the same tensors; returns
+    notes naming the integer buffers that differ (taken from A)."""
     where = f"{a.checkpoint.path} and {b.checkpoint.path}"
-    arch_a, arch_b = a.checkpoint.architecture, b.checkpoint.architecture
+    arch_a, arch_b = _normalised(a.checkpoint.architecture), _normalised(b.checkpoint.architecture)
     if arch_a != arch_b:
         raise InputError(
             f"{where} hold different architectures ({_describe(arch_a)} vs {_describe(arch_b)}); "
@@ -81,6 +102,7 @@ def check_same_architecture(a: LoadedModel, b: LoadedModel) -> None:
             f"{where} hold different tensors (only in A: {', '.join(only_a[:3]) or 'none'}; "
             f"only in B: {', '.join(only_b[:3]) or 'none'}); interpolation needs one architecture"
         )
+    differing = []
     for key, tensor_a in state_a.items():
         tensor_b = state_b[key]
         if tensor_a.shape != tensor_b.shape:
@@ -89,13 +111,14 @@ def check_same_architecture(a: LoadedModel, b: LoadedModel) -> None:
                 "interpolation needs one architecture"
             )
         floating = (tensor_a.is_floating_point(), tensor_b.is_floating_point())
-        if floating == (False, False) and not torch.equal(tensor_a, tensor_b):
-            raise InputError(
-                f"{where}: integer buffer {key} differs; integer tensors cannot be interpolated, "
-                "so they must be equal in both checkpoints"
-            )
         if floating[0] != floating[1]:
             raise InputError(f"{where}: tensor {key} is floating in one checkpoint and integer in the other")
+        if floating == (False, False) and not torch.equal(tensor_a, tensor_b):
+            differing.append(key)
+    if not differing:
+        return []
+    shown = ", ".join(differing[:4]) + (f" (+{len(differing) - 4} more)" if len(differing) > 4 else "")
+    return [f"integer buffers differ between the endpoints ({shown}): taken from A at every α"]
 
 
 def _describe(architecture: dict[str, Any] | None) -> str:
@@ -118,12 +141,41 @@ def interpolated_state(
     return state
 
 
+def batch_norms(model: torch.nn.Module) -> list[torch.nn.modules.batchnorm._BatchNorm]:
+    """The BatchNorm layers that keep running statistics."""
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+
+
+def recompute_batch_norm(model: torch.nn.Module, dataset: ArrayDataset, device: torch.device) -> None:
+    """Reset BN: every BatchNorm's running statistics recomputed as a cumulative average over the batches
+    of ``dataset`` (train-mode forward, no gradients); the model is left in eval mode."""
+    norms = batch_norms(model)
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over batches
+    model.train()
+    try:
+        with torch.no_grad():
+            for inputs, labels in dataset.batches(BATCH_SIZE):
+                if labels.shape[0] > 1:  # train-mode BatchNorm needs two samples
+                    call_model(model, to_device(inputs, device))
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+        model.eval()
+
+
 def evaluate(model: torch.nn.Module, head_name: str, dataset: ArrayDataset, device: torch.device) -> dict:
     """Accuracy, mean cross-entropy and every class-level metric of ``model`` on one split."""
     features, logits = [], []
     with torch.inference_mode():
         for inputs, _ in dataset.batches(BATCH_SIZE):
-            batch_logits, batch_features = forward_with_features(model, inputs.to(device), head_name)
+            batch_logits, batch_features = forward_with_features(model, to_device(inputs, device), head_name)
             logits.append(batch_logits)  # (n, C)
             features.append(batch_features)  # (n, d)
         H = torch.cat(features)  # (N, d)
@@ -164,29 +216,47 @@ def run_interpolation(
     head: str | None = None,
     device: str = "auto",
     tracker: Tracker | None = None,
+    model_args: dict[str, Any] | None = None,
+    reset_endpoints: bool = False,
 ) -> Interpolation:
     """The models along θ(α) = (1 − α)·θ_A + α·θ_B, α = 0 … 1.
 
     ``data`` is a dataset spec (``digits``, ``modadd:p=23``, a .npz/.h5 file) and ``split`` its split;
     ``model`` a factory for checkpoints without an architecture record; ``head`` the head module's
     name. Checkpoints of different architectures, tensor sets or shapes raise InputError. The result's
-    ``records`` hold ``{alpha, accuracy, loss, metrics}`` per α.
+    ``records`` hold ``{alpha, accuracy, loss, metrics}`` per α, and for a model with BatchNorm
+    ``bn_stats``: "saved" or "recomputed" (see the module docstring).
     """
     grid = alphas(steps)
     tracker = tracker or SilentTracker()
     target = resolve_device(device)
-    loaded_a = load_model(a_path, model, head)
-    loaded_b = load_model(b_path, model, head)
-    check_same_architecture(loaded_a, loaded_b)
+    loaded_a = load_model(a_path, model, head, model_args)
+    loaded_b = load_model(b_path, model, head, model_args)
+    notes = check_same_architecture(loaded_a, loaded_b)
     dataset = load_dataset(data, split)
     net = loaded_a.model.to(target)
     _check_labels(dataset, data, find_head_module(net, loaded_a.head_name)[1].out_features)
     state_a, state_b = loaded_a.checkpoint.state_dict, loaded_b.checkpoint.state_dict
+    has_bn = bool(batch_norms(net))
+    bn_data = dataset
+    if has_bn:
+        bn_split = "train" if "train" in dataset_splits(data) else split
+        bn_data = dataset if bn_split == split else load_dataset(data, bn_split)
+        notes.append(
+            f"BatchNorm running statistics recomputed on {data} [{bn_split}] at "
+            f"{'every α' if reset_endpoints else 'every interior α (the endpoints keep their saved ones)'}"
+        )
     records = []
     with tracker.stage(f"interpolate on {dataset.split}", len(grid)) as advance:
         for alpha in grid:
             net.load_state_dict(interpolated_state(state_a, state_b, alpha), strict=True)
-            records.append({"alpha": alpha, **evaluate(net, loaded_a.head_name, dataset, target)})
+            recompute = has_bn and (reset_endpoints or 0.0 < alpha < 1.0)
+            if recompute:
+                recompute_batch_norm(net, bn_data, target)
+            record = {"alpha": alpha, **evaluate(net, loaded_a.head_name, dataset, target)}
+            if has_bn:
+                record["bn_stats"] = "recomputed" if recompute else "saved"
+            records.append(record)
             advance(1)
     num_classes = int(torch.unique(dataset.labels).numel())
     return Interpolation(
@@ -196,6 +266,7 @@ def run_interpolation(
         split=dataset.split,
         records=records,
         targets=nc_targets(num_classes),
+        notes=notes,
     )
 
 

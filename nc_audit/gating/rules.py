@@ -111,6 +111,13 @@ def evaluate_rules(metrics: Mapping[str, float | None], rules: Iterable[Rule]) -
     return checks
 
 
+def gateable(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The values rules may name: the metrics, plus the classifier accuracy kept under details."""
+    details = record.get("details") or {}
+    extra = {"accuracy": details["accuracy"]} if "accuracy" in details else {}
+    return {**extra, **record["metrics"]}
+
+
 def verdict(checks: Iterable[Mapping[str, Any]]) -> bool:
     """True when every check passed (also when there are none)."""
     return all(bool(check.get("passed")) for check in checks)

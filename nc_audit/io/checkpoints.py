@@ -1,10 +1,16 @@
-"""Safe checkpoint loading and classifier-head detection.
+"""Safe checkpoint loading: the weights, what a checkpoint says about itself, and what wrappers added.
 
-Checkpoints are never unpickled with code execution: `.pt/.pth/.bin` go through
+Checkpoints are never unpickled with code execution: `.pt/.pth/.bin/.ckpt` go through
 ``torch.load(weights_only=True)`` and `.safetensors` through safetensors. nc-audit's own checkpoints
 are self-describing: besides the state dict they carry a plain-data architecture record
 (``nc-audit-arch/1``), stored under ``architecture`` in a `.pt` file and as JSON in a `.safetensors`
-file's metadata.
+file's metadata. A Hugging Face ``save_pretrained`` folder (or its weights file with config.json
+beside it) is read through :mod:`nc_audit.io.hf_files`.
+
+Keys are normalised, and every change is kept in ``Checkpoint.notes`` for the report: DataParallel/DDP's
+leading ``module.`` and torch.compile's ``_orig_mod.`` are removed, and a Lightning ``.ckpt`` (its
+weights under ``state_dict``) loses the LightningModule attribute every key starts with (``model.``).
+The classifier head is found by :mod:`nc_audit.io.heads`.
 """
 
 from __future__ import annotations
@@ -21,12 +27,21 @@ from typing import Any
 import torch
 
 from nc_audit.core.errors import InputError
+from nc_audit.io.heads import Head, find_head
+from nc_audit.io.hf_files import config_num_labels, folder_sha256, hf_folder, read_config, read_hf_tensors
+
+__all__ = ["Checkpoint", "Head", "file_sha256", "find_head", "load_checkpoint", "source_sha256"]
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 SAFETENSORS_SUFFIX = ".safetensors"
 NESTED_KEYS = ("state_dict", "model", "model_state_dict")
 SAFETENSORS_ARCH_KEY = "nc_audit_architecture"
 SAFETENSORS_META_KEY = "nc_audit_meta"
+#: Plain-data entries of a .pt checkpoint kept as its metadata (a fine-tuning run's settings and source
+#: say which data an adapter was trained on).
+META_KEYS = ("step", "epoch", "global_step", "format", "metrics", "dataset", "settings", "source", "finetune")
+#: Keys a Lightning checkpoint holds beside its state_dict (pytorch_lightning, then lightning).
+LIGHTNING_VERSION_KEYS = ("pytorch-lightning_version", "lightning_version")
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,23 @@ class Checkpoint:
     architecture: dict[str, Any] | None = None  # nc-audit-arch/1 record, when the file has one
     meta: dict[str, Any] = field(default_factory=dict)  # step, epoch, ... (plain data)
     ordered: bool = True  # whether key order follows module order (False for safetensors: sorted keys)
+    notes: tuple[str, ...] = ()  # what loading changed in the keys (prefixes removed), for the report
+    stripped: str = ""  # the leading prefix removed from every key (put back for a model that has it)
+    hf_config: dict[str, Any] | None = None  # config.json of a Hugging Face save_pretrained folder
+
+    @property
+    def hf_folder(self) -> Path | None:
+        """The save_pretrained folder this checkpoint was read from, or None."""
+        if self.hf_config is None:
+            return None
+        return self.path if self.path.is_dir() else self.path.parent
+
+    @property
+    def num_classes(self) -> int | None:
+        """The number of classes the checkpoint declares (its record, or a Hugging Face config)."""
+        if self.architecture is not None and isinstance(self.architecture.get("num_classes"), int):
+            return int(self.architecture["num_classes"])
+        return config_num_labels(self.hf_config) if self.hf_config is not None else None
 
     @property
     def step(self) -> int | None:
@@ -74,23 +106,6 @@ def read_step(path: Path | str) -> int | None:
     return step_of(obj) if isinstance(obj, dict) else None
 
 
-@dataclass(frozen=True)
-class Head:
-    """The classifier head: W (C, d) and optional b (C,), with the state-dict name it came from."""
-
-    name: str
-    weight: torch.Tensor
-    bias: torch.Tensor | None
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.weight.shape[0])
-
-    @property
-    def feature_dim(self) -> int:
-        return int(self.weight.shape[1])
-
-
 def file_sha256(path: Path, block: int = 1 << 20) -> str:
     """SHA-256 of a file's bytes, read in blocks; remembered for the process while the file's identity
     and timestamps (device, inode, size, mtime, ctime) stay the same, so that ``measure --data`` (cache key,
@@ -110,33 +125,79 @@ def _sha256(path: str, identity: tuple[int, ...], block: int) -> str:
     return digest.hexdigest()
 
 
+def source_sha256(path: Path | str) -> str:
+    """SHA-256 of a checkpoint: its file's bytes, or for a Hugging Face folder one digest of config.json
+    and every weight file."""
+    path = Path(path)
+    folder = hf_folder(path)
+    return folder_sha256(folder, file_sha256) if folder is not None else file_sha256(path)
+
+
 def load_checkpoint(path: Path | str) -> Checkpoint:
     """Load a checkpoint safely (no code execution); errors are InputError with one clear line."""
     path = Path(path)
+    folder = hf_folder(path)
+    if folder is not None:
+        state_dict, notes = _normalise(read_hf_tensors(folder), lightning=False)[::2]
+        return Checkpoint(
+            path, source_sha256(path), state_dict, None, {}, False, tuple(notes), "", read_config(folder)
+        )
+    if path.is_dir():
+        raise InputError(
+            f"{path}: a folder, but not a Hugging Face save_pretrained folder (config.json with model_type, "
+            "and model.safetensors or pytorch_model.bin)"
+        )
     if not path.is_file():
         raise InputError(f"{path}: no such checkpoint file")
     suffix = path.suffix.lower()
+    lightning = False
     if suffix == SAFETENSORS_SUFFIX:
         state_dict, architecture, meta = _load_safetensors(path)
         ordered = False
     elif suffix in TORCH_SUFFIXES:
-        state_dict, architecture, meta = _load_torch(path)
+        state_dict, architecture, meta, lightning = _load_torch(path)
         ordered = True
     else:
         known = ", ".join((*TORCH_SUFFIXES, SAFETENSORS_SUFFIX))
         raise InputError(f"{path}: unknown checkpoint type '{suffix}' (expected one of {known})")
     if not state_dict:
         raise InputError(f"{path}: the checkpoint holds no tensors")
-    return Checkpoint(path, file_sha256(path), state_dict, architecture, meta, ordered)
+    state_dict, stripped, notes = _normalise(state_dict, lightning)
+    return Checkpoint(
+        path, file_sha256(path), state_dict, architecture, meta, ordered, tuple(notes), stripped
+    )
 
 
-def _load_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict | None, dict]:
+def _normalise(
+    state: dict[str, torch.Tensor], lightning: bool
+) -> tuple[dict[str, torch.Tensor], str, list[str]]:
+    """The state dict without the wrappers' prefixes; (state, leading prefix removed, notes)."""
+    state, stripped, notes = _strip_wrappers(state)
+    if lightning and (prefix := _lightning_prefix(state)):
+        state = {key[len(prefix) :]: value for key, value in state.items()}
+        stripped += prefix
+        notes.append(
+            f"Lightning checkpoint: stripped the LightningModule attribute prefix '{prefix}' from every key "
+            "of its state_dict"
+        )
+    return state, stripped, notes
+
+
+def _load_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict | None, dict, bool]:
+    """(state dict, architecture record, plain metadata, whether it is a Lightning checkpoint)."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         text = str(error)
         if "Unsupported global" in text or "weights_only" in text.lower() or "GLOBAL" in text:
             culprit = _unsupported_global(text)
+            if path.suffix.lower() == ".ckpt":
+                raise InputError(
+                    f"{path}: this Lightning checkpoint holds {culprit} (e.g. in its hyper_parameters), which "
+                    "torch.load(weights_only=True) refuses because unpickling it could execute code; if you "
+                    "trust the file, save its weights once: torch.save(torch.load(PATH, weights_only=False)"
+                    "['state_dict'], 'weights.pt'), or save plain hyperparameters"
+                ) from None
             raise InputError(
                 f"{path}: refused to unpickle {culprit}, which could execute code; save the weights instead: "
                 "torch.save(model.state_dict(), PATH) or safetensors.torch.save_file(model.state_dict(), PATH)"
@@ -150,9 +211,8 @@ def _load_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict | None, dict]
     if not isinstance(obj, dict):
         raise InputError(f"{path}: expected a state dict, found a {type(obj).__name__}")
     architecture = obj.get("architecture") if isinstance(obj.get("architecture"), dict) else None
-    meta = {
-        k: v for k, v in obj.items() if k in ("step", "epoch", "global_step", "format", "metrics", "dataset")
-    }
+    meta = {k: v for k, v in obj.items() if k in META_KEYS}
+    lightning = any(key in obj for key in LIGHTNING_VERSION_KEYS)
     for key in NESTED_KEYS:
         if isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -162,7 +222,7 @@ def _load_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict | None, dict]
         raise InputError(
             f"{path}: no tensors at the top level or under {', '.join(NESTED_KEYS)} (keys: {_preview(obj)})"
         )
-    return _strip_prefix(state_dict, "module."), architecture, meta
+    return state_dict, architecture, meta, lightning
 
 
 def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict | None, dict]:
@@ -176,73 +236,32 @@ def _load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict | None,
         raise InputError(f"{path}: not a readable safetensors file ({_first_line(str(error))})") from None
     architecture = _json_or_none(metadata.get(SAFETENSORS_ARCH_KEY))
     meta = _json_or_none(metadata.get(SAFETENSORS_META_KEY)) or {}
-    return _strip_prefix(state_dict, "module."), architecture, meta
+    return state_dict, architecture, meta
 
 
-def find_head(
-    checkpoint: Checkpoint, feature_dim: int | None = None, min_classes: int = 2, head_name: str | None = None
-) -> Head:
-    """The classifier head: ``head_name`` if given, else the architecture record's head, else the last
-    2-D weight of shape (C, d) that fits the features (d = feature_dim, C ≥ min_classes).
-
-    A safetensors file stores keys sorted by name, so "last" means nothing there: more than one fitting
-    weight is then ambiguous. Errors list the candidates and how to choose.
-    """
-    state = checkpoint.state_dict
-    name = head_name or (checkpoint.architecture or {}).get("head")
-    if name:
-        name = name.removesuffix(".weight")
-        weight = state.get(f"{name}.weight")
-        if weight is None or weight.ndim != 2:
-            raise InputError(
-                f"{checkpoint.path}: no 2-D tensor '{name}.weight'; 2-D weights: {_describe(_matrices(state))}"
-            )
-        return Head(name, weight.to(torch.float64), _bias(state, name))
-    matrices = _matrices(state)
-    fits = [
-        (key, w)
-        for key, w in matrices
-        if (feature_dim is None or w.shape[1] == feature_dim) and w.shape[0] >= min_classes
-    ]
-    if not fits:
-        wanted = f"(C, {feature_dim})" if feature_dim is not None else "(C, d)"
-        raise InputError(
-            f"{checkpoint.path}: no classifier head of shape {wanted} found; 2-D weights: {_describe(matrices)}; "
-            "choose one with --head NAME"
-        )
-    if len(fits) > 1 and not checkpoint.ordered:
-        raise InputError(
-            f"{checkpoint.path}: ambiguous classifier head, candidates {_describe(fits)}; choose one with --head NAME"
-        )
-    key, weight = fits[-1]
-    name = key.removesuffix("weight").removesuffix(".")
-    return Head(name, weight.to(torch.float64), _bias(state, name))
+def _strip_wrappers(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str, list[str]]:
+    """Undo what wrappers add to every key: DataParallel/DDP's leading ``module.`` and torch.compile's
+    ``_orig_mod.`` (anywhere: a compiled submodule adds it mid-key). Returns (state, the leading prefix
+    removed from every key, notes saying what was removed)."""
+    notes: list[str] = []
+    if any("_orig_mod." in key for key in state):
+        state = {key.replace("_orig_mod.", ""): value for key, value in state.items()}
+        notes.append("removed torch.compile's '_orig_mod.' from the keys")
+    stripped = ""
+    while state and all(key.startswith("module.") for key in state):
+        state = {key[len("module.") :]: value for key, value in state.items()}
+        stripped += "module."
+    if stripped:
+        notes.append(f"stripped the DataParallel/DDP prefix '{stripped}' from every key")
+    return state, stripped, notes
 
 
-def _matrices(state: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
-    return [
-        (key, value)
-        for key, value in state.items()
-        if key.endswith("weight") and value.ndim == 2 and value.is_floating_point()
-    ]
-
-
-def _bias(state: dict[str, torch.Tensor], name: str) -> torch.Tensor | None:
-    bias = state.get(f"{name}.bias" if name else "bias")
-    return bias.to(torch.float64) if bias is not None and bias.ndim == 1 else None
-
-
-def _describe(items: list[tuple[str, torch.Tensor]]) -> str:
-    if not items:
-        return "none"
-    shown = ", ".join(f"{key} {tuple(value.shape)}" for key, value in items[:8])
-    return shown + (f" and {len(items) - 8} more" if len(items) > 8 else "")
-
-
-def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    if state and all(key.startswith(prefix) for key in state):
-        return {key[len(prefix) :]: value for key, value in state.items()}
-    return state
+def _lightning_prefix(state: dict[str, torch.Tensor]) -> str:
+    """The LightningModule attribute every key of a Lightning state dict starts with (``model.``), or ''."""
+    heads = {key.split(".", 1)[0] for key in state}
+    if len(heads) == 1 and all("." in key for key in state):
+        return heads.pop() + "."
+    return ""
 
 
 def _unsupported_global(text: str) -> str:

@@ -2,13 +2,18 @@
 
 A spec is ``NAME[:key=value,...]`` or a path to a user file. ``ArrayDataset.spec`` is its canonical form
 (sorted keys, defaults filled in; for files the absolute path and the content's sha256), a cache key.
+
+A user file holds ``labels`` and the model's inputs, at its root or in split groups (``train/``,
+``test/``, ...). The inputs are one array ``inputs`` (passed to the model positionally), or several
+named arrays (``input_ids``, ``attention_mask``, ``token_type_ids``, ``pixel_values``, ...: every
+other array of the group) passed as keyword arguments. An nc-audit feature dump is accepted as data
+too: its ``features`` are the inputs (what a ``finetune --features`` adapter takes), its ``logits`` and
+``head`` are ignored. A file without split groups is whichever split is asked for.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +24,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nc_audit.core.errors import InputError
+from nc_audit.core.errors import InputError, did_you_mean
+from nc_audit.io.data_files import USER_SUFFIXES, canonical, is_user_file, nearby_file, user_file
+from nc_audit.io.inputs import Inputs, describe, num_rows, take
 
 BUILTIN_DATASETS: tuple[str, ...] = ("digits", "gaussian", "modadd")
-USER_SUFFIXES: tuple[str, ...] = (".npz", ".h5", ".hdf5")
 SPLITS: tuple[str, ...] = ("train", "test")
 DIGITS_TEST_FRACTION = 0.25
 DIGITS_SPLIT_SEED = (
@@ -36,22 +42,23 @@ class ArrayDataset:
 
     name: str
     split: str
-    inputs: Tensor  # (N, *input_shape)
+    inputs: Inputs  # (N, *input_shape), or named arrays (N, ...) passed as keyword arguments
     labels: Tensor  # (N,) int64
     num_classes: int
     spec: str
-    input_shape: tuple[int, ...]
+    input_shape: tuple[int, ...]  # of the one positional array; () for named arrays
 
     def __len__(self) -> int:
         """Number of samples N."""
         return int(self.labels.shape[0])
 
-    def batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    def batches(self, batch_size: int) -> Iterator[tuple[Inputs, Tensor]]:
         """(inputs, labels) in order, ``batch_size`` at a time (the last batch may be smaller)."""
         if batch_size < 1:
             raise InputError(f"batch size must be a positive integer, got {batch_size}")
         for start in range(0, len(self), batch_size):
-            yield self.inputs[start : start + batch_size], self.labels[start : start + batch_size]
+            rows = slice(start, start + batch_size)
+            yield take(self.inputs, rows), self.labels[rows]
 
 
 # --- spec parsing -------------------------------------------------------------------------------------------
@@ -114,22 +121,19 @@ _OPTIONS: dict[str, dict[str, _Option]] = {
 }
 
 
-def _is_user_file(path_part: str) -> bool:
-    return path_part.lower().endswith(USER_SUFFIXES)
-
-
 def _split_spec(spec: str) -> tuple[str, str, str]:
     """(kind, name or path, option text); kind is a built-in name or "file"."""
     spec = spec.strip()
-    if _is_user_file(spec):
+    if is_user_file(spec):
         return "file", spec, ""
     head, _, option_text = spec.rpartition(":") if ":" in spec else (spec, "", "")
-    if _is_user_file(head):
+    if is_user_file(head):
         return "file", head, option_text
     name, _, option_text = spec.partition(":")
     if name not in BUILTIN_DATASETS:
+        hint = did_you_mean(name, BUILTIN_DATASETS) or nearby_file(spec)
         raise InputError(
-            f"unknown dataset {name!r}; built-in datasets: {', '.join(BUILTIN_DATASETS)}, "
+            f"unknown dataset {name!r};{hint} built-in datasets: {', '.join(BUILTIN_DATASETS)}, "
             f"or a path to a {'/'.join(USER_SUFFIXES)} file with arrays inputs and labels"
         )
     return name, name, option_text
@@ -158,16 +162,9 @@ def _parse_options(kind: str, label: str, option_text: str) -> dict[str, Any]:
     return options
 
 
-def _canonical(name: str, options: dict[str, Any]) -> str:
-    shown = {k: v for k, v in sorted(options.items()) if v is not None}
-    return name + (
-        ":" + ",".join(f"{k}={v!r}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
-    )
-
-
 # --- built-in datasets --------------------------------------------------------------------------------------
 
-_Arrays = dict[str, tuple[Tensor, Tensor]]  # split -> (inputs, labels)
+_Arrays = dict[str, tuple[Inputs, Tensor]]  # split -> (inputs, labels)
 
 
 def _digits(options: dict[str, Any]) -> tuple[_Arrays, int]:
@@ -242,113 +239,39 @@ _BUILDERS: dict[str, Callable[[dict[str, Any]], tuple[_Arrays, int]]] = {
 }
 
 
-# --- user files -----------------------------------------------------------------------------------------------
-
-
-def _file_keys(path: Path) -> tuple[dict[str, Any], Any]:
-    """All arrays of a user file by slash-separated key, and its declared num_classes (or None)."""
-    try:
-        if path.suffix.lower() == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                arrays = {k: archive[k] for k in archive.files}
-            return arrays, arrays.pop("num_classes", None)
-        arrays = {}
-        with h5py.File(path, "r") as handle:
-            handle.visititems(
-                lambda k, v: arrays.__setitem__(k, v[()]) if isinstance(v, h5py.Dataset) else None
-            )
-            declared = handle.attrs.get("num_classes", arrays.pop("num_classes", None))
-        return arrays, declared
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise InputError(f"{path}: cannot read as {path.suffix} ({error})") from None
-
-
-def _file_splits(path: Path, arrays: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """split -> (inputs, labels) arrays: groups ``NAME/inputs``, ``NAME/labels``, else root arrays as train."""
-    groups = sorted(
-        {k.rsplit("/", 1)[0] for k in arrays if k.endswith(("/inputs", "/labels")) and k.count("/") == 1}
-    )
-    root = "inputs" in arrays or "labels" in arrays
-    found = ", ".join(sorted(arrays)) or "no arrays"
-    if groups and root:
-        raise InputError(
-            f"{path}: holds both root inputs/labels and split groups ({', '.join(groups)}); keep one"
-        )
-    prefixes = {g: f"{g}/" for g in groups} if groups else {"train": ""}
-    for prefix in prefixes.values():
-        if f"{prefix}inputs" not in arrays or f"{prefix}labels" not in arrays:
-            raise InputError(
-                f"{path}: needs arrays {prefix}inputs and {prefix}labels; it has: {found} "
-                "(write arrays named inputs and labels, or groups train/inputs, train/labels, test/...)"
-            )
-    return {
-        split: (arrays[f"{prefix}inputs"], arrays[f"{prefix}labels"]) for split, prefix in prefixes.items()
-    }
-
-
-def _checked_pair(path: Path, split: str, inputs: Any, labels: Any) -> tuple[Tensor, Tensor]:
-    where = f"{path} [{split}]"
-    if labels.dtype == np.bool_ or not np.issubdtype(labels.dtype, np.integer):
-        raise InputError(f"{where}: labels must be integers, found dtype {labels.dtype}")
-    if labels.ndim != 1 or inputs.ndim < 1 or len(inputs) != len(labels) or len(labels) == 0:
-        raise InputError(
-            f"{where}: inputs {inputs.shape} and labels {labels.shape} must be (N, ...) and (N,), N>0"
-        )
-    if labels.min() < 0:
-        raise InputError(f"{where}: labels hold {int((labels < 0).sum())} negative values; use 0..C-1")
-    if np.issubdtype(inputs.dtype, np.integer):
-        return torch.from_numpy(inputs.astype(np.int64)), torch.from_numpy(labels.astype(np.int64))
-    if not (np.issubdtype(inputs.dtype, np.floating) or inputs.dtype == np.bool_):
-        raise InputError(f"{where}: inputs must be numbers, found dtype {inputs.dtype}")
-    return torch.from_numpy(inputs.astype(np.float32)), torch.from_numpy(labels.astype(np.int64))
-
-
-def _user_file(path_text: str, options: dict[str, Any]) -> tuple[_Arrays, int, str]:
-    path = Path(path_text).expanduser().resolve()
-    if not path.is_file():
-        raise InputError(f"{path_text}: no such file")
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    if options["sha256"] is not None and options["sha256"] != digest.hexdigest():
-        raise InputError(f"{path}: contents changed since the spec was written (sha256 differs)")
-    arrays, declared = _file_keys(path)
-    splits = {s: _checked_pair(path, s, x, y) for s, (x, y) in _file_splits(path, arrays).items()}
-    largest = max(int(y.max()) for _, y in splits.values())
-    try:
-        num_classes = largest + 1 if declared is None else int(np.asarray(declared).item())
-    except (TypeError, ValueError):
-        raise InputError(f"{path}: num_classes must be one integer, got {declared!r}") from None
-    if num_classes <= largest:
-        raise InputError(f"{path}: num_classes={num_classes} but labels reach {largest}")
-    return splits, num_classes, _canonical(str(path), {"sha256": digest.hexdigest()})
-
-
 # --- public API ---------------------------------------------------------------------------------------------
 
 
-def _load_all(spec: str) -> tuple[str, _Arrays, int, str]:
-    """(name, arrays by split, num_classes, canonical spec) for any spec."""
+def _load_all(spec: str) -> tuple[str, _Arrays, int, str, bool]:
+    """(name, arrays by split, num_classes, canonical spec, whether a file without split groups)."""
     kind, label, option_text = _split_spec(spec)
     options = _parse_options(kind, label, option_text)
     if kind == "file":
-        arrays, num_classes, canonical = _user_file(label, options)
-        return Path(label).name, arrays, num_classes, canonical
+        arrays, num_classes, spec_text, root_only = user_file(label, options)
+        return Path(label).name, arrays, num_classes, spec_text, root_only
     arrays, num_classes = _BUILDERS[kind](options)
-    return kind, arrays, num_classes, _canonical(kind, options)
+    return kind, arrays, num_classes, canonical(kind, options), False
 
 
 def load_dataset(spec: str, split: str = "train") -> ArrayDataset:
     """One split of a dataset from a spec such as ``digits``, ``modadd:p=97,seed=1`` or ``data.h5``.
 
-    Unknown names, options, values and splits raise InputError listing what is accepted.
+    A file without split groups is the split asked for, whatever its name. Unknown names, options,
+    values and splits raise InputError listing what is accepted.
     """
-    name, arrays, num_classes, canonical = _load_all(spec)
+    name, arrays, num_classes, spec_text, root_only = _load_all(spec)
+    if root_only:
+        arrays = {split: arrays["train"]}
     if split not in arrays:
-        raise InputError(f"dataset {spec}: no split {split!r}; available splits: {', '.join(arrays)}")
+        raise InputError(
+            f"dataset {spec}: no split {split!r};{did_you_mean(split, list(arrays))} "
+            f"available splits: {', '.join(arrays)}"
+        )
     inputs, labels = arrays[split]
-    return ArrayDataset(name, split, inputs, labels, num_classes, canonical, tuple(inputs.shape[1:]))
+    shape = () if isinstance(inputs, dict) else tuple(inputs.shape[1:])
+    if num_rows(inputs) != len(labels):  # pragma: no cover - _checked_pair guarantees it
+        raise InputError(f"dataset {spec} [{split}]: inputs {describe(inputs)} vs labels {len(labels)}")
+    return ArrayDataset(name, split, inputs, labels, num_classes, spec_text, shape)
 
 
 def dataset_splits(spec: str) -> list[str]:
@@ -358,3 +281,40 @@ def dataset_splits(spec: str) -> list[str]:
         _parse_options(kind, label, option_text)
         return list(SPLITS)
     return list(_load_all(spec)[1])
+
+
+def holds_features(spec: str) -> bool:
+    """Whether ``spec`` is a feature dump (a file whose inputs are ``features``: what an adapter takes)."""
+    kind, label, _ = _split_spec(spec)
+    if kind != "file" or not label.lower().endswith((".h5", ".hdf5")):
+        return False
+    try:
+        with h5py.File(Path(label).expanduser(), "r") as handle:
+            groups = [item for item in handle.values() if isinstance(item, h5py.Group)]
+            return "features" in handle or any("features" in group for group in groups)
+    except OSError:
+        return False
+
+
+def splits_for_measure(spec: str, split: str | None) -> list[str]:
+    """The splits to extract from ``spec`` when measuring ``split`` (None: the default, train).
+
+    A dataset with named splits gives all of them (class means come from train, Papyan's protocol),
+    and a ``split`` it lacks is an InputError naming the dataset; a file without split groups is the
+    split asked for, so it gives ``[split]``.
+    """
+    kind, label, option_text = _split_spec(spec)
+    if kind == "file":
+        _, arrays, _, _, root_only = _load_all(spec)
+        if root_only:
+            return [split or "train"]
+        available = list(arrays)
+    else:
+        _parse_options(kind, label, option_text)
+        available = list(SPLITS)
+    if split is not None and split not in available:
+        raise InputError(
+            f"--split {split}: {label} has no split {split!r};{did_you_mean(split, available)} "
+            f"its splits: {', '.join(available)}"
+        )
+    return available

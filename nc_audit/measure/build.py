@@ -16,7 +16,7 @@ def build_report(collected: Collected, metrics: dict[str, float | None]) -> Repo
     sub = stats.subset(stats.present)
     C, d = sub.num_classes, sub.feature_dim
     targets = nc_targets(C)
-    notes = build_notes(stats, C, d, inputs.head, metrics)
+    notes = [*inputs.notes, *build_notes(stats, C, d, inputs.head, metrics)]
     if collected.sample_level is not None:
         metrics = {**metrics, **collected.sample_level.metrics}
         targets.update(sample_level_targets(C))

@@ -29,9 +29,13 @@ def cache_path(
     splits: list[str],
     model_spec: str | None,
     head: str | None = None,
+    model_args: tuple[str, ...] = (),
 ) -> Path:
-    """The dump file for one (checkpoint, dataset, splits, model factory, head) combination."""
-    key = "\n".join([checkpoint_sha256, dataset_spec, ",".join(sorted(splits)), model_spec or "", head or ""])
+    """The dump file for one (checkpoint, dataset, splits, model factory and arguments, head) combination."""
+    parts = [checkpoint_sha256, dataset_spec, ",".join(sorted(splits)), model_spec or "", head or ""]
+    if model_args:  # only then, so the keys of earlier caches stay valid
+        parts.append("\x1f".join(model_args))
+    key = "\n".join(parts)
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
     return cache_dir / f"{checkpoint_sha256[:12]}-{digest}.h5"
 
@@ -56,20 +60,24 @@ def cached_dump(
     head: str | None = None,
     device: str = "cpu",
     tracker: Tracker | None = None,
+    splits: list[str] | None = None,
+    model_args: tuple[str, ...] = (),
 ) -> tuple[Path, bool]:
-    """The dump of every split of ``data`` through the checkpoint's model: from the cache, or extracted
-    into it now. Returns (path, hit) — hit is True when no forward pass was needed."""
-    from nc_audit.io.checkpoints import file_sha256
+    """The dump of ``splits`` (default: every split) of ``data`` through the checkpoint's model: from the
+    cache, or extracted into it now. Returns (path, hit) — hit is True when no forward pass was needed."""
+    from nc_audit.io.checkpoints import source_sha256
     from nc_audit.io.datasets import dataset_splits, load_dataset
     from nc_audit.models.extract import extract
+    from nc_audit.models.factories import parse_model_args
 
     checkpoint_path = Path(checkpoint_path)
-    if not checkpoint_path.is_file():
+    if not checkpoint_path.exists():
         raise InputError(f"{checkpoint_path}: no such checkpoint file")
-    splits = dataset_splits(data)
+    splits = splits or dataset_splits(data)
     spec = load_dataset(data, splits[0]).spec
     folder = ensure_cache_dir(Path(cache_dir) if cache_dir is not None else default_cache_dir())
-    path = cache_path(folder, file_sha256(checkpoint_path), spec, splits, model_spec, head)
+    sha = source_sha256(checkpoint_path)
+    path = cache_path(folder, sha, spec, splits, model_spec, head, tuple(model_args))
     if path.is_file():
         return path, True
     extract(
@@ -79,6 +87,7 @@ def cached_dump(
         splits=splits,
         model_spec=model_spec,
         head=head,
+        model_args=parse_model_args(model_args),
         device=device,
         tracker=tracker,
     )

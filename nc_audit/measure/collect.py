@@ -7,7 +7,7 @@ sample-level sums (:mod:`nc_audit.engine.passes`). Nothing here computes a metri
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -20,10 +20,18 @@ from nc_audit.distributed import DistributedContext
 from nc_audit.engine.accumulators import DecisionCounter, WithinProjection
 from nc_audit.engine.passes import accumulate_stats, count_decisions
 from nc_audit.engine.sample_stats import SampleLevelStats
+from nc_audit.io.checkpoints import load_checkpoint
+from nc_audit.io.datasets import splits_for_measure
 from nc_audit.io.dumps import SplitInfo, iter_chunks, read_head
 from nc_audit.measure.cache import cached_dump
 from nc_audit.measure.options import MeasureOptions
-from nc_audit.measure.resolve import MeasureInputs, resolve_inputs
+from nc_audit.measure.resolve import (
+    DUMP_SUFFIXES,
+    MeasureInputs,
+    adapter_features,
+    check_adapter_data,
+    resolve_inputs,
+)
 from nc_audit.metrics.collapse import centred_means
 from nc_audit.metrics.sample_level import SampleLevelResult, sample_level_metrics
 
@@ -44,24 +52,42 @@ class Collected:
 
 def _features_of(
     source: Path | str, options: MeasureOptions, device: torch.device, tracker: Tracker
-) -> tuple[Path | None, str | None, bool | None]:
-    """(dump path or None, head name, cache hit or None): the dump to read, extracting ``options.data``
-    through the feature cache when asked."""
-    if options.data is None:
-        return options.features, options.head, None
-    if options.features is not None:
+) -> tuple[Path | None, str | None, bool | None, list[str]]:
+    """(dump path or None, head name, cache hit or None, notes): the dump to read, extracting
+    ``options.data`` through the feature cache when asked. A feature adapter's checkpoint with the
+    backbone features it was trained on as ``features`` extracts them through the adapter."""
+    data, notes = options.data, []
+    if data is not None and options.features is not None:
         raise InputError("pass either --features DUMP or --data NAME, not both")
+    if data is None and options.features is not None and Path(source).suffix.lower() not in DUMP_SUFFIXES:
+        if adapter_features(load_checkpoint(source), options.features):
+            data = str(options.features)
+            notes.append(
+                f"{options.features} holds the backbone features this adapter was trained on: they were run "
+                "through the adapter, and the adapted features measured"
+            )
+    if data is None:
+        return options.features, options.head, None, notes
+    if Path(source).exists() and Path(source).suffix.lower() not in DUMP_SUFFIXES:
+        check_adapter_data(load_checkpoint(source), data)
+    splits = splits_for_measure(data, options.split)
+    if options.means_split is not None and options.means_split not in splits:
+        raise InputError(
+            f"--means-split {options.means_split}: {data} has no such split; its splits: {', '.join(splits)}"
+        )
     dump, hit = cached_dump(
         source,
-        options.data,
+        data,
         cache_dir=options.cache_dir,
         model_spec=options.model,
         head=options.head,
         device=str(device),
         tracker=tracker,
+        splits=splits,
+        model_args=options.model_args,
     )
     head = options.head or read_head(dump).name
-    return dump, head, hit
+    return dump, head, hit, notes
 
 
 def sample_level_accumulator(
@@ -81,13 +107,15 @@ def collect(
     options = options or MeasureOptions()
     tracker = tracker or SilentTracker()
     device = resolve_device(options.device)
-    dump, head_name, cache_hit = _features_of(source, options, device, tracker)
-    inputs = resolve_inputs(source, dump, options.split, head_name)
+    dump, head_name, cache_hit, notes = _features_of(source, options, device, tracker)
+    inputs = resolve_inputs(source, dump, options.split, head_name, options.means_split)
+    if notes:
+        inputs = replace(inputs, notes=(*inputs.notes, *notes))
     ctx = DistributedContext.from_env(device)  # one process, or one rank under torchrun
     C, d = inputs.head.num_classes, inputs.head.feature_dim
     # NC1 on the measured split streams as a projection in pass 2 (N·d·C flops); held-out decisions
     # need the means split's own Σ_W, so then pass 1 keeps the full scatter.
-    same_split = inputs.decisions_split is inputs.means_split
+    same_split = inputs.decisions_split == inputs.means_split
 
     def first_pass(split: SplitInfo, with_scatter: bool = True) -> ClassStats:
         return accumulate_stats(split, C, device, tracker, options.chunk_rows, with_scatter, ctx)

@@ -89,8 +89,7 @@ class Monitor:
         *,
         append: bool = True,
     ) -> None:
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise InputError(f"Monitor: every={every!r} must be a positive integer")
+        self.check_every(every)
         self.path = Path(path)
         self.every = every
         self.num_classes = num_classes
@@ -102,6 +101,12 @@ class Monitor:
             _drop_truncated_tail(self.path)
         except OSError as error:
             raise InputError(f"{self.path}: cannot write ({error.strerror or error})") from None
+
+    @staticmethod
+    def check_every(every: Any) -> None:
+        """InputError unless ``every`` is a positive integer."""
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise InputError(f"Monitor: every={every!r} must be a positive integer")
 
     def should_log(self, step: int) -> bool:
         """Whether ``log(step, ...)`` measures: ``step % every == 0``."""

@@ -20,27 +20,39 @@ class MeasureOptions:
     data          dataset name or file to extract features from, through the feature cache
     split         the split whose decisions are measured (NC4, accuracy); class means come from
                   ``train`` when there is one (Papyan's protocol)
+    means_split   the split whose class means every metric uses (``test`` with ``split="test"``: the
+                  held-out features' own geometry); default: Papyan's protocol above
     head          state-dict name of the classifier head (default: detected)
     model         ``package.module:factory`` for checkpoints that do not describe their architecture
+    model_args    ``KEY=VALUE`` arguments of ``model`` (VALUE read as JSON, else a string)
     cache_dir     feature cache folder for ``data`` (default: $NC_AUDIT_CACHE or ~/.cache/nc-audit)
     device        'auto' | 'cpu' | 'cuda' | 'cuda:N'
     chunk_rows    rows per streamed chunk (default: about 32 MB of features)
     sample_level  also the sample-level metrics (N×N Grams, by structured exact routes or SLQ)
     estimator     sample-level joint entropies: 'auto' | 'exact' | 'slq'
     sample_budget_bytes  memory the sample-level per-class scatters may take
+    fail_on       rules ``METRIC OP VALUE`` (``"nc1<=0.5"``); the report's checks, exit 1 in the CLI
+    baseline      a report or trajectory JSON to compare with (checks fail when a metric moved away
+                  from its NC target by more than ``tolerance``)
+    tolerance     allowed increase of a metric's distance to its NC target (one number or per metric)
     """
 
     features: Path | None = None
     data: str | None = None
     split: str | None = None
+    means_split: str | None = None
     head: str | None = None
     model: str | None = None
+    model_args: tuple[str, ...] = ()
     cache_dir: Path | None = None
     device: str = "auto"
     chunk_rows: int | None = None
     sample_level: bool = False
     estimator: str = "auto"
     sample_budget_bytes: int = SAMPLE_BUDGET_BYTES
+    fail_on: tuple[str, ...] = ()
+    baseline: Path | None = None
+    tolerance: float | dict[str, float] = 0.0
 
     @classmethod
     def of(cls, options: MeasureOptions | None = None, **changes: Any) -> MeasureOptions:
@@ -54,6 +66,12 @@ class MeasureOptions:
             )
         if "features" in changes and changes["features"] is not None:
             changes["features"] = Path(changes["features"])
-        if "cache_dir" in changes and changes["cache_dir"] is not None:
-            changes["cache_dir"] = Path(changes["cache_dir"])
+        for name in ("cache_dir", "baseline"):
+            if changes.get(name) is not None:
+                changes[name] = Path(changes[name])
+        for name in ("fail_on", "model_args"):  # one rule or argument alone is a string, not a sequence
+            if isinstance(changes.get(name), str):
+                changes[name] = (changes[name],)
+            elif changes.get(name) is not None:
+                changes[name] = tuple(changes[name])
         return replace(options or cls(), **changes)

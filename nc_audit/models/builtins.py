@@ -2,7 +2,8 @@
 
 Every built-in model ends in an ``nn.Linear`` named ``head``, registered last, so its state dict ends with
 ``head.weight`` / ``head.bias``. Features are the head's input, read by a forward pre-hook on the head
-(:mod:`nc_audit.models.hooks`).
+(:mod:`nc_audit.models.hooks`). ``batch_norm=True`` (MLP, CNN; default False, so older records rebuild
+the same model) puts a BatchNorm after every hidden Linear / Conv, before its activation.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ def _int_list(name: str, value: Any) -> list[int]:
     return [_positive_int(f"{name}[{i}]", v) for i, v in enumerate(value)]
 
 
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
 def _activation(value: Any) -> nn.Module:
     if value not in _ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(_ACTIVATIONS)}, got {value!r}")
@@ -43,12 +50,14 @@ class MLP(nn.Module):
         input_dim: int,
         hidden: list[int] | tuple[int, ...] = (128, 64),
         activation: str = "relu",
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
         widths = [_positive_int("input_dim", input_dim), *_int_list("hidden", hidden)]
         layers: list[nn.Module] = []
         for width_in, width_out in itertools.pairwise(widths):
-            layers += [nn.Linear(width_in, width_out), _activation(activation)]
+            norm = [nn.BatchNorm1d(width_out)] if _flag("batch_norm", batch_norm) else []
+            layers += [nn.Linear(width_in, width_out), *norm, _activation(activation)]
         self.body = nn.Sequential(nn.Flatten(), *layers)
         self.head = nn.Linear(widths[-1], _positive_int("num_classes", num_classes))
 
@@ -68,6 +77,7 @@ class SmallCNN(nn.Module):
         image_size: int,
         channels: list[int] | tuple[int, ...] = (16, 32),
         feature_dim: int = 64,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
         self.in_channels = _positive_int("in_channels", in_channels)
@@ -78,7 +88,8 @@ class SmallCNN(nn.Module):
             raise ValueError(f"image_size {image_size} is too small for {len(channels)} pooling stages")
         layers: list[nn.Module] = []
         for width_in, width_out in itertools.pairwise(widths):
-            layers += [nn.Conv2d(width_in, width_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            norm = [nn.BatchNorm2d(width_out)] if _flag("batch_norm", batch_norm) else []
+            layers += [nn.Conv2d(width_in, width_out, 3, padding=1), *norm, nn.ReLU(), nn.MaxPool2d(2)]
         projection = nn.Linear(widths[-1] * side * side, _positive_int("feature_dim", feature_dim))
         self.body = nn.Sequential(*layers, nn.Flatten(), projection, nn.ReLU())
         self.head = nn.Linear(feature_dim, _positive_int("num_classes", num_classes))

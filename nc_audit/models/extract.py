@@ -6,16 +6,39 @@ record, or a user factory); the head's input is read by a forward pre-hook (:mod
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from nc_audit.core.errors import InputError
 from nc_audit.core.progress import SilentTracker, Tracker
-from nc_audit.io.datasets import dataset_splits, load_dataset
+from nc_audit.io.datasets import ArrayDataset, dataset_splits, holds_features, load_dataset
 from nc_audit.io.dump_writer import write_dump
+from nc_audit.io.inputs import describe, to_device
 from nc_audit.models.hooks import find_head_module, forward_with_features
-from nc_audit.models.loading import load_model
+from nc_audit.models.loading import LoadedModel, load_model
+
+#: The dump a ``finetune --features`` run writes with the adapted features (see nc_audit.train.loop).
+ADAPTED_DUMP_NAME = "final_features.h5"
+
+
+def check_adapter_inputs(loaded: LoadedModel, dataset: ArrayDataset, data: str) -> None:
+    """A feature adapter (``finetune --features``) takes the backbone's features (N, d): other inputs
+    are refused with a message naming the dumps that fit."""
+    if loaded.kind != "adapter":
+        return
+    d = int(loaded.architecture["config"]["feature_dim"])  # type: ignore[index]
+    inputs = dataset.inputs
+    shape_fits = not isinstance(inputs, dict) and inputs.dim() == 2 and inputs.shape[1] == d
+    if not (shape_fits and inputs.is_floating_point() and holds_features(data)):
+        raise InputError(
+            f"{loaded.checkpoint.path}: a feature adapter (finetune --features) takes the backbone's "
+            f"features (N, {d}) from a feature dump, but {data} [{dataset.split}] holds inputs "
+            f"{describe(inputs)}; pass --data "
+            f"with the backbone's feature dump, or measure the run's {ADAPTED_DUMP_NAME}"
+        )
 
 
 def extract(
@@ -26,6 +49,7 @@ def extract(
     splits: list[str] | None = None,
     model_spec: str | None = None,
     head: str | None = None,
+    model_args: dict[str, Any] | None = None,
     batch_size: int = 512,
     device: torch.device | str = "cpu",
     tracker: Tracker | None = None,
@@ -33,20 +57,19 @@ def extract(
     """Write the dump of ``data``'s splits (default: all) through the checkpoint's model to ``out``.
 
     Schema (docs/DESIGN.md): /SPLIT/features (float32), /SPLIT/labels (int64), /SPLIT/logits, /head/weight,
-    /head/bias, root attributes format, checkpoint_sha256, checkpoint_path, dataset. Written under a
-    temporary name and renamed when complete.
+    /head/bias, root attributes format, checkpoint_sha256, checkpoint_path, dataset, and ``notes`` (a
+    JSON list: what loading the model did, e.g. prefixes stripped). Written under a temporary name and
+    renamed when complete. A file without split groups is written as each split asked for.
     """
     tracker = tracker or SilentTracker()
-    loaded = load_model(checkpoint_path, model_spec, head)
-    model = loaded.model.to(device)
-    head_module = find_head_module(model, loaded.head_name)[1]
     available = dataset_splits(data)
     wanted = splits or available
-    unknown = [name for name in wanted if name not in available]
-    if unknown:
-        raise InputError(f"--split {','.join(unknown)}: dataset {data} has splits {', '.join(available)}")
-    datasets = [load_dataset(data, name) for name in wanted]
+    datasets = [load_dataset(data, name) for name in wanted]  # an unknown split names the dataset
+    loaded = load_model(checkpoint_path, model_spec, head, model_args, datasets[0].num_classes)
+    model = loaded.model.to(device)
+    head_module = find_head_module(model, loaded.head_name)[1]
     for dataset in datasets:
+        check_adapter_inputs(loaded, dataset, data)
         top = int(dataset.labels.max()) if len(dataset) else -1
         if top >= head_module.out_features:
             raise InputError(
@@ -58,6 +81,7 @@ def extract(
         "checkpoint_path": str(loaded.checkpoint.path),
         "dataset": datasets[0].spec,
         "head": loaded.head_name,
+        "notes": json.dumps(list(loaded.notes)),
     }
     if loaded.checkpoint.step is not None:
         attrs["step"] = str(loaded.checkpoint.step)
@@ -69,7 +93,7 @@ def extract(
             )
             with tracker.stage(f"extract {dataset.split}", len(dataset)) as advance:
                 for inputs, labels in dataset.batches(batch_size):
-                    _, features = forward_with_features(model, inputs.to(device), loaded.head_name)
+                    _, features = forward_with_features(model, to_device(inputs, device), loaded.head_name)
                     # the chosen head's own outputs (an inner --head differs from the model's output)
                     split_writer.append(features, labels, head_module(features))
                     advance(int(labels.shape[0]))

@@ -1,13 +1,28 @@
-"""User architectures: ``--model package.module:factory`` or ``path/to/file.py:factory`` (their code, their trust)."""
+"""User architectures: ``--model package.module:factory`` or ``path/to/file.py:factory`` (their code, their
+trust), with arguments from ``--model-arg KEY=VALUE`` (VALUE read as JSON, else as a string).
+
+When the callable takes ``num_classes`` or ``num_labels`` (by name, or through ``**kwargs`` as
+``timm.create_model`` does) and no argument gives it, it is set to the checkpoint's number of classes,
+so ``torchvision.models:resnet18`` and ``timm:create_model --model-arg model_name=resnet10t`` build a
+model whose head fits the checkpoint.
+
+A checkpoint written by ``finetune`` records the callable and its arguments (a ``factory``
+architecture record), so ``measure`` rebuilds the model without ``--model``. Calling what a file names
+is a trust decision: a recorded callable from Python's standard library, torch's loaders, numpy,
+pandas, pickle-like modules or nc_audit itself, or one asked for remote code, is refused.
+"""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
+import json
 import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -15,6 +30,11 @@ from typing import Any
 from torch import nn
 
 from nc_audit.core.errors import InputError
+
+#: Keyword names a callable may take the number of classes under, in order of preference.
+CLASS_COUNT_NAMES = ("num_classes", "num_labels")
+#: Top-level modules a recorded callable may not come from (they load pickles, run code or fetch it).
+_REFUSED_MODULES = frozenset({"builtins", "nc_audit", "numpy", "pandas", "dill", "cloudpickle", "joblib"})
 
 
 @contextmanager
@@ -49,10 +69,100 @@ def _import_user_module(target: str, spec: str) -> ModuleType:
         return importlib.import_module(target)
 
 
-def load_factory(spec: str) -> Callable[[], nn.Module]:
+def parse_model_args(items: list[str] | tuple[str, ...] | None) -> dict[str, Any]:
+    """``--model-arg KEY=VALUE`` items as keyword arguments: VALUE is read as JSON (``10``, ``true``,
+    ``[64, 64]``, ``{"a": 1}``), else kept as the string it is (``resnet10t``)."""
+    args: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise InputError(f"--model-arg {item!r}: expected KEY=VALUE with KEY a Python identifier")
+        if key in args:
+            raise InputError(f"--model-arg {key} is given twice")
+        try:
+            args[key] = json.loads(text)
+        except json.JSONDecodeError:
+            args[key] = text
+    return args
+
+
+def _class_count_name(factory: Callable[..., Any]) -> tuple[str | None, bool]:
+    """(the keyword taking the number of classes, whether only through **kwargs), or (None, False)."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # some builtins and C extensions have no signature
+        return None, False
+    for name in CLASS_COUNT_NAMES:
+        if name in parameters:
+            return name, False
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return CLASS_COUNT_NAMES[0], True
+    return None, False
+
+
+@dataclass
+class ModelFactory:
+    """A user's model callable with its arguments; calling it builds the module (their code)."""
+
+    spec: str
+    factory: Callable[..., Any]
+    args: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # e.g. the number of classes it was given
+
+    def __call__(self, num_classes: int | None = None) -> nn.Module:
+        """Build the model; ``num_classes`` (the checkpoint's) fills num_classes/num_labels when the
+        callable takes it and the arguments do not give it."""
+        args = dict(self.args)
+        name, through_kwargs = _class_count_name(self.factory)
+        injected = None
+        if num_classes is not None and name is not None and not any(k in args for k in CLASS_COUNT_NAMES):
+            args[name] = injected = num_classes
+        try:
+            model = self.factory(**args)
+        except TypeError as error:
+            if injected is None or not through_kwargs or name not in str(error):
+                raise self._failed(error) from None
+            args.pop(name)  # **kwargs did not accept it after all: build as asked
+            injected = None
+            try:
+                model = self.factory(**args)
+            except Exception as retry_error:  # user code
+                raise self._failed(retry_error) from None
+        except Exception as error:  # user code may raise anything
+            raise self._failed(error) from None
+        if not isinstance(model, nn.Module):
+            raise InputError(
+                f"--model {self.spec}: the factory returned a {type(model).__name__}, not an nn.Module"
+            )
+        if injected is not None:
+            self.notes.append(f"--model {self.spec}: {name}={injected} taken from the checkpoint's head")
+        return model
+
+    def _failed(self, error: Exception) -> InputError:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.args.items())
+        called = f" with {shown}" if shown else ""
+        return InputError(f"--model {self.spec}: the factory raised {type(error).__name__}: {error}{called}")
+
+    def record(self, num_classes: int, head: str) -> dict[str, Any]:
+        """The ``factory`` architecture record (nc-audit-arch/1) a checkpoint stores to be rebuilt."""
+        spec = self.spec
+        target, _, attribute = spec.rpartition(":")
+        if target.endswith(".py"):  # a file: record where it is, so another folder finds it
+            spec = f"{Path(target).expanduser().resolve()}:{attribute}"
+        return {
+            "format": "nc-audit-arch/1",
+            "name": "factory",
+            "config": {"callable": spec, "args": self.args},
+            "num_classes": num_classes,
+            "head": head,
+        }
+
+
+def load_factory(spec: str, args: dict[str, Any] | None = None) -> ModelFactory:
     """The user's model factory named by ``package.module:factory`` or ``path/to/file.py:factory``.
 
-    Imports the user's code (their trust). The returned callable builds the model; a factory that fails
+    Imports the user's code (their trust). Calling the result builds the model; a factory that fails
     or returns something other than an nn.Module raises InputError, as do bad specs and failed imports.
     """
     target, _, attribute = spec.rpartition(":")
@@ -73,16 +183,31 @@ def load_factory(spec: str) -> Callable[[], nn.Module]:
         factory = getattr(factory, part)
     if not callable(factory):
         raise InputError(f"--model {spec}: {attribute} is a {type(factory).__name__}, not a callable")
+    return ModelFactory(spec, factory, dict(args or {}))
 
-    def build() -> nn.Module:
-        try:
-            model = factory()
-        except Exception as error:  # user code
-            raise InputError(f"--model {spec}: the factory raised {type(error).__name__}: {error}") from None
-        if not isinstance(model, nn.Module):
-            raise InputError(
-                f"--model {spec}: the factory returned a {type(model).__name__}, not an nn.Module"
-            )
-        return model
 
-    return build
+def factory_from_record(record: dict[str, Any], source: str) -> ModelFactory:
+    """The factory a ``factory`` record names, after the checks of the module docstring."""
+    config = record.get("config") or {}
+    spec, args = config.get("callable"), config.get("args") or {}
+    if not isinstance(spec, str) or not isinstance(args, dict):
+        raise InputError(f"{source}: the factory record is malformed (expected a callable and its args)")
+    target, _, attribute = spec.rpartition(":")
+    top = target.split(".")[0]
+    refused = (
+        (not target.endswith(".py") and (top in sys.stdlib_module_names or top in _REFUSED_MODULES))
+        or (top == "torch" and not target.startswith("torch.nn"))
+        or "from_pretrained" in attribute
+        or args.get("trust_remote_code")
+    )
+    if refused:
+        raise InputError(
+            f"{source}: the checkpoint names the callable {spec}, which nc-audit does not call on a "
+            "file's word; pass --model MODULE:CALLABLE to choose the architecture"
+        )
+    try:
+        return load_factory(spec, args)
+    except InputError as error:
+        raise InputError(
+            f"{source}: rebuilding the recorded model failed ({error}); pass --model MODULE:CALLABLE"
+        ) from None

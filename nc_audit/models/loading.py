@@ -1,5 +1,6 @@
-"""A model rebuilt from a checkpoint: the architecture from the checkpoint's own record or from a user
-factory (``--model package.module:factory``: their code, their trust), the weights loaded strictly.
+"""A model rebuilt from a checkpoint, ready to run: from the checkpoint's own architecture record, a
+Hugging Face ``save_pretrained`` folder, or a user factory (``--model MODULE:CALLABLE`` with
+``--model-arg KEY=VALUE``: their code, their trust); the weights loaded strictly.
 
 Used by everything that runs a checkpoint's model: ``extract`` (and so ``measure --data``),
 ``interpolate`` and ``finetune``.
@@ -11,13 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.checkpoints import Checkpoint, load_checkpoint
+from nc_audit.io.checkpoints import Checkpoint, find_head, load_checkpoint
 from nc_audit.models.factories import load_factory
 from nc_audit.models.hooks import find_head_module
 from nc_audit.models.registry import build_model, load_weights
+
+#: How deep a prefix a checkpoint's tensors may sit under when only a submodule's weights fit the model.
+_PREFIX_DEPTH = 3
 
 
 @dataclass(frozen=True)
@@ -27,29 +31,92 @@ class LoadedModel:
     model: nn.Module
     head_name: str  # dotted module name of the classifier head inside ``model``
     checkpoint: Checkpoint
-    architecture: dict[str, Any] | None  # the nc-audit-arch/1 record it was built from; None: a factory
+    architecture: dict[str, Any] | None  # the nc-audit-arch/1 record that rebuilds it (None: unknown)
+    notes: tuple[str, ...] = ()  # what loading did that a report should say
 
     @property
     def num_classes(self) -> int:
         return int(find_head_module(self.model, self.head_name)[1].out_features)
 
+    @property
+    def kind(self) -> str | None:
+        """The record's architecture name (``mlp``, ``adapter``, ``factory``, ``huggingface``, ...)."""
+        return None if self.architecture is None else self.architecture.get("name")
+
+
+def _checkpoint_classes(checkpoint: Checkpoint, head: str | None, num_classes: int | None) -> int | None:
+    """The checkpoint's number of classes: declared, else the rows of its (named or detected) head."""
+    if checkpoint.num_classes is not None:
+        return checkpoint.num_classes
+    try:
+        return find_head(checkpoint, head_name=head, num_classes=num_classes).num_classes
+    except InputError:
+        return None
+
+
+def fit_state(model: nn.Module, checkpoint: Checkpoint) -> tuple[dict[str, Tensor], str, list[str]]:
+    """The checkpoint's tensors keyed as ``model`` names them: as loaded, with the stripped prefix put
+    back (a factory that builds the LightningModule itself), or the subset under one prefix (a
+    Lightning module that also holds a loss's buffers). Returns (state, prefix put back, notes)."""
+    expected = set(model.state_dict())
+    state = checkpoint.state_dict
+    if set(state) == expected:
+        return state, "", []
+    if checkpoint.stripped and {checkpoint.stripped + key for key in state} == expected:
+        return {checkpoint.stripped + key: value for key, value in state.items()}, checkpoint.stripped, []
+    prefixes = sorted(
+        {".".join(key.split(".")[:depth]) + "." for key in state for depth in range(1, _PREFIX_DEPTH + 1)}
+    )
+    for prefix in prefixes:
+        sub = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
+        if set(sub) == expected:
+            note = f"used the {len(sub)} tensors under '{prefix}' (of {len(state)} in the checkpoint)"
+            return sub, "", [note]
+    return state, "", []  # load_weights lists what does not fit
+
 
 def load_model(
-    checkpoint_path: Path | str, model_spec: str | None = None, head: str | None = None
+    checkpoint_path: Path | str,
+    model_spec: str | None = None,
+    head: str | None = None,
+    model_args: dict[str, Any] | None = None,
+    num_classes: int | None = None,
 ) -> LoadedModel:
-    """Rebuild the checkpoint's model: from its architecture record, or from ``model_spec``'s factory
-    (which wins when both are there), with the checkpoint's weights loaded strictly; in eval mode."""
+    """Rebuild the checkpoint's model, in eval mode: ``model_spec``'s factory when given (it wins), else
+    a Hugging Face folder's model, else the checkpoint's architecture record. ``num_classes`` is the
+    number of classes the data holds, when known: it picks the head among several candidates."""
     checkpoint = load_checkpoint(checkpoint_path)
+    where = str(checkpoint.path)
+    if model_args and model_spec is None:
+        raise InputError("--model-arg needs --model MODULE:CALLABLE (the callable the arguments are for)")
+    notes = list(checkpoint.notes)
+    if model_spec is None and checkpoint.hf_folder is not None:
+        from nc_audit.models.huggingface import head_name as hf_head_name
+        from nc_audit.models.huggingface import hf_record, load_pretrained
+
+        model = load_pretrained(checkpoint.hf_folder)  # transformers loads (and renames) the weights
+        name = find_head_module(model, head)[0] if head else hf_head_name(model, num_classes)
+        return LoadedModel(model, name, checkpoint, hf_record(model, name), tuple(notes))
     if model_spec is not None:
-        model = load_factory(model_spec)()
+        factory = load_factory(model_spec, model_args)
+        classes = _checkpoint_classes(checkpoint, head, num_classes)
+        model = factory(classes)
+        notes += factory.notes
     elif checkpoint.architecture is not None:
-        model = build_model(checkpoint.architecture)
+        model = build_model(checkpoint.architecture, where)
+        if checkpoint.architecture.get("name") == "factory":
+            notes.append(f"rebuilt with the recorded --model {checkpoint.architecture['config']['callable']}")
     else:
         raise InputError(
-            f"{checkpoint.path}: the checkpoint does not say which architecture it holds; "
-            "pass --model package.module:factory (a function that builds the module)"
+            f"{where}: the checkpoint does not say which architecture it holds; pass --model MODULE:CALLABLE "
+            "(a function or class that builds the module; --model-arg KEY=VALUE for its arguments)"
         )
-    load_weights(model, checkpoint.state_dict, str(checkpoint.path))
-    architecture = None if model_spec is not None else checkpoint.architecture
-    head_name, _ = find_head_module(model, head or (checkpoint.architecture or {}).get("head"))
-    return LoadedModel(model.eval(), head_name, checkpoint, architecture)
+    state, put_back, fit_notes = fit_state(model, checkpoint)
+    load_weights(model, state, where)
+    wanted = head or (checkpoint.architecture or {}).get("head")
+    name, linear = find_head_module(model, put_back + wanted if wanted else None, num_classes)
+    if model_spec is not None:
+        architecture = factory.record(int(linear.out_features), name)
+    else:
+        architecture = checkpoint.architecture
+    return LoadedModel(model.eval(), name, checkpoint, architecture, tuple(notes + fit_notes))

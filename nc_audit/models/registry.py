@@ -3,7 +3,10 @@
 A record (``nc-audit-arch/1``: name, config with defaults filled in, num_classes, head) is stored in every
 checkpoint nc-audit writes, so ``extract``, ``measure --data`` and ``finetune`` rebuild the model with no
 user code. The registered architectures are the built-ins (:mod:`nc_audit.models.builtins`) and the
-feature adapter of ``finetune --features`` (:mod:`nc_audit.models.adapter`).
+feature adapter of ``finetune --features`` (:mod:`nc_audit.models.adapter`). Two more record kinds
+describe models nc-audit did not define: ``factory`` (a user callable and its arguments,
+:mod:`nc_audit.models.factories`) and ``huggingface`` (a transformers class and its config,
+:mod:`nc_audit.models.huggingface`); :func:`build_model` rebuilds all of them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from nc_audit.core.formats import ARCH_FORMAT
 from nc_audit.models.adapter import FeatureAdapter
 from nc_audit.models.builtins import MLP, ModMLP, SmallCNN
 
+#: Config keys added after records were first written: left out of a record while at their default.
+OMITTED_AT_DEFAULT: dict[str, Any] = {"batch_norm": False}
 _SHOW = 5  # how many offending keys an error message names before it counts the rest
 
 
@@ -32,10 +37,6 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 
 
 def _architecture(name: Any) -> Callable[..., nn.Module]:
-    if name == "adapter":  # the feature adapter of `finetune --features` lives with the training code
-        from nc_audit.models.adapter import FeatureAdapter
-
-        return FeatureAdapter
     if not isinstance(name, str) or name not in ARCHITECTURES:
         raise InputError(f"unknown architecture {name!r}; built-in architectures: {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[name]
@@ -77,7 +78,8 @@ def _full_config(name: str, config: dict[str, Any], num_classes: int) -> dict[st
             factory(num_classes=num_classes, **full)
     except (TypeError, ValueError) as error:
         raise InputError(f"architecture {name!r}: bad config: {error}") from None
-    return full
+    # options added later are left out at their default, so records read as before they existed
+    return {k: v for k, v in full.items() if not (k in OMITTED_AT_DEFAULT and v == OMITTED_AT_DEFAULT[k])}
 
 
 def architecture_record(name: str, config: dict[str, Any], num_classes: int) -> dict[str, Any]:
@@ -92,11 +94,21 @@ def architecture_record(name: str, config: dict[str, Any], num_classes: int) -> 
     return {"format": ARCH_FORMAT, "name": name, "config": full, "num_classes": num_classes, "head": "head"}
 
 
-def build_model(record: dict[str, Any]) -> nn.Module:
-    """A freshly initialised built-in model from a record made by architecture_record."""
+def build_model(record: dict[str, Any], source: str = "the checkpoint") -> nn.Module:
+    """A freshly initialised model from a record: a built-in or the adapter (made by
+    architecture_record), a ``factory`` record (the recorded callable, after the checks of
+    :func:`nc_audit.models.factories.factory_from_record`) or a ``huggingface`` record."""
     if not isinstance(record, dict) or record.get("format") != ARCH_FORMAT:
         found = record.get("format") if isinstance(record, dict) else type(record).__name__
         raise InputError(f"architecture record must have format {ARCH_FORMAT!r}, got {found!r}")
+    if record.get("name") == "factory":
+        from nc_audit.models.factories import factory_from_record
+
+        return factory_from_record(record, source)(record.get("num_classes"))
+    if record.get("name") == "huggingface":
+        from nc_audit.models.huggingface import build_from_record
+
+        return build_from_record(record)
     checked = architecture_record(record.get("name"), record.get("config", {}), record.get("num_classes"))
     return ARCHITECTURES[checked["name"]](num_classes=checked["num_classes"], **checked["config"])
 

@@ -54,6 +54,7 @@ class FinetuneConfig:
     seed: int = 0
     resume: bool = False
     model: str | None = None
+    model_args: tuple[str, ...] = ()  # KEY=VALUE arguments of ``model`` (recorded with it)
     head: str | None = None
     train_samples_per_class: int | None = None
     adapter_hidden: int | None = None
@@ -80,6 +81,8 @@ class FinetuneConfig:
             raise InputError("pass exactly one of --data NAME|PATH (train the model) or --features DUMP")
         if self.data is not None and self.checkpoint is None:
             raise InputError("--data needs a CHECKPOINT to fine-tune")
+        if self.model_args and self.model is None:
+            raise InputError("--model-arg needs --model MODULE:CALLABLE (the callable the arguments are for)")
         if self.features is not None and self.model is not None:
             raise InputError("--model applies to --data runs; --features trains nc-audit's own adapter")
         if self.adapter_hidden is not None and self.features is None:

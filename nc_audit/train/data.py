@@ -21,6 +21,7 @@ from nc_audit.core.errors import InputError
 from nc_audit.io.checkpoints import file_sha256
 from nc_audit.io.datasets import dataset_splits, load_dataset
 from nc_audit.io.dumps import SplitInfo, iter_chunks, open_dump, resolve_split
+from nc_audit.io.inputs import Inputs, take
 
 #: Largest train split of a dump read into memory, in bytes of float32 features (2 GiB).
 MAX_TRAIN_BYTES = 2 * 2**30
@@ -40,24 +41,24 @@ class EvalSplit(Protocol):
 
     num_samples: int
 
-    def chunks(self, rows: tuple[int, int]) -> Iterator[tuple[Tensor, Tensor]]: ...
+    def chunks(self, rows: tuple[int, int]) -> Iterator[tuple[Inputs, Tensor]]: ...
 
 
 @dataclass(frozen=True)
 class MemorySplit:
     """A split held in memory: inputs (N, ...) and labels (N,)."""
 
-    inputs: Tensor
+    inputs: Inputs  # (N, ...), or named arrays passed as keyword arguments
     labels: Tensor
 
     @property
     def num_samples(self) -> int:
         return int(self.labels.shape[0])
 
-    def chunks(self, rows: tuple[int, int]) -> Iterator[tuple[Tensor, Tensor]]:
+    def chunks(self, rows: tuple[int, int]) -> Iterator[tuple[Inputs, Tensor]]:
         for begin in range(rows[0], rows[1], EVAL_CHUNK_ROWS):
             end = min(begin + EVAL_CHUNK_ROWS, rows[1])
-            yield self.inputs[begin:end], self.labels[begin:end]
+            yield take(self.inputs, slice(begin, end)), self.labels[begin:end]
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def dataset_data(spec: str, num_classes: int, per_class: int | None, seed: int) 
     subset = None
     if per_class is not None:
         subset = stratified_subset(labels, train.num_classes, per_class, seed)
-        inputs, labels = inputs[subset], labels[subset]
+        inputs, labels = take(inputs, subset), labels[subset]
     test_split = MemorySplit(test.inputs, test.labels) if test is not None else None
     return TrainData(MemorySplit(inputs, labels), test_split, train.spec, subset)
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from nc_audit.distributed import DistributedContext
 from nc_audit.io.checkpoints import Head
+from nc_audit.io.inputs import to_device
 from nc_audit.measure.compute import metrics_from_arrays
 from nc_audit.models.hooks import find_head_module, forward_with_features
 from nc_audit.train.data import EvalSplit, TrainData
@@ -36,7 +37,7 @@ def features_in_order(
     """(features (n, d), logits (n, C), labels (n,)) chunk by chunk over ``rows``, without gradients."""
     with torch.no_grad():
         for inputs, labels in split.chunks(rows):
-            logits, features = forward_with_features(model, inputs.to(device), head_name)
+            logits, features = forward_with_features(model, to_device(inputs, device), head_name)
             yield features, logits, labels.to(device)
 
 

@@ -16,15 +16,15 @@ from typing import Any
 
 from nc_audit.core.progress import SilentTracker, Tracker
 from nc_audit.distributed import DistributedContext
+from nc_audit.io.checkpoints import file_sha256
 from nc_audit.io.dump_writer import write_dump
 from nc_audit.io.save import save_checkpoint
+from nc_audit.models.extract import ADAPTED_DUMP_NAME
 from nc_audit.train.config import FinetuneConfig
 from nc_audit.train.evaluate import current_head, evaluate, features_in_order
 from nc_audit.train.session import Run, open_run
 from nc_audit.train.state import FINAL_NAME, epoch_path, save_training_checkpoint, write_history
 from nc_audit.train.steps import LOSS_KEYS, train_epoch
-
-ADAPTED_DUMP_NAME = "final_features.h5"
 
 
 @dataclass(frozen=True)
@@ -61,12 +61,13 @@ def _save_epoch(run: Run) -> None:
 
 
 def _export_adapted_dump(run: Run, path: Path) -> None:
-    """The adapted train (rows trained on) and test features with the trained head, as an nc-audit dump."""
+    """The adapted train (rows trained on) and test features with the trained head, as an nc-audit dump
+    that names final.pt (path and sha256): ``measure final.pt --features`` knows it for the adapter's own."""
     model, head_name = run.start.model, run.start.head_name
+    final = run.config.out / FINAL_NAME
     model.eval()
-    with write_dump(
-        path, {"dataset": run.data.spec, "checkpoint_path": str(run.config.out / FINAL_NAME)}
-    ) as writer:
+    attrs = {"dataset": run.data.spec, "checkpoint_path": str(final), "checkpoint_sha256": file_sha256(final)}
+    with write_dump(path, attrs) as writer:
         for name, split in (("train", run.data.train), ("test", run.data.test)):
             if split is None:
                 continue

@@ -12,6 +12,7 @@ from nc_audit.core.errors import InputError
 from nc_audit.io.checkpoints import Head, find_head, load_checkpoint
 from nc_audit.io.dumps import read_head
 from nc_audit.models.adapter import build_adapter
+from nc_audit.models.factories import parse_model_args
 from nc_audit.models.hooks import find_head_module
 from nc_audit.models.loading import load_model
 from nc_audit.models.registry import architecture_record
@@ -24,7 +25,8 @@ class StartingModel:
     """A model with its initial weights loaded, and what identifies it to ``--resume``."""
 
     model: nn.Module
-    architecture: dict[str, Any] | None  # nc-audit-arch/1 record written into checkpoints; None: --model
+    architecture: dict[str, Any] | None  # nc-audit-arch/1 record written into checkpoints (built-in,
+    # adapter, the --model callable and its arguments, or a Hugging Face class and config)
     fingerprint: dict[str, Any]  # compared on --resume: the record, or the factory and parameter shapes
     head_name: str  # dotted module name of the classifier head inside ``model``
     source: dict[str, Any]  # {"path", "sha256"} of the checkpoint (or dump) it started from
@@ -42,13 +44,16 @@ def _model_fingerprint(model: nn.Module, spec: str) -> dict[str, Any]:
 
 
 def checkpoint_model(config: FinetuneConfig) -> StartingModel:
-    """The checkpoint's model (built-in record, or ``--model``) with its weights, for a --data run."""
+    """The checkpoint's model (its record, a Hugging Face folder, or ``--model``) with its weights, for a
+    --data run. The record of how to rebuild it goes into every checkpoint the run writes."""
     assert config.checkpoint is not None  # FinetuneConfig.validate guarantees it
-    loaded = load_model(config.checkpoint, config.model, config.head)
+    loaded = load_model(config.checkpoint, config.model, config.head, parse_model_args(config.model_args))
     architecture = loaded.architecture
     fingerprint = (
-        architecture if architecture is not None else _model_fingerprint(loaded.model, config.model or "")
+        _model_fingerprint(loaded.model, config.model) if config.model is not None else architecture or {}
     )
+    if config.model_args:
+        fingerprint = {**fingerprint, "args": list(config.model_args)}
     source = {"path": str(Path(config.checkpoint).resolve()), "sha256": loaded.checkpoint.sha256}
     return StartingModel(loaded.model.train(), architecture, fingerprint, loaded.head_name, source)
 

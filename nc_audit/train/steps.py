@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from nc_audit.distributed import DistributedContext
+from nc_audit.io.inputs import take, to_device
 from nc_audit.models.hooks import forward_with_features
 from nc_audit.train.config import FinetuneConfig
 from nc_audit.train.data import MemorySplit
@@ -71,7 +72,7 @@ def batch_objective(
     """(objective to back-propagate on this rank, Σ_s n_s·[L_s, ce, cma, reg] over this rank's shards)."""
     n = int(batch.shape[0])
     local = batch[ctx.rank :: ctx.world_size] if ctx.distributed else batch  # (n_r,)
-    inputs = train.inputs[local].to(ctx.device)  # (n_r, ...)
+    inputs = to_device(take(train.inputs, local), ctx.device)  # (n_r, ...) or named (n_r, ...)
     labels = train.labels[local].to(ctx.device)  # (n_r,)
     logits, features = forward_with_features(parts.forward_model, inputs, parts.forward_head)
     sums = torch.zeros(len(LOSS_KEYS), dtype=torch.float64)  # (4,)

@@ -96,7 +96,6 @@ def loaded(name: str, state: dict[str, torch.Tensor], architecture: dict | None 
 @pytest.mark.parametrize(
     ("state_b", "message"),
     [
-        ({"w": torch.zeros(2), "n": torch.tensor(4)}, "integer buffer n differs"),
         ({"w": torch.zeros(3), "n": torch.tensor(3)}, r"tensor w has shape \(2,\) vs \(3,\)"),
         ({"v": torch.zeros(2), "n": torch.tensor(3)}, "hold different tensors"),
     ],
@@ -106,6 +105,13 @@ def test_incompatible_states_name_both_files(state_b: dict, message: str) -> Non
     with pytest.raises(InputError, match=message) as caught:
         check_same_architecture(A, loaded("second.pt", state_b))
     assert "first.pt" in str(caught.value) and "second.pt" in str(caught.value)
+
+
+def test_differing_integer_buffers_are_taken_from_a_and_named_in_a_note() -> None:
+    A = loaded("first.pt", {"w": torch.zeros(2), "n": torch.tensor(3)})
+    notes = check_same_architecture(A, loaded("second.pt", {"w": torch.ones(2), "n": torch.tensor(4)}))
+    assert notes == ["integer buffers differ between the endpoints (n): taken from A at every α"]
+    assert check_same_architecture(A, A) == []
 
 
 @pytest.mark.parametrize("steps", [1, 0, -3])

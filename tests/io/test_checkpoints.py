@@ -133,16 +133,33 @@ def test_a_named_head_that_does_not_exist_lists_the_2d_weights(
     assert "fc.weight (7, 12)" in str(error.value) and "encoder.weight (12, 5)" in str(error.value)
 
 
-def test_two_fitting_heads_in_safetensors_are_ambiguous(
+def test_two_fitting_heads_in_safetensors_are_ambiguous_without_a_usual_name_or_class_count(
     write_checkpoint: CheckpointWriter, state: StateDict
 ) -> None:
-    checkpoint = load_checkpoint(write_checkpoint(state, "model.safetensors"))
+    renamed = {key.replace("fc.", "out."): value for key, value in state.items()}
+    checkpoint = load_checkpoint(write_checkpoint(renamed, "model.safetensors"))
     with pytest.raises(InputError, match="ambiguous classifier head") as error:
         find_head(checkpoint, feature_dim=12)
     message = str(error.value)
-    assert "fc.weight (7, 12)" in message and "neck.weight (12, 12)" in message
+    assert "out.weight (7, 12)" in message and "neck.weight (12, 12)" in message
     assert "--head" in message
-    assert find_head(checkpoint, feature_dim=12, head_name="fc").name == "fc"
+    assert find_head(checkpoint, feature_dim=12, head_name="out").name == "out"
+    # the labels' class count picks the one (C, d) weight with C = 7 rows
+    assert find_head(checkpoint, feature_dim=12, num_classes=7).name == "out"
+
+
+def test_a_usual_head_name_wins_among_fitting_weights_in_safetensors(
+    write_checkpoint: CheckpointWriter, state: StateDict
+) -> None:
+    """neck (12, 12) and fc (7, 12) both fit; 'fc' is a usual head name (classifier, fc, head, score)."""
+    checkpoint = load_checkpoint(write_checkpoint(state, "model.safetensors"))
+    assert find_head(checkpoint, feature_dim=12).name == "fc"
+
+
+def test_a_head_typo_gets_did_you_mean(write_checkpoint: CheckpointWriter, state: StateDict) -> None:
+    checkpoint = load_checkpoint(write_checkpoint(state))
+    with pytest.raises(InputError, match=r"no 2-D tensor 'fcc\.weight'; did you mean 'fc'\?"):
+        find_head(checkpoint, feature_dim=12, head_name="fcc")
 
 
 def test_one_fitting_head_in_safetensors_is_found(

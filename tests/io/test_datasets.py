@@ -140,15 +140,15 @@ def test_batches_cover_the_split_in_order() -> None:
         next(data.batches(0))
 
 
-def test_user_npz_without_groups_is_the_train_split(tmp_path: Path) -> None:
+def test_user_npz_without_groups_is_the_train_split_and_any_split_asked_for(tmp_path: Path) -> None:
     path = tmp_path / "mine.npz"
     np.savez(path, inputs=np.arange(12, dtype=np.float64).reshape(6, 2), labels=np.array([0, 1, 2, 0, 1, 4]))
     data = load_dataset(str(path))
     assert isinstance(data, ArrayDataset) and data.inputs.dtype == torch.float32
     assert data.labels.tolist() == [0, 1, 2, 0, 1, 4] and data.num_classes == 5 and data.input_shape == (2,)
     assert dataset_splits(str(path)) == ["train"]
-    with pytest.raises(InputError, match="no split 'test'; available splits: train"):
-        load_dataset(str(path), "test")
+    test = load_dataset(str(path), "test")  # a plain val.npz is the split it is asked to be
+    assert test.split == "test" and torch.equal(test.inputs, data.inputs)
 
 
 def test_user_hdf5_with_split_groups(tmp_path: Path) -> None:

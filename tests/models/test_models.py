@@ -174,15 +174,28 @@ class _Backbone(nn.Module):
         return self.fc(self.features(x))
 
 
-def test_find_head_module_by_name_by_attribute_and_by_position() -> None:
+class _Plain(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Linear(4, 6)
+        self.out = nn.Linear(6, 3)
+        self.aux = nn.Linear(3, 2)
+
+
+def test_find_head_module_by_name_by_attribute_by_usual_name_and_by_position() -> None:
     model = _Backbone()
     assert find_head_module(model, "fc") == ("fc", model.fc)
-    assert find_head_module(model) == ("aux.0", model.aux[0])  # no `head`: the last Linear
+    assert find_head_module(model) == ("fc", model.fc)  # a usual head name beats a later Linear
+    plain = _Plain()
+    assert find_head_module(plain) == ("aux", plain.aux)  # no usual name: the last Linear
+    assert find_head_module(plain, num_classes=3) == ("out", plain.out)  # C outputs first
     assert find_head_module(_model("mlp"))[0] == "head"
     with pytest.raises(
         InputError, match=re.escape("no such module; nn.Linear modules: features.0, fc, aux.0")
     ):
         find_head_module(model, "classifier")
+    with pytest.raises(InputError, match=re.escape("no such module; did you mean 'fc'?")):
+        find_head_module(model, "fcc")
     with pytest.raises(InputError, match=re.escape("not nn.Linear")):
         find_head_module(model, "features")
     with pytest.raises(InputError, match=re.escape("no nn.Linear")):

@@ -1,0 +1,52 @@
+"""What both callbacks share: a forward pre-hook that keeps the head's input of every training forward
+since the last clear (the micro-batches of one optimizer step), and turning a record into log values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nc_audit.core.errors import InputError
+from nc_audit.models.hooks import find_head_module
+
+#: Prefix of the metric names a callback logs (``nc_audit/nc1``, ``nc_audit/mir``, ...).
+LOG_PREFIX = "nc_audit/"
+
+
+class HeadRecorder:
+    """Keeps the input of ``model``'s head on each forward in training mode (detached)."""
+
+    def __init__(self, model: nn.Module, head: str | None = None) -> None:
+        self.head_name, self.head = find_head_module(model, head)
+        self._features: list[Tensor] = []
+        self._handle = self.head.register_forward_pre_hook(self._record)
+
+    def _record(self, module: nn.Module, inputs: tuple[Any, ...]) -> None:
+        if module.training:
+            self._features.append(inputs[0].detach())
+
+    def clear(self) -> None:
+        """Forget what was recorded (at the start of a step)."""
+        self._features.clear()
+
+    def features(self) -> Tensor | None:
+        """The recorded features (n, d), or None when nothing was recorded."""
+        if not self._features:
+            return None
+        features = torch.cat(self._features)
+        if features.dim() != 2:
+            raise InputError(
+                f"head {self.head_name!r} took inputs of shape {tuple(features.shape)}; expected (N, d)"
+            )
+        return features
+
+    def remove(self) -> None:
+        """Remove the hook."""
+        self._handle.remove()
+
+
+def log_values(record: dict[str, Any]) -> dict[str, float]:
+    """The metrics of a Monitor record as ``nc_audit/KEY`` → value, leaving out undefined ones."""
+    return {LOG_PREFIX + key: float(value) for key, value in record["metrics"].items() if value is not None}

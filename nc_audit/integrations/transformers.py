@@ -1,0 +1,124 @@
+"""``NCAuditCallback`` for the Hugging Face ``Trainer``: Neural Collapse and matrix information every N steps.
+
+::
+
+    from nc_audit.integrations.transformers import NCAuditCallback
+
+    trainer = Trainer(model=model, args=args, train_dataset=train)
+    NCAuditCallback.attach(trainer, "runs/nc.jsonl", every=50)   # or callbacks=[NCAuditCallback(...)]
+    trainer.train()                   # then: nc-audit track runs/nc.jsonl --plot nc.png
+
+Every ``every``-th optimizer step (``state.global_step % every == 0``) the features the classifier saw
+in that step's training micro-batches (a forward pre-hook on the model's classifier module: ``head=``
+names it) and their labels (the ``labels`` keyword the Trainer passes to the model, read by a
+``with_kwargs`` pre-hook on the model) are measured in float64 with the head's current weights: one
+record appended to the ``.jsonl`` (world process 0), and the metrics logged as ``nc_audit/<metric>``.
+Attached with :meth:`NCAuditCallback.attach` (or given ``trainer=``) they go through ``Trainer.log``:
+``state.log_history``, every ``report_to`` integration and the console. A callback made without the
+trainer cannot reach ``Trainer.log`` (callbacks are not handed the trainer), so it appends the values
+to ``state.log_history`` alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nc_audit.core.errors import InputError
+from nc_audit.integrations.capture import HeadRecorder, log_values
+from nc_audit.measure.monitor import Monitor
+
+
+def _transformers() -> Any:
+    try:
+        import transformers
+    except ImportError:
+        raise InputError(
+            "NCAuditCallback for the Hugging Face Trainer needs transformers: pip install 'nc-audit[hf]'"
+        ) from None
+    return transformers
+
+
+class NCAuditCallback(_transformers().TrainerCallback):  # type: ignore[misc]
+    """Records and logs the metrics every ``every`` optimizer steps (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        every: int = 50,
+        *,
+        head: str | None = None,
+        label: str | None = None,
+        trainer: Any = None,
+        append: bool = True,
+    ) -> None:
+        self.path, self.every, self.head, self.label = Path(path), every, head, label
+        self.trainer, self.append = trainer, append
+        self.monitor: Monitor | None = None
+        self.recorder: HeadRecorder | None = None
+        self._labels: list[Tensor] = []
+        self._label_hook: Any = None
+        Monitor.check_every(every)
+
+    @classmethod
+    def attach(cls, trainer: Any, path: Path | str, every: int = 50, **options: Any) -> NCAuditCallback:
+        """A callback that logs through ``trainer.log``, added to ``trainer``."""
+        callback = cls(path, every, trainer=trainer, **options)
+        trainer.add_callback(callback)
+        return callback
+
+    def _record_labels(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        labels = kwargs.get("labels")
+        if module.training and isinstance(labels, Tensor):
+            self._labels.append(labels.detach())
+
+    def on_train_begin(
+        self, args: Any, state: Any, control: Any, model: nn.Module | None = None, **kwargs: Any
+    ) -> None:
+        if model is None:
+            raise InputError("NCAuditCallback: the Trainer passed no model to on_train_begin")
+        if self.head is None:
+            from nc_audit.models.huggingface import head_name
+
+            self.head = head_name(model)
+        self.recorder = HeadRecorder(model, self.head)
+        self._label_hook = model.register_forward_pre_hook(self._record_labels, with_kwargs=True)
+        if state.is_world_process_zero:
+            self.monitor = Monitor(self.path, self.every, label=self.label, append=self.append)
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.recorder is not None:
+            self.recorder.clear()
+        self._labels.clear()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        step = int(state.global_step)
+        if self.recorder is None or self.monitor is None or step % self.every:
+            return None
+        features = self.recorder.features()
+        if features is None or not self._labels:
+            return None
+        labels = torch.cat(self._labels).to(features.device)
+        head = self.recorder.head
+        record = self.monitor.log(step, features, labels, head.weight, head.bias)
+        if record is None:
+            return None
+        values = log_values(record)
+        if self.trainer is not None:
+            pending = control.should_log  # Trainer.log's on_log would reset the step's own logging
+            self.trainer.log(values)
+            control.should_log = pending
+        else:
+            state.log_history.append({**values, "step": step})
+        return control
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.recorder is not None:
+            self.recorder.remove()
+            self.recorder = None
+        if self._label_hook is not None:
+            self._label_hook.remove()
+            self._label_hook = None
