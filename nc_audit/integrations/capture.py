@@ -16,16 +16,21 @@ LOG_PREFIX = "nc_audit/"
 
 
 class HeadRecorder:
-    """Keeps the input of ``model``'s head on each forward in training mode (detached)."""
+    """Keeps the input of ``model``'s head on each forward in training mode (detached), and the head's
+    weights as they were then: a callback runs after the optimizer step, when they have moved on."""
 
     def __init__(self, model: nn.Module, head: str | None = None) -> None:
         self.head_name, self.head = find_head_module(model, head)
         self._features: list[Tensor] = []
+        self.weight: Tensor | None = None  # W (C, d) at the last recorded forward
+        self.bias: Tensor | None = None  # b (C,) at the last recorded forward
         self._handle = self.head.register_forward_pre_hook(self._record)
 
     def _record(self, module: nn.Module, inputs: tuple[Any, ...]) -> None:
         if module.training:
             self._features.append(inputs[0].detach())
+            self.weight = self.head.weight.detach().clone()
+            self.bias = None if self.head.bias is None else self.head.bias.detach().clone()
 
     def clear(self) -> None:
         """Forget what was recorded (at the start of a step)."""

@@ -11,9 +11,9 @@ Every ``every``-th optimizer step (``trainer.global_step % every == 0``) the fea
 that step's training batch (a forward pre-hook on the head: ``head=`` names it, default detected as by
 ``nc-audit extract``) and the batch's labels (the second element of a tuple batch, or ``labels`` /
 ``label`` / ``y`` / ``targets`` of a dict batch; ``labels_from=`` a function of the batch otherwise) are
-measured in float64 with the head's current weights: one record appended to the ``.jsonl`` (rank 0)
-and its metrics logged as ``nc_audit/<metric>`` through ``LightningModule.log_dict`` (every logger
-the Trainer has). The numbers describe one batch; the batch must hold at least two classes.
+measured in float64 with the head's weights of that forward: one record appended to the ``.jsonl`` (rank 0)
+and its metrics logged as ``nc_audit/<metric>`` at that step to every logger the Trainer has
+(``logger.log_metrics``: TensorBoard, CSV, W&B, ...). The numbers describe one batch; the batch must hold at least two classes.
 
 Works with ``pytorch_lightning`` (``pip install 'nc-audit[lightning]'``) or, failing that, the
 ``lightning`` package's ``lightning.pytorch``.
@@ -88,17 +88,13 @@ class NCAuditCallback(_lightning().Callback):  # type: ignore[misc]
         labels = self.labels_from(batch) if self.labels_from is not None else split_batch(batch)[1]
         if labels is None:
             raise InputError("NCAuditCallback: the batch carries no labels; pass labels_from=batch -> labels")
-        head = self.recorder.head
         if self.monitor is not None:
-            record = self.monitor.log(step, features, labels.to(features.device), head.weight, head.bias)
+            record = self.monitor.log(
+                step, features, labels.to(features.device), self.recorder.weight, self.recorder.bias
+            )
             if record is not None and self.log:
-                pl_module.log_dict(
-                    log_values(record),
-                    on_step=True,
-                    on_epoch=False,
-                    rank_zero_only=True,
-                    batch_size=len(labels),
-                )
+                for logger in trainer.loggers:  # one row per measurement, at the measured step
+                    logger.log_metrics(log_values(record), step=step)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         if self.recorder is not None:

@@ -11,7 +11,7 @@
 Every ``every``-th optimizer step (``state.global_step % every == 0``) the features the classifier saw
 in that step's training micro-batches (a forward pre-hook on the model's classifier module: ``head=``
 names it) and their labels (the ``labels`` keyword the Trainer passes to the model, read by a
-``with_kwargs`` pre-hook on the model) are measured in float64 with the head's current weights: one
+``with_kwargs`` pre-hook on the model) are measured in float64 with the head's weights of that forward: one
 record appended to the ``.jsonl`` (world process 0), and the metrics logged as ``nc_audit/<metric>``.
 Attached with :meth:`NCAuditCallback.attach` (or given ``trainer=``) they go through ``Trainer.log``:
 ``state.log_history``, every ``report_to`` integration and the console. A callback made without the
@@ -102,8 +102,7 @@ class NCAuditCallback(_transformers().TrainerCallback):  # type: ignore[misc]
         if features is None or not self._labels:
             return None
         labels = torch.cat(self._labels).to(features.device)
-        head = self.recorder.head
-        record = self.monitor.log(step, features, labels, head.weight, head.bias)
+        record = self.monitor.log(step, features, labels, self.recorder.weight, self.recorder.bias)
         if record is None:
             return None
         values = log_values(record)

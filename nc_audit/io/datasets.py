@@ -283,6 +283,13 @@ def dataset_splits(spec: str) -> list[str]:
     return list(_load_all(spec)[1])
 
 
+def holds_split_groups(spec: str) -> bool:
+    """Whether ``spec`` names splits of its own (built-ins, files with groups); a file of root arrays
+    does not: it is whichever split is asked for."""
+    kind, _, _ = _split_spec(spec)
+    return kind != "file" or not _load_all(spec)[4]
+
+
 def holds_features(spec: str) -> bool:
     """Whether ``spec`` is a feature dump (a file whose inputs are ``features``: what an adapter takes)."""
     kind, label, _ = _split_spec(spec)

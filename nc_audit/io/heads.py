@@ -66,6 +66,8 @@ def find_head(
     name = head_name or (checkpoint.architecture or {}).get("head")
     if name:
         name = name.removesuffix(".weight")
+        if f"{name}.weight" not in state and checkpoint.stripped and name.startswith(checkpoint.stripped):
+            name = name[len(checkpoint.stripped) :]  # a module name inside the wrapper (model.fc)
         weight = state.get(f"{name}.weight")
         if weight is None or weight.ndim != 2:
             names = [key.removesuffix(".weight") for key, _ in matrices]

@@ -12,9 +12,15 @@ from typing import Any
 
 import torch
 
-from nc_audit.core.errors import InputError
+from nc_audit.core.errors import InputError, did_you_mean
 from nc_audit.core.progress import SilentTracker, Tracker
-from nc_audit.io.datasets import ArrayDataset, dataset_splits, holds_features, load_dataset
+from nc_audit.io.datasets import (
+    ArrayDataset,
+    dataset_splits,
+    holds_features,
+    holds_split_groups,
+    load_dataset,
+)
 from nc_audit.io.dump_writer import write_dump
 from nc_audit.io.inputs import describe, to_device
 from nc_audit.models.hooks import find_head_module, forward_with_features
@@ -64,7 +70,13 @@ def extract(
     tracker = tracker or SilentTracker()
     available = dataset_splits(data)
     wanted = splits or available
-    datasets = [load_dataset(data, name) for name in wanted]  # an unknown split names the dataset
+    unknown = [name for name in wanted if name not in available]
+    if unknown and holds_split_groups(data):
+        hint = did_you_mean(unknown[0], available)
+        raise InputError(
+            f"--split {','.join(unknown)}: dataset {data} has splits {', '.join(available)};{hint}"
+        )
+    datasets = [load_dataset(data, name) for name in wanted]  # a file without groups is any split
     loaded = load_model(checkpoint_path, model_spec, head, model_args, datasets[0].num_classes)
     model = loaded.model.to(device)
     head_module = find_head_module(model, loaded.head_name)[1]

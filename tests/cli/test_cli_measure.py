@@ -288,9 +288,12 @@ def no_head(s: Setup) -> Case:
 
 
 def ambiguous_head(s: Setup) -> Case:
-    path = s.checkpoint("model.safetensors")
+    """Two (7, 12) weights, neither with a usual head name, in a safetensors file (keys sorted)."""
+    state = {key.replace("fc.", "out."): value for key, value in backbone_state(s.problem).items()}
+    state["aux.weight"] = state["out.weight"].clone()
+    path = s.write_checkpoint(state, "model.safetensors")
     args: list[str | Path] = [path, "--features", s.write_dump(s.problem, head=False)]
-    return args, path, "ambiguous classifier head, candidates fc.weight (7, 12), neck.weight (12, 12)"
+    return args, path, "ambiguous classifier head, candidates aux.weight (7, 12), out.weight (7, 12)"
 
 
 def checkpoint_without_features(s: Setup) -> Case:
