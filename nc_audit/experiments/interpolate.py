@@ -236,7 +236,10 @@ def run_interpolation(
     dataset = load_dataset(data, split)
     net = loaded_a.model.to(target)
     _check_labels(dataset, data, find_head_module(net, loaded_a.head_name)[1].out_features)
-    state_a, state_b = loaded_a.checkpoint.state_dict, loaded_b.checkpoint.state_dict
+    # the models' own state dicts: keyed as the model names them (a Hugging Face folder's stored names, or
+    # a checkpoint's stripped prefixes, may differ)
+    state_a = {key: value.detach().cpu().clone() for key, value in loaded_a.model.state_dict().items()}
+    state_b = {key: value.detach().cpu().clone() for key, value in loaded_b.model.state_dict().items()}
     has_bn = bool(batch_norms(net))
     bn_data = dataset
     if has_bn:

@@ -112,7 +112,15 @@ def load_model(
             "(a function or class that builds the module; --model-arg KEY=VALUE for its arguments)"
         )
     state, put_back, fit_notes = fit_state(model, checkpoint)
-    load_weights(model, state, where)
+    try:
+        load_weights(model, state, where)
+    except InputError as error:
+        if checkpoint.hf_folder is None:
+            raise
+        raise InputError(
+            f"{error}; this is a Hugging Face folder: drop --model and transformers loads it (renaming keys "
+            "as the model needs)"
+        ) from None
     wanted = head or (checkpoint.architecture or {}).get("head")
     name, linear = find_head_module(model, put_back + wanted if wanted else None, num_classes)
     if model_spec is not None:

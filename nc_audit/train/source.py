@@ -63,7 +63,9 @@ def _initial_head(config: FinetuneConfig, feature_dim: int) -> tuple[Head, dict[
     assert config.features is not None
     if config.checkpoint is not None:
         checkpoint = load_checkpoint(config.checkpoint)
-        head = find_head(checkpoint, feature_dim=feature_dim, head_name=config.head)
+        head = find_head(
+            checkpoint, feature_dim=feature_dim, head_name=config.head, num_classes=checkpoint.num_classes
+        )
         return head, {"path": str(Path(config.checkpoint).resolve()), "sha256": checkpoint.sha256}
     head = read_head(config.features)
     if head is None:
