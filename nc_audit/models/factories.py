@@ -7,9 +7,12 @@ so ``torchvision.models:resnet18`` and ``timm:create_model --model-arg model_nam
 model whose head fits the checkpoint.
 
 A checkpoint written by ``finetune`` records the callable and its arguments (a ``factory``
-architecture record), so ``measure`` rebuilds the model without ``--model``. Calling what a file names
-is a trust decision: a recorded callable from Python's standard library, torch's loaders, numpy,
-pandas, pickle-like modules or nc_audit itself, or one asked for remote code, is refused.
+architecture record). Calling what a file names is running code on a file's word, and in CI the file
+comes from a pull request, so a recorded callable is called by itself only from the model libraries of
+:data:`TRUSTED_FACTORY_MODULES` (torchvision.models, timm, transformers, torch.nn), never from a
+``.py`` path, and never with arguments that download weights or run remote code. Any other recorded
+callable needs the user to name it: ``--model MODULE:CALLABLE`` (its recorded arguments are then used
+when no ``--model-arg`` is given).
 """
 
 from __future__ import annotations
@@ -34,7 +37,12 @@ from nc_audit.core.errors import InputError
 #: Keyword names a callable may take the number of classes under, in order of preference.
 CLASS_COUNT_NAMES = ("num_classes", "num_labels")
 #: Top-level modules a recorded callable may not come from (they load pickles, run code or fetch it).
-_REFUSED_MODULES = frozenset({"builtins", "nc_audit", "numpy", "pandas", "dill", "cloudpickle", "joblib"})
+#: Packages whose recorded model factories nc-audit calls without being told to (their own model zoos).
+TRUSTED_FACTORY_MODULES = ("torchvision.models", "timm", "transformers", "torch.nn")
+#: Arguments that would fetch weights or code from the network (nc-audit never downloads at run time).
+_NETWORK_ARGS = frozenset(
+    {"pretrained", "weights", "trust_remote_code", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path"}
+)
 
 
 @contextmanager
@@ -186,24 +194,33 @@ def load_factory(spec: str, args: dict[str, Any] | None = None) -> ModelFactory:
     return ModelFactory(spec, factory, dict(args or {}))
 
 
+def trusted_record(spec: str, args: dict[str, Any]) -> str | None:
+    """Why nc-audit will not call the recorded ``spec`` with ``args`` by itself, or None when it will."""
+    target, _, attribute = spec.rpartition(":")
+    if target.endswith(".py") or "/" in target:
+        return "a Python file named by the checkpoint"
+    if not any(target == module or target.startswith(module + ".") for module in TRUSTED_FACTORY_MODULES):
+        return f"not from {', '.join(TRUSTED_FACTORY_MODULES)}"
+    if "from_pretrained" in attribute:
+        return "a from_pretrained loader"
+    network = sorted(key for key, value in args.items() if key in _NETWORK_ARGS and value)
+    if network:
+        return f"arguments that fetch weights or code ({', '.join(network)})"
+    return None
+
+
 def factory_from_record(record: dict[str, Any], source: str) -> ModelFactory:
-    """The factory a ``factory`` record names, after the checks of the module docstring."""
+    """The factory a ``factory`` record names, if nc-audit may call it on the file's word (see the module
+    docstring); otherwise an InputError that says to pass ``--model``."""
     config = record.get("config") or {}
     spec, args = config.get("callable"), config.get("args") or {}
     if not isinstance(spec, str) or not isinstance(args, dict):
         raise InputError(f"{source}: the factory record is malformed (expected a callable and its args)")
-    target, _, attribute = spec.rpartition(":")
-    top = target.split(".")[0]
-    refused = (
-        (not target.endswith(".py") and (top in sys.stdlib_module_names or top in _REFUSED_MODULES))
-        or (top == "torch" and not target.startswith("torch.nn"))
-        or "from_pretrained" in attribute
-        or args.get("trust_remote_code")
-    )
-    if refused:
+    why = trusted_record(spec, args)
+    if why is not None:
         raise InputError(
-            f"{source}: the checkpoint names the callable {spec}, which nc-audit does not call on a "
-            "file's word; pass --model MODULE:CALLABLE to choose the architecture"
+            f"{source}: the checkpoint names the model factory {spec} ({why}); nc-audit does not run code "
+            f"on a file's word: pass --model {spec} to run it (your code, your trust)"
         )
     try:
         return load_factory(spec, args)

@@ -75,6 +75,17 @@ def fit_state(model: nn.Module, checkpoint: Checkpoint) -> tuple[dict[str, Tenso
     return state, "", []  # load_weights lists what does not fit
 
 
+def _recorded_args(checkpoint: Checkpoint, model_spec: str) -> dict[str, Any] | None:
+    """The arguments a ``factory`` record stores for ``model_spec`` (used when --model names the recorded
+    callable and no --model-arg is given)."""
+    record = checkpoint.architecture or {}
+    config = record.get("config") or {}
+    if record.get("name") == "factory" and config.get("callable") == model_spec:
+        args = config.get("args")
+        return dict(args) if isinstance(args, dict) else None
+    return None
+
+
 def load_model(
     checkpoint_path: Path | str,
     model_spec: str | None = None,
@@ -98,7 +109,7 @@ def load_model(
         name = find_head_module(model, head)[0] if head else hf_head_name(model, num_classes)
         return LoadedModel(model, name, checkpoint, hf_record(model, name), tuple(notes))
     if model_spec is not None:
-        factory = load_factory(model_spec, model_args)
+        factory = load_factory(model_spec, model_args if model_args else _recorded_args(checkpoint, model_spec))
         classes = _checkpoint_classes(checkpoint, head, num_classes)
         model = factory(classes)
         notes += factory.notes

@@ -8,6 +8,7 @@ The callables are a small local module written the way torchvision's and timm's 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -159,10 +160,14 @@ def test_finetune_records_the_callable_so_measure_needs_no_model(zoo: str, tmp_p
     record = torch.load(tmp_path / "ft" / "final.pt", weights_only=True)["architecture"]
     assert record["name"] == "factory"
     assert record["config"] == {"callable": f"{zoo}:create_model", "args": {"model_name": "net9"}}
-    measured = invoke("measure", tmp_path / "ft" / "final.pt", "--data", data, "--format", "json")
-    assert measured.exit_code == 0, measured.output
-    report = json.loads(measured.stdout)
-    assert any("rebuilt with the recorded --model nc_zoo:create_model" in note for note in report["notes"])
+    refused = invoke("measure", tmp_path / "ft" / "final.pt", "--data", data, "--format", "json")
+    assert refused.exit_code == 2 and refused.stdout == ""  # a user module: not run on the file's word
+    assert f"names the model factory {zoo}:create_model" in refused.stderr
+    assert f"pass --model {zoo}:create_model" in refused.stderr
+    measured = invoke("measure", tmp_path / "ft" / "final.pt", "--data", data, "--format", "json",
+                      "--model", f"{zoo}:create_model")  # fmt: skip
+    assert measured.exit_code == 0, measured.output  # the recorded --model-arg model_name=net9 is reused
+    assert json.loads(measured.stdout)["features"]["feature_dim"] == 9
 
 
 @pytest.mark.parametrize(
@@ -175,18 +180,34 @@ def test_finetune_records_the_callable_so_measure_needs_no_model(zoo: str, tmp_p
         "torch.hub:load",
         "numpy:load",
         "transformers:AutoModel.from_pretrained",
+        "pip._internal.cli.main:main",
+        "./evil.py:build",
+        "/tmp/evil.py:build",
+        "nc_zoo:create_model",
     ],
 )
-def test_a_recorded_callable_that_could_run_code_is_refused(spec: str) -> None:
+def test_a_recorded_callable_outside_the_model_libraries_is_refused(spec: str) -> None:
+    """Nothing is imported or called: the record names code, and a checkpoint may come from a pull request."""
     record = {"format": "nc-audit-arch/1", "name": "factory", "config": {"callable": spec, "args": {}}}
-    with pytest.raises(InputError, match="does not call on a file's word; pass --model"):
+    modules_before = set(sys.modules)
+    with pytest.raises(
+        InputError, match=f"does not run code on a file's word: pass --model {re.escape(spec)}"
+    ):
         factory_from_record(record, "final.pt")
+    assert set(sys.modules) == modules_before
 
 
-def test_a_recorded_callable_asking_for_remote_code_is_refused(zoo: str) -> None:
+@pytest.mark.parametrize(
+    "args", [{"pretrained": True}, {"weights": "IMAGENET1K_V1"}, {"trust_remote_code": True}]
+)
+def test_a_recorded_library_factory_that_would_download_is_refused(args: dict) -> None:
     record = {"format": "nc-audit-arch/1", "name": "factory",
-              "config": {"callable": f"{zoo}:Net", "args": {"trust_remote_code": True}}}  # fmt: skip
-    with pytest.raises(InputError, match="does not call on a file's word"):
+              "config": {"callable": "torch.nn:Linear", "args": {"in_features": 3, "out_features": 2, **args}}}  # fmt: skip
+    with pytest.raises(InputError, match="fetch weights or code"):
         factory_from_record(record, "final.pt")
-    assert isinstance(factory_from_record({**record, "config": {"callable": f"{zoo}:Net", "args": {}}}, "x")(),
-                      nn.Module)  # fmt: skip
+
+
+def test_a_recorded_factory_from_a_model_library_is_rebuilt() -> None:
+    record = {"format": "nc-audit-arch/1", "name": "factory",
+              "config": {"callable": "torch.nn:Linear", "args": {"in_features": 3, "out_features": 2}}}  # fmt: skip
+    assert isinstance(factory_from_record(record, "final.pt")(None), nn.Linear)
