@@ -214,3 +214,13 @@ def isolated_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("GITHUB_STEP_SUMMARY", "NC_AUDIT_DEBUG"):
         monkeypatch.delenv(name, raising=False)
     assert find_pyproject(tmp_path) is None, "a pyproject.toml above tmp_path would leak its defaults"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` are skipped where no CUDA device is available (``make gpu-check`` runs them)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (run by make gpu-check on a GPU machine)")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
