@@ -58,9 +58,7 @@ class DecisionCounter(Accumulator):
         predicted = logits.argmax(1)  # (n,)
         nearest = self.candidate_classes[distances.argmin(1)]  # (n,)
         self.samples += int(y.shape[0])
-        self.decisions += torch.stack(
-            [(predicted != nearest).sum(), (predicted == y).sum(), (nearest == y).sum()]
-        )
+        self.decisions += torch.stack([predicted != nearest, predicted == y, nearest == y]).sum(1)
 
     @property
     def mismatches(self) -> int:

@@ -55,4 +55,4 @@ def add_class_counts(counts: torch.Tensor, labels: torch.Tensor) -> None:
 
 def count_nonfinite(row_values: torch.Tensor) -> torch.Tensor:
     """How many of the rows' values (n,) are NaN or ±Inf, as a 0-d int64 tensor on their device."""
-    return row_values.numel() - torch.isfinite(row_values).sum()
+    return torch.isfinite(row_values).logical_not_().sum()
