@@ -98,12 +98,17 @@ def run_rows(ctx: Context, budget_s: float, started: float, err: Console) -> lis
             rows += [CheckRow(name, error=f"skipped: {left:.0f} s of the budget left") for name in names]
             continue
         err.print(f"[dim]{names[0]} (limit {limit:.0f} s) ...[/dim]")
+        ctx.partial = []
         try:
             with time_limit(limit):
                 rows += function(ctx, limit)
         except Exception as error:  # one failing row must not hide the others
             line = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:200]
-            rows += [CheckRow(name, error=line) for name in names]
+            if ctx.partial:  # what the row measured before it failed stays in the table
+                ctx.partial[-1].error = line
+                rows += ctx.partial
+            else:
+                rows += [CheckRow(name, error=line) for name in names]
             err.print(f"[red]{names[0]}: {line}[/red]")
             traceback.print_exc(file=sys.stderr)
     return rows
@@ -135,7 +140,7 @@ def print_table(console: Console, rows: list[CheckRow], device: str, title: str)
         table.add_row(*cells(row, device), style=style)
     console.print(table)
     for row in rows:
-        for line in row.details[1:]:
+        for line in row.details if row.error else row.details[1:]:  # the first one is in the table
             console.print(f"  [dim]{row.name}[/dim] — {line}", highlight=False)
 
 

@@ -65,6 +65,13 @@ class Context:
     data_dir: Path
     agreement: dict[str, float] = field(default_factory=dict)  # what -> max relative difference
     cuda_test_lines: list[str] = field(default_factory=list)
+    #: Rows of the row function now running, as far as they got (kept when it fails or times out).
+    partial: list[CheckRow] = field(default_factory=list)
+
+    def track(self, row: CheckRow) -> CheckRow:
+        """Register a row as soon as it exists, so that what it measured survives a later failure."""
+        self.partial.append(row)
+        return row
 
     @property
     def cuda(self) -> bool:
@@ -122,28 +129,28 @@ def cuda_test_files() -> list[str]:
 
 def cuda_tests(ctx: Context, timeout_s: float) -> list[CheckRow]:
     """``pytest -m cuda`` over the files that hold CUDA tests, in a subprocess; counts in the row."""
-    row = CheckRow("CUDA tests (pytest -m cuda)", target="all pass")
+    row = ctx.track(CheckRow("CUDA tests (pytest -m cuda)", target="all pass"))
     files = cuda_test_files()
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     command = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", "-rfE", *files]
     start = time.perf_counter()
-    done = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=max(5.0, timeout_s), check=False
-    )
+    limit = max(5.0, timeout_s - 5)  # before the row's own limit, so that the output is kept
+    try:
+        done = subprocess.run(
+            command, cwd=ROOT, env={**os.environ, "PYTHONPATH": path}, capture_output=True, text=True,
+            timeout=limit, check=False,
+        )  # fmt: skip
+        output, returncode = done.stdout + done.stderr, done.returncode
+    except subprocess.TimeoutExpired as expired:
+        parts = (expired.stdout, expired.stderr)
+        output = "".join(p.decode(errors="replace") if isinstance(p, bytes) else (p or "") for p in parts)
+        returncode = None
+        row.error = f"pytest ran past {limit:.0f} s (the counts are of the tests that ended)"
     row.device_s = time.perf_counter() - start
-    output = done.stdout + done.stderr
-    summary = [line for line in output.splitlines() if re.search(r"\d+ (passed|failed|skipped|error)", line)]
-    counts = {kind: 0 for kind in ("passed", "failed", "skipped", "error")}
-    for number, kind in re.findall(
-        r"(\d+) (passed|failed|skipped|errors?)\b", summary[-1] if summary else ""
-    ):
-        counts[kind.rstrip("s") if kind.startswith("error") else kind] += int(number)
+    counts = pytest_counts(output, finished=returncode is not None)
     row.details.append(
         f"{counts['passed']} passed, {counts['failed']} failed, {counts['error']} errors, "
-        f"{counts['skipped']} skipped in {len(files)} files (exit code {done.returncode})"
+        f"{counts['skipped']} skipped in {len(files)} files (exit code {returncode})"
     )
     ctx.cuda_test_lines = [line for line in output.splitlines() if line.startswith(("FAILED", "ERROR"))]
     row.details += ctx.cuda_test_lines[:10]
@@ -151,8 +158,32 @@ def cuda_tests(ctx: Context, timeout_s: float) -> list[CheckRow]:
         row.details.append("skipped: no CUDA device (the tests skip themselves)")
         row.target = "all pass (on a GPU)"
     else:
-        row.met = done.returncode == 0 and counts["failed"] == counts["error"] == 0 and counts["passed"] > 0
+        row.met = returncode == 0 and counts["failed"] == counts["error"] == 0 and counts["passed"] > 0
     return [row]
+
+
+def pytest_counts(output: str, finished: bool) -> dict[str, int]:
+    """passed / failed / skipped / error from pytest -q's summary line, or, when it was stopped before
+    printing one, from its progress characters (. F E s)."""
+    counts = {kind: 0 for kind in ("passed", "failed", "skipped", "error")}
+    lines = output.splitlines()
+    if finished:
+        summary = [line for line in lines if re.search(r"\d+ (passed|failed|skipped|errors?)\b", line)]
+        for number, kind in re.findall(
+            r"(\d+) (passed|failed|skipped|errors?)\b", summary[-1] if summary else ""
+        ):
+            counts["error" if kind.startswith("error") else kind] += int(number)
+        return counts
+    progress = "".join(
+        line.split(" [")[0] for line in lines if re.fullmatch(r"[.FEsxX]+( +\[ *\d+%\])?", line)
+    )
+    counts.update(
+        passed=progress.count("."),
+        failed=progress.count("F"),
+        error=progress.count("E"),
+        skipped=progress.count("s"),
+    )
+    return counts
 
 
 # --- streaming passes over a dump ----------------------------------------------------------------------------
@@ -196,48 +227,50 @@ def _streaming_rows(ctx: Context, path: Path, N: int, d: int, C: int, notes: lis
     info = resolve_split(path, None)
     nbytes = N * (d * 4 + 8)
     rows_per_read = default_chunk_rows(d, 4)
+    raw = ctx.track(CheckRow(f"raw h5py read, {N:,}×{d} float32", details=notes))
     bench_streaming.raw_read(path, rows_per_read)  # warm the page cache
-    raw_s, _ = best_of(ctx.repeats, lambda: bench_streaming.raw_read(path, rows_per_read))
-    raw = CheckRow(f"raw h5py read, {N:,}×{d} float32", cpu_s=raw_s, details=notes)
+    raw.cpu_s, _ = best_of(ctx.repeats, lambda: bench_streaming.raw_read(path, rows_per_read))
+    raw_s = raw.cpu_s
     raw.details.append(f"{nbytes / raw_s / 1e9:.2f} GB/s (the reference of both passes)")
-    rows = [raw]
     device = str(ctx.device)
-    cpu1_s, cpu_stats = bench_streaming.time_pass_one(info, C, ctx.repeats)
+    one = ctx.track(CheckRow("pass 1 (accumulate_stats)", target="≥ 70% of raw read throughput"))
+    one.cpu_s, cpu_stats = bench_streaming.time_pass_one(info, C, ctx.repeats)
     bench_streaming.time_pass_one(info, C, 1, device=device)  # warm-up: CUDA kernels, allocator
     reset_peak(ctx)
-    dev1_s, dev_stats = bench_streaming.time_pass_one(info, C, ctx.repeats, device=device)
-    one = CheckRow("pass 1 (accumulate_stats)", cpu1_s, dev1_s, target="≥ 70% of raw read throughput")
-    one.details.append(f"throughput: CPU {raw_s / cpu1_s:.0%}, {device} {raw_s / dev1_s:.0%} of raw read")
+    one.device_s, dev_stats = bench_streaming.time_pass_one(info, C, ctx.repeats, device=device)
+    one.details.append(
+        f"throughput: CPU {raw_s / one.cpu_s:.0%}, {device} {raw_s / one.device_s:.0%} of raw read"
+    )
     one.details.append(f"peak GPU memory: {gib(peak_gpu(ctx))}")
-    one.met = raw_s / dev1_s >= 0.7
+    one.met = raw_s / one.device_s >= 0.7
     ctx.agree("pass 1 statistics", tensor_relative(dev_stats.sums, cpu_stats.sums))
     ctx.agree("pass 1 statistics", tensor_relative(dev_stats.sq_dev, cpu_stats.sq_dev))
-    rows.append(one)
-    cpu2_s, cpu_second = bench_streaming.time_pass_two(info, cpu_stats, ctx.repeats)
+    two = ctx.track(CheckRow("pass 2 (count_decisions)"))
+    two.cpu_s, cpu_second = bench_streaming.time_pass_two(info, cpu_stats, ctx.repeats)
     reset_peak(ctx)
-    dev2_s, dev_second = bench_streaming.time_pass_two(info, cpu_stats, ctx.repeats, device=device)
-    two = CheckRow("pass 2 (count_decisions)", cpu2_s, dev2_s)
-    two.details.append(f"throughput: CPU {raw_s / cpu2_s:.0%}, {device} {raw_s / dev2_s:.0%} of raw read")
+    two.device_s, dev_second = bench_streaming.time_pass_two(info, cpu_stats, ctx.repeats, device=device)
+    two.details.append(
+        f"throughput: CPU {raw_s / two.cpu_s:.0%}, {device} {raw_s / two.device_s:.0%} of raw read"
+    )
     two.details.append(f"peak GPU memory: {gib(peak_gpu(ctx))}")
     ctx.agree("pass 2 NC1, NC4", relative(dev_second.projection.nc1(), cpu_second.projection.nc1()))
     ctx.agree("pass 2 NC1, NC4", relative(dev_second.counter.nc4, cpu_second.counter.nc4))
-    rows.append(two)
-    (cpu_t, cpu_rss), (dev_t, dev_rss) = (
-        bench_streaming.measure_in_subprocess(path, dev) for dev in ("cpu", device)
-    )
-    whole = CheckRow("measure (2 passes + metrics, subprocess)", cpu_t["measure_s"], dev_t["measure_s"])
+    whole = ctx.track(CheckRow("measure (2 passes + metrics, subprocess)", target="peak host RSS < 1 GB"))
+    cpu_t, cpu_rss = bench_streaming.measure_in_subprocess(path, "cpu")
+    whole.cpu_s = cpu_t["measure_s"]
+    dev_t, dev_rss = bench_streaming.measure_in_subprocess(path, device)
+    whole.device_s = dev_t["measure_s"]
     whole.details.append(
         f"peak host RSS (VmHWM): CPU {cpu_rss / 1e6:.0f} MB, {device} {dev_rss / 1e6:.0f} MB"
     )
     whole.details.append(f"peak GPU memory: {gib(dev_t.get('gpu_peak_bytes'))}")
     whole.details.append(
-        f"throughput over both passes: {device} {2 * nbytes / dev_t['measure_s'] / 1e9:.2f} GB/s"
+        f"throughput over both passes: {device} {2 * nbytes / whole.device_s / 1e9:.2f} GB/s"
     )
-    whole.target, whole.met = "peak host RSS < 1 GB", max(cpu_rss, dev_rss) < 1e9
+    whole.met = max(cpu_rss, dev_rss) < 1e9
     difference, key = metrics_relative(dev_t["metrics"], cpu_t["metrics"])
     ctx.agree(f"measure of the {N:,}-row dump (worst: {key})", difference)
-    rows.append(whole)
-    return rows
+    return [raw, one, two, whole]
 
 
 # --- trajectory ------------------------------------------------------------------------------------------------
@@ -246,36 +279,34 @@ def trajectory(ctx: Context, timeout_s: float) -> list[CheckRow]:
     per-checkpoint loop on the same device and the CPU loop (NumPy, the bench's reference)."""
     B, C, d = (10, 100, 128) if ctx.quick else (500, 100, 128)
     W, M = bench_trajectory.stacks(B, C, d)
-    row = CheckRow(
-        f"trajectory, {B} checkpoints, C={C}, d={d}", target=f"≥ {TRAJECTORY_TARGET:g}× the CPU loop"
-    )
+    name, target = f"trajectory, {B} checkpoints, C={C}, d={d}", f"≥ {TRAJECTORY_TARGET:g}× the CPU loop"
+    row = ctx.track(CheckRow(name, target=target))
     row.cpu_s, cpu = best_of(ctx.repeats, lambda: bench_trajectory.class_level_information(W, M))
     numpy_s, _ = best_of(ctx.repeats, lambda: bench_trajectory.numpy_loop(W.numpy(), M.numpy()))
+    row.details.append(f"CPU NumPy loop: {numpy_s:.3f} s (the target's reference)")
     Wd, Md = W.to(ctx.device), M.to(ctx.device)
     run = lambda: bench_trajectory.class_level_information(Wd, Md)  # noqa: E731
-    backends = {}
-    if ctx.cuda:
-        for name in ("cusolver", "magma"):
-            with bench_trajectory.eigh_backend(name):
-                try:
-                    run()  # warm-up: handles, workspaces
-                    backends[name], _ = best_of(ctx.repeats, run, budget_s=10.0, device=ctx.device)
-                except RuntimeError as error:
-                    row.details.append(f"{name} failed: {str(error).splitlines()[0][:120]}")
+    backends: dict[str, float] = {}
+    for backend in ("cusolver", "magma") if ctx.cuda else ():
+        with bench_trajectory.eigh_backend(backend):
+            try:
+                run()  # warm-up: handles, workspaces
+                backends[backend], _ = best_of(ctx.repeats, run, budget_s=10.0, device=ctx.device)
+                row.details.append(f"batched with {backend}: {backends[backend]:.4f} s")
+            except RuntimeError as error:
+                row.details.append(f"{backend} failed: {str(error).splitlines()[0][:120]}")
     with bench_trajectory.eigh_backend(None):
         run()
         row.device_s, ours = best_of(ctx.repeats, run, budget_s=10.0, device=ctx.device)
+        row.details.append(
+            f"batched on {ctx.device.type} (nc-audit's choice) is {numpy_s / row.device_s:.1f}× faster than the CPU loop"
+        )
         loop_s, _ = best_of(1, lambda: bench_trajectory.per_checkpoint_loop(Wd, Md), device=ctx.device)
     row.details.append(
         f"per-checkpoint loop on {ctx.device.type}: {loop_s:.3f} s (batched {loop_s / row.device_s:.1f}× faster)"
     )
-    row.details.append(
-        f"CPU NumPy loop: {numpy_s:.3f} s; batched on {ctx.device.type} is {numpy_s / row.device_s:.1f}× faster"
-    )
     if backends:
-        faster = min(backends, key=backends.get)
-        times = ", ".join(f"{name} {seconds:.4f} s" for name, seconds in backends.items())
-        row.details.append(f"batched eigvalsh backends: {times}; faster: {faster}")
+        row.details.append(f"faster backend: {min(backends, key=backends.get)}")
         chosen = [
             c["choice"] for c in backend_choices() if c["matrix_size"] == C and c["source"] == "measured"
         ]
@@ -296,7 +327,7 @@ def sample_level(ctx: Context, timeout_s: float) -> list[CheckRow]:
     rows = []
     for N in (500, 2000) if ctx.quick else (8000, 100_000):
         H, y, W = bench_sample_level.problem(N, d, C)
-        row = CheckRow(f"sample-level H/MI, N={N:,}, d={d}, C={C}")
+        row = ctx.track(CheckRow(f"sample-level H/MI, N={N:,}, d={d}, C={C}"))
         repeats = min(2, ctx.repeats)  # N = 100,000 on the CPU: seconds per run
         row.cpu_s, cpu = best_of(
             repeats, lambda H=H, y=y, W=W: bench_sample_level.ours(H, y, W), budget_s=15.0
@@ -329,7 +360,7 @@ def cma(ctx: Context, timeout_s: float) -> list[CheckRow]:
         loss.backward()
         return loss.detach(), f.grad, a.grad
 
-    row = CheckRow(f"CMA loss forward+backward, B={B}, C={C}, d={d}")
+    row = ctx.track(CheckRow(f"CMA loss forward+backward, B={B}, C={C}, d={d}"))
     step(features, labels, anchors)  # warm-up, as on the device
     row.cpu_s, _ = best_of(ctx.repeats, lambda: step(features, labels, anchors))
     on = [t.to(ctx.device) for t in (features, labels, anchors)]
@@ -361,9 +392,8 @@ def agreement(ctx: Context, timeout_s: float) -> list[CheckRow]:
         path.unlink(missing_ok=True)
     difference, key = metrics_relative(dev, cpu)
     ctx.agree(f"measure --sample-level, every metric (worst: {key})", difference)
-    row = CheckRow(
-        f"agreement CPU vs {ctx.device.type}, float64", cpu_s, dev_s, target=f"≤ {AGREEMENT:g} relative"
-    )
+    name = f"agreement CPU vs {ctx.device.type}, float64"
+    row = ctx.track(CheckRow(name, cpu_s, dev_s, target=f"≤ {AGREEMENT:g} relative"))
     row.details += [f"{what}: {value:.1e}" for what, value in ctx.agreement.items()]
     row.details.append(f"{len(cpu)} metrics of measure compared ({N:,}×{d}, C={C}, sample level)")
     worst = max(ctx.agreement.values())

@@ -54,3 +54,40 @@ def test_gpu_check_without_cuda_runs_every_row_on_the_cpu(tmp_path: Path) -> Non
     assert "no CUDA device" in text and "CUDA tests" in text
     assert "skipped: no CUDA device" in text
     assert not list(data.iterdir())  # the dumps were removed
+
+
+def test_a_failing_or_hanging_row_keeps_what_it_measured_and_the_others_still_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The one-shot GPU run's robustness: a row that hangs is stopped at its limit and one that raises is
+    reported, each with what it measured before; the rows after them still run."""
+    import time
+
+    import torch
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import gpu_check
+    import gpu_rows
+    from rich.console import Console
+
+    def hangs(ctx: gpu_rows.Context, limit: float) -> list[gpu_rows.CheckRow]:
+        row = ctx.track(gpu_rows.CheckRow("hangs", cpu_s=1.0))
+        time.sleep(30)
+        return [row]
+
+    def raises(ctx: gpu_rows.Context, limit: float) -> list[gpu_rows.CheckRow]:
+        raise RuntimeError("CUDA error: an illegal memory access\nmore lines")
+
+    def works(ctx: gpu_rows.Context, limit: float) -> list[gpu_rows.CheckRow]:
+        return [gpu_rows.CheckRow("works", 2.0, 1.0, met=True)]
+
+    monkeypatch.setattr(gpu_rows, "ROWS", [(hangs, ["hangs"], 1.0, 0.0), (raises, ["raises"], 5.0, 0.0),
+                                           (works, ["works"], 5.0, 0.0)])  # fmt: skip
+    ctx = gpu_rows.Context(torch.device("cpu"), False, 1, tmp_path)
+    started = time.perf_counter()
+    rows = gpu_check.run_rows(ctx, 60.0, started, Console(stderr=True, quiet=True))
+    assert time.perf_counter() - started < 10
+    assert [(r.name, r.cpu_s) for r in rows] == [("hangs", 1.0), ("raises", None), ("works", 2.0)]
+    assert rows[0].error.startswith("RowTimeoutError: ran past its 1 s limit")
+    assert rows[1].error == "RuntimeError: CUDA error: an illegal memory access"
+    assert rows[2].error == "" and rows[2].ratio == 2.0
