@@ -1,7 +1,7 @@
 """The streaming passes keep a block's work on its device: no host reads inside the per-block loop, every
 statistic float64 and on the requested device.
 
-On CPU (always run) a :class:`device_watch.DeviceWatch` wraps ``Blockwise.update`` (one piece: its
+On CPU (always run) a :class:`device_watch.DeviceWatch` wraps ``Blockwise.update`` (one chunk: its
 per-block loop) and records every operation that would make a GPU wait and copy device → host
 (``.item()``/``int()``/``bool()``, data-dependent sizes, ``.tolist()``): the same calls a CUDA run would
 make, so a planted ``.item()`` fails here without a GPU. The ``cuda`` tests (skipped without one; run by
@@ -38,7 +38,7 @@ from nc_audit.metrics.collapse import centred_means
 from nc_audit.metrics.sample_level import group_by_class
 
 CPU = torch.device("cpu")
-CHUNK = 64  # rows per piece: a 1,000-row dump is ~16 pieces, each one call of Blockwise.update
+CHUNK = 64  # rows per chunk: a 1,000-row dump is ~16 chunks, each one call of Blockwise.update
 
 
 def both_passes(
@@ -56,14 +56,14 @@ def both_passes(
     return stats, second
 
 
-def pieces_of(dump: Path) -> int:
-    """Calls of Blockwise.update in one pass over the dump (one per piece of CHUNK rows)."""
+def chunks_of(dump: Path) -> int:
+    """Calls of Blockwise.update in one pass over the dump (one per chunk of CHUNK rows)."""
     return -(-resolve_split(dump, None).num_samples // CHUNK)
 
 
 @pytest.fixture
 def dump(write_dump: DumpWriter) -> Path:
-    """C = 7, d = 12, ~1,000 float32 rows with a head: ~16 pieces of 64 rows."""
+    """C = 7, d = 12, ~1,000 float32 rows with a head: ~16 chunks of 64 rows."""
     return write_dump(make_random_problem(seed=3), feature_dtype=np.float32)
 
 
@@ -85,7 +85,7 @@ def test_the_per_block_loops_read_nothing_back(
     monkeypatch.setattr(passes, "worker_count", lambda device: workers)
     with watch_methods(monkeypatch, [(Blockwise, "update")]) as watch:
         both_passes(dump, CPU, other_centre)
-    assert watch.calls >= 2 * pieces_of(dump) > 20  # the loops really ran under the watch, piece by piece
+    assert watch.calls >= 2 * chunks_of(dump) > 20  # the loops really ran under the watch, chunk by chunk
     assert watch.host_reads == []
 
 
@@ -156,7 +156,7 @@ def floating_states(accumulator: object) -> Iterator[tuple[str, torch.Tensor]]:
 def test_statistics_and_every_gemm_of_the_passes_are_float64(
     dump: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The dump is float32; the design (PERFORMANCE.md, DESIGN.md) keeps every statistic float64 and
+    """The dump is float32; the design (docs/PERFORMANCE.md, docs/DESIGN.md) keeps every statistic float64 and
     leaves float32 GEMMs to SLQ alone: every GEMM in the per-block loops has float64 operands, and every
     floating state of both passes and the ClassStats is float64."""
     monkeypatch.setattr(passes, "worker_count", lambda device: 1)
@@ -282,7 +282,7 @@ def test_cuda_per_block_loops_never_synchronise(
     monkeypatch.setattr(Blockwise, "update", strict)
     with watch_methods(monkeypatch, [(Blockwise, "update")]) as watch:
         both_passes(dump, cuda_device, other_centre)
-    assert watch.calls >= 2 * pieces_of(dump) and watch.host_reads == []
+    assert watch.calls >= 2 * chunks_of(dump) and watch.host_reads == []
 
 
 @pytest.mark.cuda
