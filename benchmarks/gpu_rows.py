@@ -242,7 +242,7 @@ def _streaming_rows(ctx: Context, path: Path, N: int, d: int, C: int, notes: lis
         f"throughput: CPU {raw_s / one.cpu_s:.0%}, {device} {raw_s / one.device_s:.0%} of raw read"
     )
     one.details.append(f"peak GPU memory: {gib(peak_gpu(ctx))}")
-    one.met = raw_s / one.device_s >= 0.7
+    one.met = raw_s / one.device_s >= 0.7 if ctx.cuda else None  # a target for the device
     ctx.agree("pass 1 statistics", tensor_relative(dev_stats.sums, cpu_stats.sums))
     ctx.agree("pass 1 statistics", tensor_relative(dev_stats.sq_dev, cpu_stats.sq_dev))
     two = ctx.track(CheckRow("pass 2 (count_decisions)"))
