@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 # The CPU build of torch lies on this machine's disk; users with GPUs install any torch in the package's range.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install test demo lint bench samples cma-experiment clean
+.PHONY: install test demo lint bench gpu-check samples cma-experiment clean
 
 install: $(STAMP)
 
@@ -32,6 +32,14 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench.py
+
+# The GPU check (benchmarks/gpu_check.py): CUDA tests + benchmark rows on CUDA beside the CPU; without CUDA
+# it runs the rows on the CPU at --quick size. On a GPU machine whose python3 already has a CUDA torch
+# (and no .venv): `make gpu-check GPU_PY=python3`.
+GPU_PY ?= $(PY)
+
+gpu-check: $(if $(filter $(PY),$(GPU_PY)),$(STAMP))
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 cma-experiment: $(STAMP)
 	$(PY) scripts/cma_experiment.py

@@ -35,13 +35,18 @@ TARGET_FRACTION, TARGET_RSS = 0.70, 1e9
 MEASURE_SCRIPT = """
 import json, sys, time
 start = time.perf_counter()
+import torch
 from nc_audit.measure.api import measure
+device = sys.argv[2] if len(sys.argv) > 2 else "cpu"
+if device.startswith("cuda"):
+    torch.zeros(1, device=device)  # CUDA context, not timed
 imported = time.perf_counter()
-report = measure(sys.argv[1], device="cpu")
+report = measure(sys.argv[1], device=device)
 elapsed = time.perf_counter() - imported
 hwm = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")]
-print(json.dumps({"import_s": imported - start, "measure_s": elapsed, "nc1": report.metrics["nc1"],
-                  "vm_hwm_kib": int(hwm[0]) if hwm else None}))
+gpu = torch.cuda.max_memory_allocated(device) if device.startswith("cuda") else None
+print(json.dumps({"import_s": imported - start, "measure_s": elapsed, "metrics": report.metrics,
+                  "vm_hwm_kib": int(hwm[0]) if hwm else None, "gpu_peak_bytes": gpu}))
 """
 
 
@@ -50,8 +55,9 @@ def generate_dump(path: Path, N: int, d: int, C: int, seed: int = 0, block: int 
     rng = np.random.default_rng(seed)
     centres = (3.0 * rng.standard_normal((C, d))).astype(np.float32)
     with h5py.File(path, "w") as handle:
-        features = handle.create_dataset("features", (N, d), "float32", chunks=(HDF5_CHUNK_ROWS, d))
-        labels = handle.create_dataset("labels", (N,), "int64", chunks=(HDF5_CHUNK_ROWS,))
+        rows = min(HDF5_CHUNK_ROWS, N)
+        features = handle.create_dataset("features", (N, d), "float32", chunks=(rows, d))
+        labels = handle.create_dataset("labels", (N,), "int64", chunks=(rows,))
         for begin in range(0, N, block):
             n = min(block, N - begin)
             y = rng.integers(0, C, size=n)
@@ -72,14 +78,15 @@ def raw_read(path: Path, rows_per_read: int) -> int:
     return total
 
 
-def measure_in_subprocess(path: Path) -> tuple[dict, int]:
-    """(the child's timings, its peak RSS in bytes) for ``nc_audit.measure.api.measure(path)``.
+def measure_in_subprocess(path: Path, device: str = "cpu") -> tuple[dict, int]:
+    """(the child's timings and metrics, its peak RSS in bytes) for ``measure(path, device=device)``;
+    on CUDA the timings include the child's peak GPU memory (``gpu_peak_bytes``).
 
     The peak is the child's own VmHWM (Linux): its ``ru_maxrss`` from ``os.wait4`` also counts the
     parent's pages at fork/exec (Linux keeps the pre-exec high-water mark), i.e. this benchmark's own
     gigabytes; it is kept in the timings as ``wait4_maxrss`` and used only where VmHWM is missing."""
     child = subprocess.Popen(
-        [sys.executable, "-c", MEASURE_SCRIPT, str(path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", MEASURE_SCRIPT, str(path), device], stdout=subprocess.PIPE, text=True
     )
     assert child.stdout is not None
     output = child.stdout.read()
@@ -124,13 +131,47 @@ def direct_read(info: SplitInfo) -> int:
     return total
 
 
+def time_pass_one(
+    info: SplitInfo, C: int, repeats: int, with_scatter: bool = False, device: str = "cpu"
+) -> tuple[float, ClassStats]:
+    """Best time and result of pass 1 (``accumulate_stats``) on ``device``, as ``measure`` runs it
+    (without the d×d scatter) unless ``with_scatter``."""
+    options = {} if with_scatter else {"with_scatter": False}
+    target = torch.device(device)
+    return best_of(
+        repeats, lambda: accumulate_stats(info, C, target, SilentTracker(), **options), device=target
+    )
+
+
+def time_pass_two(
+    info: SplitInfo, stats: ClassStats, repeats: int, device: str = "cpu"
+) -> tuple[float, object]:
+    """Best time and result of pass 2 (``count_decisions`` with the NC1 projection, as ``measure`` runs
+    it) on ``device``, with the means of ``stats``."""
+    from nc_audit.engine.accumulators import WithinProjection
+    from nc_audit.metrics.collapse import centred_means
+
+    target = torch.device(device)
+    head = read_head(info.path)
+    stats = ClassStats(
+        **{
+            f.name: None if (t := getattr(stats, f.name)) is None else t.to(target)
+            for f in dataclasses.fields(stats)
+        }
+    )
+
+    def run() -> object:
+        projection = WithinProjection(stats.class_means, centred_means(stats.subset(stats.present)))
+        return count_decisions(info, stats, head, target, SilentTracker(), projection=projection)
+
+    return best_of(repeats, run, device=target)
+
+
 def pass_one(info: SplitInfo, C: int, limits: Limits, raw_s: float, repeats: int, with_scatter: bool) -> Row:
     """Pass 1 (``accumulate_stats``) with or without the d×d within-class scatter (2Nd² flops)."""
     N, d = info.num_samples, info.feature_dim
     nbytes = N * (d * 4 + 8)
-    options = {} if with_scatter else {"with_scatter": False}
-    device = torch.device("cpu")
-    pass_s, stats = best_of(repeats, lambda: accumulate_stats(info, C, device, SilentTracker(), **options))
+    pass_s, stats = time_pass_one(info, C, repeats, with_scatter)
     assert stats.num_samples == N
     flops = 2.0 * N * d * d if with_scatter else 4.0 * N * d  # the Gram, or sums and squared deviations
     row = Row(

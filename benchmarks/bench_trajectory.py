@@ -7,11 +7,16 @@ Python loop over checkpoints, NumPy Grams and np.linalg.eigvalsh of the three CÃ
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 from bench_common import Limits, Row, best_of
 
 from nc_audit.core.threads import worker_count
+from nc_audit.metrics.eigen_backend import ENV_VAR
 from nc_audit.metrics.information import class_level_information
 
 COMPARED = ("h_head", "h_means", "mi")
@@ -45,6 +50,37 @@ def numpy_loop(W: np.ndarray, M: np.ndarray) -> list[dict[str, float]]:
         h_head, h_means = _entropy(K_W), _entropy(K_M)
         results.append({"h_head": h_head, "h_means": h_means, "mi": h_head + h_means - _entropy(K_W * K_M)})
     return results
+
+
+def per_checkpoint_loop(W: torch.Tensor, M: torch.Tensor) -> list[dict[str, float | None]]:
+    """nc-audit's own kernels, one checkpoint at a time (on the stacks' device): the loop a batched call
+    replaces, timed on the same GPU."""
+    return [class_level_information(W[b : b + 1], M[b : b + 1])[0] for b in range(W.shape[0])]
+
+
+@contextmanager
+def eigh_backend(name: str | None) -> Iterator[None]:
+    """Force the CUDA eigvalsh backend ('cusolver' | 'magma'; None: nc-audit's measured choice) for the
+    duration, through NC_AUDIT_EIGH_BACKEND (nc_audit.metrics.eigen_backend)."""
+    before = os.environ.get(ENV_VAR)
+    os.environ[ENV_VAR] = name or "auto"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ENV_VAR, None)
+        else:
+            os.environ[ENV_VAR] = before
+
+
+def largest_difference(a: list[dict], b: list[dict], relative: bool = False) -> float:
+    """max |a âˆ’ b| over the COMPARED keys of two lists of per-checkpoint results (relative: / max |b|)."""
+    worst = 0.0
+    for x, y in zip(a, b, strict=True):
+        for key in COMPARED:
+            difference = abs(x[key] - y[key])
+            worst = max(worst, difference / max(abs(y[key]), 1e-300) if relative else difference)
+    return worst
 
 
 def run(B: int, C: int, d: int, limits: Limits, repeats: int) -> Row:

@@ -7,6 +7,7 @@ checkpoints with torch.save (a state dict, optionally nested or 'module.'-prefix
 from __future__ import annotations
 
 import math
+import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -214,3 +215,24 @@ def isolated_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("GITHUB_STEP_SUMMARY", "NC_AUDIT_DEBUG"):
         monkeypatch.delenv(name, raising=False)
     assert find_pyproject(tmp_path) is None, "a pyproject.toml above tmp_path would leak its defaults"
+
+
+#: The device the ``cuda`` tests run on. Setting it to ``cpu`` runs them without a GPU, to check their own
+#: logic (CUDA-only probes such as the sync debug mode are then left out); ``make gpu-check`` leaves it unset.
+TEST_CUDA_DEVICE = os.environ.get("NC_AUDIT_TEST_CUDA_DEVICE", "cuda")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` are skipped where no CUDA device is available (``make gpu-check`` runs them)."""
+    if torch.cuda.is_available() or not TEST_CUDA_DEVICE.startswith("cuda"):
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (run by make gpu-check on a GPU machine)")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def cuda_device() -> torch.device:
+    """The device of the ``cuda`` tests: the GPU (or what NC_AUDIT_TEST_CUDA_DEVICE names)."""
+    return torch.device(TEST_CUDA_DEVICE)

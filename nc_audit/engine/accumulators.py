@@ -25,25 +25,21 @@ class DecisionCounter(Accumulator):
     means); the classifier's argmax runs over all head rows.
     """
 
-    reductions: ClassVar[Mapping[str, Reduction]] = {
-        "samples": "sum",
-        "mismatches": "sum",
-        "classifier_correct": "sum",
-        "ncc_correct": "sum",
-    }
+    reductions: ClassVar[Mapping[str, Reduction]] = {"samples": "sum", "decisions": "sum"}
 
     class_means: torch.Tensor  # (C', d) float64, means of the candidate classes
     candidate_classes: torch.Tensor  # (C',) long, their class indices
     head_weight: torch.Tensor  # (C, d) float64
     head_bias: torch.Tensor | None  # (C,) float64
     samples: int = 0
-    mismatches: int = 0
-    classifier_correct: int = 0
-    ncc_correct: int = 0
+    #: (3,) int64 on the means' device: mismatches, classifier_correct, ncc_correct. Kept on the device
+    #: (a streaming pass never reads a block's counts back); the properties below read them once.
+    decisions: torch.Tensor = field(init=False, repr=False)
     _mean_sq: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._mean_sq = (self.class_means * self.class_means).sum(1)  # (C',)
+        self.decisions = torch.zeros(3, dtype=torch.int64, device=self.class_means.device)
 
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         """Count one chunk of features (n, d) with labels (n,)."""
@@ -62,9 +58,22 @@ class DecisionCounter(Accumulator):
         predicted = logits.argmax(1)  # (n,)
         nearest = self.candidate_classes[distances.argmin(1)]  # (n,)
         self.samples += int(y.shape[0])
-        self.mismatches += int((predicted != nearest).sum())
-        self.classifier_correct += int((predicted == y).sum())
-        self.ncc_correct += int((nearest == y).sum())
+        self.decisions += torch.stack([predicted != nearest, predicted == y, nearest == y]).sum(1)
+
+    @property
+    def mismatches(self) -> int:
+        """Rows whose classifier decision differs from the nearest class centre."""
+        return int(self.decisions[0])
+
+    @property
+    def classifier_correct(self) -> int:
+        """Rows the classifier labels correctly."""
+        return int(self.decisions[1])
+
+    @property
+    def ncc_correct(self) -> int:
+        """Rows the nearest class centre labels correctly."""
+        return int(self.decisions[2])
 
     @property
     def nc4(self) -> float:

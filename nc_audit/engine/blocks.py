@@ -2,6 +2,13 @@
 
 A chunk read from a dump (up to ~32 MB) is processed in blocks of ``block_rows`` rows, whose float64 work
 buffers are allocated once and reused, so that no large temporary (and its page faults) is made per block.
+
+A block's work never reads a device value back to the host: no ``.item()``, ``int()``, ``bool()`` or
+``.tolist()`` of a tensor, and no kernel whose output size depends on the data (``nonzero``, boolean
+masks, ``unique``, ``bincount`` on CUDA). On a GPU each such read waits for every queued kernel and
+copies device → host; counts of bad rows and decisions are kept as device tensors instead and read once,
+after the pass. The only host ↔ device traffic per block is the upload of its rows and labels
+(``tests/engine/test_device_sync.py`` checks all of this, on CPU too).
 """
 
 from __future__ import annotations
@@ -38,3 +45,14 @@ class Blockwise:
 
     def _update_block(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         raise NotImplementedError
+
+
+def add_class_counts(counts: torch.Tensor, labels: torch.Tensor) -> None:
+    """counts[c] += #{i: labels_i = c}, in place, with no device read (``torch.bincount`` reads the
+    largest label back to the host on CUDA). counts: (C,) float64, labels: (n,) long in 0..C−1."""
+    counts.index_add_(0, labels, counts.new_ones(1).expand(labels.shape[0]))
+
+
+def count_nonfinite(row_values: torch.Tensor) -> torch.Tensor:
+    """How many of the rows' values (n,) are NaN or ±Inf, as a 0-d int64 tensor on their device."""
+    return torch.isfinite(row_values).logical_not_().sum()

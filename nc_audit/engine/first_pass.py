@@ -17,7 +17,9 @@ CONDITION_LIMIT, e.g. for nearly collapsed classes, and the caller then runs the
 block, so that mode costs somewhat more), and nothing cancels.
 
 Rows with NaN/Inf are recognised from their squared norm (non-finite iff a component is; float16/32
-values cannot overflow it in float64) and only counted: the pass fails with the count at its end.
+values cannot overflow it in float64) and only counted, on the device: the pass fails with the count at
+its end, so the sums they spoil are never used, and no block reads anything back to the host to skip
+them (:mod:`nc_audit.engine.blocks`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import ClassVar
 import torch
 
 from nc_audit.core.class_stats import ClassStats
-from nc_audit.engine.blocks import Blockwise, block_rows
+from nc_audit.engine.blocks import Blockwise, add_class_counts, block_rows, count_nonfinite
 from nc_audit.engine.state import Accumulator, Reduction
 
 #: Largest ‖μ_c − s_c‖² / σ_c² (share of Q_c that cancels) accepted: above it, fewer than ~12 of float64's
@@ -42,6 +44,9 @@ class ShiftedSums(Blockwise, Accumulator):
     ``shifts`` (C, d): centre each class on its own row (per-class mode); None: one shift for all
     classes, the mean of the first block's finite rows.
 
+    ``nonfinite`` counts the rows holding NaN/Inf as a 0-d tensor on the device (read it once, after
+    the pass, as :attr:`nonfinite_rows`).
+
     In the merge protocol (:mod:`nc_audit.engine.state`) the sums about the shifts merge together, by
     :meth:`combine`; the count of non-finite rows is a plain sum."""
 
@@ -52,7 +57,7 @@ class ShiftedSums(Blockwise, Accumulator):
         "deviation_sums": "custom",
         "squares": "custom",
         "scatter": "custom",
-        "nonfinite_rows": "sum",
+        "nonfinite": "sum",
     }
 
     def __init__(
@@ -74,7 +79,7 @@ class ShiftedSums(Blockwise, Accumulator):
         self.deviation_sums = torch.zeros(C, d, **kw)  # (C, d) T_c
         self.squares = torch.zeros(C, **kw)  # (C,) Q_c
         self.scatter = torch.zeros(d, d, **kw) if with_scatter else None  # (d, d) S
-        self.nonfinite_rows = 0
+        self.nonfinite = torch.zeros((), dtype=torch.int64, device=device)  # rows with NaN/Inf
         self._global_shift: torch.Tensor | None = None  # (d,) g, once fixed (single-shift mode)
         self._gathered = (
             torch.empty(self.rows_per_block, d, **kw) if per_class else None
@@ -91,23 +96,19 @@ class ShiftedSums(Blockwise, Accumulator):
             D.sub_(self._shift_from(D))  # h_i − g
         # ‖·‖ then squared: one pass instead of two (a product then a sum), within 2 ulps per row
         q = torch.linalg.vector_norm(D, 2, 1, out=self._row_squares[:n]).square_()  # (n,) ‖h_i − s_{y_i}‖²
-        if not bool(torch.isfinite(q.sum())):
-            bad = int((~torch.isfinite(H).all(1)).sum())
-            self.nonfinite_rows += bad or int((~torch.isfinite(q)).sum())  # else: float64 squares overflowed
-            return
-        self.counts += torch.bincount(y, minlength=self.num_classes).to(torch.float64)
+        self.nonfinite += count_nonfinite(q)  # NaN/Inf rows (or float64 squares that overflowed)
+        add_class_counts(self.counts, y)
         self.deviation_sums.index_add_(0, y, D)
         self.squares.index_add_(0, y, q)
         if self.scatter is not None:
             self.scatter.addmm_(D.T, D)
 
     def _shift_from(self, H: torch.Tensor) -> torch.Tensor:
-        """g (d,): fixed from the first block with finite rows (zeros until then; such blocks fail anyway)."""
+        """g (d,): the mean of the first block's finite rows, fixed from then on (zeros when it has none:
+        such a pass fails anyway). Masked by ``where``, not by indexing, so nothing is read back."""
         if self._global_shift is None:
-            finite = torch.isfinite(H).all(1)  # (n,)
-            if not bool(finite.any()):
-                return torch.zeros_like(self.shifts[0])
-            self._global_shift = H[finite].mean(0)  # (d,)
+            finite = torch.isfinite(H).all(1, keepdim=True)  # (n, 1)
+            self._global_shift = torch.where(finite, H, 0.0).sum(0) / finite.sum().clamp_min(1)  # (d,)
             self.shifts[:] = self._global_shift
             self.shifted[:] = True
         return self._global_shift
@@ -156,6 +157,11 @@ class ShiftedSums(Blockwise, Accumulator):
             scatter=scatter,
             sq_dev=(self.squares - (T * T).sum(1) / n[:, 0]).clamp_min(0.0),
         )
+
+    @property
+    def nonfinite_rows(self) -> int:
+        """Rows holding NaN or ±Inf seen so far (reads the device counter: call after the pass)."""
+        return int(self.nonfinite)
 
     @property
     def num_classes(self) -> int:

@@ -16,8 +16,15 @@ import torch
 
 from nc_audit.core.errors import InputError
 from nc_audit.core.linalg import unit_rows
+from nc_audit.engine.blocks import add_class_counts
+from nc_audit.engine.class_scatters import add_class_scatters
 from nc_audit.engine.state import Accumulator, Reduction
 from nc_audit.metrics.sample_sums import SampleSums, centred_unit_rows, group_by_class
+
+#: Device types whose per-class scatters split the rows by class on the host (one GEMM per class; on CPU
+#: reading the sizes costs nothing). Elsewhere the sizes stay on the device
+#: (:func:`nc_audit.engine.class_scatters.add_class_scatters`).
+HOST_SPLIT_DEVICES = ("cpu",)
 
 
 class SampleLevelStats(Accumulator):
@@ -70,12 +77,14 @@ class SampleLevelStats(Accumulator):
         return self._add(unit_rows(centred), labels)
 
     def _add(self, Z_hat: torch.Tensor, y: torch.Tensor) -> SampleLevelStats:
-        self.counts += torch.bincount(y, minlength=self.num_classes).to(torch.float64)
+        add_class_counts(self.counts, y)
         if not self.per_class:
             self.gram += Z_hat.T @ Z_hat  # (d, d)
-            return self
-        for c, rows in group_by_class(y):
-            self.gram[c] += Z_hat[rows].T @ Z_hat[rows]  # (d, d)
+        elif self.device.type in HOST_SPLIT_DEVICES:  # one GEMM per class present, sized on the host
+            for c, rows in group_by_class(y):
+                self.gram[c] += Z_hat[rows].T @ Z_hat[rows]  # (d, d)
+        else:  # an accelerator: the class sizes stay on the device (no read-back per block)
+            add_class_scatters(self.gram, Z_hat, y)
         return self
 
     def sums(self) -> SampleSums:

@@ -22,7 +22,7 @@ from typing import ClassVar
 import torch
 
 from nc_audit.engine.accumulators import DecisionCounter, WithinProjection
-from nc_audit.engine.blocks import Blockwise, block_rows
+from nc_audit.engine.blocks import Blockwise, block_rows, count_nonfinite
 from nc_audit.engine.sample_stats import SampleLevelStats
 from nc_audit.engine.state import Accumulator, Reduction
 
@@ -32,7 +32,7 @@ class SecondPass(Blockwise, Accumulator):
     replicas for other workers start from zero sums and merge back through the merge protocol
     (:func:`nc_audit.engine.state.merge`: the parts are its children)."""
 
-    reductions: ClassVar[Mapping[str, Reduction]] = {"nonfinite_rows": "sum"}
+    reductions: ClassVar[Mapping[str, Reduction]] = {"nonfinite": "sum"}
     children = ("counter", "projection", "sample_stats")
 
     def __init__(
@@ -65,7 +65,12 @@ class SecondPass(Blockwise, Accumulator):
         self._products = torch.empty(
             self.rows_per_block, self._stacked_t.shape[1], dtype=torch.float64, device=self.device
         )
-        self.nonfinite_rows = 0
+        self.nonfinite = torch.zeros((), dtype=torch.int64, device=self.device)  # rows with NaN/Inf
+
+    @property
+    def nonfinite_rows(self) -> int:
+        """Rows holding NaN or ±Inf (reads the device counter: call after the pass)."""
+        return int(self.nonfinite)
 
     def replica(self) -> SecondPass:
         """A copy with its own sums and buffers; call before any update."""
@@ -74,10 +79,9 @@ class SecondPass(Blockwise, Accumulator):
     def _update_block(self, H: torch.Tensor, y: torch.Tensor) -> None:
         n = int(y.shape[0])
         centred = self._centred[:n].copy_(H).sub_(self._global_mean)  # (n, d) h̃, float64
-        finite = torch.isfinite(centred.sum(1))  # (n,) a row sum is finite iff every entry is
-        if not bool(finite.all()):
-            self.nonfinite_rows += int((~finite).sum())
-            return
+        # A row sum is finite iff every entry is. NaN/Inf rows are only counted, on the device: the pass
+        # fails with the count, so the decisions and sums they spoil are never used.
+        self.nonfinite += count_nonfinite(centred.sum(1))
         P = torch.mm(centred, self._stacked_t, out=self._products[:n])  # (n, C + C' + r)
         head, means = self._slices
         self.counter.count(P[:, head] + self._bias, self._mean_sq - 2.0 * P[:, means], y)
@@ -86,5 +90,5 @@ class SecondPass(Blockwise, Accumulator):
         if self.sample_stats is not None:
             if self._same_centre:  # h − μ_G is already in hand: not computed twice
                 self.sample_stats.update_centred(centred, y)
-            else:  # K_Z centred on another split's mean (measure --split test)
-                self.sample_stats.update(H, y)
+            else:  # K_Z centred on another split's mean (measure --split test); rows already validated
+                self.sample_stats.update_centred(H.to(torch.float64) - self.sample_stats.global_mean, y)
