@@ -41,7 +41,14 @@ CLASS_COUNT_NAMES = ("num_classes", "num_labels")
 TRUSTED_FACTORY_MODULES = ("torchvision.models", "timm", "transformers", "torch.nn")
 #: Arguments that would fetch weights or code from the network (nc-audit never downloads at run time).
 _NETWORK_ARGS = frozenset(
-    {"pretrained", "weights", "trust_remote_code", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path"}
+    {
+        "pretrained",
+        "weights",
+        "trust_remote_code",
+        "pretrained_cfg",
+        "pretrained_cfg_overlay",
+        "checkpoint_path",
+    }
 )
 
 

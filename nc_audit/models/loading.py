@@ -109,7 +109,9 @@ def load_model(
         name = find_head_module(model, head)[0] if head else hf_head_name(model, num_classes)
         return LoadedModel(model, name, checkpoint, hf_record(model, name), tuple(notes))
     if model_spec is not None:
-        factory = load_factory(model_spec, model_args if model_args else _recorded_args(checkpoint, model_spec))
+        factory = load_factory(
+            model_spec, model_args if model_args else _recorded_args(checkpoint, model_spec)
+        )
         classes = _checkpoint_classes(checkpoint, head, num_classes)
         model = factory(classes)
         notes += factory.notes
