@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 # The CPU build of torch lies on this machine's disk; users with GPUs install any torch in the package's range.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install test demo lint bench gpu-check samples cma-experiment clean
+.PHONY: install test demo lint bench gpu-check samples cma-experiment readme clean
 
 install: $(STAMP)
 
@@ -46,6 +46,10 @@ cma-experiment: $(STAMP)
 
 samples: $(STAMP)
 	$(PY) scripts/make_samples.py --out $(SAMPLES)
+
+# Every output block of README.md, rerun from the real commands (after `make samples`, `make bench`, ...).
+readme: $(STAMP)
+	$(PY) scripts/readme.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

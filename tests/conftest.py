@@ -212,7 +212,7 @@ def isolated_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from nc_audit.gating.config import find_pyproject
 
     monkeypatch.chdir(tmp_path)
-    for name in ("GITHUB_STEP_SUMMARY", "NC_AUDIT_DEBUG"):
+    for name in ("GITHUB_STEP_SUMMARY", "GITHUB_ACTIONS", "NC_AUDIT_DEBUG"):
         monkeypatch.delenv(name, raising=False)
     assert find_pyproject(tmp_path) is None, "a pyproject.toml above tmp_path would leak its defaults"
 

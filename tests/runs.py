@@ -6,7 +6,10 @@ so NC1 and CDNV move as noise² while every other metric stays put.
 
 from __future__ import annotations
 
+import base64
 import re
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
 from pathlib import Path
 
 import h5py
@@ -21,6 +24,8 @@ from nc_audit.measure.monitor import Monitor, read_trajectory_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_checkpoints" / "digits-mlp"
+#: The JUnit schema CI report readers accept (written for nc-audit after the Jenkins/Ant structure).
+JUNIT_XSD = ROOT / "tests" / "report" / "junit.xsd"
 #: The collapsing toy run: C classes in R^D, fixed class means, within-class noise shrinking with training.
 C, D, PER_CLASS = 5, 8, 40
 
@@ -29,6 +34,29 @@ def invoke(command: str, *args: str | Path, env: dict[str, str] | None = None) -
     """Run `nc-audit COMMAND ARGS` in-process on the CPU, without a progress bar."""
     argv = [command, *map(str, args), "--no-progress", "--device", "cpu"]
     return CliRunner().invoke(app, argv, env=env)
+
+
+def junit_suites(xml: str | Path) -> list[ET.Element]:
+    """Validate JUnit XML against tests/report/junit.xsd (xmlschema, a real XSD validator), check that
+    every count agrees with the test cases, and return the <testsuite> elements."""
+    import xmlschema
+
+    text = xml.read_text(encoding="utf-8") if isinstance(xml, Path) else xml
+    xmlschema.XMLSchema(JUNIT_XSD).validate(text)
+    root = ET.fromstring(text)
+    assert root.tag == "testsuites"
+    suites = root.findall("testsuite")
+    for element in (root, *suites):
+        cases = element.iter("testcase")
+        cases = list(cases)
+        assert int(element.get("tests")) == len(cases)
+        assert int(element.get("failures")) == sum(case.find("failure") is not None for case in cases)
+    return suites
+
+
+def junit_cases(xml: str | Path) -> list[ET.Element]:
+    """Every <testcase> of a validated JUnit file, in order."""
+    return [case for suite in junit_suites(xml) for case in suite.findall("testcase")]
 
 
 def assert_bad_input(result: Result, *fragments: str) -> str:
@@ -105,3 +133,55 @@ def write_monitor_file(path: Path, steps: tuple[int, ...] = (0, 10, 20)) -> list
             torch.from_numpy(problem.b),
         )
     return read_trajectory_jsonl(path)
+
+
+class Page(HTMLParser):
+    """Every tag with its attributes, the text of every table row, and all text."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.rows: list[list[str]] = []
+        self.text: list[str] = []
+        self._cell: list[str] | None = None
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def named(self, tag: str) -> list[dict[str, str | None]]:
+        return [attrs for name, attrs in self.tags if name == tag]
+
+    def row(self, first: str) -> list[str]:
+        return next(row for row in self.rows if row and row[0] == first)
+
+
+def parse_html(text: str) -> Page:
+    """Parse an nc-audit HTML report with html.parser and, for well-formedness, xml.etree; check that it is
+    self-contained: no script, no linked resource, every image an inline PNG."""
+    ET.fromstring(text.split("\n", 1)[1])  # well-formed (after the doctype line)
+    page = Page(text)
+    assert not page.named("script") and not page.named("link") and not page.named("iframe")
+    for attrs in page.named("img"):
+        source = attrs["src"] or ""
+        assert source.startswith("data:image/png;base64,"), "an image that is not inline"
+        assert base64.b64decode(source.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    return page

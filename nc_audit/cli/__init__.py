@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from nc_audit.cli.cache import cache_app
+from nc_audit.cli.common import Command
 from nc_audit.cli.demo import demo_app
 from nc_audit.cli.extract import extract_command
 from nc_audit.cli.finetune import finetune_command
@@ -19,16 +21,17 @@ app = typer.Typer(
     name="nc-audit",
     help="Audit a classifier's last layer: Neural Collapse (NC1–NC4) and matrix information (H, MI, MIR, HDR).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion: bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # Click's plain help: fits 80 columns, long option names never cut
 )
-app.command("measure", no_args_is_help=True)(measure_command)
-app.command("extract", no_args_is_help=True)(extract_command)
-app.command("track", no_args_is_help=True)(track_command)
-app.command("finetune", no_args_is_help=True)(finetune_command)
-app.command("interpolate", no_args_is_help=True)(interpolate_command)
+app.command("measure", no_args_is_help=True, cls=Command)(measure_command)
+app.command("extract", no_args_is_help=True, cls=Command)(extract_command)
+app.command("track", no_args_is_help=True, cls=Command)(track_command)
+app.command("finetune", no_args_is_help=True, cls=Command)(finetune_command)
+app.command("interpolate", no_args_is_help=True, cls=Command)(interpolate_command)
 app.add_typer(demo_app, name="demo")
+app.add_typer(cache_app, name="cache")
 
 
 def _version(value: bool) -> None:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperCommand
 
 from nc_audit.core.errors import InputError
 
@@ -39,6 +40,17 @@ class Estimator(str, Enum):
     auto = "auto"
     exact = "exact"
     slq = "slq"
+
+
+class Command(TyperCommand):
+    """A command whose help names each argument by its metavar alone (``CHECKPOINT``, not
+    ``CHECKPOINT <path>`` or ``<list[Path]>``); every nc-audit command uses it (``cls=Command``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if getattr(param, "param_type_name", "") == "argument" and param.metavar:
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
 
 
 def debug_enabled() -> bool:
@@ -100,6 +112,14 @@ def write_outputs(
     if junit_path is not None:
         atomic_write_text(junit_path, render_junit([data]))
     append_step_summary(markdown)
+
+
+def write_html(path: Path, html: str) -> None:
+    """Write an HTML report atomically and say where."""
+    from nc_audit.io.atomic import atomic_write_text
+
+    atomic_write_text(path, html)
+    stderr.print(f"wrote {escape(str(path))}", highlight=False)
 
 
 def print_document(

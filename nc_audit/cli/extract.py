@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from nc_audit.cli.common import Device, cli_errors, stderr
-from nc_audit.cli.options import ModelArgOpt, ModelOpt
+from nc_audit.cli.completion import complete_dataset
+from nc_audit.cli.options import DEVICE_METAVAR, ModelArgOpt, ModelOpt, QuietOpt
 
 Opt = typer.Option
 
@@ -18,6 +19,7 @@ def extract_command(
     checkpoint: Annotated[
         Path,
         typer.Argument(
+            metavar="CHECKPOINT",
             help="Checkpoint (.pt/.pth/.bin/.ckpt/.safetensors) or a Hugging Face save_pretrained folder.",
             show_default=False,
         ),
@@ -27,36 +29,47 @@ def extract_command(
         Opt(
             "--data",
             "-d",
+            metavar="NAME|PATH",
+            autocompletion=complete_dataset,
             help="digits, gaussian[:k=v,...], modadd[:k=v,...], or a .npz/.h5 file with inputs and labels.",
         ),
     ],
     out: Annotated[
-        Path, Opt("--out", "-o", help="Dump to write (HDF5, nc-audit-features/1); written atomically.")
+        Path,
+        Opt(
+            "--out",
+            "-o",
+            metavar="DUMP",
+            help="Dump to write (HDF5, nc-audit-features/1); written atomically.",
+        ),
     ],
     split: Annotated[
         str | None,
-        Opt(help="Comma-separated splits to extract (default: all of the dataset's, e.g. train,test)."),
+        Opt(metavar="NAMES", help="Comma-separated splits to extract, e.g. train,test. [default: all]"),
     ] = None,
     model: ModelOpt = None,
     model_arg: ModelArgOpt = None,
     head: Annotated[
         str | None,
         Opt(
-            help="Name of the head module (an nn.Linear); default: the architecture's head or the last nn.Linear."
+            metavar="NAME",
+            help="Name of the head module (an nn.Linear). [default: the architecture's head, else the last nn.Linear]",
         ),
     ] = None,
-    batch_size: Annotated[int, Opt(min=1, help="Samples per forward pass.")] = 512,
-    device: Annotated[Device, Opt(help="Where the model runs: auto, cpu or cuda.")] = Device.auto,
-    progress: Annotated[bool, Opt(help="Show a progress bar on stderr.")] = True,
+    batch_size: Annotated[int, Opt(min=1, metavar="N", help="Samples per forward pass.")] = 512,
+    device: Annotated[
+        Device, Opt(metavar=DEVICE_METAVAR, help="Where the model runs (auto: CUDA when present).")
+    ] = Device.auto,
+    quiet: QuietOpt = False,
 ) -> None:
     """Extract features (the head's input), labels, logits and the head into an HDF5 dump."""
-    from nc_audit.cli.progress import RichTracker
+    from nc_audit.cli.progress import make_tracker
     from nc_audit.core.devices import resolve_device
     from nc_audit.models.extract import extract
     from nc_audit.models.factories import parse_model_args
 
     splits = [name.strip() for name in split.split(",") if name.strip()] if split else None
-    with RichTracker(enabled=progress) as tracker:
+    with make_tracker(quiet) as tracker:
         path = extract(
             checkpoint,
             data,

@@ -7,7 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from nc_audit.cli.common import Device, cli_errors
+from nc_audit.cli.common import Device, cli_errors, write_html
+from nc_audit.cli.completion import complete_dataset
+from nc_audit.cli.options import DEVICE_METAVAR, HtmlOpt, QuietOpt
 from nc_audit.distributed import is_main_process
 from nc_audit.report.numbers import fixed
 
@@ -29,6 +31,7 @@ def finetune_command(
     checkpoint: Annotated[
         Path | None,
         typer.Argument(
+            metavar="CHECKPOINT",
             help="Checkpoint to fine-tune (nc-audit's own, or any with --model). With --features it is "
             "optional and only supplies the initial head (default: the dump's /head).",
             show_default=False,
@@ -36,15 +39,27 @@ def finetune_command(
     ] = None,
     cma_weight: Annotated[
         float,
-        Opt("--cma-weight", help="λ in [0, 1]: loss = (1 − λ)·cross-entropy + λ·CMA.", show_default=False),
+        Opt(
+            "--cma-weight",
+            metavar="FLOAT",
+            help="λ in [0, 1]: loss = (1 − λ)·cross-entropy + λ·CMA.",
+            show_default=False,
+        ),
     ] = ...,  # type: ignore[assignment]
     data: Annotated[
-        str | None, Opt("--data", help="Dataset: digits, gaussian:..., modadd:..., or a .npz/.h5 file.")
+        str | None,
+        Opt(
+            "--data",
+            metavar="NAME|PATH",
+            autocompletion=complete_dataset,
+            help="Dataset: digits, gaussian:..., modadd:..., or a .npz/.h5 file.",
+        ),
     ] = None,
     features: Annotated[
         Path | None,
         Opt(
             "--features",
+            metavar="DUMP",
             help="Train a residual adapter + head on this HDF5 feature dump (/train, /test, /head) "
             "instead of the whole model on --data.",
         ),
@@ -52,57 +67,71 @@ def finetune_command(
     anchors: Annotated[
         Path | None,
         Opt(
-            help="C×d anchor matrix (.safetensors, .npy, or .h5 dataset 'anchors'); default: a copy of "
-            "the initial head rows."
+            metavar="PATH",
+            help="C×d anchor matrix (.safetensors, .npy, or .h5 dataset 'anchors'). "
+            "[default: a copy of the initial head rows]",
         ),
     ] = None,
-    mir_weight: Annotated[float, Opt(help="Weight of the −MIR(K_Z, K_Y) batch term.")] = 0.0,
-    hdr_weight: Annotated[float, Opt(help="Weight of the +HDR(K_Z, K_Y) batch term.")] = 0.0,
-    epochs: Annotated[int, Opt(help="Epochs to train (a resumed run may raise it).")] = 10,
-    lr: Annotated[float, Opt(help="Adam learning rate (constant).")] = 1e-3,
-    batch_size: Annotated[int, Opt(help="Global batch size (split across ranks under torchrun).")] = 64,
+    mir_weight: Annotated[float, Opt(metavar="FLOAT", help="Weight of the −MIR(K_Z, K_Y) batch term.")] = 0.0,
+    hdr_weight: Annotated[float, Opt(metavar="FLOAT", help="Weight of the +HDR(K_Z, K_Y) batch term.")] = 0.0,
+    epochs: Annotated[int, Opt(metavar="N", help="Epochs to train (a resumed run may raise it).")] = 10,
+    lr: Annotated[float, Opt(metavar="FLOAT", help="Adam learning rate (constant).")] = 1e-3,
+    batch_size: Annotated[
+        int, Opt(metavar="N", help="Global batch size (split across ranks under torchrun).")
+    ] = 64,
     freeze_body: Annotated[bool, Opt("--freeze-body", help="Train the head only.")] = False,
-    seed: Annotated[int, Opt(help="Seed of the model init, few-shot subset and data order.")] = 0,
-    out: Annotated[Path, Opt(help="Folder for epoch_XXX.pt, history.jsonl and final.pt.")] = Path(
-        "finetune_run"
-    ),
+    seed: Annotated[
+        int, Opt(metavar="N", help="Seed of the model init, few-shot subset and data order.")
+    ] = 0,
+    out: Annotated[
+        Path, Opt(metavar="DIR", help="Folder for epoch_XXX.pt, history.jsonl and final.pt.")
+    ] = Path("finetune_run"),
     resume: Annotated[
         bool, Opt("--resume", help="Continue the run in --out from its newest complete checkpoint.")
     ] = False,
     model: Annotated[
         str | None,
         Opt(
+            metavar="FACTORY",
             help="Your model's callable, MODULE:CALLABLE (for checkpoints without a record); recorded in the "
-            "run's checkpoints, so measure needs no --model."
+            "run's checkpoints, so measure needs no --model.",
         ),
     ] = None,
     model_arg: Annotated[
         list[str] | None,
         Opt(
-            "--model-arg", help="Argument of --model's callable, KEY=VALUE (JSON, else a string); repeatable."
+            "--model-arg",
+            metavar="KEY=VALUE",
+            help="Argument of --model's callable, KEY=VALUE (JSON, else a string); repeatable.",
         ),
     ] = None,
-    head: Annotated[str | None, Opt(help="Module name of the classifier head; default: detected.")] = None,
+    head: Annotated[
+        str | None, Opt(metavar="NAME", help="Module name of the classifier head. [default: detected]")
+    ] = None,
     train_samples_per_class: Annotated[
-        int | None, Opt(help="Few-shot: train on K seeded samples of every class.")
+        int | None, Opt(metavar="K", help="Few-shot: train on K seeded samples of every class.")
     ] = None,
     adapter_hidden: Annotated[
-        int | None, Opt(help="Hidden width of the --features adapter (default: d).")
+        int | None, Opt(metavar="N", help="Hidden width of the --features adapter. [default: d]")
     ] = None,
     loss_shards: Annotated[
         int,
         Opt(
-            help="Compute each batch's loss on N strided shards, as N torchrun ranks do (reproduces a DDP run)."
+            metavar="N",
+            help="Compute each batch's loss on N strided shards, as N torchrun ranks do (reproduces a DDP run).",
         ),
     ] = 1,
-    device: Annotated[Device, Opt(help="auto (CUDA when present), cpu or cuda.")] = Device.auto,
-    progress: Annotated[bool, Opt(help="Show a progress bar on stderr.")] = True,
+    device: Annotated[
+        Device, Opt(metavar=DEVICE_METAVAR, help="Where training runs (auto: CUDA when present).")
+    ] = Device.auto,
+    html_path: HtmlOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Fine-tune with L = (1 − λ)·CE + λ·CMA; checkpoint every epoch; print metrics before vs after.
 
     Runs under torchrun too (DistributedDataParallel; rank 0 writes). Exit codes: 0 done, 2 bad input.
     """
-    from nc_audit.cli.progress import RichTracker
+    from nc_audit.cli.progress import make_tracker
     from nc_audit.train import FinetuneConfig, finetune
 
     config = FinetuneConfig(
@@ -130,10 +159,14 @@ def finetune_command(
     )
     config.validate()
     is_main = is_main_process()
-    with RichTracker(enabled=progress and is_main) as tracker:
+    with make_tracker(quiet, enabled=is_main) as tracker:
         result = finetune(config, tracker)
     if is_main:
         render_summary(result.before, result.after, result.final_path, result.notes, result.adapted_dump)
+        if html_path is not None:
+            from nc_audit.report.html import finetune_html
+
+            write_html(html_path, finetune_html(finetune_document(result, config)))
 
 
 def render_summary(
@@ -164,3 +197,19 @@ def render_summary(
             f"adapted features: {adapted_dump} (measure this dump, or {final_path} with --data set to the "
             "backbone's dump; the backbone's dump alone gives the pre-adapter numbers)"
         )
+
+
+def finetune_document(result: Any, config: Any) -> dict[str, Any]:
+    """The plain data the HTML report renders: the settings, every epoch's history, before/after."""
+    settings = {
+        key: str(value) if isinstance(value, Path) else value
+        for key, value in vars(config).items()
+        if value is not None and not key.startswith("_")
+    }
+    return {
+        "settings": settings,
+        "history": list(result.history),
+        "rows": [[label, result.before.get(key), result.after.get(key)] for key, label in SUMMARY_ROWS],
+        "final_path": str(result.final_path),
+        "notes": list(result.notes),
+    }

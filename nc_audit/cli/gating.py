@@ -14,8 +14,8 @@ from nc_audit.gating.rules import (
     gateable,
     load_baseline,
     parse_rule,
-    record_key,
 )
+from nc_audit.gating.trajectory import gate_trajectory as _gate_trajectory
 from nc_audit.metrics.catalog import METRICS
 
 
@@ -61,17 +61,6 @@ def apply_gates(report_dict: dict[str, Any], settings: GateSettings) -> list[dic
     return checks
 
 
-def gate_trajectory(trajectory: dict[str, Any], settings: GateSettings) -> None:
-    """Checks for every record of a trajectory (in place): its rules, and the baseline comparison
-    (trajectory vs trajectory matched by label; a single-report baseline is compared with the last record)."""
-    records = trajectory["records"]
-    for record in records:
-        record["checks"] = evaluate_rules(gateable(record), settings.rules)
-    if settings.baseline is not None and records:
-        by_key = {record_key(record): record for record in records}
-        for check in compare_to_baseline(trajectory, settings.baseline, settings.tolerance):
-            key = (check.pop("label", None), check.pop("step", None))
-            by_key.get(key, records[-1])["checks"].append(check)
-    for record in records:
-        record["passed"] = all(check["passed"] for check in record["checks"])
-    trajectory["passed"] = all(record["passed"] for record in records)
+def gate_trajectory(trajectory: dict[str, Any], settings: GateSettings, mode: str = "last") -> None:
+    """Checks for the records of a trajectory that ``mode`` gates (last, best or all), in place."""
+    _gate_trajectory(trajectory, settings.rules, settings.baseline, settings.tolerance, mode)

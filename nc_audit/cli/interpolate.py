@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from nc_audit.cli.common import Device, Format, cli_errors, print_stdout, stderr
-from nc_audit.cli.options import ModelArgOpt, ModelOpt
+from nc_audit.cli.completion import complete_dataset
+from nc_audit.cli.options import DEVICE_METAVAR, FORMAT_METAVAR, ModelArgOpt, ModelOpt, QuietOpt
 from nc_audit.report.numbers import precise, short
 
 Opt = typer.Option
@@ -30,37 +31,48 @@ SHORT_NAMES = {
 
 @cli_errors
 def interpolate_command(
-    a: Annotated[Path, typer.Argument(help="First checkpoint (α = 0).", show_default=False)],
+    a: Annotated[Path, typer.Argument(metavar="A", help="First checkpoint (α = 0).", show_default=False)],
     b: Annotated[
-        Path, typer.Argument(help="Second checkpoint (α = 1), same architecture.", show_default=False)
+        Path,
+        typer.Argument(metavar="B", help="Second checkpoint (α = 1), same architecture.", show_default=False),
     ],
     data: Annotated[
         str,
         Opt(
             "--data",
             "-d",
+            metavar="NAME|PATH",
+            autocompletion=complete_dataset,
             help="Dataset to evaluate on: digits, gaussian[:k=v,...], modadd[:k=v,...], or a .npz/.h5 file with inputs and labels.",
         ),
     ],
-    steps: Annotated[int, Opt(help="Number of α values from 0 to 1, both ends included (at least 2).")] = 11,
+    steps: Annotated[
+        int, Opt(metavar="N", help="Number of α values from 0 to 1, both ends included (at least 2).")
+    ] = 11,
     split: Annotated[
-        str, Opt(help="Split of the dataset to evaluate (class means and NC4 use it too).")
+        str, Opt(metavar="NAME", help="Split of the dataset to evaluate (class means and NC4 use it too).")
     ] = "train",
     plot: Annotated[
-        Path | None, Opt(help="Write a PNG: accuracy/loss, NC1, MIR and HDR against α (NC targets dashed).")
+        Path | None,
+        Opt(
+            metavar="PATH",
+            help="Write a PNG: accuracy, loss, NC1, NC4, MIR and HDR against α (NC targets dashed).",
+        ),
     ] = None,
     json_path: Annotated[
-        Path | None, Opt("--json", help="Also write the JSON (schema nc-audit-interpolation/1) to PATH.")
+        Path | None,
+        Opt("--json", metavar="PATH", help="Also write the JSON (schema nc-audit-interpolation/1) to PATH."),
     ] = None,
     output_format: Annotated[
-        Format, Opt("--format", help="What to print on stdout: table, json or markdown.")
+        Format, Opt("--format", metavar=FORMAT_METAVAR, help="What to print on stdout.")
     ] = Format.table,
     model: ModelOpt = None,
     model_arg: ModelArgOpt = None,
     head: Annotated[
         str | None,
         Opt(
-            help="Name of the head module (an nn.Linear); default: the architecture's head or the last nn.Linear."
+            metavar="NAME",
+            help="Name of the head module (an nn.Linear). [default: the architecture's head, else the last nn.Linear]",
         ),
     ] = None,
     reset_endpoints: Annotated[
@@ -72,21 +84,21 @@ def interpolate_command(
         ),
     ] = False,
     device: Annotated[
-        Device, Opt(help="Where the models run: auto (CUDA when present), cpu or cuda.")
+        Device, Opt(metavar=DEVICE_METAVAR, help="Where the models run (auto: CUDA when present).")
     ] = Device.auto,
-    progress: Annotated[bool, Opt(help="Show a progress bar on stderr.")] = True,
+    quiet: QuietOpt = False,
 ) -> None:
     """Evaluate the straight line θ(α) = (1−α)·θ_A + α·θ_B between two checkpoints of one architecture.
 
     At each α: accuracy, mean cross-entropy, and every Neural Collapse and class-level matrix metric
     of the split's features with the interpolated head. Exit 2 on bad input (e.g. two architectures).
     """
-    from nc_audit.cli.progress import RichTracker
+    from nc_audit.cli.progress import make_tracker
     from nc_audit.experiments.interpolate import plot_interpolation, run_interpolation
     from nc_audit.io.atomic import atomic_write_text
     from nc_audit.models.factories import parse_model_args
 
-    with RichTracker(enabled=progress) as tracker:
+    with make_tracker(quiet) as tracker:
         result = run_interpolation(
             a,
             b,

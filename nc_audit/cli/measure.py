@@ -14,6 +14,7 @@ from nc_audit.cli.common import (
     cli_errors,
     exit_if_failed,
     print_document,
+    write_html,
     write_outputs,
 )
 from nc_audit.cli.gating import apply_gates, resolve_settings
@@ -26,13 +27,14 @@ from nc_audit.cli.options import (
     FailOnOpt,
     FormatOpt,
     HeadOpt,
+    HtmlOpt,
     JsonOpt,
     JunitOpt,
     MarkdownOpt,
     MeansSplitOpt,
     ModelArgOpt,
     ModelOpt,
-    ProgressOpt,
+    QuietOpt,
     SplitOpt,
     ToleranceOpt,
 )
@@ -46,12 +48,19 @@ def measure_command(
     source: Annotated[
         Path,
         typer.Argument(
+            metavar="CHECKPOINT|DUMP",
             help="Checkpoint (.pt/.pth/.bin/.ckpt/.safetensors), a Hugging Face save_pretrained folder, or a dump (.h5) that holds /head.",
             show_default=False,
         ),
     ],
     features: Annotated[
-        Path | None, Opt("--features", "-f", help="HDF5 feature dump (/features + /labels, or split groups).")
+        Path | None,
+        Opt(
+            "--features",
+            "-f",
+            metavar="DUMP",
+            help="HDF5 feature dump (/features + /labels, or split groups).",
+        ),
     ] = None,
     data: DataOpt = None,
     model: ModelOpt = None,
@@ -64,6 +73,7 @@ def measure_command(
     json_path: JsonOpt = None,
     markdown_path: MarkdownOpt = None,
     junit_path: JunitOpt = None,
+    html_path: HtmlOpt = None,
     fail_on: FailOnOpt = None,
     baseline: BaselineOpt = None,
     tolerance: ToleranceOpt = None,
@@ -78,17 +88,18 @@ def measure_command(
     estimator: Annotated[
         Estimator,
         Opt(
-            help="Sample-level joint entropies: auto (exact where a route fits, else SLQ), exact, or slq (stochastic Lanczos quadrature with a 95% interval)."
+            metavar="[auto|exact|slq]",
+            help="Sample-level joint entropies: auto (exact where a route fits, else SLQ), exact, or slq (stochastic Lanczos quadrature with a 95% interval).",
         ),
     ] = Estimator.auto,
     chunk_rows: ChunkRowsOpt = None,
-    progress: ProgressOpt = True,
+    quiet: QuietOpt = False,
 ) -> None:
     """Report how close a checkpoint's last layer is to Neural Collapse, with matrix-information metrics.
 
     Exit codes: 0 all checks passed, 1 a check or baseline comparison failed, 2 bad usage or bad input.
     """
-    from nc_audit.cli.progress import RichTracker
+    from nc_audit.cli.progress import make_tracker
     from nc_audit.measure.api import measure
     from nc_audit.measure.options import MeasureOptions
     from nc_audit.report.markdown import render_markdown
@@ -101,7 +112,7 @@ def measure_command(
         device.value if device else None,
     )
     main_rank = is_main_process()  # under torchrun every rank measures its rows; rank 0 reports
-    with RichTracker(enabled=progress and main_rank) as tracker:
+    with make_tracker(quiet, enabled=main_rank) as tracker:
         options = MeasureOptions(
             features=features,
             data=data,
@@ -126,4 +137,8 @@ def measure_command(
     markdown = render_markdown(result)
     print_document(result, markdown, settings.output_format, render_report)
     write_outputs(result, markdown, json_path, markdown_path, junit_path)
+    if html_path is not None:
+        from nc_audit.report.html import report_html
+
+        write_html(html_path, report_html(result))
     exit_if_failed(sum(not check["passed"] for check in report.checks))

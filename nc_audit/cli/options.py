@@ -1,21 +1,41 @@
-"""Options shared by several commands, declared once (help text a newcomer can act on)."""
+"""Options shared by several commands, declared once (help text a newcomer can act on).
+
+Every option names its value with a metavar (PATH, RULE, FLOAT, ...) and shows its default; options whose
+default may come from ``[tool.nc-audit]`` are None here and state the built-in default in their help.
+"""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from nc_audit.cli.common import Device, Format
+from nc_audit.cli.completion import complete_dataset, complete_rule
 
 Opt = typer.Option
+
+FORMAT_METAVAR = "[table|json|markdown]"
+DEVICE_METAVAR = "[auto|cpu|cuda]"
+
+
+class Gate(str, Enum):
+    """Which checkpoints of a trajectory the rules and the baseline hold (nc_audit.gating.trajectory)."""
+
+    last = "last"
+    best = "best"
+    all = "all"
+
 
 DataOpt = Annotated[
     str | None,
     Opt(
         "--data",
         "-d",
+        metavar="NAME|PATH",
+        autocompletion=complete_dataset,
         help="Dataset to extract features from: digits, gaussian[:k=v,...], modadd[:k=v,...], or a .npz/.h5 "
         "file with inputs and labels. Cached by checkpoint sha256 + dataset.",
     ),
@@ -23,14 +43,16 @@ DataOpt = Annotated[
 ModelOpt = Annotated[
     str | None,
     Opt(
+        metavar="FACTORY",
         help="Architecture for a checkpoint that does not describe itself: MODULE:CALLABLE or file.py:CALLABLE "
-        "(e.g. torchvision.models:resnet18, timm:create_model); num_classes/num_labels come from the checkpoint."
+        "(e.g. torchvision.models:resnet18, timm:create_model); num_classes/num_labels come from the checkpoint.",
     ),
 ]
 ModelArgOpt = Annotated[
     list[str] | None,
     Opt(
         "--model-arg",
+        metavar="KEY=VALUE",
         help="Argument of --model's callable, KEY=VALUE (VALUE read as JSON, else a string); repeatable, "
         "e.g. --model-arg model_name=resnet10t.",
     ),
@@ -39,51 +61,99 @@ MeansSplitOpt = Annotated[
     str | None,
     Opt(
         "--means-split",
+        metavar="NAME",
         help="Split whose class means every metric uses; --split test --means-split test measures the "
         "held-out features' own geometry. [default: train when there is one (Papyan's protocol)]",
     ),
 ]
 CacheDirOpt = Annotated[
-    Path | None, Opt(help="Feature cache folder for --data (default: $NC_AUDIT_CACHE or ~/.cache/nc-audit).")
+    Path | None,
+    Opt(
+        metavar="DIR",
+        help="Feature cache folder for --data. [default: $NC_AUDIT_CACHE, else "
+        "$XDG_CACHE_HOME/nc-audit, else ~/.cache/nc-audit]",
+    ),
 ]
 SplitOpt = Annotated[
     str | None,
     Opt(
-        help="Split to measure (default: train, or the dump's root arrays). Other splits take the class means "
-        "from train (NC4 on held-out data)."
+        metavar="NAME",
+        help="Split to measure; other splits than train take the class means from train (NC4 on "
+        "held-out data). [default: train, or the dump's root arrays]",
     ),
 ]
 HeadOpt = Annotated[
     str | None,
-    Opt(help="State-dict name of the classifier head (NAME.weight / NAME.bias); default: detected."),
+    Opt(
+        metavar="NAME",
+        help="State-dict name of the classifier head (NAME.weight / NAME.bias). [default: detected]",
+    ),
 ]
 FormatOpt = Annotated[
-    Format | None, Opt("--format", help="What to print on stdout: table, json or markdown. [default: table]")
+    Format | None,
+    Opt("--format", metavar=FORMAT_METAVAR, help="What to print on stdout. [default: table]"),
 ]
-JsonOpt = Annotated[Path | None, Opt("--json", help="Also write the JSON report to PATH (atomically).")]
-MarkdownOpt = Annotated[Path | None, Opt("--markdown", help="Also write the Markdown summary to PATH.")]
+JsonOpt = Annotated[
+    Path | None, Opt("--json", metavar="PATH", help="Also write the JSON report to PATH (atomically).")
+]
+MarkdownOpt = Annotated[
+    Path | None, Opt("--markdown", metavar="PATH", help="Also write the Markdown summary to PATH.")
+]
 JunitOpt = Annotated[
-    Path | None, Opt("--junit", help="Also write JUnit XML to PATH: one test case per rule and checkpoint.")
+    Path | None,
+    Opt(
+        "--junit", metavar="PATH", help="Also write JUnit XML to PATH: one test case per rule and checkpoint."
+    ),
+]
+HtmlOpt = Annotated[
+    Path | None,
+    Opt("--html", metavar="PATH", help="Also write one self-contained HTML report (tables, plots) to PATH."),
 ]
 FailOnOpt = Annotated[
     list[str] | None,
-    Opt("--fail-on", help="Rule 'METRIC OP VALUE' (e.g. 'nc1<=0.5'); repeatable; exit 1 if any fails."),
+    Opt(
+        "--fail-on",
+        metavar="RULE",
+        autocompletion=complete_rule,
+        help="Rule 'METRIC OP VALUE' (e.g. 'nc1<=0.5'); repeatable; exit 1 if any fails.",
+    ),
 ]
 BaselineOpt = Annotated[
     Path | None,
     Opt(
-        help="Report or trajectory JSON to compare with: exit 1 if a metric moved away from its NC target by "
-        "more than --tolerance."
+        metavar="REPORT",
+        help="Report or trajectory JSON to compare with: exit 1 if a metric moved away from its NC target "
+        "by more than --tolerance.",
     ),
 ]
 ToleranceOpt = Annotated[
     float | None,
-    Opt(help="Allowed increase of a metric's distance to its NC target vs --baseline. [default: 0]"),
+    Opt(
+        metavar="FLOAT",
+        help="Allowed increase of a metric's distance to its NC target vs --baseline. [default: 0]",
+    ),
 ]
 DeviceOpt = Annotated[
-    Device | None, Opt(help="Where the kernels run: auto (CUDA when present), cpu or cuda. [default: auto]")
+    Device | None,
+    Opt(metavar=DEVICE_METAVAR, help="Where the kernels run (auto: CUDA when present). [default: auto]"),
 ]
 ChunkRowsOpt = Annotated[
-    int | None, Opt(min=1, help="Rows per streamed chunk (default: about 32 MB of features).")
+    int | None,
+    Opt(min=1, metavar="ROWS", help="Rows per streamed chunk. [default: about 32 MB of features]"),
 ]
-ProgressOpt = Annotated[bool, Opt(help="Show a progress bar on stderr (only on a terminal).")]
+QuietOpt = Annotated[
+    bool,
+    Opt(
+        "--quiet",
+        "-q",
+        "--no-progress",
+        help="No progress on stderr (a bar on a terminal, else a line every few seconds).",
+    ),
+]
+GateOpt = Annotated[
+    Gate,
+    Opt(
+        metavar="[last|best|all]",
+        help="Checkpoints the rules and --baseline hold: the last one, the best (highest accuracy), or all.",
+    ),
+]

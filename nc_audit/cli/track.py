@@ -12,6 +12,7 @@ from nc_audit.cli.common import (
     exit_if_failed,
     print_document,
     stderr,
+    write_html,
     write_outputs,
 )
 from nc_audit.cli.gating import gate_trajectory, resolve_settings
@@ -23,14 +24,17 @@ from nc_audit.cli.options import (
     DeviceOpt,
     FailOnOpt,
     FormatOpt,
+    Gate,
+    GateOpt,
     HeadOpt,
+    HtmlOpt,
     JsonOpt,
     JunitOpt,
     MarkdownOpt,
     MeansSplitOpt,
     ModelArgOpt,
     ModelOpt,
-    ProgressOpt,
+    QuietOpt,
     SplitOpt,
     ToleranceOpt,
 )
@@ -43,6 +47,7 @@ def track_command(
     inputs: Annotated[
         list[Path],
         typer.Argument(
+            metavar="CHECKPOINT|DIR|RUN.jsonl",
             help="Checkpoints, folders of checkpoints, dumps with /head, or a monitor's .jsonl file.",
             show_default=False,
         ),
@@ -56,24 +61,33 @@ def track_command(
     cache_dir: CacheDirOpt = None,
     plot: Annotated[
         Path | None,
-        Opt(help="Write a PNG: every metric against step, one panel per family, NC targets dashed."),
+        Opt(
+            metavar="PATH",
+            help="Write a PNG: every metric against step, one panel per scale, NC targets dashed.",
+        ),
     ] = None,
     output_format: FormatOpt = None,
     json_path: JsonOpt = None,
     markdown_path: MarkdownOpt = None,
     junit_path: JunitOpt = None,
+    html_path: HtmlOpt = None,
     fail_on: FailOnOpt = None,
     baseline: BaselineOpt = None,
     tolerance: ToleranceOpt = None,
+    gate: GateOpt = Gate.last,
     device: DeviceOpt = None,
     chunk_rows: ChunkRowsOpt = None,
-    progress: ProgressOpt = True,
+    quiet: QuietOpt = False,
 ) -> None:
     """Measure every checkpoint of a training run, in step order; batched metrics, a table, a plot, gates.
 
+    Steps come from the checkpoints, else from their names (epoch_4.pt is step 4). --gate last (the
+    default) holds only the last checkpoint to --fail-on and --baseline: an untrained first epoch does
+    not fail a CI job. Under GitHub Actions each checkpoint's report is printed in a collapsed group.
+
     Exit codes: 0 all checks passed, 1 a check or baseline comparison failed, 2 bad usage or bad input.
     """
-    from nc_audit.cli.progress import RichTracker
+    from nc_audit.cli.progress import make_tracker
     from nc_audit.report.markdown import render_trajectory_markdown
     from nc_audit.report.model import trajectory_dict
 
@@ -93,7 +107,7 @@ def track_command(
         from nc_audit.measure.options import MeasureOptions
         from nc_audit.measure.trajectory import measure_trajectory
 
-        with RichTracker(enabled=progress) as tracker:
+        with make_tracker(quiet) as tracker:
             options = MeasureOptions(
                 data=data,
                 split=split,
@@ -107,15 +121,22 @@ def track_command(
             )
             reports = measure_trajectory(inputs, options, tracker)
         trajectory = trajectory_dict(reports)
-    gate_trajectory(trajectory, settings)
+    gate_trajectory(trajectory, settings, gate.value)
+    from nc_audit.report.github import github_actions, render_checkpoint_groups
     from nc_audit.report.trajectory_console import render_trajectory
 
     markdown = render_trajectory_markdown(trajectory)
+    if settings.output_format == "table" and github_actions():
+        render_checkpoint_groups(trajectory)
     print_document(trajectory, markdown, settings.output_format, render_trajectory)
     write_outputs(trajectory, markdown, json_path, markdown_path, junit_path)
     if plot is not None:
         from nc_audit.report.plots import plot_trajectory
 
         plot_trajectory(trajectory, plot)
-        stderr.print(f"wrote {plot}")
+        stderr.print(f"wrote {plot}", highlight=False, markup=False)
+    if html_path is not None:
+        from nc_audit.report.html import trajectory_html
+
+        write_html(html_path, trajectory_html(trajectory))
     exit_if_failed(sum(not check["passed"] for record in trajectory["records"] for check in record["checks"]))

@@ -88,7 +88,7 @@ def stream(
     here, in file order, and nothing more is handed out once one is out of range."""
     with (
         open_chunks(info, chunk_rows, ctx.row_range(info.num_samples)) as reader,
-        tracker.stage(description, info.num_samples) as advance,
+        tracker.stage(description, info.num_samples, unit="rows") as advance,
         single_threaded_kernels(len(updates) > 1),
         RoundRobin([_reading(reader, update) for update in updates]) as pool,
     ):

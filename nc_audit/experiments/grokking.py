@@ -103,7 +103,7 @@ def train(
     )
     wanted = set(save_steps(steps, save_every))
     paths, history = [], []
-    with tracker.stage(f"train modmlp on {spec}", steps) as advance:
+    with tracker.stage(f"train modmlp on {spec}", steps, unit="steps") as advance:
         for step in range(steps + 1):
             if step in wanted:
                 history.append({"step": step, **_evaluate(model, splits)})
@@ -128,7 +128,7 @@ def measure_splits(paths: list[Path], spec: str, tracker: Tracker) -> tuple[list
         options = MeasureOptions(data=spec, cache_dir=Path(cache), device="cpu")
         train_reports = measure_trajectory(paths, replace(options, split="train"), tracker)
         test_reports = measure_trajectory(paths, replace(options, split="test"), tracker)
-        with tracker.stage("test class means", len(test_reports)) as advance:
+        with tracker.stage("test class means", len(test_reports), unit="checkpoints") as advance:
             for report in test_reports:
                 report.details["own_class_means"] = own_class_means(
                     Path(report.details["feature_cache"]["path"])

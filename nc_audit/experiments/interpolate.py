@@ -250,7 +250,7 @@ def run_interpolation(
             f"{'every α' if reset_endpoints else 'every interior α (the endpoints keep their saved ones)'}"
         )
     records = []
-    with tracker.stage(f"interpolate on {dataset.split}", len(grid)) as advance:
+    with tracker.stage(f"interpolate on {dataset.split}", len(grid), unit="α values") as advance:
         for alpha in grid:
             net.load_state_dict(interpolated_state(state_a, state_b, alpha), strict=True)
             recompute = has_bn and (reset_endpoints or 0.0 < alpha < 1.0)
@@ -277,31 +277,9 @@ def _endpoint(loaded: LoadedModel) -> dict[str, Any]:
     return {"path": str(loaded.checkpoint.path), "sha256": loaded.checkpoint.sha256, "head": loaded.head_name}
 
 
-#: The plot's panels: loss and accuracy, NC1, MIR, HDR (NC targets dashed where they exist).
-PLOT_PANELS = (["accuracy", "loss"], ["nc1", "nc1_cdnv"], ["mir"], ["hdr"])
-PLOT_TITLES = ("accuracy and cross-entropy", "NC1 (log scale)", "MIR", "HDR")
-
-
 def plot_interpolation(result: Interpolation, path: Path | str) -> None:
-    """PNG of accuracy/loss, NC1, MIR and HDR against α (NC targets dashed), written atomically."""
-    from nc_audit.report.plots import plot_series
+    """PNG of accuracy, cross-entropy, NC1, NC4, MIR and HDR against α (NC targets dashed), written atomically."""
+    from nc_audit.report.figures import interpolation_figure
+    from nc_audit.report.plots import save_figure
 
-    x = [record["alpha"] for record in result.records]
-    series: dict[str, list[Any]] = {
-        "accuracy": [record["accuracy"] for record in result.records],
-        "loss": [record["loss"] for record in result.records],
-    }
-    for keys in PLOT_PANELS[1:]:
-        for key in keys:
-            series[key] = [record["metrics"].get(key) for record in result.records]
-    title = f"linear interpolation {Path(result.a['path']).name} → {Path(result.b['path']).name} on {result.data} [{result.split}]"
-    plot_series(
-        x,
-        series,
-        result.targets,
-        path,
-        "α",
-        title,
-        panels=[list(keys) for keys in PLOT_PANELS],
-        panel_titles=list(PLOT_TITLES),
-    )
+    save_figure(interpolation_figure(result.to_dict()), path)

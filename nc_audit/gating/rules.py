@@ -1,9 +1,11 @@
 """Thresholds and baselines → checks → verdict (exit code 0 or 1).
 
 Works on the plain JSON form of a report (schema ``nc-audit-report/1``, docs/DESIGN.md) and of a trajectory
-(``nc-audit-trajectory/1``). A check is a dict ``{"rule": str, "value": float | None, "passed": bool}``,
+(``nc-audit-trajectory/1``). A check is a dict ``{"rule": str, "name": str, "metric": str, "value": float | None, "passed": bool}``,
 optionally with ``"reason"`` (why it failed without a number), ``"baseline"`` (the baseline's value) and
-``"label"`` (the trajectory record it belongs to).
+``"label"`` (the trajectory record it belongs to). ``name`` stays the same from run to run (``nc1 <= 0.5``,
+``baseline nc1``), while ``rule`` may quote the measured values; a threshold check also holds ``op``
+and ``threshold``, a baseline check ``target``, ``distance``, ``baseline_distance`` and ``tolerance``.
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ def evaluate_rules(metrics: Mapping[str, float | None], rules: Iterable[Rule]) -
     checks: list[dict[str, Any]] = []
     for rule in rules:
         value = _as_number(metrics.get(rule.metric))
-        check: dict[str, Any] = {"rule": str(rule), "value": value}
+        check: dict[str, Any] = {"rule": str(rule), "name": str(rule), "metric": rule.metric, "value": value}
+        check.update(op=rule.op, threshold=rule.threshold)
         if value is None:
             check["passed"] = False
             check["reason"] = "undefined" if rule.metric in metrics else "not measured"
@@ -229,9 +232,15 @@ def _compare_record(
             moved, passed = f"{distance:.4g}", distance - base_distance <= tol + _ROUNDOFF
         check: dict[str, Any] = {
             "rule": f"baseline {key}: |Δ to NC| {base_distance:.4g} → {moved} (tol {tol:g})",
+            "name": f"baseline {key}",
+            "metric": key,
             "value": value,
             "baseline": base_value,
             "passed": passed,
+            "target": target,
+            "distance": None if value is None else abs(value - target),
+            "baseline_distance": base_distance,
+            "tolerance": tol,
         }
         if value is None:
             check["reason"] = "undefined"

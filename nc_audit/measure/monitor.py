@@ -75,7 +75,8 @@ class Monitor:
     """Appends one report record per measured step to a .jsonl file (see the module docstring).
 
     ``every``: measure when ``step % every == 0``. ``num_classes``: the head's number of classes, checked
-    against ``head_weight`` (default: its rows). ``label``: stored in every record (e.g. a run name).
+    against ``head_weight`` (default: its rows). ``label``: stored in every record (e.g. a run name;
+    default: ``step N``, the record's own step).
     ``append``: keep the records already in ``path`` (default; a resumed run continues the file) or
     start the file afresh.
     """
@@ -174,7 +175,7 @@ class Monitor:
             targets=nc_targets(C),
             notes=build_notes(stats, C, d, head, metrics),
             step=step,
-            label=self.label,
+            label=self.label if self.label is not None else f"step {step}",
         )
         return report.to_dict()
 

@@ -1,6 +1,7 @@
 """`track`: a whole training trajectory — many checkpoints measured, their class-level metrics batched.
 
-Checkpoints are ordered by the step/epoch they record, else by a natural sort of their names. Each
+Checkpoints are ordered by the step/epoch they record, else by the number in their names
+(``epoch_4.pt`` → 4, see :func:`step_from_name`), else by a natural sort of their names. Each
 checkpoint's features come from ``data`` (extracted through the cache), or from a dump beside it with
 the same stem (``epoch_0010.pt`` + ``epoch_0010.h5``), or the inputs are dumps that hold their head.
 The streaming passes are per checkpoint; the metrics of all checkpoints are computed together
@@ -32,6 +33,24 @@ def natural_key(path: Path) -> list[object]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
+#: A step in a file name: epoch_4, step-100, iter3, ckpt_7, checkpoint-1500, global_step=20 (Lightning's
+#: "epoch=3-step=400" gives 400: a step beats an epoch); or a name that is a number alone ("1000.pt").
+_NAMED_STEP = re.compile(
+    r"(?:^|[^a-z])(step|global_step|iter|iteration|it|epoch|ckpt|checkpoint)[=_-]?(\d+)(?!\d)", re.I
+)
+_STEP_WORDS = ("step", "global_step", "iter", "iteration", "it")
+
+
+def step_from_name(path: Path) -> int | None:
+    """The step a checkpoint's file name states, or None (a name like ``resnet50.pt`` states none)."""
+    stem = path.name.split(".")[0]
+    if stem.isdigit():
+        return int(stem)
+    found = [(word.lower(), int(number)) for word, number in _NAMED_STEP.findall(stem)]
+    steps = [number for word, number in found if word in _STEP_WORDS]
+    return steps[-1] if steps else (found[-1][1] if found else None)
+
+
 def discover(inputs: list[Path]) -> list[Path]:
     """Expand folders into their checkpoints (or, failing those, their dumps); keep files as given."""
     found: list[Path] = []
@@ -55,11 +74,12 @@ def discover(inputs: list[Path]) -> list[Path]:
 
 
 def order_by_step(paths: list[Path]) -> list[tuple[Path, int | None]]:
-    """Checkpoints with their recorded step, ordered by it (natural name order breaks ties / fills gaps)."""
+    """Checkpoints with their step, ordered by it (natural name order breaks ties / fills gaps). The step is
+    the one the file records, else the one its name states (``epoch_4.pt`` → 4)."""
     stepped = []
     for path in paths:
         step = read_step(path) if path.suffix.lower() in CHECKPOINT_SUFFIXES else _dump_step(path)
-        stepped.append((path, step))
+        stepped.append((path, step if step is not None else step_from_name(path)))
     if all(step is not None for _, step in stepped):
         return sorted(stepped, key=lambda item: (item[1], natural_key(item[0])))
     return sorted(stepped, key=lambda item: natural_key(item[0]))
@@ -94,7 +114,7 @@ def measure_trajectory(
     tracker = tracker or SilentTracker()
     ordered = order_by_step(discover(inputs))
     collected: list[Collected] = []
-    with tracker.stage("checkpoints", len(ordered)) as advance:
+    with tracker.stage("track", len(ordered), unit="checkpoints") as advance:
         for path, _ in ordered:
             is_dump = path.suffix.lower() in DUMP_SUFFIXES
             features = None if (is_dump or options.data is not None) else features_beside(path)

@@ -103,7 +103,7 @@ def extract(
             split_writer = writer.split(
                 dataset.split, len(dataset), head_module.in_features, head_module.out_features
             )
-            with tracker.stage(f"extract {dataset.split}", len(dataset)) as advance:
+            with tracker.stage(f"extract {dataset.split}", len(dataset), unit="rows") as advance:
                 for inputs, labels in dataset.batches(batch_size):
                     _, features = forward_with_features(model, to_device(inputs, device), loaded.head_name)
                     # the chosen head's own outputs (an inner --head differs from the model's output)

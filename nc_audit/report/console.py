@@ -54,7 +54,7 @@ def header_lines(report: dict[str, Any]) -> list[str]:
     lines = [
         f"[bold]checkpoint[/] {escape(str(checkpoint.get('path') or '—'))}  head [cyan]{escape(str(checkpoint.get('head')))}[/]"
         + (f"  sha256 {sha}…" if sha else ""),
-        f"[bold]features[/]   {escape(str(features['path']))}  split {escape(str(features['split']))}  "
+        f"[bold]features[/]   {escape(str(features.get('path') or '—'))}  split {escape(str(features['split']))}  "
         f"N={features['num_samples']} d={features['feature_dim']} C={features['num_classes']}",
     ]
     if features.get("means_split") not in (None, features["split"]):

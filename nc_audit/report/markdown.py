@@ -11,7 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from nc_audit.core.errors import InputError
-from nc_audit.report.numbers import as_number, short
+from nc_audit.report.model import record_label
+from nc_audit.report.numbers import UNDEFINED, as_number, short
 
 PASS, FAIL = "✅", "❌"
 
@@ -161,8 +162,8 @@ def render_trajectory_markdown(traj: Mapping[str, Any]) -> str:
     for index, record in enumerate(records):
         metrics = record.get("metrics") or {}
         step = record.get("step")
-        label = record.get("label") or (record.get("checkpoint") or {}).get("path") or f"#{index}"
-        status = PASS if _passed(record) else FAIL
+        label = record_label(record, index)
+        status = UNDEFINED if record.get("gated") is False else PASS if _passed(record) else FAIL
         rows.append(
             [
                 _code(label),
@@ -173,7 +174,7 @@ def render_trajectory_markdown(traj: Mapping[str, Any]) -> str:
         )
     lines += [*_table(["checkpoint", "step", *columns, "checks"], rows), ""]
     failed = [
-        {**check, "label": check.get("label") or record.get("label", "")}
+        {**check, "label": check.get("label") or record_label(record)}
         for record in records
         for check in record.get("checks") or []
         if not check.get("passed")

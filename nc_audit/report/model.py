@@ -56,6 +56,20 @@ class Report:
         return data
 
 
+def record_label(record: dict[str, Any], index: int | None = None) -> str:
+    """What a person calls a report record: its label, else ``step N``, else its checkpoint's file name,
+    else its position — never the string "None" (a monitor record may have no label)."""
+    label = record.get("label")
+    if label is not None and str(label) != "":
+        return str(label)
+    if record.get("step") is not None:
+        return f"step {record['step']}"
+    path = (record.get("checkpoint") or {}).get("path")
+    if path:
+        return str(path)
+    return f"record {index}" if index is not None else "—"
+
+
 def finite_or_none(value: float | None) -> float | None:
     """A float, or None when it is None, NaN or infinite (JSON has no NaN)."""
     if value is None:

@@ -1,7 +1,13 @@
-"""PNG plots of metrics over checkpoints, one panel per metric family, NC targets as dashed lines.
+"""Plots of metrics against step (or α, or epoch): one panel per scale, NC targets as dashed lines.
 
-Draws with matplotlib's Agg canvas directly (no pyplot, no display, no global backend switch) and
-writes the PNG atomically.
+A figure is built from :class:`Panel` objects by :func:`panel_figure`, which returns a matplotlib
+``Figure`` (tests read its lines back); :func:`save_figure` writes it as a PNG atomically and
+:func:`figure_png` gives the bytes (the HTML report inlines them). Drawing uses the Agg canvas
+directly: no pyplot, no display, no global backend switch.
+
+One panel per scale: a metric that moves by 0.01 (MIR near its NC value) gets an axis of its own
+instead of sharing one with a metric that moves by 1 (NC1). Panels without a single finite value are
+dropped, and the grid holds exactly as many axes as panels.
 """
 
 from __future__ import annotations
@@ -9,179 +15,240 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
 from nc_audit.io.atomic import atomic_write_bytes
+from nc_audit.report.model import record_label
 from nc_audit.report.numbers import as_number
 
-#: Panels of a trajectory plot: (title, metric keys). Metrics outside every family go to "Other".
-FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("NC1: within-class variability", ("nc1", "nc1_cdnv")),
-    ("NC2: equinorm", ("nc2_equinorm_means", "nc2_equinorm_head")),
-    (
-        "NC2: angles",
-        ("nc2_equiangular_means", "nc2_equiangular_head", "nc2_maxangle_means", "nc2_maxangle_head"),
-    ),
-    ("NC3 self-duality / NC4 nearest class mean", ("nc3", "nc4")),
-    ("Matrix entropies (nats)", ("h_head", "h_means", "h_samples", "h_labels")),
-    ("MI / MIR / HDR", ("mi", "mir", "hdr", "mi_samples", "mir_samples", "hdr_samples", "mi_samples_onehot")),
-    ("Accuracy", ("acc_train", "acc_test")),
-)
-#: Metrics drawn on a log scale when all their values are positive.
-LOG_KEYS = ("nc1", "nc1_cdnv")
+TARGET_LABEL = "NC target"
 
 
-def _number(value: Any) -> float:
+@dataclass
+class Panel:
+    """One axis: named series against x, dashed NC targets, optionally a log y-axis.
+
+    ``series``: label → values (None/NaN leave a gap); ``targets``: label → value of a dashed line
+    (a target that a log axis cannot show, such as 0, is named in the title instead); ``x``: this
+    panel's own x positions (default: the figure's).
+    """
+
+    title: str
+    series: dict[str, Sequence[Any]]
+    targets: dict[str, float] = field(default_factory=dict)
+    log: bool = False
+    ylabel: str = ""
+    x: Sequence[float] | None = None
+
+    def finite(self) -> list[float]:
+        return [v for values in self.series.values() for v in map(number, values) if math.isfinite(v)]
+
+
+def number(value: Any) -> float:
     """A value as a float; None, NaN and non-numbers become NaN (a gap in the line)."""
     number = as_number(value)
     return math.nan if number is None else number
 
 
-def _draw_panel(
-    ax: Any,
-    x: Sequence[float],
-    series: Mapping[str, Sequence[Any]],
-    keys: Sequence[str],
-    targets: Mapping[str, Any],
-    log_keys: Sequence[str],
-) -> None:
-    """One panel: each metric as a line with markers, its NC target dashed in the same colour."""
-    values = {key: [_number(v) for v in series[key]] for key in keys}
-    finite = [v for key in keys for v in values[key] if math.isfinite(v)]
-    use_log = any(key in log_keys for key in keys) and bool(finite) and min(finite) > 0
-    drawn_target = False
-    for key in keys:
-        (line,) = ax.plot(x, values[key], marker="o", markersize=3, label=key)
-        target = _number(targets.get(key))
-        if math.isfinite(target) and (target > 0 or not use_log):
-            ax.axhline(target, linestyle="--", linewidth=1, color=line.get_color())
-            drawn_target = True
+def grid_shape(count: int) -> tuple[int, int]:
+    """Rows and columns for ``count`` panels: at most 3 columns, as few empty cells as possible."""
+    if count <= 3:
+        return 1, max(1, count)
+    if count == 4:
+        return 2, 2
+    return math.ceil(count / 3), 3
+
+
+def _x_scale(x: Sequence[float]) -> tuple[str, float | None]:
+    """log for positive steps spanning more than two decades, symlog when a 0 is among them, else linear."""
+    positive = [value for value in x if value > 0]
+    if len(x) <= 2 or not positive or max(positive) / min(positive) <= 100:
+        return "linear", None
+    return ("log", None) if len(positive) == len(x) else ("symlog", min(positive))
+
+
+def _draw(ax: Any, x: Sequence[float], panel: Panel, marks: Sequence[float]) -> None:
+    finite = panel.finite()
+    use_log = panel.log and bool(finite) and min(finite) > 0
+    hidden = []
+    for label, values in panel.series.items():
+        if len(values) != len(x):
+            raise ValueError(f"series {label!r} has {len(values)} values for {len(x)} x positions")
+        ax.plot(list(x), [number(v) for v in values], marker="o", markersize=3, label=label)
+    for label, target in panel.targets.items():
+        if not math.isfinite(target) or (use_log and target <= 0):
+            hidden.append(f"{label} {target:g}")
+            continue
+        ax.axhline(target, linestyle="--", color="grey", linewidth=1, label=label)
+    for mark in marks:
+        ax.axvline(mark, linestyle=":", color="black", linewidth=1)
     if use_log:
         ax.set_yscale("log")
-    handles, labels = ax.get_legend_handles_labels()
-    if drawn_target:  # a target of 0 has no place on a log axis
-        handles.append(Line2D([], [], linestyle="--", color="grey", linewidth=1))
-        labels.append("NC target")
-    ax.legend(handles, labels, fontsize="small")
+    title = panel.title + (" (log scale)" if use_log else "")
+    ax.set_title(title + (f"; {', '.join(hidden)}" if hidden else ""), fontsize="medium")
+    if panel.ylabel:
+        ax.set_ylabel(panel.ylabel)
     ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
 
 
-def plot_series(
+def panel_figure(
     x: Sequence[float],
-    series: Mapping[str, Sequence[Any]],
-    targets: Mapping[str, Any],
-    path: str | Path,
+    panels: Sequence[Panel],
+    *,
     xlabel: str,
     title: str,
-    *,
-    panels: Sequence[Sequence[str]] | None = None,
-    panel_titles: Sequence[str] | None = None,
-    log_keys: Sequence[str] = LOG_KEYS,
     xticklabels: Sequence[str] | None = None,
-) -> None:
-    """Plot ``series`` (key → values, None = undefined) against ``x`` and write a PNG atomically to ``path``.
+    marks: Sequence[float] = (),
+) -> Figure:
+    """A figure with one axis per panel that has a finite value, in order (see the module doc).
 
-    ``panels`` is a list of lists of series keys (default: one panel per key); keys missing from
-    ``series`` are skipped and empty panels dropped. Each key's NC target in ``targets`` is a dashed
-    line in the key's colour; a panel holding a ``log_keys`` metric uses a log y-axis when all its
-    values are positive. ``xticklabels`` labels the x positions (e.g. checkpoint names).
+    ``xticklabels`` names the x positions (e.g. checkpoint names when there are no steps); ``marks``
+    are dotted vertical lines (events). Raises ValueError when a series does not match its x.
     """
-    for key, values in series.items():
-        if len(values) != len(x):
-            raise ValueError(f"series {key!r} has {len(values)} values for {len(x)} x positions")
-    layout = [list(keys) for keys in (panels if panels is not None else [[key] for key in series])]
-    names = list(panel_titles) if panel_titles is not None else [", ".join(keys) for keys in layout]
-    if len(names) != len(layout):
-        raise ValueError(f"{len(names)} panel titles for {len(layout)} panels")
-    kept = [([k for k in keys if k in series], name) for keys, name in zip(layout, names, strict=True)]
-    kept = [(keys, name) for keys, name in kept if keys]
-    ncols = min(3, max(1, len(kept)))
-    nrows = max(1, math.ceil(len(kept) / ncols))
-    figure = Figure(figsize=(5.0 * ncols, 3.6 * nrows), layout="constrained")
+    kept = [panel for panel in panels if panel.finite()]
+    rows, cols = grid_shape(len(kept))
+    figure = Figure(figsize=(5.0 * cols, 3.6 * rows), layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.subplots(nrows, ncols, squeeze=False).ravel()
-    # steps spread over more than two decades (log-spaced checkpoints) read better on a log x-axis
-    positive = [float(value) for value in x if value is not None and float(value) > 0]
-    log_x = xticklabels is None and len(positive) == len(x) > 2 and max(positive) / min(positive) > 100
-    for ax, (keys, name) in zip(axes, kept, strict=False):
-        _draw_panel(ax, x, series, keys, targets, log_keys)
-        ax.set_title(name, fontsize="medium")
-        ax.set_xlabel(xlabel + (" (log scale)" if log_x else ""))
-        if log_x:
+    for index, panel in enumerate(kept):
+        ax = figure.add_subplot(rows, cols, index + 1)
+        px = [float(v) for v in (panel.x if panel.x is not None else x)]
+        _draw(ax, px, panel, marks)
+        scale, threshold = _x_scale(px) if xticklabels is None else ("linear", None)
+        if scale == "symlog":
+            ax.set_xscale("symlog", linthresh=threshold)
+        elif scale == "log":
             ax.set_xscale("log")
+        ax.set_xlabel(xlabel + (f" ({scale} scale)" if scale != "linear" else ""))
         if xticklabels is not None:
-            ax.set_xticks(list(x), list(xticklabels), rotation=45, ha="right", fontsize="small")
-    for ax in axes[len(kept) :]:
-        ax.set_visible(False)
+            ax.set_xticks(px, list(xticklabels), rotation=45, ha="right", fontsize="small")
     if not kept:
-        axes[0].set_visible(True)
-        axes[0].text(0.5, 0.5, "no metric values to plot", ha="center", va="center")
-        axes[0].set_axis_off()
+        ax = figure.add_subplot(1, 1, 1)
+        ax.text(0.5, 0.5, "no metric values to plot", ha="center", va="center")
+        ax.set_axis_off()
     figure.suptitle(title)
+    return figure
+
+
+def figure_png(figure: Figure, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    atomic_write_bytes(path, buffer.getvalue())
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
 
 
-def trajectory_panels(metric_keys: Sequence[str]) -> tuple[list[list[str]], list[str]]:
-    """Group metric keys into the FAMILIES panels (plus "Other" for the rest), with their titles."""
-    panels, titles = [], []
-    grouped: set[str] = set()
-    for title, family in FAMILIES:
-        keys = [key for key in family if key in metric_keys]
-        grouped.update(family)
-        if keys:
-            panels.append(keys)
-            titles.append(title)
-    others = [key for key in metric_keys if key not in grouped]
-    if others:
-        panels.append(others)
-        titles.append("Other")
-    return panels, titles
+def save_figure(figure: Figure, path: str | Path) -> None:
+    """Write the figure as a PNG, atomically."""
+    atomic_write_bytes(path, figure_png(figure))
 
 
-def plot_trajectory(
-    traj: Mapping[str, Any], path: str | Path, *, x: str = "step", title: str | None = None
-) -> None:
-    """Plot every metric of a trajectory report against its step (``x="step"``) or record index.
+# --- trajectories ---------------------------------------------------------------------------------------
 
-    Falls back to the index when some record has no step. One panel per metric family, log y for
-    NC1 metrics when positive, NC targets dashed in each metric's colour; writes a PNG atomically.
+#: Panels of a trajectory: (title, metric keys, log y when positive, y label). One scale per panel.
+TRAJECTORY_PANELS: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
+    ("NC1", ("nc1", "nc1_cdnv"), True, ""),
+    ("NC2 equinorm", ("nc2_equinorm_means", "nc2_equinorm_head"), False, "std/mean"),
+    (
+        "NC2 angles",
+        ("nc2_equiangular_means", "nc2_equiangular_head", "nc2_maxangle_means", "nc2_maxangle_head"),
+        False,
+        "",
+    ),
+    ("NC3 self-duality", ("nc3",), False, ""),
+    ("NC4 classifier ≠ nearest mean", ("nc4",), True, "share"),
+    ("matrix entropies", ("h_head", "h_means"), False, "nats"),
+    ("MI", ("mi",), False, "nats"),
+    ("MIR", ("mir",), False, ""),
+    ("HDR", ("hdr",), False, ""),
+    ("sample-level entropies", ("h_samples", "h_labels"), False, "nats"),
+    ("sample-level MI", ("mi_samples", "mi_samples_onehot"), False, "nats"),
+    ("sample-level MIR", ("mir_samples",), False, ""),
+    ("sample-level HDR", ("hdr_samples",), False, ""),
+)
+ACCURACY_KEYS = ("accuracy", "accuracy_train", "accuracy_test", "acc_train", "acc_test")
+
+
+def _targets(keys: Sequence[str], targets: Mapping[str, Any]) -> dict[str, float]:
+    """Dashed lines for the keys' NC targets: one 'NC target' line when they share a value."""
+    values = {key: number(targets.get(key)) for key in keys}
+    values = {key: value for key, value in values.items() if not math.isnan(value)}
+    if len(set(values.values())) == 1:
+        return {TARGET_LABEL: next(iter(values.values()))}
+    return {f"{TARGET_LABEL} ({key})": value for key, value in values.items()}
+
+
+def trajectory_panels(records: Sequence[Mapping[str, Any]]) -> list[Panel]:
+    """The panels of a trajectory: the metric families, accuracy, then a monitor's own scalars (a loss
+    on a log axis, the learning rate on a log axis of its own, anything else alone)."""
+    series: dict[str, list[Any]] = {}
+    targets: dict[str, Any] = {}
+    for index, record in enumerate(records):
+        details = record.get("details") or {}
+        values = dict(record.get("metrics") or {})
+        for key, name in (("accuracy", "accuracy"), ("ncc_accuracy", "nearest class mean")):
+            if key in details:
+                values.setdefault(name, details[key])
+        for key, value in values.items():
+            series.setdefault(key, [None] * len(records))[index] = value
+        targets.update({k: v for k, v in (record.get("targets") or {}).items() if v is not None})
+    panels = []
+    used: set[str] = set()
+    for title, keys, log, ylabel in TRAJECTORY_PANELS:
+        present = [key for key in keys if key in series]
+        used.update(keys)
+        if present:
+            panels.append(
+                Panel(title, {k: series[k] for k in present}, _targets(present, targets), log, ylabel)
+            )
+    accuracy = [key for key in (*ACCURACY_KEYS, "nearest class mean") if key in series]
+    used.update(accuracy)
+    if accuracy:
+        panels.append(Panel("accuracy", {key: series[key] for key in accuracy}, ylabel="share correct"))
+    rest = [key for key in series if key not in used]
+    losses = [key for key in rest if "loss" in key.lower()]
+    if losses:
+        panels.append(Panel("loss", {key: series[key] for key in losses}, log=True))
+    for key in rest:
+        if key in losses:
+            continue
+        is_lr = key.lower() in ("lr", "learning_rate") or key.lower().startswith("lr_")
+        panels.append(Panel("learning rate" if is_lr else key, {key: series[key]}, log=is_lr))
+    return panels
+
+
+def trajectory_figure(traj: Mapping[str, Any], *, x: str = "step", title: str | None = None) -> Figure:
+    """Every metric of a trajectory report against its step (``x="step"``) or record index.
+
+    Falls back to the index, labelled by checkpoint, when some record has no step.
     """
     if x not in ("step", "index"):
         raise ValueError(f"x must be 'step' or 'index', got {x!r}")
     records: Sequence[Mapping[str, Any]] = traj.get("records") or []
-    keys: list[str] = []
-    targets: dict[str, Any] = {}
-    for record in records:
-        keys.extend(key for key in record.get("metrics") or {} if key not in keys)
-        targets.update(record.get("targets") or {})
-    series = {key: [(record.get("metrics") or {}).get(key) for record in records] for key in keys}
     steps = [record.get("step") for record in records]
     use_steps = x == "step" and bool(records) and all(isinstance(s, (int, float)) for s in steps)
     positions = [float(s) for s in steps] if use_steps else [float(i) for i in range(len(records))]
-    labels = [str(record.get("label", i)) for i, record in enumerate(records)]
+    labels = [record_label(dict(record), i) for i, record in enumerate(records)]
     ticks = labels if not use_steps and 0 < len(records) <= 12 else None
-    panels, titles = trajectory_panels(keys)
     num_classes = next(
         ((r.get("features") or {}).get("num_classes") for r in records if r.get("features")), None
     )
     default_title = f"nc-audit trajectory: {len(records)} checkpoints" + (
         f", C = {num_classes}" if num_classes else ""
     )
-    plot_series(
+    return panel_figure(
         positions,
-        series,
-        targets,
-        path,
-        "step" if use_steps else "checkpoint",
-        title or default_title,
-        panels=panels,
-        panel_titles=titles,
+        trajectory_panels(records),
+        xlabel="step" if use_steps else "checkpoint",
+        title=title or default_title,
         xticklabels=ticks,
     )
+
+
+def plot_trajectory(traj: Mapping[str, Any], path: str | Path, **options: Any) -> None:
+    """Write :func:`trajectory_figure` as a PNG, atomically."""
+    save_figure(trajectory_figure(traj, **options), path)

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nc_audit.report.console import make_console, render_checks
+from nc_audit.report.model import record_label
 from nc_audit.report.numbers import short
 
 COLUMNS = ("nc1", "nc2_equinorm_means", "nc3", "nc4", "h_head", "h_means", "mir", "hdr")
@@ -34,7 +35,7 @@ def trajectory_table(trajectory: dict[str, Any]) -> Table:
     for record in records:
         accuracy = (record.get("details") or {}).get("accuracy", record["metrics"].get("accuracy"))
         step = record.get("step")
-        row = [str(step) if step is not None else "—", escape(str(record.get("label"))), short(accuracy)]
+        row = [str(step) if step is not None else "—", escape(record_label(record)), short(accuracy)]
         row += [short(record["metrics"].get(key)) for key in present]
         table.add_row(*row, style=None if record.get("passed", True) else "red")
     table.add_row("", "NC target", "", *(short(targets.get(key)) for key in present), style="dim")
@@ -53,8 +54,14 @@ def render_trajectory(trajectory: dict[str, Any], console: Console | None = None
         for note in notes:
             console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     checks = [
-        {**check, "checkpoint": record.get("label")}
-        for record in records
+        {**check, "checkpoint": record_label(record, index)}
+        for index, record in enumerate(records)
         for check in record.get("checks", [])
     ]
+    mode = trajectory.get("gate")
+    gated = [record_label(record, index) for index, record in enumerate(records) if record.get("gated")]
+    if checks and mode in ("last", "best") and gated:
+        console.print(
+            f"[dim]gate: the {mode} checkpoint ({escape(gated[0])}); --gate all checks every one[/]"
+        )
     render_checks(checks, console)

@@ -103,7 +103,9 @@ def _train(run: Run, tracker: Tracker) -> None:
         run.history.append({"epoch": 0, "step": 0, **dict.fromkeys(LOSS_KEYS), **(measured or {})})
         _save_epoch(run)
     for epoch in range(run.epoch + 1, config.epochs + 1):
-        with tracker.stage(f"epoch {epoch}/{config.epochs}", run.data.train.num_samples) as advance:
+        with tracker.stage(
+            f"epoch {epoch}/{config.epochs}", run.data.train.num_samples, unit="samples"
+        ) as advance:
             losses, steps = train_epoch(run.parts, run.data.train, run.order, ctx, advance)
         run.epoch, run.step = epoch, run.step + steps
         measured = evaluate(run.parts.model, run.start.head_name, run.data, ctx)

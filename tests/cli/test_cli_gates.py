@@ -1,7 +1,9 @@
 """CI gates of `nc-audit measure` and `nc-audit track` (docs/DESIGN.md: Command line, Exit codes).
 
-- ``--fail-on 'METRIC OP VALUE'`` is checked on every checkpoint; any failure → exit 1, and ``--junit``
-  holds one test case per rule and checkpoint with one failure per failed (rule, checkpoint).
+- ``--fail-on 'METRIC OP VALUE'`` is checked on the last checkpoint of a trajectory (``--gate last``, the
+  default), on the most accurate one (``--gate best``) or on every one (``--gate all``); any failure →
+  exit 1, and ``--junit`` holds one test case per rule and gated checkpoint with one failure per failed
+  (rule, checkpoint), under names that stay the same from run to run.
 - ``--baseline REPORT`` fails when a metric moved away from its NC target by more than ``--tolerance``;
   an improvement passes.
 - ``[tool.nc-audit]`` in the working directory's pyproject.toml sets fail-on, tolerance and baseline;
@@ -17,7 +19,6 @@ every other metric is the same.
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from runs import (
     assert_bad_input,
     collapsing_problem,
     invoke,
+    junit_cases,
     sample_checkpoints,
     write_head_checkpoint,
     write_monitor_file,
@@ -42,16 +44,6 @@ pytestmark = pytest.mark.usefixtures("isolated_cli")
 
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
-
-
-def junit_cases(path: Path) -> list[ET.Element]:
-    """The <testcase> elements of a JUnit file, after checking its suite counts agree with them."""
-    suite = ET.parse(path).getroot()
-    assert suite.tag == "testsuite"
-    cases = suite.findall("testcase")
-    assert int(suite.get("tests")) == len(cases)
-    assert int(suite.get("failures")) == sum(case.find("failure") is not None for case in cases)
-    return cases
 
 
 def checkpoint_pair(tmp_path: Path) -> tuple[Path, Path]:
@@ -89,7 +81,18 @@ def test_a_rule_that_some_checkpoints_fail_exits_1_with_one_junit_case_per_rule_
     junit, out = tmp_path / "checks.xml", tmp_path / "t.json"
 
     result = invoke(
-        "track", SAMPLES, "--fail-on", rules[0], "--fail-on", rules[1], "--junit", junit, "--json", out
+        "track",
+        SAMPLES,
+        "--gate",
+        "all",
+        "--fail-on",
+        rules[0],
+        "--fail-on",
+        rules[1],
+        "--junit",
+        junit,
+        "--json",
+        out,
     )
 
     assert result.exit_code == 1, result.output
@@ -122,7 +125,14 @@ def test_rules_every_checkpoint_passes_exit_0_with_an_all_passing_junit_file(
     junit = tmp_path / "checks.xml"
 
     result = invoke(
-        "track", SAMPLES, "--fail-on", f"nc1<={max(sample_nc1.values()) * 1.01!r}", "--junit", junit
+        "track",
+        SAMPLES,
+        "--gate",
+        "all",
+        "--fail-on",
+        f"nc1<={max(sample_nc1.values()) * 1.01!r}",
+        "--junit",
+        junit,
     )
 
     assert result.exit_code == 0, result.output
@@ -136,7 +146,9 @@ def test_rules_gate_a_monitor_jsonl_file_too(tmp_path: Path) -> None:
     threshold = (records[0]["metrics"]["nc1"] + records[1]["metrics"]["nc1"]) / 2
     out = tmp_path / "t.json"
 
-    result = invoke("track", tmp_path / "run.jsonl", "--fail-on", f"nc1<={threshold!r}", "--json", out)
+    result = invoke(
+        "track", tmp_path / "run.jsonl", "--gate", "all", "--fail-on", f"nc1<={threshold!r}", "--json", out
+    )
 
     assert result.exit_code == 1, result.output
     assert [record["passed"] for record in read_json(out)["records"]] == [False, True, True]
@@ -154,6 +166,10 @@ def test_measure_fails_a_regression_against_a_baseline_and_passes_an_improvement
     assert regression.exit_code == 1, regression.output
     failed = failed_rules(read_json(out))
     assert {rule.split(":")[0] for rule in failed} == {"baseline nc1", "baseline nc1_cdnv"}
+    assert {check["name"] for check in read_json(out)["checks"] if not check["passed"]} == {
+        "baseline nc1",
+        "baseline nc1_cdnv",
+    }
 
     improvement = invoke("measure", better, "--features", better.with_suffix(".h5"), "--baseline", tmp_path / "worse.json", "--json", out)  # fmt: skip
 
@@ -192,15 +208,24 @@ def test_track_compares_each_checkpoint_with_the_baseline_record_of_the_same_nam
     junit, out = tmp_path / "checks.xml", tmp_path / "t.json"
 
     regression = invoke(
-        "track", worse, "--baseline", tmp_path / "better.json", "--junit", junit, "--json", out
+        "track",
+        worse,
+        "--gate",
+        "all",
+        "--baseline",
+        tmp_path / "better.json",
+        "--junit",
+        junit,
+        "--json",
+        out,
     )
 
     assert regression.exit_code == 1, regression.output
     assert [record["passed"] for record in read_json(out)["records"]] == [True, False, True]
-    failed = {(case.get("classname"), case.get("name").split(":")[0]) for case in junit_cases(junit) if case.find("failure") is not None}  # fmt: skip
+    failed = {(case.get("classname"), case.get("name")) for case in junit_cases(junit) if case.find("failure") is not None}  # fmt: skip
     assert failed == {("nc-audit.e2.pt", "baseline nc1"), ("nc-audit.e2.pt", "baseline nc1_cdnv")}
 
-    improvement = invoke("track", better, "--baseline", tmp_path / "worse.json")
+    improvement = invoke("track", better, "--gate", "all", "--baseline", tmp_path / "worse.json")
 
     assert improvement.exit_code == 0, improvement.output
 
@@ -210,7 +235,7 @@ def test_track_against_a_single_report_baseline_checks_the_last_checkpoint(tmp_p
     report_of(run / "e1.pt", tmp_path / "e1.json")
     out = tmp_path / "t.json"
 
-    result = invoke("track", run, "--baseline", tmp_path / "e1.json", "--json", out)
+    result = invoke("track", run, "--gate", "all", "--baseline", tmp_path / "e1.json", "--json", out)
 
     assert result.exit_code == 1, result.output
     first, last = read_json(out)["records"]
@@ -225,7 +250,9 @@ def test_a_monitor_run_gated_against_its_own_trajectory_passes_record_by_record(
     assert invoke("track", tmp_path / "run.jsonl", "--json", tmp_path / "base.json").exit_code == 0
     out = tmp_path / "t.json"
 
-    result = invoke("track", tmp_path / "run.jsonl", "--baseline", tmp_path / "base.json", "--json", out)
+    result = invoke(
+        "track", tmp_path / "run.jsonl", "--gate", "all", "--baseline", tmp_path / "base.json", "--json", out
+    )
 
     assert result.exit_code == 0, result.output
     records = read_json(out)["records"]
@@ -239,7 +266,9 @@ def test_junit_cases_of_a_monitor_run_name_their_step(tmp_path: Path) -> None:
     write_monitor_file(tmp_path / "run.jsonl")
     junit = tmp_path / "checks.xml"
 
-    result = invoke("track", tmp_path / "run.jsonl", "--fail-on", "nc1<=1e9", "--junit", junit)
+    result = invoke(
+        "track", tmp_path / "run.jsonl", "--gate", "all", "--fail-on", "nc1<=1e9", "--junit", junit
+    )
 
     assert result.exit_code == 0, result.output
     cases = junit_cases(junit)
@@ -277,7 +306,7 @@ def test_project_rules_gate_track_too(tmp_path: Path) -> None:
     write_pyproject(tmp_path, **{"fail-on": [f"nc1 <= {threshold!r}"]})
     out = tmp_path / "t.json"
 
-    result = invoke("track", run, "--json", out)
+    result = invoke("track", run, "--gate", "all", "--json", out)
 
     assert result.exit_code == 1, result.output
     assert [record["passed"] for record in read_json(out)["records"]] == [False, True]
@@ -380,3 +409,72 @@ def test_an_unknown_metric_in_the_project_rules_is_bad_input_too(tmp_path: Path)
     result = invoke("track", better)
 
     assert_bad_input(result, "'mirr'", "did you mean 'mir'?")
+
+
+# --- --gate last | best | all ---------------------------------------------------------------------------
+def gate_run(tmp_path: Path) -> Path:
+    """Three checkpoints: an untrained-like e1 (noisy), the cleanest e2, and e3 a little worse than e2."""
+    return write_run(tmp_path / "run", {"e1": 2.0, "e2": 0.1, "e3": 0.3}, {"e1": 1, "e2": 2, "e3": 3})
+
+
+def test_gate_last_is_the_default_and_ignores_an_untrained_first_checkpoint(tmp_path: Path) -> None:
+    run = gate_run(tmp_path)
+    reports = measure_trajectory([run], device="cpu")
+    threshold = round((reports[0].metrics["nc1"] + reports[2].metrics["nc1"]) / 2, 4)  # e1 fails, e3 passes
+    out, junit = tmp_path / "t.json", tmp_path / "j.xml"
+
+    result = invoke("track", run, "--fail-on", f"nc1<={threshold!r}", "--json", out, "--junit", junit)
+
+    assert result.exit_code == 0, result.output
+    data = read_json(out)
+    assert data["gate"] == "last"
+    assert [(r["gated"], len(r["checks"])) for r in data["records"]] == [(False, 0), (False, 0), (True, 1)]
+    assert [(c.get("classname"), c.get("name")) for c in junit_cases(junit)] == [
+        ("nc-audit.last", f"nc1 <= {threshold:g}")
+    ]
+    assert "gate: the last checkpoint (e3.pt)" in result.stdout
+    assert invoke("track", run, "--gate", "all", "--fail-on", f"nc1<={threshold!r}").exit_code == 1
+
+
+def test_gate_best_holds_the_most_accurate_checkpoint(tmp_path: Path) -> None:
+    run = gate_run(tmp_path)
+    reports = measure_trajectory([run], device="cpu")
+    accuracies = [report.details["accuracy"] for report in reports]
+    best = max(range(3), key=lambda i: (accuracies[i], i))
+    out = tmp_path / "t.json"
+
+    result = invoke("track", run, "--gate", "best", "--fail-on", "nc1<=1e9", "--json", out)
+
+    assert result.exit_code == 0, result.output
+    assert [record["gated"] for record in read_json(out)["records"]] == [i == best for i in range(3)]
+
+
+def test_gate_best_without_accuracies_is_bad_input(tmp_path: Path) -> None:
+    records = write_monitor_file(tmp_path / "run.jsonl")
+    for record in records:
+        record["metrics"].pop("accuracy")
+    (tmp_path / "bare.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    result = invoke("track", tmp_path / "bare.jsonl", "--gate", "best", "--fail-on", "nc1<=1")
+
+    assert_bad_input(result, "--gate best", "accuracy")
+
+
+def test_gate_last_compares_the_last_checkpoint_with_the_baseline_record_of_the_same_name(
+    tmp_path: Path,
+) -> None:
+    steps = {"e1": 1, "e2": 2, "e3": 3}
+    better = write_run(tmp_path / "better", {"e1": 0.9, "e2": 0.6, "e3": 0.3}, steps)
+    worse = write_run(tmp_path / "worse", {"e1": 0.9, "e2": 0.9, "e3": 0.5}, steps)  # e2 and e3 regressed
+    assert invoke("track", better, "--json", tmp_path / "better.json").exit_code == 0
+    out = tmp_path / "t.json"
+
+    result = invoke("track", worse, "--baseline", tmp_path / "better.json", "--json", out)
+
+    assert result.exit_code == 1, result.output
+    records = read_json(out)["records"]
+    assert [bool(record["checks"]) for record in records] == [False, False, True]
+    assert {c["name"] for c in records[-1]["checks"] if not c["passed"]} == {
+        "baseline nc1",
+        "baseline nc1_cdnv",
+    }

@@ -101,10 +101,15 @@ def test_unknown_metric_suggests_the_closest_and_lists_known_keys() -> None:
 def test_evaluate_rules_passes_and_fails_by_value() -> None:
     rules = [parse_rule(text, KEYS) for text in ("nc1<=0.5", "mir>=0.9", "hdr<0.1")]
     checks = evaluate_rules({"nc1": 0.12, "mir": 0.85, "hdr": 0.1}, rules)
-    assert checks == [
+    assert [{key: check[key] for key in ("rule", "value", "passed")} for check in checks] == [
         {"rule": "nc1 <= 0.5", "value": 0.12, "passed": True},
         {"rule": "mir >= 0.9", "value": 0.85, "passed": False},
         {"rule": "hdr < 0.1", "value": 0.1, "passed": False},
+    ]
+    assert [(c["name"], c["metric"], c["op"], c["threshold"]) for c in checks] == [
+        ("nc1 <= 0.5", "nc1", "<=", 0.5),
+        ("mir >= 0.9", "mir", ">=", 0.9),
+        ("hdr < 0.1", "hdr", "<", 0.1),
     ]
     assert verdict(checks) is False
     assert verdict(checks[:1]) is True
@@ -132,6 +137,18 @@ def test_baseline_regression_fails_improvement_and_small_moves_pass() -> None:
     assert checks["baseline hdr"]["passed"] is True  # within tolerance
     assert checks["baseline nc1"]["value"] == 0.30 and checks["baseline nc1"]["baseline"] == 0.10
     assert checks["baseline mir"]["rule"] == "baseline mir: |Δ to NC| 0.012 → 0.005 (tol 0.01)"
+
+
+def test_baseline_checks_have_a_name_without_values_and_the_numbers_beside_it() -> None:
+    """CI test history keys on the name: it must not change when the measured values do."""
+    baseline = make_report({"nc1": 0.10})
+    names = set()
+    for value in (0.05, 0.30):
+        (check,) = compare_to_baseline(make_report({"nc1": value}), baseline, tolerance=0.01)
+        names.add(check["name"])
+        assert check["metric"] == "nc1" and check["target"] == 0.0 and check["tolerance"] == 0.01
+        assert check["distance"] == pytest.approx(value) and check["baseline_distance"] == pytest.approx(0.10)
+    assert names == {"baseline nc1"}
 
 
 def test_mir_above_its_nc_value_counts_as_moving_away() -> None:
@@ -247,3 +264,38 @@ def test_bad_config_names_the_file_and_key(tmp_path: Path, body: str, message: s
     with pytest.raises(InputError, match=message) as info:
         load_defaults(tmp_path)
     assert str(path) in str(info.value)
+
+
+# --- which checkpoints a trajectory gates ---------------------------------------------------------------
+
+
+def test_gated_indices_last_best_all() -> None:
+    from nc_audit.gating.trajectory import gated_indices
+
+    records = [{"metrics": {"accuracy": a}} for a in (0.5, 0.9, 0.9, 0.7)]
+    assert gated_indices(records, "last") == [3]
+    assert gated_indices(records, "all") == [0, 1, 2, 3]
+    assert gated_indices(records, "best") == [2]  # the highest accuracy; of equals, the later checkpoint
+    with_details = [{"metrics": {}, "details": {"accuracy": a}} for a in (0.8, 0.6)]
+    assert gated_indices(with_details, "best") == [0]
+    assert gated_indices([], "last") == []
+    with pytest.raises(InputError, match="--gate best"):
+        gated_indices([{"metrics": {"nc1": 1.0}}], "best")
+    with pytest.raises(InputError, match="unknown gate"):
+        gated_indices(records, "first")
+
+
+def test_gate_trajectory_checks_only_the_gated_record() -> None:
+    from nc_audit.gating.trajectory import gate_trajectory
+
+    trajectory = {
+        "records": [{"metrics": {"nc1": 2.0}, "label": "e0"}, {"metrics": {"nc1": 0.1}, "label": "e9"}]
+    }
+    gate_trajectory(trajectory, [parse_rule("nc1<=0.5", KEYS)], None, 0.0, "last")
+    assert [(r["gated"], r["passed"], len(r["checks"])) for r in trajectory["records"]] == [
+        (False, True, 0),
+        (True, True, 1),
+    ]
+    assert trajectory["passed"] is True and trajectory["gate"] == "last"
+    gate_trajectory(trajectory, [parse_rule("nc1<=0.5", KEYS)], None, 0.0, "all")
+    assert trajectory["passed"] is False

@@ -158,7 +158,6 @@ XFAIL: dict[str, str] = {
     "truncated_cache_entry": "exit 2 naming the cache .h5 as 'truncated or damaged HDF5 file' on every run; never rebuilt",
     "json_empty_path": "exit 2 '.: cannot write (Device or resource busy)' (--json '' becomes '.')",
     "non_utf8_path": "exit 2 'UnicodeEncodeError: 'utf-8' codec can't encode characters ...: surrogates not allowed'",
-    "plot_markup_name": "exit 0 but stderr says 'wrote .../trajx.png' ([red], [bold] taken as Rich markup)",
 }
 #: Cases left out of the default run (``NC_HOSTILE_SLOW=1`` runs them): slow today (time limits, bombs,
 #: training, several runs), or a second case of a kind the default run already covers, to keep the

@@ -55,6 +55,27 @@ def test_record_holds_the_reference_metrics_of_the_batch(tmp_path: Path) -> None
     assert read_trajectory_jsonl(tmp_path / "run.jsonl") == [record]
 
 
+def test_a_record_without_a_run_label_is_labelled_by_its_step_and_never_shows_none(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from nc_audit.cli import app
+
+    H, y, W, b = problem_tensors()
+    path = tmp_path / "run.jsonl"
+    monitor = Monitor(path, every=10)
+    for step in (0, 10):
+        monitor.log(step, H, y, W, b)
+    assert [record["label"] for record in read_trajectory_jsonl(path)] == ["step 0", "step 10"]
+    legacy = tmp_path / "legacy.jsonl"  # written before labels defaulted to the step
+    legacy.write_text("".join(line.replace('"label":"step 0"', '"label":null') + "\n" for line in path.read_text().splitlines()))  # fmt: skip
+    for source in (path, legacy):
+        result = CliRunner().invoke(
+            app, ["track", str(source), "--fail-on", "nc1<=1e9", "--gate", "all", "-q"]
+        )
+        assert result.exit_code == 0, result.output
+        assert "None" not in result.stdout and "step 10" in result.stdout
+
+
 def test_every_k_counts_steps_not_calls(tmp_path: Path) -> None:
     H, y, W, b = problem_tensors()
     path = tmp_path / "run.jsonl"

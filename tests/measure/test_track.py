@@ -36,7 +36,7 @@ from runs import (
 from nc_audit.core.errors import InputError
 from nc_audit.io.save import save_checkpoint
 from nc_audit.measure.api import measure
-from nc_audit.measure.trajectory import discover, measure_trajectory, order_by_step
+from nc_audit.measure.trajectory import discover, measure_trajectory, order_by_step, step_from_name
 from nc_audit.metrics.catalog import CLASS_LEVEL_KEYS
 from nc_audit.report.model import Report
 
@@ -122,12 +122,54 @@ def test_recorded_steps_order_the_trajectory_even_against_the_names(tmp_path: Pa
     assert nc1 == sorted(nc1, reverse=True)  # the noise shrinks with the step
 
 
-def test_without_recorded_steps_names_sort_naturally(tmp_path: Path) -> None:
+def test_without_recorded_steps_the_step_in_the_name_orders_and_labels_the_trajectory(tmp_path: Path) -> None:
     run = write_run(tmp_path / "run", {"epoch_10": 0.2, "epoch_2": 0.5, "epoch_1": 0.9})
 
     reports = measure_trajectory([run], device="cpu")
 
-    assert [(r.step, r.label) for r in reports] == [(None, "epoch_1.pt"), (None, "epoch_2.pt"), (None, "epoch_10.pt")]  # fmt: skip
+    assert [(r.step, r.label) for r in reports] == [(1, "epoch_1.pt"), (2, "epoch_2.pt"), (10, "epoch_10.pt")]
+
+
+def test_names_without_a_step_sort_naturally(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run", {"model_v10": 0.2, "model_v2": 0.5, "model_v1": 0.9})
+
+    reports = measure_trajectory([run], device="cpu")
+
+    assert [(r.step, r.label) for r in reports] == [(None, "model_v1.pt"), (None, "model_v2.pt"), (None, "model_v10.pt")]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "step"),
+    [
+        ("epoch_4.pt", 4),
+        ("epoch_0750.pt", 750),
+        ("step-100.safetensors", 100),
+        ("epoch=3-step=400.ckpt", 400),  # Lightning: the step, not the epoch
+        ("checkpoint-1500.bin", 1500),
+        ("iter_20.pt", 20),
+        ("1000.pt", 1000),
+        ("resnet50.pt", None),  # a number that is no step
+        ("profit3.pt", None),
+        ("final.pt", None),
+    ],
+)
+def test_step_from_name(name: str, step: int | None) -> None:
+    assert step_from_name(Path(name)) == step
+
+
+def test_track_shows_the_step_from_the_name_and_plots_against_it(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run", {"epoch_4": 0.5, "epoch_12": 0.2})
+    out = tmp_path / "t.json"
+
+    result = invoke("track", run, "--json", out)
+
+    assert result.exit_code == 0, result.output
+    assert [(r["step"], r["label"]) for r in json.loads(out.read_text())["records"]] == [(4, "epoch_4.pt"), (12, "epoch_12.pt")]  # fmt: skip
+    rows = [line.split("│")[1:3] for line in result.stdout.splitlines() if "epoch_" in line]
+    assert [(step.strip(), name.strip()) for step, name in rows] == [
+        ("4", "epoch_4.pt"),
+        ("12", "epoch_12.pt"),
+    ]
 
 
 def test_dumps_that_hold_their_head_are_ordered_by_their_step_attribute(tmp_path: Path) -> None:
@@ -150,10 +192,10 @@ def test_dumps_that_hold_their_head_are_ordered_by_their_step_attribute(tmp_path
 def test_when_some_checkpoint_records_no_step_the_names_decide(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    write_head_checkpoint(run / "epoch_10.pt", collapsing_problem(0.2), step=1)
-    write_head_checkpoint(run / "epoch_9.pt", collapsing_problem(0.5), step=None)
+    write_head_checkpoint(run / "late.pt", collapsing_problem(0.2), step=1)
+    write_head_checkpoint(run / "early.pt", collapsing_problem(0.5), step=None)
 
-    assert order_by_step(discover([run])) == [(run / "epoch_9.pt", None), (run / "epoch_10.pt", 1)]
+    assert order_by_step(discover([run])) == [(run / "early.pt", None), (run / "late.pt", 1)]
 
 
 def test_files_given_one_by_one_are_put_in_step_order(tmp_path: Path) -> None:

@@ -1,21 +1,17 @@
-"""Report renderers (Markdown, JUnit, PNG plots) and atomic writes."""
+"""Report renderers (Markdown) and atomic writes (JUnit: test_junit.py, plots: test_plots.py)."""
 
 from __future__ import annotations
 
 import math
 import os
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-import matplotlib.image
 import pytest
 
 from nc_audit.core.errors import InputError
 from nc_audit.io.atomic import atomic_write_bytes, atomic_write_text
-from nc_audit.report.junit import render_junit
 from nc_audit.report.markdown import append_step_summary, render_markdown, render_trajectory_markdown
-from nc_audit.report.plots import plot_series, plot_trajectory
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -112,66 +108,6 @@ def test_step_summary_is_appended_not_overwritten(tmp_path: Path, monkeypatch: p
     monkeypatch.delenv("GITHUB_STEP_SUMMARY")
     append_step_summary("## ignored")  # no variable: nothing written, no error
     assert "ignored" not in summary.read_text(encoding="utf-8")
-
-
-# --- JUnit ------------------------------------------------------------------------------------------------
-
-
-def test_junit_parses_and_holds_one_failure_per_failed_rule_and_checkpoint() -> None:
-    xml = render_junit([make_trajectory()])
-    suite = ET.fromstring(xml)
-    assert suite.tag == "testsuite" and suite.get("name") == "nc-audit"
-    cases = suite.findall("testcase")
-    assert len(cases) == 6
-    assert suite.get("tests") == "6" and suite.get("failures") == "3"
-    failed = [(case.get("classname"), case.get("name")) for case in cases if case.find("failure") is not None]
-    assert failed == [
-        ("nc-audit.epoch_1", "nc1 <= 0.5"),
-        ("nc-audit.epoch_1", "mir >= 0.9"),
-        ("nc-audit.epoch_5", "mir >= 0.9"),
-    ]
-    assert all(len(case.findall("failure")) <= 1 for case in cases)
-    messages = [case.find("failure").get("message") for case in cases if case.find("failure") is not None]
-    assert messages[0] == "nc1 <= 0.5: value 2" and "undefined" in messages[2]
-
-
-def test_junit_of_a_single_report_uses_its_path_and_parses_when_empty() -> None:
-    report = make_trajectory()["records"][2]
-    del report["label"]
-    suite = ET.fromstring(render_junit([report]))
-    assert {case.get("classname") for case in suite} == {"nc-audit.runs/epoch_9.pt"}
-    empty = ET.fromstring(render_junit([]))
-    assert empty.get("tests") == "0" and empty.get("failures") == "0"
-
-
-# --- plots ------------------------------------------------------------------------------------------------
-
-
-def assert_png(path: Path) -> None:
-    assert path.read_bytes()[:8] == PNG_SIGNATURE
-    image = matplotlib.image.imread(path)
-    assert image.shape[0] > 0 and image.shape[1] > 0
-
-
-def test_trajectory_plot_is_a_valid_png(tmp_path: Path) -> None:
-    path = tmp_path / "trajectory.png"
-    plot_trajectory(make_trajectory(), path)
-    assert_png(path)
-    traj = make_trajectory()
-    traj["records"][1]["step"] = None  # falls back to the index, labelled by checkpoint
-    plot_trajectory(traj, path, x="step")
-    assert_png(path)
-    assert [p.name for p in tmp_path.iterdir()] == ["trajectory.png"]  # no temp file left
-
-
-def test_plot_series_draws_given_panels(tmp_path: Path) -> None:
-    path = tmp_path / "grok.png"
-    series = {"nc1": [1.0, 0.5, None, 0.1], "mir": [0.2, 0.5, 0.8, 0.95], "acc_test": [0.1, 0.2, 0.9, 1.0]}
-    plot_series([0, 10, 20, 30], series, {"nc1": 0.0, "mir": 0.952351}, path, "epoch", "grokking",
-                panels=[["nc1"], ["mir", "acc_test"], ["absent"]])  # fmt: skip
-    assert_png(path)
-    with pytest.raises(ValueError, match="3 x positions"):
-        plot_series([0, 1, 2], {"nc1": [1.0]}, {}, path, "epoch", "bad")
 
 
 # --- atomic writes ------------------------------------------------------------------------------------------
