@@ -55,5 +55,9 @@ def root(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: SIGTERM, SIGHUP and SIGINT end the run through its clean-up code
+    (temporary files removed; core/signals.py)."""
+    from nc_audit.core.signals import exceptions_on_signals
+
+    with exceptions_on_signals():
+        app()

@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from typer.core import TyperCommand
 
 from nc_audit.core.errors import InputError
+from nc_audit.core.signals import Terminated, raise_if_terminated
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,9 +59,19 @@ def debug_enabled() -> bool:
 
 
 def fail(message: str) -> typer.Exit:
-    """Print one error line on stderr and return the exit for bad input (code 2)."""
-    stderr.print(f"[bold red]nc-audit: error:[/] {escape(message)}", markup=True)
+    """Print one error line on stderr and return the exit for bad input (code 2). The message may quote
+    paths and names from inputs: control characters and Rich markup are escaped (report/escape.py)."""
+    from nc_audit.report.escape import terminal
+
+    stderr.print(f"[bold red]nc-audit: error:[/] {terminal(message)}", markup=True)
     return typer.Exit(EXIT_BAD_INPUT)
+
+
+def wrote(path: object) -> None:
+    """Say on stderr that a file was written, its name shown verbatim (escaped, never taken as markup)."""
+    from nc_audit.report.escape import terminal
+
+    stderr.print(f"wrote {terminal(path)}", markup=True, highlight=False)
 
 
 def cli_errors(command: F) -> F:
@@ -70,7 +80,12 @@ def cli_errors(command: F) -> F:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            result = command(*args, **kwargs)
+            raise_if_terminated()  # a signal whose exception was swallowed still ends the run as one
+            return result
+        except Terminated as error:
+            stderr.print(f"nc-audit: terminated by signal {error.signal}; temporary files removed")
+            raise
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except InputError as error:
@@ -119,7 +134,7 @@ def write_html(path: Path, html: str) -> None:
     from nc_audit.io.atomic import atomic_write_text
 
     atomic_write_text(path, html)
-    stderr.print(f"wrote {escape(str(path))}", highlight=False)
+    wrote(path)
 
 
 def print_document(
@@ -144,6 +159,9 @@ def exit_if_failed(failed: int) -> None:
 
 
 def print_stdout(text: str) -> None:
-    """Machine output on stdout, exactly as given (no Rich wrapping)."""
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    """Machine output on stdout, exactly as given (no Rich wrapping); a lone surrogate (from a non-UTF-8
+    file name) is written as an escape whatever the stream's encoding."""
+    text = text if text.endswith("\n") else text + "\n"
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    sys.stdout.write(text.encode(encoding, "backslashreplace").decode(encoding, "replace"))
     sys.stdout.flush()

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nc_audit.cli.common import Command, cli_errors, stderr
+from nc_audit.cli.common import Command, cli_errors, stderr, wrote
 from nc_audit.cli.options import QuietOpt
 from nc_audit.io.atomic import atomic_write_text
 from nc_audit.report.numbers import fixed
@@ -70,6 +70,10 @@ def grokking_command(
     Writes DIR/trajectory.json (both splits), DIR/grokking.png and DIR/SUMMARY.md, which states the
     steps where train and test accuracy first reach 0.99 and how much MIR/HDR moved around each.
     """
+    from nc_audit.io.outputs import plan_outputs
+
+    names = ("trajectory.json", "grokking.png", "SUMMARY.md")
+    plan_outputs({f"--out {out / name}": out / name for name in names})
     from nc_audit.cli.progress import make_tracker
     from nc_audit.experiments.grokking import run_grokking
     from nc_audit.report.figures import grokking_figure
@@ -96,7 +100,7 @@ def grokking_command(
     stderr.print(
         f"time: training {seconds['train']:.1f} s, measurement {seconds['measure']:.1f} s, total {seconds['total']:.1f} s"
     )
-    stderr.print(f"wrote {result.trajectory_path}, {plot_path}, {summary_path}")
+    wrote(f"{result.trajectory_path}, {plot_path}, {summary_path}")
 
 
 def _change_cell(change: dict[str, Any] | None) -> str:

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from nc_audit.cli.common import Device, cli_errors, stderr
+from nc_audit.cli.common import Device, cli_errors, wrote
 from nc_audit.cli.completion import complete_dataset
-from nc_audit.cli.options import DEVICE_METAVAR, ModelArgOpt, ModelOpt, QuietOpt
+from nc_audit.cli.options import DEVICE_METAVAR, AllowExternalOpt, ModelArgOpt, ModelOpt, QuietOpt
 
 Opt = typer.Option
 
@@ -61,15 +61,23 @@ def extract_command(
         Device, Opt(metavar=DEVICE_METAVAR, help="Where the model runs (auto: CUDA when present).")
     ] = Device.auto,
     quiet: QuietOpt = False,
+    allow_external_data: AllowExternalOpt = False,
 ) -> None:
     """Extract features (the head's input), labels, logits and the head into an HDF5 dump."""
+    from nc_audit.io.checkpoint_files import check_checkpoint_file
+    from nc_audit.io.hdf5_guard import external_data_allowed
+    from nc_audit.io.outputs import plan_outputs
+    from nc_audit.io.preflight import data_file
+
+    plan_outputs({"--out": out}, [checkpoint, data_file(data)])  # the dump never replaces an input
+    check_checkpoint_file(checkpoint)  # before torch is loaded
     from nc_audit.cli.progress import make_tracker
     from nc_audit.core.devices import resolve_device
     from nc_audit.models.extract import extract
     from nc_audit.models.factories import parse_model_args
 
     splits = [name.strip() for name in split.split(",") if name.strip()] if split else None
-    with make_tracker(quiet) as tracker:
+    with make_tracker(quiet) as tracker, external_data_allowed(allow_external_data):
         path = extract(
             checkpoint,
             data,
@@ -82,4 +90,4 @@ def extract_command(
             device=resolve_device(device.value),
             tracker=tracker,
         )
-    stderr.print(f"wrote {path}")
+    wrote(path)

@@ -9,8 +9,7 @@ import typer
 
 from nc_audit.cli.common import Device, cli_errors, write_html
 from nc_audit.cli.completion import complete_dataset
-from nc_audit.cli.options import DEVICE_METAVAR, HtmlOpt, QuietOpt
-from nc_audit.distributed import is_main_process
+from nc_audit.cli.options import DEVICE_METAVAR, AllowExternalOpt, HtmlOpt, QuietOpt
 from nc_audit.report.numbers import fixed
 
 Opt = typer.Option
@@ -126,12 +125,21 @@ def finetune_command(
     ] = Device.auto,
     html_path: HtmlOpt = None,
     quiet: QuietOpt = False,
+    allow_external_data: AllowExternalOpt = False,
 ) -> None:
     """Fine-tune with L = (1 − λ)·CE + λ·CMA; checkpoint every epoch; print metrics before vs after.
 
     Runs under torchrun too (DistributedDataParallel; rank 0 writes). Exit codes: 0 done, 2 bad input.
     """
+    from nc_audit.io.hdf5_guard import external_data_allowed
+    from nc_audit.io.outputs import plan_outputs
+    from nc_audit.io.preflight import data_file, finetune_outputs
+
+    inputs = [checkpoint, features, anchors, data_file(data)]
+    outputs = {**finetune_outputs(out, inputs), "--html": html_path}
+    plan_outputs(outputs, inputs)  # no file the run writes may be one it reads
     from nc_audit.cli.progress import make_tracker
+    from nc_audit.distributed import is_main_process
     from nc_audit.train import FinetuneConfig, finetune
 
     config = FinetuneConfig(
@@ -159,7 +167,7 @@ def finetune_command(
     )
     config.validate()
     is_main = is_main_process()
-    with make_tracker(quiet, enabled=is_main) as tracker:
+    with make_tracker(quiet, enabled=is_main) as tracker, external_data_allowed(allow_external_data):
         result = finetune(config, tracker)
     if is_main:
         render_summary(result.before, result.after, result.final_path, result.notes, result.adapted_dump)
@@ -181,6 +189,8 @@ def render_summary(
     from rich.console import Console
     from rich.table import Table
 
+    from nc_audit.report.escape import terminal
+
     table = Table(title=f"fine-tuning: epoch 0 → {after.get('epoch')}")
     table.add_column("metric")
     table.add_column("before", justify="right")
@@ -190,11 +200,12 @@ def render_summary(
     console = Console()
     console.print(table)
     for note in notes:
-        console.print(f"note: {note}")
-    console.print(f"final checkpoint: {final_path}")
+        console.print(f"note: {terminal(note)}")
+    console.print(f"final checkpoint: {terminal(final_path)}")
     if adapted_dump is not None:
         console.print(
-            f"adapted features: {adapted_dump} (measure this dump, or {final_path} with --data set to the "
+            f"adapted features: {terminal(adapted_dump)} (measure this dump, or {terminal(final_path)} with "
+            "--data set to the "
             "backbone's dump; the backbone's dump alone gives the pre-adapter numbers)"
         )
 

@@ -8,9 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
-from nc_audit.cli.common import Device, Format, cli_errors, print_stdout, stderr
+from nc_audit.cli.common import Device, Format, cli_errors, print_stdout, stderr, wrote
 from nc_audit.cli.completion import complete_dataset
 from nc_audit.cli.options import DEVICE_METAVAR, FORMAT_METAVAR, ModelArgOpt, ModelOpt, QuietOpt
+from nc_audit.report.escape import markdown_code, markdown_text, terminal
 from nc_audit.report.numbers import precise, short
 
 Opt = typer.Option
@@ -93,6 +94,10 @@ def interpolate_command(
     At each α: accuracy, mean cross-entropy, and every Neural Collapse and class-level matrix metric
     of the split's features with the interpolated head. Exit 2 on bad input (e.g. two architectures).
     """
+    from nc_audit.io.outputs import plan_outputs
+    from nc_audit.io.preflight import data_file
+
+    plan_outputs({"--json": json_path, "--plot": plot}, [a, b, data_file(data)])
     from nc_audit.cli.progress import make_tracker
     from nc_audit.experiments.interpolate import plot_interpolation, run_interpolation
     from nc_audit.io.atomic import atomic_write_text
@@ -122,12 +127,12 @@ def interpolate_command(
         render_table(document)
     if output_format == Format.table:
         for note in result.notes:
-            stderr.print(f"note: {note}")
+            stderr.print(f"note: {terminal(note)}")
     if json_path is not None:
         atomic_write_text(json_path, text)
     if plot is not None:
         plot_interpolation(result, plot)
-        stderr.print(f"wrote {plot}")
+        wrote(plot)
 
 
 def _columns(document: dict[str, Any]) -> list[str]:
@@ -154,7 +159,8 @@ def render_table(document: dict[str, Any]) -> None:
 
     keys = _columns(document)
     table = Table(
-        title=f"{document['a']['path']} → {document['b']['path']} on {document['data']} [{document['split']}]",
+        title=f"{terminal(document['a']['path'])} → {terminal(document['b']['path'])} on "
+        f"{terminal(document['data'])} \\[{terminal(document['split'])}]",
         title_justify="left",
         header_style="bold",
     )
@@ -179,7 +185,8 @@ def render_markdown(document: dict[str, Any]) -> str:
     keys = _columns(document)
     header = ["α", *LEAD_COLUMNS, *keys]
     lines = [
-        f"## Interpolation `{document['a']['path']}` → `{document['b']['path']}` on `{document['data']}` [{document['split']}]",
+        f"## Interpolation {markdown_code(document['a']['path'])} → {markdown_code(document['b']['path'])} on "
+        f"{markdown_code(document['data'])} \\[{markdown_text(document['split'])}]",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---:|" * len(header),

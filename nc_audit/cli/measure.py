@@ -19,6 +19,7 @@ from nc_audit.cli.common import (
 )
 from nc_audit.cli.gating import apply_gates, resolve_settings
 from nc_audit.cli.options import (
+    AllowExternalOpt,
     BaselineOpt,
     CacheDirOpt,
     ChunkRowsOpt,
@@ -38,7 +39,6 @@ from nc_audit.cli.options import (
     SplitOpt,
     ToleranceOpt,
 )
-from nc_audit.distributed import is_main_process
 
 Opt = typer.Option
 
@@ -94,15 +94,15 @@ def measure_command(
     ] = Estimator.auto,
     chunk_rows: ChunkRowsOpt = None,
     quiet: QuietOpt = False,
+    allow_external_data: AllowExternalOpt = False,
 ) -> None:
     """Report how close a checkpoint's last layer is to Neural Collapse, with matrix-information metrics.
 
     Exit codes: 0 all checks passed, 1 a check or baseline comparison failed, 2 bad usage or bad input.
     """
-    from nc_audit.cli.progress import make_tracker
-    from nc_audit.measure.api import measure
-    from nc_audit.measure.options import MeasureOptions
-    from nc_audit.report.markdown import render_markdown
+    from nc_audit.io.hdf5_guard import external_data_allowed
+    from nc_audit.io.outputs import plan_outputs
+    from nc_audit.io.preflight import check_measure_inputs, data_file
 
     settings = resolve_settings(
         fail_on,
@@ -111,6 +111,18 @@ def measure_command(
         output_format.value if output_format else None,
         device.value if device else None,
     )
+    plan_outputs(  # no output may replace an input or another output
+        {"--json": json_path, "--markdown": markdown_path, "--junit": junit_path, "--html": html_path},
+        [source, features, settings.baseline_path, data_file(data)],
+    )
+    with external_data_allowed(allow_external_data):
+        check_measure_inputs(source, features, split)  # bad files fail here, before torch is loaded
+    from nc_audit.cli.progress import make_tracker
+    from nc_audit.distributed import is_main_process
+    from nc_audit.measure.api import measure
+    from nc_audit.measure.options import MeasureOptions
+    from nc_audit.report.markdown import render_markdown
+
     main_rank = is_main_process()  # under torchrun every rank measures its rows; rank 0 reports
     with make_tracker(quiet, enabled=main_rank) as tracker:
         options = MeasureOptions(
@@ -126,6 +138,7 @@ def measure_command(
             chunk_rows=chunk_rows,
             sample_level=sample_level,
             estimator=estimator.value,
+            allow_external_data=allow_external_data,
         )
         report = measure(source, options=options, tracker=tracker)
     report.checks = apply_gates(report.to_dict(), settings)

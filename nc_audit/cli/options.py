@@ -157,3 +157,12 @@ GateOpt = Annotated[
         help="Checkpoints the rules and --baseline hold: the last one, the best (highest accuracy), or all.",
     ),
 ]
+AllowExternalOpt = Annotated[
+    bool,
+    Opt(
+        "--allow-external-data",
+        help="Let a dump read data from other files: HDF5 external links, external raw storage and "
+        "virtual-dataset sources (refused by default: a dump is read only from its own file). Only for "
+        "trusted multi-file dumps.",
+    ),
+]

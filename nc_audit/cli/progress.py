@@ -53,9 +53,9 @@ class RichTracker:
 
     @contextmanager
     def stage(self, description: str, total: int | None, unit: str = "") -> Iterator[Advance]:
-        from rich.markup import escape
+        from nc_audit.report.escape import terminal
 
-        task = self._progress.add_task(escape(description), total=total, unit=unit)
+        task = self._progress.add_task(terminal(description), total=total, unit=unit)
         try:
             yield lambda n: self._progress.advance(task, n)
         finally:

@@ -14,9 +14,11 @@ from nc_audit.cli.common import (
     stderr,
     write_html,
     write_outputs,
+    wrote,
 )
 from nc_audit.cli.gating import gate_trajectory, resolve_settings
 from nc_audit.cli.options import (
+    AllowExternalOpt,
     BaselineOpt,
     CacheDirOpt,
     ChunkRowsOpt,
@@ -38,6 +40,7 @@ from nc_audit.cli.options import (
     SplitOpt,
     ToleranceOpt,
 )
+from nc_audit.core.errors import InputError
 
 Opt = typer.Option
 
@@ -78,6 +81,7 @@ def track_command(
     device: DeviceOpt = None,
     chunk_rows: ChunkRowsOpt = None,
     quiet: QuietOpt = False,
+    allow_external_data: AllowExternalOpt = False,
 ) -> None:
     """Measure every checkpoint of a training run, in step order; batched metrics, a table, a plot, gates.
 
@@ -87,9 +91,8 @@ def track_command(
 
     Exit codes: 0 all checks passed, 1 a check or baseline comparison failed, 2 bad usage or bad input.
     """
-    from nc_audit.cli.progress import make_tracker
-    from nc_audit.report.markdown import render_trajectory_markdown
-    from nc_audit.report.model import trajectory_dict
+    from nc_audit.io.outputs import plan_outputs
+    from nc_audit.io.preflight import data_file
 
     settings = resolve_settings(
         fail_on,
@@ -98,12 +101,25 @@ def track_command(
         output_format.value if output_format else None,
         device.value if device else None,
     )
+    outputs = {
+        "--json": json_path, "--markdown": markdown_path, "--junit": junit_path, "--plot": plot, "--html": html_path
+    }  # fmt: skip
     if len(inputs) == 1 and inputs[0].suffix.lower() == ".jsonl":
         from nc_audit.core.formats import TRAJECTORY_SCHEMA
-        from nc_audit.measure.monitor import read_trajectory_jsonl
+        from nc_audit.measure.jsonl import read_trajectory_jsonl
 
+        plan_outputs(outputs, [inputs[0], settings.baseline_path])
         trajectory = {"schema": TRAJECTORY_SCHEMA, "records": read_trajectory_jsonl(inputs[0])}
+        if not trajectory["records"] and (settings.rules or settings.baseline is not None):
+            raise InputError(f"{inputs[0]}: the trajectory holds no records: nothing to gate")
     else:
+        from nc_audit.io.hdf5_guard import external_data_allowed
+        from nc_audit.measure.discover import check_trajectory_inputs, discover
+
+        with external_data_allowed(allow_external_data):  # every file the run reads, checked without torch
+            read = check_trajectory_inputs(discover(inputs), split, with_data=data is not None)
+        plan_outputs(outputs, [*read, settings.baseline_path, data_file(data)])
+        from nc_audit.cli.progress import make_tracker
         from nc_audit.measure.options import MeasureOptions
         from nc_audit.measure.trajectory import measure_trajectory
 
@@ -118,11 +134,15 @@ def track_command(
                 cache_dir=cache_dir or settings.cache_dir,
                 device=settings.device,
                 chunk_rows=chunk_rows,
+                allow_external_data=allow_external_data,
             )
             reports = measure_trajectory(inputs, options, tracker)
+        from nc_audit.report.model import trajectory_dict
+
         trajectory = trajectory_dict(reports)
     gate_trajectory(trajectory, settings, gate.value)
     from nc_audit.report.github import github_actions, render_checkpoint_groups
+    from nc_audit.report.markdown import render_trajectory_markdown
     from nc_audit.report.trajectory_console import render_trajectory
 
     markdown = render_trajectory_markdown(trajectory)
@@ -134,7 +154,7 @@ def track_command(
         from nc_audit.report.plots import plot_trajectory
 
         plot_trajectory(trajectory, plot)
-        stderr.print(f"wrote {plot}", highlight=False, markup=False)
+        wrote(plot)
     if html_path is not None:
         from nc_audit.report.html import trajectory_html
 

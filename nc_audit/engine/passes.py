@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from nc_audit.core.class_stats import ClassStats
@@ -40,16 +41,19 @@ class RowValidator:
         self.num_samples = info.num_samples
         self.num_classes = num_classes
         self.bad_labels = 0
-        self.bad_label_example: int | None = None
+        self.bad_label_example: int | None = None  # row (within this rank's rows) of the first bad label
+        self.rows_seen = 0
         self.nonfinite_rows = 0
+        self.may_overflow = np.dtype(info.feature_dtype).itemsize >= 8  # only float64 squares can overflow
 
     def check_labels(self, labels: torch.Tensor) -> bool:
         """Count the chunk's labels outside 0..C−1; True while every label so far was in range."""
         out_of_range = (labels < 0) | (labels >= self.num_classes)
         if bool(out_of_range.any()):
+            if self.bad_label_example is None:  # the row of the first one (its value is never echoed)
+                self.bad_label_example = self.rows_seen + int(out_of_range.nonzero()[0, 0])
             self.bad_labels += int(out_of_range.sum())
-            if self.bad_label_example is None:
-                self.bad_label_example = int(labels[out_of_range][0])
+        self.rows_seen += int(labels.shape[0])
         return self.bad_labels == 0
 
     def raise_if_bad(self, ctx: DistributedContext | None = None) -> None:
@@ -58,8 +62,11 @@ class RowValidator:
             counts = torch.tensor([self.bad_labels, self.nonfinite_rows], dtype=torch.int64)
             self.bad_labels, self.nonfinite_rows = (int(v) for v in ctx.all_reduce_sum(counts))
         if self.bad_labels:
+            # a count, a range and a row: never the raw value (bytes of an input, decoded)
             example = (
-                f"e.g. {self.bad_label_example}" if self.bad_label_example is not None else "on another rank"
+                f"the first at row {self.bad_label_example}"
+                if self.bad_label_example is not None and not (ctx is not None and ctx.distributed)
+                else "found in this split"
             )
             raise InputError(
                 f"{self.where}: {self.bad_labels} labels lie outside 0..{self.num_classes - 1} "
@@ -68,6 +75,11 @@ class RowValidator:
         if self.nonfinite_rows:
             raise InputError(
                 f"{self.where}: {self.nonfinite_rows} of {self.num_samples} feature rows hold NaN or Inf values"
+                + (
+                    " (or values whose float64 squares overflow: sizes beyond about 1e150 times the first rows')"
+                    if self.may_overflow
+                    else ""
+                )
             )
 
 

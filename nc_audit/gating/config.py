@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from nc_audit.core.errors import InputError
+from nc_audit.io.files import read_capped
 
 try:  # Python >= 3.11
     import tomllib
@@ -32,6 +33,8 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10 reads TOML with th
         tomllib = None  # type: ignore[assignment]
 
 FORMATS = ("table", "json", "markdown")
+#: Largest pyproject.toml read for [tool.nc-audit].
+MAX_CONFIG_BYTES = 4 * 2**20
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 #: Built-in defaults; ``load_defaults`` returns this dict updated with the project's values.
@@ -63,13 +66,15 @@ def _read_section(path: Path) -> Mapping[str, Any]:
     """The ``[tool.nc-audit]`` table of one pyproject.toml ({} when absent)."""
     if tomllib is None:  # pragma: no cover - only on Python 3.10 without tomli
         raise InputError(f"{path}: reading [tool.nc-audit] on Python 3.10 needs tomli: pip install tomli")
+    data = read_capped(path, MAX_CONFIG_BYTES, "pyproject.toml")  # a regular file of bounded size
     try:
-        with path.open("rb") as handle:
-            document = tomllib.load(handle)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+        document = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: not valid TOML ({exc})") from exc
+    except RecursionError:
+        raise InputError(f"{path}: not valid TOML (arrays or tables nested too deeply)") from None
     tool = document.get("tool", {})
     section = tool.get("nc-audit", {}) if isinstance(tool, dict) else {}
     if not isinstance(section, dict):

@@ -11,7 +11,6 @@ and ``threshold``, a baseline check ``target``, ``distance``, ``baseline_distanc
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import operator
 import re
@@ -22,6 +21,7 @@ from typing import Any
 
 from nc_audit.core.errors import InputError
 from nc_audit.core.formats import REPORT_SCHEMA, TRAJECTORY_SCHEMA
+from nc_audit.io.files import load_json
 
 #: Comparison operators a rule may use; two-character ones first so that "<=" is not read as "<".
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -91,11 +91,14 @@ def parse_rule(text: str, known_metrics: Iterable[str]) -> Rule:
 
 
 def _as_number(value: Any) -> float | None:
-    """A metric value as a float, or None when it is missing, null or NaN (undefined)."""
+    """A metric value as a float, or None when it is missing, null, NaN or infinite (undefined)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    number = float(value)
-    return None if math.isnan(number) else number
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float range
+        return None
+    return number if math.isfinite(number) else None
 
 
 def evaluate_rules(metrics: Mapping[str, float | None], rules: Iterable[Rule]) -> list[dict[str, Any]]:
@@ -139,20 +142,8 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
     ``nc-audit-report/1`` / ``nc-audit-trajectory/1`` (naming the schema found).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(
-            f"{path}: baseline not found; write one with `nc-audit measure ... --json {path}`"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the baseline ({exc})") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
-        ) from exc
+    missing = f"{path}: baseline not found; write one with `nc-audit measure ... --json {path}`"
+    data = load_json(path, "baseline", missing=missing)  # a regular file, bounded in size, depth, digits
     if not isinstance(data, dict):
         raise InputError(
             f"{path}: expected a JSON object with schema {REPORT_SCHEMA!r} or {TRAJECTORY_SCHEMA!r}"
@@ -170,6 +161,12 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
         raise InputError(
             f"{path}: schema is {schema!r}, expected {REPORT_SCHEMA!r} or {TRAJECTORY_SCHEMA!r}; "
             "pass a report written by nc-audit --json"
+        )
+    records = data["records"] if schema == TRAJECTORY_SCHEMA else [data]
+    if not any(_as_number(value) is not None for record in records for value in record["metrics"].values()):
+        raise InputError(
+            f"{path}: the baseline holds no metric value (every metric is null, NaN, infinite or not a "
+            "number): a comparison with it would check nothing"
         )
     return data
 

@@ -27,13 +27,12 @@ from typing import Any
 import torch
 
 from nc_audit.core.errors import InputError
+from nc_audit.io.checkpoint_files import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, check_checkpoint_file
 from nc_audit.io.heads import Head, find_head
 from nc_audit.io.hf_files import config_num_labels, folder_sha256, hf_folder, read_config, read_hf_tensors
 
 __all__ = ["Checkpoint", "Head", "file_sha256", "find_head", "load_checkpoint", "source_sha256"]
 
-TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
-SAFETENSORS_SUFFIX = ".safetensors"
 NESTED_KEYS = ("state_dict", "model", "model_state_dict")
 SAFETENSORS_ARCH_KEY = "nc_audit_architecture"
 SAFETENSORS_META_KEY = "nc_audit_meta"
@@ -91,6 +90,7 @@ def read_step(path: Path | str) -> int | None:
     """A checkpoint's recorded step without reading its weights (to order a trajectory cheaply):
     safetensors metadata only; a .pt file memory-mapped (zip format), else loaded."""
     path = Path(path)
+    check_checkpoint_file(path)  # a FIFO or a zip bomb never reaches torch.load
     if path.suffix.lower() == SAFETENSORS_SUFFIX:
         from safetensors import safe_open
 
@@ -147,8 +147,7 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
             f"{path}: a folder, but not a Hugging Face save_pretrained folder (config.json with model_type, "
             "and model.safetensors or pytorch_model.bin)"
         )
-    if not path.is_file():
-        raise InputError(f"{path}: no such checkpoint file")
+    check_checkpoint_file(path)  # a regular file; a .pt container checked before torch.load
     suffix = path.suffix.lower()
     lightning = False
     if suffix == SAFETENSORS_SUFFIX:
@@ -189,7 +188,7 @@ def _load_torch(path: Path) -> tuple[dict[str, torch.Tensor], dict | None, dict,
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         text = str(error)
-        if "Unsupported global" in text or "weights_only" in text.lower() or "GLOBAL" in text:
+        if "Unsupported global" in text or "GLOBAL" in text:
             culprit = _unsupported_global(text)
             if path.suffix.lower() == ".ckpt":
                 raise InputError(

@@ -22,6 +22,26 @@ import torch
 from nc_audit.core.errors import InputError, first_line
 from nc_audit.io.direct import DirectRows
 
+#: HDF5 chunks one h5py read may touch: HDF5 keeps state per chunk of a read, so a (1, 1)-chunked dataset
+#: read a million rows at a time takes gigabytes; reads are cut to this many chunks instead.
+MAX_CHUNKS_PER_READ = 4096
+
+
+def rows_per_read(*datasets: h5py.Dataset) -> int:
+    """Most rows one h5py read may cover so that it touches at most MAX_CHUNKS_PER_READ stored chunks of
+    each of ``datasets`` (the features, when h5py reads them, and the labels)."""
+    most = None
+    for dataset in datasets:
+        if dataset.chunks is None:
+            continue
+        row_chunk, *rest = dataset.chunks
+        across = 1
+        for size, chunk in zip(dataset.shape[1:], rest, strict=True):
+            across *= max(1, -(-int(size) // int(chunk)))  # chunks side by side in one row
+        rows = max(1, MAX_CHUNKS_PER_READ // across) * int(row_chunk)
+        most = rows if most is None else min(most, rows)
+    return most if most is not None else 1 << 62
+
 
 @dataclass(frozen=True)
 class Chunk:
@@ -49,12 +69,16 @@ class ChunkReader:
         rows: tuple[int, int],
         step: int,
         direct: bool = True,
+        scale: float = 1.0,
     ) -> None:
         self.path = path
         self._features, self._labels = features, labels
-        self._rows, self.step = rows, step
-        self._direct = DirectRows.open(features, path) if direct else None
+        self._direct = DirectRows.open(features) if direct else None
+        self._rows = rows
+        read_by_h5py = [labels] if self._direct is not None else [features, labels]
+        self.step = min(step, rows_per_read(*read_by_h5py))
         self.dtype = features.dtype.newbyteorder("=")  # rows arrive in native byte order
+        self.scale = scale  # a power of two every row is multiplied by (io/dumps.py, feature_scale)
         self.width = int(features.shape[1])
 
     def __iter__(self) -> Iterator[Chunk]:
@@ -76,7 +100,11 @@ class ChunkReader:
         """The chunk's rows (n, d) in native byte order: in ``out[:n]`` when given, else a fresh array.
         A read error is an InputError naming the rows."""
         with self._reading(chunk.begin, chunk.end):
-            return torch.from_numpy(self._read(chunk.begin, chunk.end, out))
+            rows = self._read(chunk.begin, chunk.end, out)
+        if self.scale != 1.0:
+            with np.errstate(over="ignore", under="ignore"):  # extreme rows become inf or 0: counted later
+                rows *= self.scale  # exact: a power of two
+        return torch.from_numpy(rows)
 
     def _read(self, begin: int, end: int, out: np.ndarray | None) -> np.ndarray:
         if self._direct is not None:

@@ -16,6 +16,8 @@ import torch
 from torch import Tensor
 
 from nc_audit.core.errors import InputError, did_you_mean
+from nc_audit.io.files import regular_file
+from nc_audit.io.hdf5_guard import check_dataset
 from nc_audit.io.inputs import Inputs
 
 USER_SUFFIXES: tuple[str, ...] = (".npz", ".h5", ".hdf5")
@@ -51,20 +53,39 @@ def nearby_file(text: str) -> str:
 
 def _file_keys(path: Path) -> tuple[dict[str, Any], Any]:
     """All arrays of a user file by slash-separated key, and its declared num_classes (or None)."""
+    size = path.stat().st_size
     try:
         if path.suffix.lower() == ".npz":
+            with zipfile.ZipFile(path) as archive:  # a zip: its declared sizes are checked before inflating
+                _check_declared(path, sum(info.file_size for info in archive.infolist()), size)
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {k: archive[k] for k in archive.files}
             return arrays, arrays.pop("num_classes", None)
-        arrays = {}
+        datasets: dict[str, h5py.Dataset] = {}
         with h5py.File(path, "r") as handle:
-            handle.visititems(
-                lambda k, v: arrays.__setitem__(k, v[()]) if isinstance(v, h5py.Dataset) else None
-            )
+            handle.visititems(lambda k, v: datasets.__setitem__(k, v) if isinstance(v, h5py.Dataset) else None)
+            for key, dataset in datasets.items():
+                check_dataset(dataset, f"/{key}", path)  # no external bytes, nothing sparse
+            _check_declared(path, sum(d.size * d.dtype.itemsize for d in datasets.values()), size)
+            arrays = {key: dataset[()] for key, dataset in datasets.items()}
             declared = handle.attrs.get("num_classes", arrays.pop("num_classes", None))
         return arrays, declared
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise InputError(f"{path}: cannot read as {path.suffix} ({error})") from None
+
+
+#: A dataset file's arrays may take at most this many bytes in memory, and at most MAX_EXPANSION times
+#: the file's size (a compressed .npz or HDF5 file that would inflate far beyond it is refused).
+MAX_DATASET_BYTES = 8 * 2**30
+MAX_EXPANSION = 1000
+
+
+def _check_declared(path: Path, declared: int, size: int) -> None:
+    if declared > MAX_DATASET_BYTES or declared > MAX_EXPANSION * size + 2**20:
+        raise InputError(
+            f"{path}: its arrays declare {declared} bytes in a {size}-byte file; refused (more than "
+            f"{MAX_DATASET_BYTES} bytes or {MAX_EXPANSION} times the file)"
+        )
 
 
 #: Arrays a split group passes positionally: ``inputs``, else a feature dump's ``features``.
@@ -148,8 +169,8 @@ def _checked_pair(path: Path, split: str, inputs: Any, labels: Any) -> tuple[Inp
 
 def user_file(path_text: str, options: dict[str, Any]) -> tuple[_Arrays, int, str, bool]:
     path = Path(path_text).expanduser().resolve()
-    if not path.is_file():
-        raise InputError(f"{path_text}: no such file;{nearby_file(path_text)}".rstrip(";"))
+    missing = f"{path_text}: no such file;{nearby_file(path_text)}".rstrip(";") if not path.exists() else None
+    regular_file(path, "dataset file", missing=missing)
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -24,7 +24,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nc_audit.core.errors import InputError, did_you_mean
+from nc_audit.core.errors import InputError
+from nc_audit.io.dumps import dump_splits
+from nc_audit.io.files import is_pseudo_file, did_you_mean
 from nc_audit.io.data_files import USER_SUFFIXES, canonical, is_user_file, nearby_file, user_file
 from nc_audit.io.inputs import Inputs, describe, num_rows, take
 
@@ -295,11 +297,13 @@ def holds_features(spec: str) -> bool:
     kind, label, _ = _split_spec(spec)
     if kind != "file" or not label.lower().endswith((".h5", ".hdf5")):
         return False
+    path = Path(label).expanduser()
+    if not path.is_file() or is_pseudo_file(path):  # a FIFO is never opened (it would block)
+        return False
     try:
-        with h5py.File(Path(label).expanduser(), "r") as handle:
-            groups = [item for item in handle.values() if isinstance(item, h5py.Group)]
-            return "features" in handle or any("features" in group for group in groups)
-    except OSError:
+        with h5py.File(path, "r") as handle:  # links are looked at, not followed (io/hdf5_guard.py)
+            return handle.id.links.exists(b"features") or bool(dump_splits(handle))
+    except (OSError, InputError):
         return False
 
 

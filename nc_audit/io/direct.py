@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -38,13 +37,15 @@ class DirectRows:
         self._chunk_rows = chunk_rows  # rows per stored chunk (all rows for a contiguous dataset)
 
     @classmethod
-    def open(cls, dataset: h5py.Dataset, path: Path | str) -> DirectRows | None:
-        """A reader for ``dataset`` of the file at ``path``, or None when its layout is not plain."""
+    def open(cls, dataset: h5py.Dataset) -> DirectRows | None:
+        """A reader for ``dataset``, or None when its layout is not plain. The bytes are read from the
+        file that holds the dataset (``dataset.file``: the target of an external link, when the dump's
+        dataset is one), since its offsets are offsets in that file."""
         layout = _plain_layout(dataset) if hasattr(os, "preadv") else None
         if layout is None:
             return None
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(dataset.file.filename, os.O_RDONLY)
         except OSError:
             return None
         return cls(dataset, fd, *layout)

@@ -8,21 +8,37 @@ dataset: features are sliced chunk by chunk along N.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
-import torch
 
 from nc_audit.core.errors import InputError, first_line
-from nc_audit.io.checkpoints import Head
-from nc_audit.io.chunks import ChunkReader
+from nc_audit.io.files import regular_file
+from nc_audit.io.hdf5_guard import dataset_at, lookup, read_small
+from nc_audit.io.head_checks import array_dtype_problem
 
+if TYPE_CHECKING:  # torch is imported where tensors are made, so the CLI can check a dump without it
+    import torch
+
+    from nc_audit.io.checkpoints import Head
+    from nc_audit.io.chunks import ChunkReader
+
+#: File suffixes read as feature dumps.
+DUMP_SUFFIXES = (".h5", ".hdf5", ".hdf")
 #: Target bytes of one chunk of features as stored; rows per chunk follow from the dtype and d.
 CHUNK_BYTES = 32 * 2**20
+#: Largest read buffer of features, whatever --chunk-rows says.
+MAX_READ_BYTES = 256 * 2**20
+#: Largest /head/weight or /head/bias read (they are read whole).
+MAX_HEAD_BYTES = 256 * 2**20
+#: Longest root attribute kept (checkpoint_path, dataset, ...); longer ones are cut.
+MAX_ATTR_CHARS = 1024
 
 
 @dataclass(frozen=True)
@@ -34,25 +50,35 @@ class SplitInfo:
     num_samples: int
     feature_dim: int
     feature_dtype: str
+    #: Every feature read from this split is multiplied by this power of two (see :func:`feature_scale`).
+    scale: float = 1.0
 
     def group(self) -> str:
         return f"/{self.split}" if self.split else ""
 
 
 def dump_splits(handle: h5py.File) -> list[str]:
-    """Names of the split groups holding features and labels (empty for the minimal form)."""
-    return [
-        name
-        for name, item in handle.items()
-        if isinstance(item, h5py.Group) and "features" in item and "labels" in item
-    ]
+    """Names of the split groups holding features and labels (empty for the minimal form). Links are
+    resolved with :func:`nc_audit.io.hdf5_guard.lookup` (external ones only when allowed)."""
+    splits = []
+    for name in handle:
+        if name in ("head", "features", "labels", "logits"):
+            continue
+        try:
+            item = lookup(handle, f"/{name}")
+            if isinstance(item, h5py.Group) and all(
+                lookup(handle, f"/{name}/{key}") is not None for key in ("features", "labels")
+            ):
+                splits.append(name)
+        except InputError:
+            continue  # a link nc-audit does not follow: an error only if that split is asked for
+    return splits
 
 
 def open_dump(path: Path | str) -> h5py.File:
-    """Open a dump read-only; a missing, truncated or non-HDF5 file is an InputError."""
+    """Open a dump read-only; a missing, non-regular, truncated or non-HDF5 file is an InputError."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such feature dump")
+    regular_file(path, "feature dump", missing=f"{path}: no such feature dump")
     try:
         return h5py.File(path, "r")
     except OSError as error:
@@ -65,8 +91,10 @@ def resolve_split(path: Path | str, split: str | None) -> SplitInfo:
     path = Path(path)
     with open_dump(path) as handle:
         splits = dump_splits(handle)
-        if split is None and "features" not in handle:
+        if split is None and not handle.id.links.exists(b"features"):  # does not follow the link
             split = "train" if "train" in splits else (splits[0] if splits else None)
+        if split is not None and split not in splits and handle.id.links.exists(split.encode()):
+            lookup(handle, f"/{split}/features", path)  # a link that is refused says why
         if split is not None and split not in splits:
             if not splits and split in ("train", "all"):
                 split = None
@@ -74,21 +102,33 @@ def resolve_split(path: Path | str, split: str | None) -> SplitInfo:
                 available = ", ".join(splits) if splits else "none (the file has only /features and /labels)"
                 raise InputError(f"{path}: no split '{split}'; splits in the file: {available}")
         prefix = f"/{split}" if split else ""
-        if f"{prefix}/features" not in handle or f"{prefix}/labels" not in handle:
-            keys = ", ".join(handle.keys()) or "nothing"
-            raise InputError(f"{path}: expected /features and /labels datasets (found: {keys})")
-        features, labels = handle[f"{prefix}/features"], handle[f"{prefix}/labels"]
-        _check_arrays(path, prefix, features, labels)
+        features, _ = _split_datasets(handle, path, prefix)
         return SplitInfo(path, split, int(features.shape[0]), int(features.shape[1]), str(features.dtype))
 
 
+def _split_datasets(handle: h5py.File, path: Path, prefix: str) -> tuple[h5py.Dataset, h5py.Dataset]:
+    """The checked /features and /labels datasets of one split (see :mod:`nc_audit.io.hdf5_guard`)."""
+    for key in ("features", "labels"):
+        node = lookup(handle, f"{prefix}/{key}", path)
+        if node is None:
+            keys = ", ".join(handle.keys()) or "nothing"
+            raise InputError(f"{path}: expected /features and /labels datasets (found: {keys})")
+        if not isinstance(node, h5py.Dataset):
+            raise InputError(f"{path}: {prefix}/features and {prefix}/labels must be datasets, not groups")
+    features = dataset_at(handle, f"{prefix}/features", path)
+    labels = dataset_at(handle, f"{prefix}/labels", path)
+    assert features is not None and labels is not None
+    _check_arrays(path, prefix, features, labels)
+    return features, labels
+
+
 def _check_arrays(path: Path, prefix: str, features: h5py.Dataset, labels: h5py.Dataset) -> None:
-    if not isinstance(features, h5py.Dataset) or not isinstance(labels, h5py.Dataset):
-        raise InputError(f"{path}: {prefix}/features and {prefix}/labels must be datasets, not groups")
     if features.ndim != 2:
         raise InputError(f"{path}: {prefix}/features must be 2-D (N, d), found shape {features.shape}")
-    if features.dtype.kind != "f":
-        raise InputError(f"{path}: {prefix}/features must be float16/32/64, found {features.dtype}")
+    if array_dtype_problem(features.dtype) is not None:
+        raise InputError(
+            f"{path}: {prefix}/features must be float16/32/64, found {array_dtype_problem(features.dtype)}"
+        )
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
         raise InputError(
             f"{path}: {prefix}/labels must be a 1-D integer array, found {labels.dtype} {labels.shape}"
@@ -101,31 +141,82 @@ def _check_arrays(path: Path, prefix: str, features: h5py.Dataset, labels: h5py.
         raise InputError(f"{path}: the dump is empty ({prefix or '/'} holds 0 samples)")
 
 
-def read_head(path: Path | str) -> Head | None:
-    """The head stored in a dump (``/head/weight``, optional ``/head/bias``), or None."""
+def _head_array(handle: h5py.File, path: Path, name: str) -> np.ndarray | None:
+    """/head/weight or /head/bias as float64, checked (real floats, in the file, of a sane size)."""
+    dataset = dataset_at(handle, name, path)
+    if dataset is None:
+        return None
+    problem = array_dtype_problem(dataset.dtype)
+    if problem is not None:
+        raise InputError(
+            f"{path}: {name} holds {problem}; a head must be real floating point (float16/32/64)"
+        )
+    return np.asarray(read_small(dataset, name, path, MAX_HEAD_BYTES), dtype=np.float64)
+
+
+def check_head(path: Path | str) -> tuple[np.ndarray, np.ndarray | None, str] | None:
+    """The head stored in a dump as NumPy float64 arrays (weight (C, d), bias (C,) or None, name), or
+    None when the dump has no /head/weight; every problem is an InputError naming the dump and the
+    dataset. Needs no torch (the command line checks a dump before loading it)."""
     path = Path(path)
     with open_dump(path) as handle:
-        if "head/weight" not in handle:
+        weight = _head_array(handle, path, "/head/weight")
+        if weight is None:
             return None
-        weight = torch.from_numpy(np.asarray(handle["head/weight"][...], dtype=np.float64))
-        bias = None
-        if "head/bias" in handle:
-            bias = torch.from_numpy(np.asarray(handle["head/bias"][...], dtype=np.float64))
-        name = str(handle["head"].attrs.get("name", "head"))
+        bias = _head_array(handle, path, "/head/bias")
+        group = lookup(handle, "/head", path)
+        name = _as_str(group.attrs.get("name", "head")) if group is not None else "head"
     if weight.ndim != 2:
         raise InputError(f"{path}: /head/weight must be 2-D (C, d), found shape {tuple(weight.shape)}")
-    return Head(name, weight, bias)
+    if bias is not None:
+        C = weight.shape[0]
+        if bias.size != C or sum(size != 1 for size in bias.shape) > 1 or bias.ndim == 0:
+            raise InputError(
+                f"{path}: /head/bias has shape {tuple(bias.shape)}; a head of {C} classes needs ({C},) "
+                f"(or ({C}, 1))"
+            )
+        bias = bias.reshape(C)
+    return weight, bias, name
+
+
+def read_head(path: Path | str) -> Head | None:
+    """The head stored in a dump (``/head/weight``, optional ``/head/bias``), or None."""
+    import torch
+
+    from nc_audit.io.checkpoints import Head
+
+    found = check_head(path)
+    if found is None:
+        return None
+    weight, bias, name = found
+    return Head(name, torch.from_numpy(weight), None if bias is None else torch.from_numpy(bias))
 
 
 def read_attrs(path: Path | str) -> dict[str, str]:
-    """The dump's root attributes as strings (format, checkpoint_sha256, dataset, created_by, ...)."""
+    """The dump's root attributes as strings (format, checkpoint_sha256, dataset, created_by, ...); long
+    values are cut to MAX_ATTR_CHARS and large array attributes skipped."""
+    attrs = {}
     with open_dump(path) as handle:
-        return {key: _as_str(value) for key, value in handle.attrs.items()}
+        for key in handle.attrs:
+            try:
+                if handle.attrs.get_id(key).get_storage_size() > 64 * MAX_ATTR_CHARS:
+                    continue
+                attrs[key] = _as_str(handle.attrs[key])[:MAX_ATTR_CHARS]
+            except (OSError, TypeError, ValueError):
+                continue  # an attribute h5py cannot decode is not one nc-audit writes
+    return attrs
 
 
 def default_chunk_rows(feature_dim: int, itemsize: int = 4) -> int:
-    """Rows per chunk so that one chunk of stored features is about CHUNK_BYTES."""
-    return max(256, CHUNK_BYTES // max(1, feature_dim * itemsize))
+    """Rows per chunk so that one chunk of stored features is about CHUNK_BYTES (at least one row)."""
+    return max(1, CHUNK_BYTES // max(1, feature_dim * itemsize))
+
+
+def bounded_chunk_rows(chunk_rows: int | None, feature_dim: int, itemsize: int = 4) -> int:
+    """Rows per chunk: ``chunk_rows`` (default: :func:`default_chunk_rows`), but never more than
+    MAX_READ_BYTES of features, so a read buffer is bounded in bytes whatever the rows ask."""
+    most = max(1, MAX_READ_BYTES // max(1, feature_dim * itemsize))
+    return max(1, min(chunk_rows or default_chunk_rows(feature_dim, itemsize), most))
 
 
 @contextmanager
@@ -135,11 +226,14 @@ def open_chunks(
     """A ChunkReader over one split (rows start..stop, chunks of at most ``chunk_rows`` rows; a plain
     dump is read straight from its bytes, ``direct``, see :mod:`nc_audit.io.direct`), open until
     the ``with`` block ends."""
+    from nc_audit.io.chunks import ChunkReader
+
     with open_dump(info.path) as handle:
-        features = handle[f"{info.group()}/features"]
-        labels = handle[f"{info.group()}/labels"]
-        step = chunk_rows or default_chunk_rows(info.feature_dim, features.dtype.itemsize)
-        with ChunkReader(info.path, features, labels, rows or (0, info.num_samples), step, direct) as reader:
+        features, labels = _split_datasets(handle, Path(info.path), info.group())
+        step = bounded_chunk_rows(chunk_rows, info.feature_dim, features.dtype.itemsize)
+        with ChunkReader(
+            info.path, features, labels, rows or (0, info.num_samples), step, direct, info.scale
+        ) as reader:
             yield reader
 
 
@@ -158,5 +252,37 @@ def iter_chunks(
             yield reader.features(chunk), chunk.labels
 
 
+#: float64 features whose magnitude lies within 2**±SAFE_EXPONENT are read as they are; others are
+#: rescaled by a power of two (their squares and sums would overflow or underflow float64).
+SAFE_EXPONENT = 64
+#: Rows the magnitude of a split is taken from (its first ones).
+SCALE_PROBE_ROWS = 4096
+
+
+def feature_scale(info: SplitInfo) -> float:
+    """A power of two that brings float64 features of extreme magnitude near 1, from the largest finite
+    |value| of the split's first rows: 2**-e for a magnitude 2**e outside 2**±SAFE_EXPONENT, else 1.
+
+    Multiplying by a power of two is exact in floating point, and every statistic nc-audit reports is
+    scale-invariant once the head's bias gets the same factor, so ×1e-200 or ×1e154 features give the
+    metrics of the unscaled ones (instead of squares that underflow to 0 or overflow to inf). float16/32
+    features need nothing: their squares fit float64."""
+    if np.dtype(info.feature_dtype).itemsize < 8 or info.num_samples == 0:
+        return 1.0
+    with open_chunks(info, SCALE_PROBE_ROWS, (0, min(info.num_samples, SCALE_PROBE_ROWS))) as reader:
+        chunk = next(iter(reader))
+        rows = reader.features(chunk).numpy()
+    finite = np.abs(rows[np.isfinite(rows)])
+    largest = float(finite.max()) if finite.size else 0.0
+    if largest == 0.0:
+        return 1.0
+    exponent = math.frexp(largest)[1]
+    if abs(exponent) <= SAFE_EXPONENT:
+        return 1.0
+    return math.ldexp(1.0, max(-1023, min(1023, -exponent)))
+
+
 def _as_str(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(()).item()
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from nc_audit.core.errors import InputError, did_you_mean
+from nc_audit.io.head_checks import head_bias, head_weight
 
 if TYPE_CHECKING:
     from nc_audit.io.checkpoints import Checkpoint
@@ -75,7 +76,7 @@ def find_head(
             raise InputError(
                 f"{checkpoint.path}: no 2-D tensor '{name}.weight';{hint} 2-D weights: {_describe(matrices)}"
             )
-        return Head(name, weight.to(torch.float64), _bias(state, name))
+        return _checked_head(checkpoint, name, weight)
     fits = [
         (key, w)
         for key, w in matrices
@@ -94,7 +95,7 @@ def find_head(
         )
     key, weight = chosen[-1]
     name = key.removesuffix("weight").removesuffix(".")
-    return Head(name, weight.to(torch.float64), _bias(state, name))
+    return _checked_head(checkpoint, name, weight)
 
 
 def prefer_heads(
@@ -111,16 +112,16 @@ def prefer_heads(
 
 
 def _matrices(state: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
-    return [
-        (key, value)
-        for key, value in state.items()
-        if key.endswith("weight") and value.ndim == 2 and value.is_floating_point()
-    ]
+    """Every 2-D ``*weight`` tensor, whatever its dtype: a non-real one that sits where the head belongs
+    is refused with the reason (io/head_checks.py), never skipped for a hidden layer."""
+    return [(key, value) for key, value in state.items() if key.endswith("weight") and value.ndim == 2]
 
 
-def _bias(state: dict[str, torch.Tensor], name: str) -> torch.Tensor | None:
-    bias = state.get(f"{name}.bias" if name else "bias")
-    return bias.to(torch.float64) if bias is not None and bias.ndim == 1 else None
+def _checked_head(checkpoint: Checkpoint, name: str, weight: torch.Tensor) -> Head:
+    """The Head ``name`` after the checks of io/head_checks.py (real, dense, a bias of C values)."""
+    W = head_weight(checkpoint.path, f"{name}.weight" if name else "weight", weight)
+    bias_key = f"{name}.bias" if name else "bias"
+    return Head(name, W, head_bias(checkpoint.path, bias_key, checkpoint.state_dict.get(bias_key), W.shape[0]))
 
 
 def _describe(items: list[tuple[str, torch.Tensor]]) -> str:

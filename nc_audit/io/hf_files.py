@@ -11,13 +11,14 @@ renaming transformers applies on load — is :mod:`nc_audit.models.huggingface`'
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from nc_audit.core.errors import InputError, first_line
+from nc_audit.io.checkpoint_files import check_checkpoint_file
+from nc_audit.io.files import load_json
 
 CONFIG_NAME = "config.json"
 #: Weight files of a save_pretrained folder, in the order transformers prefers them.
@@ -34,8 +35,8 @@ def _hf_config(folder: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        config = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        config = load_json(path, "config.json")  # a regular file, bounded in size, depth and digits
+    except InputError:
         return None
     if isinstance(config, dict) and ("model_type" in config or "architectures" in config):
         return config
@@ -81,9 +82,9 @@ def weight_files(folder: Path) -> list[Path]:
         if not name.endswith(".index.json"):
             return [path]
         try:
-            index = json.loads(path.read_text())
+            index = load_json(path, "shard index")
             shards = sorted(set(index["weight_map"].values()))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (InputError, ValueError, KeyError, TypeError, AttributeError):
             raise InputError(f"{path}: not a readable shard index (expected a weight_map)") from None
         files = [folder / shard for shard in shards]
         missing = [file.name for file in files if not file.is_file()]
@@ -105,6 +106,7 @@ def read_hf_tensors(folder: Path) -> dict[str, torch.Tensor]:
     """Every tensor of the folder's weights, by stored name (safetensors, or weights_only torch.load)."""
     state: dict[str, torch.Tensor] = {}
     for path in weight_files(folder):
+        check_checkpoint_file(path)  # a regular file; a .bin container checked before torch.load
         try:
             if path.suffix == ".safetensors":
                 from safetensors.torch import load_file

@@ -9,8 +9,9 @@ A `.pt` checkpoint is a plain dict that ``torch.load(weights_only=True)`` reads 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -39,17 +40,49 @@ def save_checkpoint(
     weights = {key: value.detach().cpu().contiguous() for key, value in state_dict.items()}
     with atomic_path(path) as tmp:
         if path.suffix.lower() == SAFETENSORS_SUFFIX:
-            from safetensors.torch import save_file
+            from safetensors.torch import save
 
             metadata = {SAFETENSORS_META_KEY: json.dumps(meta or {})}
             if architecture is not None:
                 metadata[SAFETENSORS_ARCH_KEY] = json.dumps(architecture)
-            save_file(weights, str(tmp), metadata=metadata)
+            data = save(weights, metadata=metadata)
+            _write_guarded(tmp, lambda handle: handle.write(data))
         else:
             payload: dict[str, Any] = {"format": CHECKPOINT_FORMAT, "state_dict": weights}
             if architecture is not None:
                 payload["architecture"] = architecture
             payload.update(meta or {})
             payload.update(extra or {})
-            torch.save(payload, tmp)
+            _write_guarded(tmp, lambda handle: torch.save(payload, handle))
     return path
+
+
+class _GuardedFile:
+    """A binary file that remembers the OSError of a failed write: torch.save turns it into a
+    RuntimeError ("enforce fail at inline_container.cc") that no longer says the disk is full."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle, self.error = handle, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def _write_guarded(tmp: Path, write: Callable[[Any], object]) -> None:
+    """Run ``write`` on the open temporary file; a failed write surfaces as its own OSError (disk full),
+    which :func:`nc_audit.io.atomic.atomic_path` reports and cleans up."""
+    with open(tmp, "wb") as handle:
+        guarded = _GuardedFile(handle)
+        try:
+            write(guarded)
+        except Exception:
+            if guarded.error is not None:
+                raise guarded.error from None
+            raise

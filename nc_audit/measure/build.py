@@ -3,9 +3,11 @@ Neural Collapse, the conventions and the notes a reader needs."""
 
 from __future__ import annotations
 
+import math
+
 from nc_audit.io.dumps import read_attrs
 from nc_audit.measure.collect import Collected
-from nc_audit.measure.describe import build_notes, conventions
+from nc_audit.measure.describe import build_notes, conventions, undefined_notes
 from nc_audit.metrics.information import nc_targets, sample_level_targets
 from nc_audit.report.model import Report
 
@@ -17,10 +19,16 @@ def build_report(collected: Collected, metrics: dict[str, float | None]) -> Repo
     C, d = sub.num_classes, sub.feature_dim
     targets = nc_targets(C)
     notes = [*inputs.notes, *build_notes(stats, C, d, inputs.head, metrics)]
+    if collected.feature_scale != 1.0:
+        notes.append(
+            f"The float64 features were read multiplied by 2^{math.frexp(collected.feature_scale)[1] - 1} "
+            "(their magnitude would overflow or underflow float64 squares); every metric is scale-invariant."
+        )
     if collected.sample_level is not None:
         metrics = {**metrics, **collected.sample_level.metrics}
         targets.update(sample_level_targets(C))
         notes += collected.sample_level.notes
+        notes += undefined_notes(metrics, notes)
     return Report(
         checkpoint=inputs.head_origin,
         features={

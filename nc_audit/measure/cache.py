@@ -16,11 +16,13 @@ import os
 import re
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from nc_audit.core.errors import InputError
 from nc_audit.core.progress import Tracker
+from nc_audit.io.atomic import new_folder
 
 
 def default_cache_dir() -> Path:
@@ -60,6 +62,33 @@ def ensure_cache_dir(cache_dir: Path) -> Path:
     return cache_dir
 
 
+def entry_problem(path: Path, splits: list[str]) -> str | None:
+    """Why a cache entry cannot be used as it is (None when it can): not a regular file (a symlink is
+    never followed: the cache folder may be shared), not a readable dump, or a split missing."""
+    from nc_audit.io.dumps import check_head, resolve_split
+
+    if os.path.islink(path) or not path.is_file():
+        return "not a regular file"
+    try:
+        for split in splits:
+            resolve_split(path, split)
+        if check_head(path) is None:
+            return "no /head/weight"
+    except InputError as error:
+        return str(error).removeprefix(f"{path}: ")
+    return None
+
+
+def _remove_entry(path: Path, problem: str) -> None:
+    try:
+        path.unlink()
+    except OSError as error:
+        raise InputError(
+            f"{path}: a damaged feature cache entry ({problem}) that cannot be removed "
+            f"({error.strerror or error}); delete it or pass another --cache-dir"
+        ) from None
+
+
 def cached_dump(
     checkpoint_path: Path | str,
     data: str,
@@ -71,39 +100,49 @@ def cached_dump(
     tracker: Tracker | None = None,
     splits: list[str] | None = None,
     model_args: tuple[str, ...] = (),
+    on_rebuild: Callable[[str], None] | None = None,
 ) -> tuple[Path, bool]:
     """The dump of ``splits`` (default: every split) of ``data`` through the checkpoint's model: from the
-    cache, or extracted into it now. Returns (path, hit) — hit is True when no forward pass was needed."""
+    cache, or extracted into it now. Returns (path, hit) — hit is True when no forward pass was needed.
+    A damaged entry (truncated, not a regular file, missing a split) is removed and rebuilt;
+    ``on_rebuild`` receives a note saying so."""
+    from nc_audit.io.checkpoint_files import check_checkpoint_file
     from nc_audit.io.checkpoints import source_sha256
     from nc_audit.io.datasets import dataset_splits, load_dataset
     from nc_audit.models.extract import extract
     from nc_audit.models.factories import parse_model_args
 
     checkpoint_path = Path(checkpoint_path)
-    if not checkpoint_path.exists():
-        raise InputError(f"{checkpoint_path}: no such checkpoint file")
+    check_checkpoint_file(checkpoint_path)  # a regular file (or a folder), not a zip bomb: before hashing
     splits = splits or dataset_splits(data)
     spec = load_dataset(data, splits[0]).spec
-    folder = ensure_cache_dir(Path(cache_dir) if cache_dir is not None else default_cache_dir())
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     sha = source_sha256(checkpoint_path)
     path = cache_path(folder, sha, spec, splits, model_spec, head, tuple(model_args))
-    if path.is_file():
-        try:
-            os.utime(path)  # "last used": clear --older-than keeps what is in use
-        except OSError:
-            pass  # a read-only cache still serves hits
-        return path, True
-    extract(
-        checkpoint_path,
-        data,
-        path,
-        splits=splits,
-        model_spec=model_spec,
-        head=head,
-        model_args=parse_model_args(model_args),
-        device=device,
-        tracker=tracker,
-    )
+    if os.path.lexists(path):
+        problem = entry_problem(path, splits)
+        if problem is None:
+            try:
+                os.utime(path)  # "last used": clear --older-than keeps what is in use
+            except OSError:
+                pass  # a read-only cache still serves hits
+            return path, True
+        _remove_entry(path, problem)
+        if on_rebuild is not None:
+            on_rebuild(f"The feature cache entry {path} was damaged ({problem}); it was rebuilt.")
+    # a failed fill (disk full) leaves no empty cache folder behind
+    with new_folder(folder, "the feature cache; pass --cache-dir"):
+        extract(
+            checkpoint_path,
+            data,
+            path,
+            splits=splits,
+            model_spec=model_spec,
+            head=head,
+            model_args=parse_model_args(model_args),
+            device=device,
+            tracker=tracker,
+        )
     return path, False
 
 

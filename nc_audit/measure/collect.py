@@ -20,9 +20,10 @@ from nc_audit.distributed import DistributedContext
 from nc_audit.engine.accumulators import DecisionCounter, WithinProjection
 from nc_audit.engine.passes import accumulate_stats, count_decisions
 from nc_audit.engine.sample_stats import SampleLevelStats
-from nc_audit.io.checkpoints import load_checkpoint
+from nc_audit.io.checkpoints import Head, load_checkpoint
 from nc_audit.io.datasets import splits_for_measure
-from nc_audit.io.dumps import SplitInfo, iter_chunks, read_head
+from nc_audit.io.dumps import SplitInfo, feature_scale, iter_chunks, read_head
+from nc_audit.io.hdf5_guard import external_allowed, external_data_allowed
 from nc_audit.measure.cache import cached_dump
 from nc_audit.measure.options import MeasureOptions
 from nc_audit.measure.resolve import (
@@ -48,6 +49,7 @@ class Collected:
     cache_hit: bool | None
     sample_level: SampleLevelResult | None = None
     nc1: float | None = None  # from the streamed WithinProjection, when pass 1 kept no scatter
+    feature_scale: float = 1.0  # the power of two the features were read with (io/dumps.py, feature_scale)
 
 
 def _features_of(
@@ -85,6 +87,7 @@ def _features_of(
         tracker=tracker,
         splits=splits,
         model_args=options.model_args,
+        on_rebuild=notes.append,
     )
     head = options.head or read_head(dump).name
     return dump, head, hit, notes
@@ -103,14 +106,21 @@ def sample_level_accumulator(
 def collect(
     source: Path | str, options: MeasureOptions | None = None, tracker: Tracker | None = None
 ) -> Collected:
-    """Resolve the inputs of one measurement and run its two streaming passes (see :func:`measure`)."""
+    """Resolve the inputs of one measurement and run its two streaming passes (see :func:`measure`);
+    dumps are read only from their own file unless ``options.allow_external_data``."""
     options = options or MeasureOptions()
+    with external_data_allowed(options.allow_external_data or external_allowed()):
+        return _collect(source, options, tracker)
+
+
+def _collect(source: Path | str, options: MeasureOptions, tracker: Tracker | None) -> Collected:
     tracker = tracker or SilentTracker()
     device = resolve_device(options.device)
     dump, head_name, cache_hit, notes = _features_of(source, options, device, tracker)
     inputs = resolve_inputs(source, dump, options.split, head_name, options.means_split)
     if notes:
         inputs = replace(inputs, notes=(*inputs.notes, *notes))
+    inputs, scale = _rescaled(inputs)
     ctx = DistributedContext.from_env(device)  # one process, or one rank under torchrun
     C, d = inputs.head.num_classes, inputs.head.feature_dim
     # NC1 on the measured split streams as a projection in pass 2 (N·d·C flops); held-out decisions
@@ -131,7 +141,7 @@ def collect(
     second = count_decisions(
         inputs.decisions_split,
         stats,
-        inputs.head,
+        _scaled_head(inputs.head, scale),
         device,
         tracker,
         options.chunk_rows,
@@ -151,4 +161,23 @@ def collect(
         )
     nc1 = second.projection.nc1() if second.projection is not None else None
     dump_path = Path(inputs.decisions_split.path)
-    return Collected(inputs, stats, second.counter, device, dump_path, cache_hit, result, nc1)
+    return Collected(inputs, stats, second.counter, device, dump_path, cache_hit, result, nc1, scale)
+
+
+def _rescaled(inputs: MeasureInputs) -> tuple[MeasureInputs, float]:
+    """The inputs with both splits read at one power-of-two scale (1 for ordinary magnitudes): float64
+    features of extreme magnitude would overflow or underflow their squares (io/dumps.py, feature_scale)."""
+    scale = feature_scale(inputs.means_split)
+    if scale == 1.0:
+        return inputs, scale
+    means = replace(inputs.means_split, scale=scale)
+    same = inputs.decisions_split == inputs.means_split
+    decisions = means if same else replace(inputs.decisions_split, scale=scale)
+    return replace(inputs, means_split=means, decisions_split=decisions), scale
+
+
+def _scaled_head(head: Head, scale: float) -> Head:
+    """The head for features multiplied by ``scale``: argmax(W (s h) + s b) = argmax(W h + b)."""
+    if scale == 1.0 or head.bias is None:
+        return head
+    return Head(head.name, head.weight, head.bias * scale)

@@ -9,7 +9,13 @@ from nc_audit.core.class_stats import ClassStats
 from nc_audit.core.errors import InputError
 from nc_audit.engine.accumulators import DecisionCounter
 from nc_audit.io.checkpoints import Head
-from nc_audit.metrics.collapse import centred_means, collapse_metrics, nc1_batched
+from nc_audit.metrics.collapse import (
+    MEANS_DEPENDENT,
+    centred_means,
+    collapse_metrics,
+    means_coincide,
+    nc1_batched,
+)
 from nc_audit.metrics.information import class_level_information
 
 
@@ -39,6 +45,8 @@ def batched_metrics(
         metrics: dict[str, float | None] = collapse_metrics(sub, W[index], nc1_value=nc1_all[index])
         metrics["nc4"] = counter.nc4
         metrics.update(information[index])
+        if means_coincide(sub):  # zero between-class spread: undefined, never a "perfect collapse"
+            metrics.update(dict.fromkeys(MEANS_DEPENDENT))
         results.append(metrics)
     return results
 

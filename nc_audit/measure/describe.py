@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from nc_audit.core.class_stats import ClassStats
 from nc_audit.io.checkpoints import Head
 from nc_audit.io.dumps import SplitInfo
+from nc_audit.metrics.collapse import MEANS_DEPENDENT, means_coincide
 
 
 def conventions(head: Head, means_split: SplitInfo, decisions_split: SplitInfo) -> dict:
@@ -27,14 +30,15 @@ def conventions(head: Head, means_split: SplitInfo, decisions_split: SplitInfo) 
 def build_notes(stats: ClassStats, C: int, d: int, head: Head, metrics: dict) -> list[str]:
     """Notes a reader needs: undefined ratios, impossible simplex ETF, absent classes, missing bias."""
     notes = []
+    coincide = means_coincide(stats.subset(stats.present))
     if C == 2:
         notes.append(
             "MIR is undefined for C = 2: the two centred class means are always opposite, so H(K_M) = 0 "
             "and MIR = MI/0 (reported as null)."
         )
-    elif metrics.get("mir") is None:
+    elif metrics.get("mir") is None and not coincide:
         notes.append("MIR is undefined here: one of the two Gram entropies is 0 (reported as null).")
-    if metrics.get("hdr") is None:
+    if metrics.get("hdr") is None and not coincide:
         notes.append("HDR is undefined here: both Gram entropies are 0 (reported as null).")
     if C > d + 1:
         notes.append(
@@ -49,4 +53,27 @@ def build_notes(stats: ClassStats, C: int, d: int, head: Head, metrics: dict) ->
         )
     if head.bias is None:
         notes.append("The head has no bias: NC4 uses argmax of W h.")
-    return notes
+    if coincide:
+        undefined = ", ".join(key for key in MEANS_DEPENDENT if key in metrics)
+        notes.append(
+            "The class means coincide (zero between-class spread, e.g. constant features): "
+            f"{undefined} are undefined (reported as null)."
+        )
+    return notes + undefined_notes(metrics, notes)
+
+
+def undefined_notes(metrics: dict, notes: list[str]) -> list[str]:
+    """A note for every undefined (null, NaN or infinite) metric that no note names yet: a null in a
+    report always comes with its reason."""
+    said = " ".join(notes).lower()
+    missing = [
+        key
+        for key, value in metrics.items()
+        if (value is None or not math.isfinite(value)) and key not in said and key.split("_")[0] not in said
+    ]
+    if not missing:
+        return []
+    return [
+        f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} undefined here (a ratio with a zero "
+        "denominator, e.g. coinciding class means; reported as null)."
+    ]

@@ -28,18 +28,15 @@ import torch
 
 from nc_audit.core.class_stats import ClassStats
 from nc_audit.core.errors import InputError
-from nc_audit.core.formats import REPORT_SCHEMA
 from nc_audit.io.checkpoints import Head
 from nc_audit.measure.compute import metrics_from_arrays
 from nc_audit.measure.describe import build_notes
+from nc_audit.measure.jsonl import TruncatedLineWarning
+from nc_audit.measure.jsonl import read_trajectory_jsonl as read_trajectory_jsonl  # its home before
 from nc_audit.metrics.information import nc_targets
 from nc_audit.report.model import Report
 
 MONITOR_HEAD = "monitor"
-
-
-class TruncatedLineWarning(UserWarning):
-    """The last line of a .jsonl trajectory is incomplete (a write was cut short) and was skipped."""
 
 
 def monitor_conventions(has_bias: bool) -> dict[str, Any]:
@@ -234,35 +231,3 @@ def _drop_truncated_tail(path: Path) -> None:
         handle.truncate(keep)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def read_trajectory_jsonl(path: Path | str) -> list[dict[str, Any]]:
-    """The records of a .jsonl trajectory, in file order.
-
-    A final line that does not parse (a write cut short by a crash) is skipped with a
-    TruncatedLineWarning; a malformed line anywhere else, or a line that is not a report record,
-    raises InputError naming the line.
-    """
-    path = Path(path)
-    try:
-        lines = path.read_bytes().split(b"\n")
-    except OSError as error:
-        raise InputError(f"{path}: cannot read ({error.strerror or error})") from None
-    numbered = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
-    records = []
-    for index, (number, line) in enumerate(numbered):
-        try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            if index == len(numbered) - 1:
-                warnings.warn(
-                    f"{path}: line {number} is incomplete (an interrupted write?) and was skipped",
-                    TruncatedLineWarning,
-                    stacklevel=2,
-                )
-                break
-            raise InputError(f"{path}: line {number} is not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict) or record.get("schema") != REPORT_SCHEMA:
-            raise InputError(f"{path}: line {number} is not a report record (schema {REPORT_SCHEMA})")
-        records.append(record)
-    return records

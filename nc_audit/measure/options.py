@@ -35,6 +35,8 @@ class MeasureOptions:
     baseline      a report or trajectory JSON to compare with (checks fail when a metric moved away
                   from its NC target by more than ``tolerance``)
     tolerance     allowed increase of a metric's distance to its NC target (one number or per metric)
+    allow_external_data  follow external links, external storage and virtual-dataset sources into other
+                  files (trusted multi-file dumps; refused by default, see io/hdf5_guard.py)
     """
 
     features: Path | None = None
@@ -53,6 +55,7 @@ class MeasureOptions:
     fail_on: tuple[str, ...] = ()
     baseline: Path | None = None
     tolerance: float | dict[str, float] = 0.0
+    allow_external_data: bool = False
 
     @classmethod
     def of(cls, options: MeasureOptions | None = None, **changes: Any) -> MeasureOptions:

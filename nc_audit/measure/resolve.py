@@ -20,9 +20,9 @@ import torch
 from nc_audit.core.errors import InputError
 from nc_audit.io.checkpoints import Checkpoint, Head, file_sha256, find_head, load_checkpoint
 from nc_audit.io.datasets import holds_features
-from nc_audit.io.dumps import SplitInfo, open_dump, read_attrs, read_head, resolve_split
+from nc_audit.io.dumps import DUMP_SUFFIXES, SplitInfo, open_dump, read_attrs, read_head, resolve_split
+from nc_audit.io.hdf5_guard import dataset_at
 
-DUMP_SUFFIXES = (".h5", ".hdf5", ".hdf")
 ADAPTED_DUMP_NAME = "final_features.h5"
 
 
@@ -41,7 +41,7 @@ def label_classes(info: SplitInfo) -> int:
     """1 + the largest label of a split (the number of classes its labels need)."""
     step = 1 << 20
     with open_dump(info.path) as handle:
-        labels = handle[f"{info.group()}/labels"]
+        labels = dataset_at(handle, f"{info.group()}/labels", info.path)  # checked, never a link out
         tops = [int(np.max(labels[i : i + step])) for i in range(0, labels.shape[0], step)]
     return max(tops, default=-1) + 1
 

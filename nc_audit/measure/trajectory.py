@@ -17,21 +17,14 @@ from typing import Any
 
 from nc_audit.core.errors import InputError
 from nc_audit.core.progress import SilentTracker, Tracker
-from nc_audit.io.checkpoints import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, read_step
+from nc_audit.io.checkpoints import read_step
 from nc_audit.measure.build import build_report
 from nc_audit.measure.collect import Collected, collect
 from nc_audit.measure.compute import batched_metrics
+from nc_audit.measure.discover import CHECKPOINT_SUFFIXES, discover, features_beside, natural_key
 from nc_audit.measure.options import MeasureOptions
 from nc_audit.measure.resolve import DUMP_SUFFIXES
 from nc_audit.report.model import Report
-
-CHECKPOINT_SUFFIXES = (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX)
-
-
-def natural_key(path: Path) -> list[object]:
-    """Sort key that orders 'epoch_2' before 'epoch_10'."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
-
 
 #: A step in a file name: epoch_4, step-100, iter3, ckpt_7, checkpoint-1500, global_step=20 (Lightning's
 #: "epoch=3-step=400" gives 400: a step beats an epoch); or a name that is a number alone ("1000.pt").
@@ -51,27 +44,6 @@ def step_from_name(path: Path) -> int | None:
     return steps[-1] if steps else (found[-1][1] if found else None)
 
 
-def discover(inputs: list[Path]) -> list[Path]:
-    """Expand folders into their checkpoints (or, failing those, their dumps); keep files as given."""
-    found: list[Path] = []
-    for item in inputs:
-        if item.is_dir():
-            checkpoints = [p for p in item.iterdir() if p.suffix.lower() in CHECKPOINT_SUFFIXES]
-            dumps = [p for p in item.iterdir() if p.suffix.lower() in DUMP_SUFFIXES]
-            chosen = checkpoints or dumps
-            if not chosen:
-                raise InputError(
-                    f"{item}: the folder holds no checkpoints (.pt/.pth/.bin/.safetensors) or dumps (.h5)"
-                )
-            found.extend(sorted(chosen, key=natural_key))
-        elif item.is_file():
-            found.append(item)
-        else:
-            raise InputError(f"{item}: no such checkpoint file or folder")
-    if not found:
-        raise InputError("no checkpoints given")
-    return found
-
 
 def order_by_step(paths: list[Path]) -> list[tuple[Path, int | None]]:
     """Checkpoints with their step, ordered by it (natural name order breaks ties / fills gaps). The step is
@@ -90,15 +62,6 @@ def _dump_step(path: Path) -> int | None:
 
     value = read_attrs(path).get("step")
     return int(value) if value is not None and value.lstrip("-").isdigit() else None
-
-
-def features_beside(checkpoint: Path) -> Path | None:
-    """A dump with the checkpoint's stem in the same folder, if there is one."""
-    for suffix in DUMP_SUFFIXES:
-        candidate = checkpoint.with_suffix(suffix)
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def measure_trajectory(

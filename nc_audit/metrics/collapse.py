@@ -19,6 +19,25 @@ def centred_means(stats: ClassStats) -> torch.Tensor:
     return stats.class_means - stats.global_mean[None, :]
 
 
+#: Class means closer than this, relative to their size, coincide (rounding, not spread): the metrics of
+#: MEANS_DEPENDENT are then undefined.
+COINCIDE_RTOL = 1e-13
+#: Metrics that divide by (or normalise) the spread of the class means: undefined when the means coincide.
+MEANS_DEPENDENT = (
+    "nc1", "nc1_cdnv", "nc2_equinorm_means", "nc2_equiangular_means", "nc2_maxangle_means", "nc3", "nc4",
+    "h_means", "mi", "mir", "hdr",
+)  # fmt: skip
+
+
+def means_coincide(stats: ClassStats) -> bool:
+    """Whether the class means coincide up to rounding: zero between-class spread (constant or all-zero
+    features), which leaves NC1 and every metric of MEANS_DEPENDENT undefined. ``stats`` holds the
+    present classes."""
+    spread = torch.linalg.vector_norm(centred_means(stats), dim=1).max()
+    size = torch.linalg.vector_norm(stats.class_means, dim=1).max()
+    return bool(spread <= COINCIDE_RTOL * size)
+
+
 def nc1(stats: ClassStats) -> float:
     """Within-class variability relative to between-class spread, tr(Σ_W Σ_B^†)/C.
 
@@ -48,8 +67,11 @@ def nc1_batched(M: torch.Tensor, Sigma_W: torch.Tensor) -> torch.Tensor:
     M: (B, C, d) centred class means; Sigma_W: (B, d, d). Returns (B,).
     """
     eigenvalues, Vh = pinv_eigenpairs(M)  # (B, r), (B, r, d)
-    projected = torch.einsum("brd,bde,bre->br", Vh, Sigma_W, Vh)  # (B, r) v_kᵀ Σ_W v_k
-    return (projected / eigenvalues).sum(-1) / M.shape[-2]  # (B,)
+    # (B, r) v_kᵀ Σ_W v_k, ≥ 0 for a PSD Σ_W (rounding of a zero scatter can leave -1e-48)
+    projected = torch.einsum("brd,bde,bre->br", Vh, Sigma_W, Vh).clamp_min(0.0)
+    values = (projected / eigenvalues).sum(-1) / M.shape[-2]  # (B,)
+    # Σ_B = 0 (no eigenvalue kept): NC1 is undefined, not a "perfect collapse" of 0
+    return torch.where(torch.isfinite(eigenvalues).any(-1), values, torch.full_like(values, float("nan")))
 
 
 def nc1_from_projections(
@@ -57,6 +79,8 @@ def nc1_from_projections(
 ) -> float:
     """NC1 = Σ_k (v_kᵀ Σ_W v_k)/λ_k / C from the streamed squared projections Σ_i (v_k·(h_i − μ_{y_i}))²
     onto the kept eigenvectors of Σ_B (:func:`pinv_eigenpairs`), with N = ``num_samples``. (r,), (r,)."""
+    if not bool(torch.isfinite(eigenvalues).any()):  # Σ_B = 0: undefined, not 0
+        return float("nan")
     return float((squared / num_samples / eigenvalues).sum() / num_classes)
 
 

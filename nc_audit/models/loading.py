@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from nc_audit.core.errors import InputError
 from nc_audit.io.checkpoints import Checkpoint, find_head, load_checkpoint
 from nc_audit.models.factories import load_factory
 from nc_audit.models.hooks import find_head_module
-from nc_audit.models.registry import build_model, load_weights
+from nc_audit.models.registry import build_model, check_weights_fit, load_weights
 
 #: How deep a prefix a checkpoint's tensors may sit under when only a submodule's weights fit the model.
 _PREFIX_DEPTH = 3
@@ -86,6 +87,20 @@ def _recorded_args(checkpoint: Checkpoint, model_spec: str) -> dict[str, Any] | 
     return None
 
 
+def _check_record_fits(checkpoint: Checkpoint, where: str) -> None:
+    """A built-in architecture record is first built on the meta device (no memory) and its shapes compared
+    with the checkpoint's weights: a record asking for hidden=[30000, 30000] beside a small state dict is
+    an InputError, not a 3.6 GB allocation. (Factory and Hugging Face records build the user's or the
+    library's code: they are checked after building, as before.)"""
+    record = checkpoint.architecture or {}
+    if record.get("name") in ("factory", "huggingface"):
+        return
+    with torch.device("meta"):
+        probe = build_model(record, where)
+    state, _, _ = fit_state(probe, checkpoint)
+    check_weights_fit(probe, state, where)
+
+
 def load_model(
     checkpoint_path: Path | str,
     model_spec: str | None = None,
@@ -116,6 +131,7 @@ def load_model(
         model = factory(classes)
         notes += factory.notes
     elif checkpoint.architecture is not None:
+        _check_record_fits(checkpoint, where)  # before the model is allocated
         model = build_model(checkpoint.architecture, where)
         if checkpoint.architecture.get("name") == "factory":
             notes.append(f"rebuilt with the recorded --model {checkpoint.architecture['config']['callable']}")

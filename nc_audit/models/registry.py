@@ -120,6 +120,13 @@ def _listed(label: str, items: list[str]) -> str:
 
 def load_weights(model: nn.Module, state_dict: dict[str, Tensor], source: str) -> None:
     """Load a state dict strictly; missing, unexpected or misshapen keys raise InputError naming ``source``."""
+    check_weights_fit(model, state_dict, source)
+    model.load_state_dict(state_dict, strict=True)
+
+
+def check_weights_fit(model: nn.Module, state_dict: dict[str, Tensor], source: str) -> None:
+    """InputError naming ``source`` unless ``state_dict`` has exactly the model's keys and shapes (the
+    model may live on the meta device)."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
@@ -136,4 +143,3 @@ def load_weights(model: nn.Module, state_dict: dict[str, Tensor], source: str) -
             if items
         ]
         raise InputError(f"{source}: weights do not fit the model: {'; '.join(parts)}")
-    model.load_state_dict(state_dict, strict=True)

@@ -6,10 +6,10 @@ import os
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from nc_audit.metrics.catalog import METRICS
+from nc_audit.report.escape import terminal
 from nc_audit.report.numbers import precise as fmt
 
 
@@ -42,7 +42,7 @@ def metrics_table(report: dict[str, Any], title: str | None = None, meanings: bo
         target = report["targets"].get(key)
         info = METRICS.get(key)
         table.add_row(
-            key, fmt(value), fmt(target), fmt(distance(value, target)), info.meaning if info else ""
+            terminal(key), fmt(value), fmt(target), fmt(distance(value, target)), info.meaning if info else ""
         )
     return table
 
@@ -50,16 +50,16 @@ def metrics_table(report: dict[str, Any], title: str | None = None, meanings: bo
 def header_lines(report: dict[str, Any]) -> list[str]:
     """Where the numbers came from, in two or three lines."""
     checkpoint, features = report["checkpoint"], report["features"]
-    sha = (checkpoint.get("sha256") or "")[:12]
+    sha = terminal(str(checkpoint.get("sha256") or "")[:12])
     lines = [
-        f"[bold]checkpoint[/] {escape(str(checkpoint.get('path') or '—'))}  head [cyan]{escape(str(checkpoint.get('head')))}[/]"
+        f"[bold]checkpoint[/] {terminal(checkpoint.get('path') or '—')}  head [cyan]{terminal(checkpoint.get('head'))}[/]"
         + (f"  sha256 {sha}…" if sha else ""),
-        f"[bold]features[/]   {escape(str(features.get('path') or '—'))}  split {escape(str(features['split']))}  "
+        f"[bold]features[/]   {terminal(features.get('path') or '—')}  split {terminal(features['split'])}  "
         f"N={features['num_samples']} d={features['feature_dim']} C={features['num_classes']}",
     ]
     if features.get("means_split") not in (None, features["split"]):
         lines.append(
-            f"[bold]class means[/] from split {features['means_split']} ({features.get('means_samples')} samples)"
+            f"[bold]class means[/] from split {terminal(features['means_split'])} ({features.get('means_samples')} samples)"
         )
     details = report.get("details") or {}
     if "accuracy" in details:
@@ -71,7 +71,7 @@ def header_lines(report: dict[str, Any]) -> list[str]:
 
 def conventions_line(report: dict[str, Any]) -> str:
     """Every convention the numbers depend on, in one line."""
-    return "; ".join(f"{key}: {value}" for key, value in report["conventions"].items())
+    return "; ".join(f"{terminal(key)}: {terminal(value)}" for key, value in report["conventions"].items())
 
 
 def render_report(report: dict[str, Any], console: Console | None = None) -> None:
@@ -82,7 +82,7 @@ def render_report(report: dict[str, Any], console: Console | None = None) -> Non
     console.print(metrics_table(report, meanings=console.width >= MEANING_MIN_WIDTH))
     console.print(f"[dim]conventions: {conventions_line(report)}[/]", highlight=False)
     for note in report.get("notes", []):
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(f"[yellow]note:[/] {terminal(note)}", highlight=False)
     render_checks(report.get("checks", []), console)
 
 
@@ -92,8 +92,10 @@ def render_checks(checks: list[dict[str, Any]], console: Console) -> None:
         return
     for check in checks:
         mark = "[green]PASS[/]" if check["passed"] else "[red]FAIL[/]"
-        where = f"{check['checkpoint']}: " if check.get("checkpoint") else ""
-        console.print(f"{mark} {where}{check['rule']}  (value {fmt(check.get('value'))})", highlight=False)
+        where = f"{terminal(check['checkpoint'])}: " if check.get("checkpoint") else ""
+        console.print(
+            f"{mark} {where}{terminal(check['rule'])}  (value {fmt(check.get('value'))})", highlight=False
+        )
     failed = sum(not check["passed"] for check in checks)
     if failed:
         console.print(f"[bold red]{failed} of {len(checks)} checks failed[/]")

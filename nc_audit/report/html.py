@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from nc_audit.core.version import __version__
 from nc_audit.metrics.catalog import METRICS
 from nc_audit.report.checks import check_message, check_name
+from nc_audit.report.escape import html_text
 from nc_audit.report.model import record_label
 from nc_audit.report.numbers import UNDEFINED, as_number
 from nc_audit.report.plots import figure_png
@@ -49,8 +50,8 @@ TRAJECTORY_COLUMNS = (
 
 
 def e(value: Any) -> str:
-    """Any value as escaped HTML text."""
-    return html.escape(str(value), quote=True)
+    """Any value as escaped HTML text (control characters shown as escapes: report/escape.py)."""
+    return html_text(value)
 
 
 def num(value: Any, digits: int = 6) -> str:

@@ -26,15 +26,16 @@ from typing import Any
 
 from nc_audit.core.formats import TRAJECTORY_SCHEMA
 from nc_audit.report.checks import check_message, check_name, number_text
+from nc_audit.report.escape import xml_text
 
 SUITE_NAME = "nc-audit"
 #: Characters XML 1.0 cannot hold at all (a file name may contain them): shown as \xNN instead.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
 def xml_safe(text: Any) -> str:
-    """``text`` as a string XML 1.0 can carry (control characters written as \\xNN)."""
-    return _NOT_XML.sub(lambda match: f"\\x{ord(match.group()):02x}", str(text))
+    """``text`` as a string XML 1.0 can carry, every control character shown as an escape (report/escape.py:
+    also the ones XML allows, such as a newline that could forge a line in a CI log)."""
+    return xml_text(text)
 
 
 def _records(reports: Iterable[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], str | None]]:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from nc_audit.core.errors import InputError
+from nc_audit.report.escape import markdown_cell, markdown_code, markdown_text
 from nc_audit.report.model import record_label
 from nc_audit.report.numbers import UNDEFINED, as_number, short
 
@@ -34,14 +35,18 @@ TRAJECTORY_COLUMNS = (
 )
 
 
+class _Code(str):
+    """Inline code already escaped by :func:`_code`: a table cell takes it as it is."""
+
+
 def _cell(text: Any) -> str:
     """Text safe inside a Markdown table cell."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return text if isinstance(text, _Code) else markdown_cell(text)
 
 
 def _code(text: Any) -> str:
-    """Inline code that survives backticks and pipes in the text."""
-    return "`" + str(text).replace("`", "'").replace("|", "\\|") + "`"
+    """Inline code that survives backticks, pipes and control characters in the text."""
+    return _Code(markdown_code(text))
 
 
 def _row(cells: Iterable[Any]) -> str:
@@ -99,7 +104,7 @@ def _context_line(report: Mapping[str, Any]) -> str:
     if checkpoint.get("sha256"):
         parts.append(f"sha256 {_code(str(checkpoint['sha256'])[:12])}")
     if features.get("path"):
-        split = f" ({features['split']})" if features.get("split") else ""
+        split = f" ({markdown_text(features['split'])})" if features.get("split") else ""
         parts.append(f"features {_code(features['path'])}{split}")
     sizes = [
         f"{sym} = {features[key]}"
@@ -130,11 +135,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines += [*_table(["metric", "value", "NC target", "distance"], rows), ""]
     conventions: Mapping[str, Any] = report.get("conventions") or {}
     if conventions:
-        text = " · ".join(f"{key} = {_json_scalar(value)}" for key, value in conventions.items())
+        text = " · ".join(
+            f"{markdown_text(key)} = {markdown_text(_json_scalar(value))}"
+            for key, value in conventions.items()
+        )
         lines += [f"Conventions: {text}", ""]
     notes = report.get("notes") or []
     if notes:
-        lines += ["**Notes**", "", *[f"- {note}" for note in notes], ""]
+        lines += ["**Notes**", "", *[f"- {markdown_text(note)}" for note in notes], ""]
     checks = report.get("checks") or []
     if checks:
         lines += ["**Checks**", "", *_check_lines(checks), ""]

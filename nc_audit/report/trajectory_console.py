@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from nc_audit.report.console import make_console, render_checks
+from nc_audit.report.escape import terminal
 from nc_audit.report.model import record_label
 from nc_audit.report.numbers import short
 
@@ -35,7 +35,7 @@ def trajectory_table(trajectory: dict[str, Any]) -> Table:
     for record in records:
         accuracy = (record.get("details") or {}).get("accuracy", record["metrics"].get("accuracy"))
         step = record.get("step")
-        row = [str(step) if step is not None else "—", escape(record_label(record)), short(accuracy)]
+        row = [terminal(step) if step is not None else "—", terminal(record_label(record)), short(accuracy)]
         row += [short(record["metrics"].get(key)) for key in present]
         table.add_row(*row, style=None if record.get("passed", True) else "red")
     table.add_row("", "NC target", "", *(short(targets.get(key)) for key in present), style="dim")
@@ -49,10 +49,10 @@ def render_trajectory(trajectory: dict[str, Any], console: Console | None = None
     records = trajectory["records"]
     if records:
         conventions = "; ".join(f"{k}: {v}" for k, v in records[0].get("conventions", {}).items())
-        console.print(f"[dim]conventions: {escape(conventions)}[/]", highlight=False)
+        console.print(f"[dim]conventions: {terminal(conventions)}[/]", highlight=False)
         notes = dict.fromkeys(note for record in records for note in record.get("notes", []))
         for note in notes:
-            console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+            console.print(f"[yellow]note:[/] {terminal(note)}", highlight=False)
     checks = [
         {**check, "checkpoint": record_label(record, index)}
         for index, record in enumerate(records)
@@ -62,6 +62,6 @@ def render_trajectory(trajectory: dict[str, Any], console: Console | None = None
     gated = [record_label(record, index) for index, record in enumerate(records) if record.get("gated")]
     if checks and mode in ("last", "best") and gated:
         console.print(
-            f"[dim]gate: the {mode} checkpoint ({escape(gated[0])}); --gate all checks every one[/]"
+            f"[dim]gate: the {mode} checkpoint ({terminal(gated[0])}); --gate all checks every one[/]"
         )
     render_checks(checks, console)

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 
 from nc_audit.core.errors import InputError
+from nc_audit.io.files import regular_file
+from nc_audit.io.hdf5_guard import check_dataset, lookup, read_small
 
 ANCHOR_SUFFIXES: tuple[str, ...] = (".safetensors", ".npy", ".h5", ".hdf5")
 ANCHOR_KEY = "anchors"
@@ -50,11 +52,12 @@ def _read_npy(path: Path) -> torch.Tensor:
 def _read_hdf5(path: Path) -> torch.Tensor:
     try:
         with h5py.File(path, "r") as handle:
-            item = handle.get(ANCHOR_KEY)
+            item = lookup(handle, f"/{ANCHOR_KEY}", path)  # never through a link to another file
             if not isinstance(item, h5py.Dataset):
                 found = ", ".join(handle.keys()) or "nothing"
                 raise InputError(f"{path}: needs a dataset /{ANCHOR_KEY} (found: {found})")
-            return torch.from_numpy(np.asarray(item[()]))
+            check_dataset(item, f"/{ANCHOR_KEY}", path)
+            return torch.from_numpy(np.asarray(read_small(item, f"/{ANCHOR_KEY}", path)))
     except OSError as error:
         raise InputError(f"{path}: not a readable HDF5 file ({error})") from None
 
@@ -62,8 +65,7 @@ def _read_hdf5(path: Path) -> torch.Tensor:
 def load_anchors(path: Path | str, num_classes: int, feature_dim: int) -> torch.Tensor:
     """The user's anchor matrix as float64 (C, d); another shape or a non-finite value is an InputError."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"--anchors {path}: no such file")
+    regular_file(path, "anchor file", missing=f"--anchors {path}: no such file")
     suffix = path.suffix.lower()
     readers = {".safetensors": _read_safetensors, ".npy": _read_npy, ".h5": _read_hdf5, ".hdf5": _read_hdf5}
     if suffix not in readers:

@@ -20,7 +20,8 @@ from torch import Tensor
 from nc_audit.core.errors import InputError
 from nc_audit.io.checkpoints import file_sha256
 from nc_audit.io.datasets import dataset_splits, load_dataset
-from nc_audit.io.dumps import SplitInfo, iter_chunks, open_dump, resolve_split
+from nc_audit.io.dumps import SplitInfo, dump_splits, iter_chunks, open_dump, resolve_split
+from nc_audit.io.hdf5_guard import dataset_at, read_small
 from nc_audit.io.inputs import Inputs, take
 
 #: Largest train split of a dump read into memory, in bytes of float32 features (2 GiB).
@@ -120,14 +121,14 @@ def dataset_data(spec: str, num_classes: int, per_class: int | None, seed: int) 
 def _read_train_rows(info: SplitInfo, rows: np.ndarray | None) -> Tensor:
     """Train features as float32 (n, d): every row, or the ascending ``rows``; bounded by MAX_TRAIN_BYTES."""
     count = info.num_samples if rows is None else len(rows)
-    size = count * info.feature_dim * 4
+    size = count * info.feature_dim * max(4, np.dtype(info.feature_dtype).itemsize)  # as read, then float32
     if size > MAX_TRAIN_BYTES:
         raise InputError(
             f"{info.path}: {count} train rows × d={info.feature_dim} need {size / 2**30:.1f} GiB in memory "
             f"(limit {MAX_TRAIN_BYTES / 2**30:.0f} GiB); use --train-samples-per-class K or a smaller dump"
         )
     with open_dump(info.path) as handle:
-        dataset = handle[f"{info.group()}/features"]
+        dataset = dataset_at(handle, f"{info.group()}/features", info.path)
         try:
             array = dataset[()] if rows is None else dataset[rows]
         except (OSError, TypeError) as error:
@@ -142,8 +143,11 @@ def dump_data(path: Path, num_classes: int, per_class: int | None, seed: int) ->
     """Train (in memory) and test (streamed, when the dump has it) splits of a feature dump."""
     info = resolve_split(path, None)
     with open_dump(path) as handle:
-        labels = torch.from_numpy(np.asarray(handle[f"{info.group()}/labels"][()], dtype=np.int64))  # (N,)
-        has_test = info.split is not None and "test" in handle and "features" in handle["test"]
+        stored = dataset_at(handle, f"{info.group()}/labels", path)
+        labels = torch.from_numpy(
+            np.asarray(read_small(stored, "labels", path, 2**31), dtype=np.int64)
+        )  # (N,)
+        has_test = info.split is not None and "test" in dump_splits(handle)
     bad = (labels < 0) | (labels >= num_classes)
     if bool(bad.any()):
         raise InputError(

@@ -13,12 +13,18 @@ from typing import Any
 import torch
 from torch import nn
 
+from nc_audit.core.errors import InputError
 from nc_audit.distributed import DistributedContext
 from nc_audit.io.checkpoints import Head
 from nc_audit.io.inputs import to_device
 from nc_audit.measure.compute import metrics_from_arrays
 from nc_audit.models.hooks import find_head_module, forward_with_features
 from nc_audit.train.data import EvalSplit, TrainData
+
+
+class DivergedError(InputError):
+    """The model's features or head became NaN or infinite: the run diverged (the loop names the epoch)."""
+
 
 #: The metrics each history line records (docs/METRICS.md keys), besides losses and accuracies.
 RECORDED_METRICS = ("nc1", "mir", "hdr")
@@ -52,9 +58,12 @@ def _train_metrics(
     labels = torch.cat([y for _, _, y in batches]) if batches else torch.empty(0, dtype=torch.long)
     features = ctx.gather_rows(features)  # (N, d), in the split's order
     labels = ctx.gather_rows(labels.to(ctx.device))  # (N,)
+    head = current_head(model, head_name)  # every rank holds the gathered rows: all raise together
+    if not (bool(torch.isfinite(features).all()) and bool(torch.isfinite(head.weight).all())):
+        raise DivergedError("the model's features or head hold NaN or Inf values")
     if not ctx.is_main:
         return None
-    metrics, counter = metrics_from_arrays(features, labels, current_head(model, head_name))
+    metrics, counter = metrics_from_arrays(features, labels, head)
     return {"train_accuracy": counter.accuracy, **{key: metrics.get(key) for key in RECORDED_METRICS}}
 
 

@@ -10,18 +10,21 @@ The optimizer is Adam at a constant learning rate.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nc_audit.core.errors import InputError
 from nc_audit.core.progress import SilentTracker, Tracker
 from nc_audit.distributed import DistributedContext
+from nc_audit.io.atomic import new_folder
 from nc_audit.io.checkpoints import file_sha256
 from nc_audit.io.dump_writer import write_dump
 from nc_audit.io.save import save_checkpoint
 from nc_audit.models.extract import ADAPTED_DUMP_NAME
 from nc_audit.train.config import FinetuneConfig
-from nc_audit.train.evaluate import current_head, evaluate, features_in_order
+from nc_audit.train.evaluate import DivergedError, current_head, evaluate, features_in_order
 from nc_audit.train.session import Run, open_run
 from nc_audit.train.state import FINAL_NAME, epoch_path, save_training_checkpoint, write_history
 from nc_audit.train.steps import LOSS_KEYS, train_epoch
@@ -107,10 +110,29 @@ def _train(run: Run, tracker: Tracker) -> None:
             f"epoch {epoch}/{config.epochs}", run.data.train.num_samples, unit="samples"
         ) as advance:
             losses, steps = train_epoch(run.parts, run.data.train, run.order, ctx, advance)
+        _check_converging(losses, epoch, config.lr)
         run.epoch, run.step = epoch, run.step + steps
-        measured = evaluate(run.parts.model, run.start.head_name, run.data, ctx)
+        try:
+            measured = evaluate(run.parts.model, run.start.head_name, run.data, ctx)
+        except DivergedError as error:
+            raise _diverged(epoch, config.lr, str(error)) from None
         run.history.append({"epoch": epoch, "step": run.step, **losses, **(measured or {})})
         _save_epoch(run)
+
+
+def _check_converging(losses: dict[str, float], epoch: int, lr: float) -> None:
+    """A loss that became NaN or infinite is a diverged run: an InputError naming the epoch and --lr
+    (the same on every rank: the losses are all-reduced), before anything measures the broken model."""
+    loss = losses.get("loss")
+    if loss is not None and not math.isfinite(loss):
+        raise _diverged(epoch, lr, f"the mean loss is {loss}")
+
+
+def _diverged(epoch: int, lr: float, detail: str) -> InputError:
+    return InputError(
+        f"--lr {lr:g}: the training diverged in epoch {epoch} ({detail}); try a smaller --lr "
+        "(the epochs before it are saved)"
+    )
 
 
 def _finetune(config: FinetuneConfig, ctx: DistributedContext, tracker: Tracker) -> FinetuneResult:
@@ -129,4 +151,7 @@ def finetune(config: FinetuneConfig, tracker: Tracker | None = None) -> Finetune
     """
     config.validate()
     ctx = DistributedContext.from_env(config.device)
-    return _finetune(config, ctx, tracker or SilentTracker())
+    if not ctx.is_main:
+        return _finetune(config, ctx, tracker or SilentTracker())
+    with new_folder(config.out, "the --out folder"):  # a run that fails at once leaves no empty folder
+        return _finetune(config, ctx, tracker or SilentTracker())

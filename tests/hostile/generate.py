@@ -642,9 +642,10 @@ def case_external_link_offsets(root: Path) -> Case:
         handle["head/weight"], handle["head/bias"] = arrays["W"], arrays["b"]
     return Case(
         "external_link_offsets", 5,
-        "/features is an external link to a chunked dataset in another file: refused by default, or (if "
-        "followed) read from the target file itself: nc1 must equal the sample's 0.380853, not 23.2",
-        [["measure", str(dump), "--format", "json", "--no-progress"]],
+        "/features is an external link to a chunked dataset in another file: refused by default; followed with "
+        "--allow-external-data, read from the target file itself: nc1 must equal the sample's 0.380853, not 23.2",
+        [["measure", str(dump), "--format", "json", "--no-progress"],
+         ["measure", str(dump), "--format", "json", "--no-progress", "--allow-external-data"]],
         "ok-or-error", culprits=[dump.name], fragments=["/features"],
         extra={"expect_metrics_of": "sample"},
     )  # fmt: skip
@@ -663,8 +664,10 @@ def case_vds_missing_source(root: Path) -> Case:
         handle["head/weight"], handle["head/bias"] = arrays["W"], arrays["b"]
     return Case(
         "vds_missing_source", 6,
-        "/features is a virtual dataset whose source file is missing (reads as fill value 0): an error",
-        [["measure", str(dump), "--no-progress", "--fail-on", "nc1<=0.5"]],
+        "/features is a virtual dataset whose source file is missing (reads as fill value 0): an error, with "
+        "or without --allow-external-data",
+        [["measure", str(dump), "--no-progress", "--fail-on", "nc1<=0.5"],
+         ["measure", str(dump), "--no-progress", "--fail-on", "nc1<=0.5", "--allow-external-data"]],
         "error", culprits=[dump.name, "gone.h5"],
     )  # fmt: skip
 

@@ -13,9 +13,10 @@ wall-clock limit, with a planted secret first in its environment. The contract (
   (/etc/passwd, the environment) in the output.
 
 Cases run two at a time in threads (the machine this was written on has 2 cores): the first test
-starts every selected case, each test waits for its own. ``NC_HOSTILE_SLOW=1`` also runs the cases
-marked slow. Cases that fail today are marked ``xfail(strict=True)`` with the observed behaviour; a fix
-turns them into XPASS, which fails the run until the mark is removed.
+starts every selected case, each test waits for its own. Every case runs by default (a few that train or
+extract are marked ``slow``, for ``-m "not slow"``). A case that fails would be marked
+``xfail(strict=True)`` in XFAIL with the observed behaviour, so that its fix fails the run until the mark
+is removed; none is left.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ from generate import PASSWD_MARK, SECRET_NAME, Case
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: reference.py
 from reference import reference_metrics
 
-RUN_SLOW = os.environ.get("NC_HOSTILE_SLOW", "") not in ("", "0")
 WORKERS = max(1, min(2, os.cpu_count() or 1))
 
 #: Forks the CLI (``python -m nc_audit ARGS``) under the limits, waits for it and writes its wait status
@@ -82,118 +82,17 @@ DROPPED_ENV = ("GITHUB_STEP_SUMMARY", "FORCE_COLOR", "CLICOLOR_FORCE", "TTY_COMP
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 FORGED_LINE = re.compile(r"^[\s│┃|]*PASS nc1 <= 0\.5", re.MULTILINE)
 
-# --- which cases fail today ----------------------------------------------------------------------------
-#: name -> what nc-audit does with the case today (the bug list); each entry goes when its fix lands.
-XFAIL: dict[str, str] = {
-    # 1. host files
-    "external_storage_passwd": "exit 0: features read from /etc/passwd are measured",
-    "external_storage_environ": "exit 2 naming neither /labels nor the target; echoes 8 environment bytes as an int64",
-    "external_link": "followed; exit 2 'cannot read rows 0..1347 (the file ends ... before row 1347)' (offsets of the other file)",
-    "vds_other_file": "exit 0: the virtual dataset's source file is read",
-    # 2. injection
-    "attr_injection_console": "ESC/BEL and a forged 'PASS nc1 <= 0.5' line printed raw in the table and the Markdown",
-    "attr_injection_files": "raw ESC in stdout and in the Markdown file; the JUnit XML is not parseable",
-    "checkpoint_key_injection": "the head's state-dict name printed raw (ESC, forged line) in the header",
-    # 3. outputs over inputs
-    "json_onto_features": "exit 0; the features dump is replaced by the JSON report",
-    "json_onto_own_dump": "exit 0; the dump is replaced by its own report",
-    "json_onto_symlink_alias": "exit 0; the symlink to the dump is replaced by the report",
-    "extract_onto_checkpoint": "exit 0; the checkpoint is replaced by the dump extracted from it",
-    "markdown_onto_checkpoint": "exit 0; the checkpoint is replaced by the Markdown summary",
-    "junit_onto_features": "exit 0; the features dump is replaced by JUnit XML",
-    "json_onto_baseline": "exit 0; the baseline is replaced by the new report",
-    "track_plot_onto_input": "exit 0; a dump the run read is replaced by the PNG",
-    "track_json_onto_input": "exit 0; a checkpoint the run read is replaced by the trajectory JSON",
-    "json_and_junit_same_path": "exit 0; the JUnit XML silently replaces the JSON report",
-    # 4. links, devices
-    "json_symlink": "the symlink becomes a regular file; its target keeps the stale report",
-    "json_char_device": "the character device is replaced by a regular file (as root: --json /dev/null replaces /dev/null)",
-    "json_fifo": "the FIFO is replaced by a regular file; nothing reaches the reader",
-    "json_dev_stdout": "exit 2 '/dev/stdout: cannot write (Read-only file system)' (tries to rename a temporary file over it)",
-    # 5.-9. wrong numbers, silent gates
-    "external_link_offsets": "exit 2 '177 of 1347 feature rows hold NaN or Inf' (rows read at the target's offsets in the linking file)",
-    "vds_missing_source": "exit 0: the missing source reads as fill value 0 and is measured",
-    "constant_features": "exit 0 with nc1 = 0 ('perfect collapse'); 'nc1<=0.5' passes",
-    "zero_features": "exit 0 with nc1 = 0; 'nc1<=0.5' passes",
-    "scale_tiny": "exit 0; nc1_cdnv null without a note, other scale-invariant metrics wrong or null",
-    "scale_huge": "exit 2 '1347 of 1347 feature rows hold NaN or Inf' (there are none)",
-    "int_head_weight": "exit 0 with the hidden layer body.1 (128, 64) as the head",
-    "complex_head_weight": "exit 0 with the hidden layer body.1 (128, 64) as the head",
-    "bias_column": "exit 0; the (10, 1) bias is dropped with the note 'the head has no bias'",
-    "dump_complex_head": "exit 0; ComplexWarning, the imaginary part dropped",
-    "baseline_null_metrics": "exit 0 with zero baseline checks",
-    "baseline_string_metrics": "exit 0 with zero baseline checks",
-    "baseline_nan_metrics": "exit 0 with zero baseline checks",
-    "empty_trajectory": "exit 0: an empty .jsonl passes --fail-on",
-    # 10. disk full, SIGTERM
-    "extract_disk_full": "SIGSEGV (exit -11) with HDF5 tracebacks",
-    "cache_disk_full": "SIGSEGV (exit -11) with HDF5 tracebacks",
-    "finetune_disk_full": "exit 2 'RuntimeError: [enforce fail at inline_container.cc:672] ... unexpected pos' (no file, no 'no space')",
-    "extract_sigterm": "the .big.h5.*.tmp temporary stays after SIGTERM",
-    # 11. bombs
-    "sparse_huge": "exit 2 after 15 s at 2.6 GB peak RSS ('memory allocation failed for chunk')",
-    "sparse_tall": "no answer within 30 s (reads 1e9 rows of fill values)",
-    "chunked_1x1": "exit 0 but 1.9 GB peak RSS and 18 s for a 14 MB dump",
-    "zip_bomb_pt": "exit 0 at 2.3 GB peak RSS (the 2 GiB record is inflated)",
-    "arch_hidden_huge": "exit 2 'RuntimeError: ... DefaultCPUAllocator: can't allocate memory ... 3600000000 bytes' at 1.2 GB RSS, no file named",
-    "baseline_dev_zero": "exit 2 'MemoryError: ' after 2.5 GB peak RSS, no file named",
-    "baseline_fifo": "hangs (opens the FIFO and waits)",
-    "track_fifo_pt": "hangs (torch.load on the FIFO)",
-    # 12. messages
-    "float128_features": "exit 2 'TypeError: can't convert np.ndarray of type numpy.longdouble...', no file named",
-    "external_link_not_hdf5": "exit 2 'KeyError: Unable to synchronously open object (file signature not found)', no file named",
-    "soft_link_loop": "exit 2 'RuntimeError: Special link traversal failed (too many links)', no file named",
-    "external_link_loop": "exit 2 'KeyError: Can't find object (too many links)', no file named",
-    "head_weight_strings": "exit 2 'ValueError: could not convert string to float', no file named",
-    "head_bias_misshaped": "exit 2 'RuntimeError: The size of tensor a (10) must match the size of tensor b (3)', no file named",
-    "proc_self_mem": "--features /proc/self/mem: exit 2 'OSError: [Errno 5] Unable to determine if file is accessible as hdf5 ...' over 2 lines, the file named only inside the HDF5 detail",
-    "truncated_pt": "exit 2 'not a readable PyTorch checkpoint ([Errno 22] Invalid argument)'",
-    "empty_pt": "exit 2 'not a readable PyTorch checkpoint (EOFError)'",
-    "random_bytes_pt": "exit 2 'refused to unpickle a Python object, which could execute code' for random bytes",
-    "sparse_head_tensor": "exit 2 'NotImplementedError: Could not run aten::ne.Scalar ... SparseCPU' over 93 stderr lines, no file named",
-    "meta_head_tensor": "exit 2 'RuntimeError: Tensor.item() cannot be called on meta tensors', no file named",
-    "baseline_deep": "exit 2 'RecursionError: maximum recursion depth exceeded ...', no file named",
-    "baseline_bigint": "exit 2 'ValueError: Exceeds the limit (4300 digits) for integer string conversion', no file named",
-    "finetune_huge_lr": "exit 2 '_LinAlgError: linalg.svd: ... non-finite values'",
-    "truncated_cache_entry": "exit 2 naming the cache .h5 as 'truncated or damaged HDF5 file' on every run; never rebuilt",
-    "json_empty_path": "exit 2 '.: cannot write (Device or resource busy)' (--json '' becomes '.')",
-    "non_utf8_path": "exit 2 'UnicodeEncodeError: 'utf-8' codec can't encode characters ...: surrogates not allowed'",
-}
-#: Cases left out of the default run (``NC_HOSTILE_SLOW=1`` runs them): slow today (time limits, bombs,
-#: training, several runs), or a second case of a kind the default run already covers, to keep the
-#: default run of this file near a minute on 2 cores (each command line costs ~2 s of imports).
+# --- which cases are marked ---------------------------------------------------------------------------
+#: name -> what nc-audit does with the case today, for a case that still fails (none: issue 10 fixed them
+#: all). A case listed here is marked xfail(strict=True), so its fix must remove it.
+XFAIL: dict[str, str] = {}
+#: Cases marked ``slow`` (they train, extract or run several times). They run by default like every other
+#: case; ``-m "not slow"`` leaves them out of a quick local run.
 SLOW: dict[str, str] = {
-    "sparse_tall": "hits its 30 s time limit today",
-    "baseline_fifo": "hits its 20 s time limit today",
-    "track_fifo_pt": "hits its 20 s time limit today",
-    "chunked_1x1": "20 s today",
-    "truncated_cache_entry": "primes a cache, then 2 runs: 17 s",
-    "sparse_huge": "15 s today",
-    "extract_sigterm": "extracts 200,000 samples: ~10 s",
-    "proc_self_mem": "3 runs",
-    "finetune_disk_full": "fine-tunes: ~10 s",
-    "zip_bomb_pt": "inflates 2 GiB today: ~10 s",
-    "finetune_huge_lr": "fine-tunes: ~8 s",
-    "baseline_dev_zero": "fills 2.5 GB today: ~8 s",
-    "checkpoint_key_injection": "second injection case",
-    "meta_head_tensor": "second exotic-tensor case",
-    "json_onto_own_dump": "fourth output-over-input case",
-    "markdown_onto_checkpoint": "fifth output-over-input case",
-    "junit_onto_features": "sixth output-over-input case",
-    "json_onto_baseline": "seventh output-over-input case",
-    "track_json_onto_input": "eighth output-over-input case",
-    "json_char_device": "second device case (the FIFO case runs by default)",
-    "zero_features": "second degenerate-features case",
-    "complex_head_weight": "second non-real head case",
-    "baseline_string_metrics": "third silent-baseline case",
-    "external_link_loop": "second link-loop case",
-    "head_bias_misshaped": "second /head message case",
-    "empty_pt": "third bad-.pt message case",
-    "sparse_head_tensor": "first exotic-tensor case",
-    "baseline_bigint": "second baseline message case",
-    "json_onto_symlink_alias": "ninth output-over-input case",
-    "baseline_nan_metrics": "fourth silent-baseline case",
-    "truncated_pt": "fourth bad-.pt message case",
+    "truncated_cache_entry": "primes a cache, then 2 runs",
+    "extract_sigterm": "extracts 200,000 samples until SIGTERM",
+    "finetune_disk_full": "fine-tunes until the disk is full",
+    "finetune_huge_lr": "fine-tunes one epoch",
 }
 
 
@@ -708,10 +607,7 @@ def _params() -> list[Any]:
         if name in XFAIL:
             marks.append(pytest.mark.xfail(strict=True, reason=XFAIL[name]))
         if name in SLOW:
-            marks += [
-                pytest.mark.slow,
-                pytest.mark.skipif(not RUN_SLOW, reason=f"slow ({SLOW[name]}); NC_HOSTILE_SLOW=1 runs it"),
-            ]
+            marks.append(pytest.mark.slow)
         params.append(pytest.param(name, marks=marks, id=name))
     return params
 
@@ -725,8 +621,6 @@ def corpus(
     for item in request.session.items:
         callspec = getattr(item, "callspec", None)
         if item.module is not sys.modules[__name__] or callspec is None or "name" not in callspec.params:
-            continue
-        if item.get_closest_marker("slow") and not RUN_SLOW:
             continue
         selected.append(callspec.params["name"])
     base = tmp_path_factory.mktemp("hostile")

@@ -19,6 +19,7 @@ import torch
 from nc_audit.core.errors import InputError
 from nc_audit.io.direct import DirectRows
 from nc_audit.io.dumps import SplitInfo, iter_chunks, resolve_split
+from nc_audit.io.hdf5_guard import external_data_allowed
 
 N, D = 333, 12  # rows and width of the test dumps (N is not a multiple of the 37-row HDF5 chunks)
 STORED_CHUNK = 37
@@ -50,7 +51,7 @@ def write_dump(
 def readable_directly(path: Path) -> bool:
     """Whether DirectRows.open accepts the file's /features (closing what it opened)."""
     with h5py.File(path, "r") as handle:
-        reader = DirectRows.open(handle["features"], path)
+        reader = DirectRows.open(handle["features"])
         if reader is None:
             return False
         reader.close()
@@ -115,7 +116,7 @@ def test_pieces_cover_the_range_in_order_within_stored_chunks(tmp_path: Path) ->
     X, y = make_data(np.float32)
     path = write_dump(tmp_path / "dump.h5", X, y, chunks=(STORED_CHUNK, D))
     with h5py.File(path, "r") as handle:
-        reader = DirectRows.open(handle["features"], path)
+        reader = DirectRows.open(handle["features"])
         assert reader is not None
         try:
             chunks = list(reader.chunks(5, 300, 50))
@@ -160,13 +161,17 @@ def test_unreadable_directly_layouts_fall_back_with_identical_data(tmp_path: Pat
 
 
 def test_external_storage_is_not_read_directly(tmp_path: Path) -> None:
-    """Features stored in an external raw file are refused by the reader and read through h5py."""
+    """Features stored in an external raw file (a trusted multi-file dump: --allow-external-data) are
+    refused by the direct reader and read through h5py."""
     X, y = make_data(np.float32)
     raw = tmp_path / "features.raw"
     path = write_dump(tmp_path / "dump.h5", X, y, external=[(str(raw), 0, h5py.h5f.UNLIMITED)])
     assert raw.stat().st_size == X.nbytes  # the rows really live outside the HDF5 file
     assert not readable_directly(path)
-    features, labels, _ = read_all(resolve_split(path, None), 50, (5, 300), direct=True)
+    with pytest.raises(InputError, match="keeps its bytes in the external file"):  # refused by default
+        resolve_split(path, None)
+    with external_data_allowed():
+        features, labels, _ = read_all(resolve_split(path, None), 50, (5, 300), direct=True)
     assert torch.equal(features, torch.from_numpy(X[5:300]))
     assert torch.equal(labels, torch.from_numpy(y[5:300]))
 
@@ -179,11 +184,11 @@ def test_non_float_non_2d_and_non_sec2_datasets_are_not_read_directly(tmp_path: 
         handle["ints"] = np.arange(N * D, dtype=np.int32).reshape(N, D)
         handle["cube"] = np.zeros((4, 3, 2), dtype=np.float32)
     with h5py.File(path, "r") as handle:
-        assert DirectRows.open(handle["labels"], path) is None
-        assert DirectRows.open(handle["ints"], path) is None
-        assert DirectRows.open(handle["cube"], path) is None
+        assert DirectRows.open(handle["labels"]) is None
+        assert DirectRows.open(handle["ints"]) is None
+        assert DirectRows.open(handle["cube"]) is None
     with h5py.File(path, "r", driver="core") as handle:
-        assert DirectRows.open(handle["features"], path) is None
+        assert DirectRows.open(handle["features"]) is None
 
 
 # --- chunks that were never written hold the fill value ------------------------------------------------

@@ -196,3 +196,25 @@ def test_cli_nc_audit_cache_environment_variable_sets_the_folder(checkpoint: Pat
         measure_json(checkpoint, "--data", "digits", env={"NC_AUDIT_CACHE": str(tmp_path / "env")})
     )
     assert Path(entry["path"]).parent == tmp_path / "env"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "symlink"])
+def test_a_damaged_cache_entry_is_rebuilt_and_said_so(checkpoint: Path, tmp_path: Path, damage: str) -> None:
+    """A truncated entry (or a planted symlink) is a cache problem: the report says it was rebuilt, the
+    rebuilt entry is a regular file, and the next run reuses it."""
+    cache = tmp_path / "cache"
+    first = measure(checkpoint, data="digits", cache_dir=cache)
+    (entry,) = cache.glob("*.h5")
+    if damage == "truncated":
+        entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 3])
+    else:
+        outside = tmp_path / "outside.h5"
+        entry.rename(outside)
+        entry.symlink_to(outside)
+    rebuilt = measure(checkpoint, data="digits", cache_dir=cache)
+    assert rebuilt.details["feature_cache"]["hit"] is False
+    assert any("feature cache entry" in note and "rebuilt" in note for note in rebuilt.notes)
+    assert entry.is_file() and not entry.is_symlink()
+    assert rebuilt.metrics == first.metrics
+    again = measure(checkpoint, data="digits", cache_dir=cache)
+    assert again.details["feature_cache"]["hit"] is True and not any("rebuilt" in n for n in again.notes)

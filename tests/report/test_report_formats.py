@@ -133,7 +133,7 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", failing_fsync)
-    with pytest.raises(InputError, match="No space left on device"):
+    with pytest.raises(InputError, match="no space left on the device"):
         atomic_write_text(path, "new content that never lands")
     monkeypatch.undo()
 

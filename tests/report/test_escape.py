@@ -1,0 +1,94 @@
+"""Strings from inputs, escaped for each output (nc_audit/report/escape.py): one visible line, no control
+character, no markup, no broken table or XML; and the renderers use it."""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ElementTree
+
+from rich.console import Console
+
+from nc_audit.report.console import header_lines
+from nc_audit.report.escape import (
+    html_text,
+    json_safe,
+    markdown_cell,
+    markdown_code,
+    markdown_text,
+    terminal,
+    visible,
+    xml_text,
+)
+from nc_audit.report.junit import render_junit
+from nc_audit.report.markdown import render_markdown
+
+FORGED = "\x1b[2J\x1b]0;owned\x07\nPASS nc1 <= 0.5\r\n"
+UNDECODABLE = os.fsdecode(b"features-\xff\xfe.h5")  # a non-UTF-8 file name, surrogate-escaped
+
+
+def test_visible_shows_every_control_character_as_an_escape() -> None:
+    text = visible("head" + FORGED + "\u202e\x9b" + UNDECODABLE)
+    assert text == "head\\x1b[2J\\x1b]0;owned\\x07\\nPASS nc1 <= 0.5\\r\\n\\u202e\\x9bfeatures-\\xff\\xfe.h5"
+    assert text.isprintable()
+    text.encode("utf-8")  # no lone surrogate left
+
+
+def test_terminal_escapes_rich_markup_too() -> None:
+    console = Console(record=True, width=200, color_system=None)
+    console.print(f"wrote {terminal('traj[red]x[bold].png' + FORGED)}")
+    shown = console.export_text()
+    assert "traj[red]x[bold].png\\x1b[2J" in shown and "\x1b" not in shown
+    assert shown.count("\n") == 1  # one line: no forged second line
+
+
+def test_markdown_escapes_links_html_code_and_pipes() -> None:
+    assert markdown_text("a [x](javascript:y) <img src=z> `c` \\") == (
+        "a \\[x\\](javascript:y) \\<img src=z> \\`c\\` \\\\"
+    )
+    assert markdown_text("nc1 <= 0.5 | kept") == "nc1 <= 0.5 | kept"  # comparisons and list text unchanged
+    assert markdown_cell("a|b\nc") == "a\\|b\\nc"
+    assert markdown_code("x`y|z" + FORGED).startswith("`x'y\\|z\\x1b")
+
+
+def test_xml_and_html_text_hold_no_forbidden_character() -> None:
+    element = ElementTree.Element("a", b=xml_text(FORGED + UNDECODABLE))
+    element.text = xml_text(FORGED)
+    ElementTree.fromstring(ElementTree.tostring(element))
+    assert html_text("<b>&" + FORGED) == "&lt;b&gt;&amp;\\x1b[2J\\x1b]0;owned\\x07\\nPASS nc1 &lt;= 0.5\\r\\n"
+
+
+def test_json_safe_keeps_an_undecodable_name_readable_back() -> None:
+    text = json_safe(json.dumps({"path": UNDECODABLE}, ensure_ascii=False))
+    text.encode("utf-8")
+    assert json.loads(text)["path"] == UNDECODABLE
+
+
+def _report(label: str) -> dict:
+    return {
+        "schema": "nc-audit-report/1",
+        "checkpoint": {"path": "m.pt" + FORGED, "sha256": FORGED + "abc", "head": "fc" + FORGED},
+        "features": {
+            "path": UNDECODABLE,
+            "split": "train",
+            "num_samples": 3,
+            "feature_dim": 2,
+            "num_classes": 2,
+        },
+        "conventions": {"std": "population"},
+        "metrics": {"nc1": 0.1},
+        "targets": {"nc1": 0.0},
+        "notes": ["from " + FORGED],
+        "checks": [{"rule": "nc1 <= 0.5", "value": 0.1, "passed": True}],
+        "passed": True,
+        "label": label,
+    }
+
+
+def test_renderers_never_pass_a_control_character_through() -> None:
+    report = _report("epoch" + FORGED)
+    for text in (*header_lines(report), render_markdown(report), render_junit([report])):
+        assert not any(ord(c) < 32 and c not in "\n" for c in text), repr(text)
+        assert "\nPASS nc1" not in text
+        text.encode("utf-8")
+    ElementTree.fromstring(render_junit([report]).split("\n", 1)[1])
