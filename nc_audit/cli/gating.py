@@ -81,5 +81,7 @@ def gate_trajectory(trajectory: dict[str, Any], settings: GateSettings, mode: st
     baseline that checks nothing is an error."""
     _gate_trajectory(trajectory, settings.rules, settings.baseline, settings.tolerance, mode)
     if settings.baseline is not None and trajectory["records"]:
-        compared = [check for record in trajectory["records"] for check in record["checks"] if "baseline" in check]
+        compared = [
+            check for record in trajectory["records"] for check in record["checks"] if "baseline" in check
+        ]
         _require_checks(compared, settings)

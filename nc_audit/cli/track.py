@@ -11,7 +11,6 @@ from nc_audit.cli.common import (
     cli_errors,
     exit_if_failed,
     print_document,
-    stderr,
     write_html,
     write_outputs,
     wrote,

@@ -63,7 +63,9 @@ def _file_keys(path: Path) -> tuple[dict[str, Any], Any]:
             return arrays, arrays.pop("num_classes", None)
         datasets: dict[str, h5py.Dataset] = {}
         with h5py.File(path, "r") as handle:
-            handle.visititems(lambda k, v: datasets.__setitem__(k, v) if isinstance(v, h5py.Dataset) else None)
+            handle.visititems(
+                lambda k, v: datasets.__setitem__(k, v) if isinstance(v, h5py.Dataset) else None
+            )
             for key, dataset in datasets.items():
                 check_dataset(dataset, f"/{key}", path)  # no external bytes, nothing sparse
             _check_declared(path, sum(d.size * d.dtype.itemsize for d in datasets.values()), size)

@@ -121,7 +121,9 @@ def _checked_head(checkpoint: Checkpoint, name: str, weight: torch.Tensor) -> He
     """The Head ``name`` after the checks of io/head_checks.py (real, dense, a bias of C values)."""
     W = head_weight(checkpoint.path, f"{name}.weight" if name else "weight", weight)
     bias_key = f"{name}.bias" if name else "bias"
-    return Head(name, W, head_bias(checkpoint.path, bias_key, checkpoint.state_dict.get(bias_key), W.shape[0]))
+    return Head(
+        name, W, head_bias(checkpoint.path, bias_key, checkpoint.state_dict.get(bias_key), W.shape[0])
+    )
 
 
 def _describe(items: list[tuple[str, torch.Tensor]]) -> str:

@@ -44,7 +44,6 @@ def step_from_name(path: Path) -> int | None:
     return steps[-1] if steps else (found[-1][1] if found else None)
 
 
-
 def order_by_step(paths: list[Path]) -> list[tuple[Path, int | None]]:
     """Checkpoints with their step, ordered by it (natural name order breaks ties / fills gaps). The step is
     the one the file records, else the one its name states (``epoch_4.pt`` → 4)."""

@@ -9,7 +9,6 @@ it with both ``html.parser`` and ``xml.etree``.
 from __future__ import annotations
 
 import base64
-import html
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 

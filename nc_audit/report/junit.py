@@ -19,7 +19,6 @@ identity when the run gains checkpoints; the suite's properties say which checkp
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
