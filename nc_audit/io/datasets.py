@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nc_audit.core.errors import InputError
+from nc_audit.core.errors import InputError, did_you_mean
 from nc_audit.io.data_files import USER_SUFFIXES, canonical, is_user_file, nearby_file, user_file
 from nc_audit.io.dumps import dump_splits
-from nc_audit.io.files import did_you_mean, is_pseudo_file
+from nc_audit.io.files import is_pseudo_file
 from nc_audit.io.inputs import Inputs, describe, num_rows, take
 
 BUILTIN_DATASETS: tuple[str, ...] = ("digits", "gaussian", "modadd")
