@@ -259,27 +259,41 @@ SAFE_EXPONENT = 64
 SCALE_PROBE_ROWS = 4096
 
 
-def feature_scale(info: SplitInfo) -> float:
-    """A power of two that brings float64 features of extreme magnitude near 1, from the largest finite
-    |value| of the split's first rows: 2**-e for a magnitude 2**e outside 2**±SAFE_EXPONENT, else 1.
+def feature_magnitude(info: SplitInfo, rows: tuple[int, int] | None = None) -> float:
+    """The largest finite |value| among the first SCALE_PROBE_ROWS of ``rows`` (default: the split's
+    first rows); 0.0 for float16/32 features, whose squares always fit float64 (see :func:`scale_for`)."""
+    if np.dtype(info.feature_dtype).itemsize < 8:
+        return 0.0
+    start, stop = rows if rows is not None else (0, info.num_samples)
+    stop = min(stop, start + SCALE_PROBE_ROWS)
+    if stop <= start:
+        return 0.0
+    with open_chunks(info, SCALE_PROBE_ROWS, (start, stop)) as reader:
+        chunk = next(iter(reader))
+        values = reader.features(chunk).numpy()
+    finite = np.abs(values[np.isfinite(values)])
+    return float(finite.max()) if finite.size else 0.0
+
+
+def scale_for(magnitude: float) -> float:
+    """A power of two that brings float64 features of extreme magnitude near 1: 2**-e for a largest
+    |value| 2**e outside 2**±SAFE_EXPONENT, else 1.
 
     Multiplying by a power of two is exact in floating point, and every statistic nc-audit reports is
     scale-invariant once the head's bias gets the same factor, so ×1e-200 or ×1e154 features give the
-    metrics of the unscaled ones (instead of squares that underflow to 0 or overflow to inf). float16/32
-    features need nothing: their squares fit float64."""
-    if np.dtype(info.feature_dtype).itemsize < 8 or info.num_samples == 0:
+    metrics of the unscaled ones (instead of squares that underflow to 0 or overflow to inf)."""
+    if magnitude == 0.0 or not math.isfinite(magnitude):
         return 1.0
-    with open_chunks(info, SCALE_PROBE_ROWS, (0, min(info.num_samples, SCALE_PROBE_ROWS))) as reader:
-        chunk = next(iter(reader))
-        rows = reader.features(chunk).numpy()
-    finite = np.abs(rows[np.isfinite(rows)])
-    largest = float(finite.max()) if finite.size else 0.0
-    if largest == 0.0:
-        return 1.0
-    exponent = math.frexp(largest)[1]
+    exponent = math.frexp(magnitude)[1]
     if abs(exponent) <= SAFE_EXPONENT:
         return 1.0
     return math.ldexp(1.0, max(-1023, min(1023, -exponent)))
+
+
+def feature_scale(info: SplitInfo) -> float:
+    """:func:`scale_for` the magnitude of the split's first rows (one process; a measurement under
+    torchrun combines each rank's own rows, nc_audit/measure/collect.py)."""
+    return scale_for(feature_magnitude(info))
 
 
 def _as_str(value: object) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from nc_audit.core.class_stats import ClassStats
@@ -22,7 +23,7 @@ from nc_audit.engine.passes import accumulate_stats, count_decisions
 from nc_audit.engine.sample_stats import SampleLevelStats
 from nc_audit.io.checkpoints import Head, load_checkpoint
 from nc_audit.io.datasets import splits_for_measure
-from nc_audit.io.dumps import SplitInfo, feature_scale, iter_chunks, read_head
+from nc_audit.io.dumps import SplitInfo, feature_magnitude, iter_chunks, read_head, scale_for
 from nc_audit.io.hdf5_guard import external_allowed, external_data_allowed
 from nc_audit.measure.cache import cached_dump
 from nc_audit.measure.options import MeasureOptions
@@ -120,8 +121,8 @@ def _collect(source: Path | str, options: MeasureOptions, tracker: Tracker | Non
     inputs = resolve_inputs(source, dump, options.split, head_name, options.means_split)
     if notes:
         inputs = replace(inputs, notes=(*inputs.notes, *notes))
-    inputs, scale = _rescaled(inputs)
     ctx = DistributedContext.from_env(device)  # one process, or one rank under torchrun
+    inputs, scale = _rescaled(inputs, ctx)
     C, d = inputs.head.num_classes, inputs.head.feature_dim
     # NC1 on the measured split streams as a projection in pass 2 (N·d·C flops); held-out decisions
     # need the means split's own Σ_W, so then pass 1 keeps the full scatter.
@@ -164,10 +165,17 @@ def _collect(source: Path | str, options: MeasureOptions, tracker: Tracker | Non
     return Collected(inputs, stats, second.counter, device, dump_path, cache_hit, result, nc1, scale)
 
 
-def _rescaled(inputs: MeasureInputs) -> tuple[MeasureInputs, float]:
+def _rescaled(inputs: MeasureInputs, ctx: DistributedContext) -> tuple[MeasureInputs, float]:
     """The inputs with both splits read at one power-of-two scale (1 for ordinary magnitudes): float64
-    features of extreme magnitude would overflow or underflow their squares (io/dumps.py, feature_scale)."""
-    scale = feature_scale(inputs.means_split)
+    features of extreme magnitude would overflow or underflow their squares (io/dumps.py, scale_for).
+    Each rank looks at the first of its own rows; the ranks agree on the largest magnitude."""
+    if np.dtype(inputs.means_split.feature_dtype).itemsize < 8:  # the same on every rank
+        return inputs, 1.0
+    magnitude = feature_magnitude(inputs.means_split, ctx.row_range(inputs.means_split.num_samples))
+    if ctx.distributed:
+        gathered = ctx.gather(torch.tensor([magnitude], dtype=torch.float64))
+        magnitude = max(float(value) for value in gathered)
+    scale = scale_for(magnitude)
     if scale == 1.0:
         return inputs, scale
     means = replace(inputs.means_split, scale=scale)

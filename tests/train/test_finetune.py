@@ -251,7 +251,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(
     monkeypatch.setattr(torch, "save", disk_full_on_third)
     result = invoke(trained, "--data", "digits", "--cma-weight", "0.2", "--epochs", "3", "--batch-size", "16",
                     "--train-samples-per-class", "8", "--lr", "0.01", "--out", out)  # fmt: skip
-    assert_bad_input(result, "epoch_002.pt", "No space left on device")
+    assert_bad_input(result, "epoch_002.pt", "no space left on the device")
     assert sorted(p.name for p in out.iterdir()) == ["epoch_000.pt", "epoch_001.pt", "history.jsonl"]
     assert torch.load(out / "epoch_001.pt", weights_only=True)["epoch"] == 1
     assert len((out / "history.jsonl").read_text().splitlines()) == 2
