@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nc_audit.io.datasets import BUILTIN_DATASETS, USER_SUFFIXES
 from nc_audit.metrics.catalog import METRICS
 
 #: What each built-in dataset is, for the completion menu.
@@ -32,6 +31,8 @@ def complete_rule(incomplete: str) -> list[tuple[str, str]]:
 
 def complete_dataset(incomplete: str) -> list[tuple[str, str]]:
     """Built-in dataset names, then folders and .npz/.h5 files under the typed path."""
+    from nc_audit.io.datasets import BUILTIN_DATASETS, USER_SUFFIXES  # here: the CLI starts without torch
+
     found = [
         (name, DATASET_HELP.get(name, "built-in dataset"))
         for name in BUILTIN_DATASETS
