@@ -51,5 +51,6 @@ def save_checkpoint(
                 payload["architecture"] = architecture
             payload.update(meta or {})
             payload.update(extra or {})
-            torch.save(payload, tmp)
+            with open(tmp, "wb") as handle:  # a handle, not a name: the zip's root folder is then
+                torch.save(payload, handle)  # "archive", not the temporary name (same bytes every run)
     return path
