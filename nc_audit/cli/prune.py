@@ -144,7 +144,7 @@ def pruning_markdown(document: dict[str, Any], table: str) -> str:
     settings = document["settings"]
     head = "the head included" if settings["include_head"] else "the head left dense"
     tuned = (
-        f"each pruned model fine-tuned {settings['finetune_epochs']} epoch(s) with its masks kept (Adam, lr "
+        f"every model (sparsity 0 too, the control) fine-tuned {settings['finetune_epochs']} epoch(s) with its masks kept (Adam, lr "
         f"{settings['lr']:g}, batch {settings['batch_size']})"
         if settings["finetune_epochs"]
         else "no fine-tuning after pruning"

@@ -230,8 +230,7 @@ def run_grokking(
     spec = load_dataset(
         f"modadd:p={config['p']},train_fraction={config['train_fraction']},seed={seed}", "train"
     ).spec
-    started = time.perf_counter()
-    paths, history = train(out, spec, config, tracker, resume)
+    paths, history, train_seconds = train(out, spec, config, tracker, resume)
     trained = time.perf_counter()
     train_reports, test_reports = measure_splits(paths, spec, tracker)
     measured = time.perf_counter()
@@ -249,9 +248,9 @@ def run_grokking(
         "test": trajectory_dict(test_reports),
     }
     document["seconds"] = {
-        "train": trained - started,
+        "train": train_seconds,  # summed over resumed invocations
         "measure": measured - trained,
-        "total": measured - started,
+        "total": train_seconds + measured - trained,
     }
     atomic_write_text(out / "trajectory.json", json.dumps(document, indent=1, allow_nan=False) + "\n")
     return GrokkingResult(out, paths, out / "trajectory.json", document)

@@ -9,6 +9,7 @@ uninterrupted one on the same machine and threads. Only ``steps`` may differ fro
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +81,9 @@ def train(
     config: dict[str, Any],
     tracker: Tracker,
     resume: bool = False,
-) -> tuple[list[Path], list[dict[str, Any]]]:
-    """Full-batch AdamW on the train split; checkpoints and the loop's own accuracy/loss per save."""
+) -> tuple[list[Path], list[dict[str, Any]], float]:
+    """Full-batch AdamW on the train split; checkpoints and the loop's own accuracy/loss per save.
+    Returns (checkpoint paths, history, seconds spent training — summed over resumed invocations)."""
     splits = {name: load_dataset(spec, name) for name in ("train", "test")}
     steps, save_every, p = config["steps"], config["save_every"], config["p"]
     torch.manual_seed(config["seed"])
@@ -90,13 +92,15 @@ def train(
     optimizer = _optimizer(model)
     wanted = set(save_steps(steps, save_every))
     history: list[dict[str, Any]] = []
-    first = 0
+    first, before = 0, 0.0
     state = _resume_state(out, config) if resume else None
     if state is not None:
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         history, first = list(state["history"]), int(state["step"])
+        before = float(state.get("train_seconds", 0.0))
         wanted |= {h["step"] for h in history}
+    started = time.perf_counter()
     paths = [out / f"step_{h['step']:05d}.pt" for h in history]
     with tracker.stage(f"train {record['name']} on {spec}", steps, unit="steps") as advance:
         advance(first)
@@ -110,6 +114,7 @@ def train(
                     "step": step,
                     "history": history,
                     "optimizer": optimizer.state_dict(),
+                    "train_seconds": before + time.perf_counter() - started,
                 }
                 save_checkpoint(out / RESUME_NAME, model.state_dict(), record, extra=payload)
             if step == steps:
@@ -119,4 +124,4 @@ def train(
             loss.backward()
             optimizer.step()
             advance(1)
-    return paths, history
+    return paths, history, before + time.perf_counter() - started

@@ -3,7 +3,7 @@
 Which weights are pruned and how the masks are chosen: nc_audit.models.pruning (the weights of every
 nn.Linear / nn.Conv module, the head left dense by default; ``global`` or per-``layer`` ranking of |w|;
 exactly round(s·n) weights pruned). Each sparsity starts again from the checkpoint's own weights. With
-``finetune_epochs`` > 0 the pruned model is fine-tuned on the data's train split with its masks kept
+``finetune_epochs`` > 0 every model (sparsity 0 too: the control) is fine-tuned on the data's train split with its masks kept
 (nc_audit.train.masked). The pruned (and fine-tuned) model is written as DIR/sparsity_S.pt — a
 self-describing checkpoint with the original's architecture record — and measured by ``measure`` itself
 on ``split`` (default train; class means from train, Papyan's protocol), plus its accuracy on the test
@@ -100,7 +100,7 @@ def _prune_one(source: _Source, settings: PruneSettings, sparsity: float, tracke
     masks = magnitude_masks(weights, sparsity, settings.scope)
     pruned = apply_masks(weights, masks)
     losses: list[float] = []
-    if settings.finetune_epochs > 0 and sparsity > 0.0:
+    if settings.finetune_epochs > 0:  # sparsity 0 too: the control, fine-tuned without pruning
         train = load_dataset(source.data, "train")
         by_weight = {weights[name]: masks[name] for name in weights}
         losses = finetune_with_masks(model, train, by_weight, epochs=settings.finetune_epochs, lr=settings.lr,

@@ -78,7 +78,7 @@ def plot_study(
         lines.setdefault(row[line_key] if line_key else None, []).append(row)
     x_values = list(dict.fromkeys(row[x_key] for row in rows))
     position = {value: (index if categorical else value) for index, value in enumerate(x_values)}
-    ncols = min(len(panels), 4)
+    ncols = len(panels) if len(panels) <= 4 else 3  # 5 or 6 panels: two rows of three
     nrows = math.ceil(len(panels) / ncols)
     figure = Figure(figsize=(4.2 * ncols, 3.4 * nrows), layout="constrained")
     FigureCanvasAgg(figure)
@@ -96,7 +96,7 @@ def plot_study(
         if panel.log:
             ax.set_yscale("log")
         if categorical:
-            ax.set_xticks(range(len(x_values)), [_group_value(v) for v in x_values])
+            ax.set_xticks(range(len(x_values)), [_group_value(v).replace(" ", "\n") for v in x_values])
         ax.set_title(panel.title, fontsize="medium")
         ax.set_xlabel(xlabel)
         ax.grid(True, alpha=0.3)
