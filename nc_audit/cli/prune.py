@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from nc_audit.cli.common import Device, Format, cli_errors, print_stdout, stderr
-from nc_audit.cli.options import ModelArgOpt, ModelOpt
+from nc_audit.cli.options import DEVICE_METAVAR, FORMAT_METAVAR, HeadOpt, ModelArgOpt, ModelOpt, QuietOpt
 from nc_audit.cli.study import parse_floats, run_line, threads
 
 Opt = typer.Option
@@ -27,52 +27,82 @@ COLUMNS = (
 
 @cli_errors
 def prune_command(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint to prune.", show_default=False)],
+    checkpoint: Annotated[
+        Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint to prune.", show_default=False)
+    ],
     data: Annotated[
         str,
-        Opt("--data", "-d", help="Dataset to measure on (and fine-tune on): digits, gaussian:..., a file."),
+        Opt(
+            "--data",
+            "-d",
+            metavar="NAME|PATH",
+            help="Dataset to measure on (and fine-tune on): digits, gaussian:..., modadd:..., a .npz/.h5 file.",
+        ),
     ],
     sparsities: Annotated[
-        str, Opt(help="Shares of the weights to prune, comma-separated, each in [0, 1).")
+        str, Opt(metavar="LIST", help="Shares of the weights to prune, comma-separated, each in [0, 1).")
     ] = "0,0.3,0.5,0.7,0.8,0.9,0.95",
     scope: Annotated[
         str,
-        Opt(help="global: one |w| ranking over all pruned layers; layer: every layer loses the same share."),
+        Opt(
+            metavar="[global|layer]",
+            help="global: one |w| ranking over all pruned layers; layer: every layer loses the same share.",
+        ),
     ] = "global",
     include_head: Annotated[
         bool, Opt("--include-head", help="Prune the classifier head too (default: it stays dense).")
     ] = False,
     finetune_epochs: Annotated[
-        int, Opt(min=0, help="Fine-tune each pruned model this many epochs (Adam, masks kept); 0: none.")
+        int,
+        Opt(
+            min=0,
+            metavar="N",
+            help="Fine-tune every model (sparsity 0 too) this many epochs with Adam, masks kept; 0: none.",
+        ),
     ] = 0,
-    lr: Annotated[float, Opt(help="Adam learning rate of the fine-tune.")] = 1e-3,
-    batch_size: Annotated[int, Opt(min=1, help="Batch size of the fine-tune.")] = 64,
-    seed: Annotated[int, Opt(min=0, help="Seed of the fine-tune's batch order.")] = 0,
-    split: Annotated[str, Opt(help="Split whose metrics are measured (class means from train).")] = "train",
+    lr: Annotated[float, Opt(metavar="FLOAT", help="Adam learning rate of the fine-tune.")] = 1e-3,
+    batch_size: Annotated[int, Opt(min=1, metavar="N", help="Batch size of the fine-tune.")] = 64,
+    seed: Annotated[int, Opt(min=0, metavar="N", help="Seed of the fine-tune's batch order.")] = 0,
+    split: Annotated[
+        str, Opt(metavar="NAME", help="Split whose metrics are measured (class means from train).")
+    ] = "train",
     out: Annotated[
-        Path, Opt("--out", "-o", help="Folder for the pruned checkpoints, records and outputs.")
-    ] = Path("runs/prune"),
+        Path,
+        Opt("--out", "-o", metavar="DIR", help="Folder for the pruned checkpoints, records and outputs."),
+    ] = Path("prune_run"),
     resume: Annotated[
         bool, Opt("--resume", help="Continue in --out: finished sparsities are read back.")
     ] = False,
     plot: Annotated[
-        Path | None, Opt(help="PNG of accuracy, NC1, MIR, HDR against sparsity (default: in --out).")
+        Path | None,
+        Opt(metavar="PATH", help="PNG of accuracy, NC1, MIR, HDR against sparsity. [default: in --out]"),
     ] = None,
     json_path: Annotated[
-        Path | None, Opt("--json", help="Also write the JSON (schema nc-audit-pruning/1) to PATH.")
+        Path | None,
+        Opt("--json", metavar="PATH", help="Also write the JSON (schema nc-audit-pruning/1) to PATH."),
     ] = None,
     markdown: Annotated[
-        Path | None, Opt("--markdown", help="Where to write the Markdown table (default: --out/RESULTS.md).")
+        Path | None,
+        Opt(
+            "--markdown", metavar="PATH", help="Where to write the Markdown page. [default: --out/RESULTS.md]"
+        ),
     ] = None,
     output_format: Annotated[
-        Format, Opt("--format", help="stdout: table (Markdown), json or markdown.")
+        Format,
+        Opt(
+            "--format",
+            metavar=FORMAT_METAVAR,
+            help="stdout: the table (Markdown), json or the Markdown page.",
+        ),
     ] = Format.table,
     model: ModelOpt = None,
     model_arg: ModelArgOpt = None,
-    head: Annotated[str | None, Opt(help="Name of the head module; default: detected.")] = None,
-    device: Annotated[Device, Opt(help="auto (CUDA when present), cpu or cuda.")] = Device.auto,
-    thread_count: Annotated[int, Opt("--threads", min=1, help="Torch CPU threads.")] = 1,
-    progress: Annotated[bool, Opt(help="Show a progress bar on stderr.")] = True,
+    head: HeadOpt = None,
+    device: Annotated[
+        Device, Opt(metavar=DEVICE_METAVAR, help="Where the models run (auto: CUDA when present).")
+    ] = Device.auto,
+    thread_count: Annotated[int, Opt("--threads", min=1, metavar="N", help="Torch CPU threads.")] = 1,
+    quiet: QuietOpt = False,
 ) -> None:
     """Magnitude pruning at a list of sparsities, each pruned model measured (accuracy and every metric).
 
@@ -80,7 +110,7 @@ def prune_command(
     sparsity from the checkpoint's own weights; writes DIR/sparsity_S.pt, DIR/pruning.json, the table
     and the plot. Sparsity 0 is `measure CHECKPOINT --data DATA`. A killed run continues with --resume.
     """
-    from nc_audit.cli.progress import RichTracker
+    from nc_audit.cli.progress import make_tracker
     from nc_audit.experiments.prune import PruneSettings, run_pruning
     from nc_audit.experiments.studies.records import json_text
 
@@ -102,7 +132,7 @@ def prune_command(
                 f"{record['accuracy']:.4f}{'' if test is None else f', test {test:.4f}'}, NC1 {_num(metrics['nc1'])}, "
                 f"MIR {_num(metrics['mir'])}, HDR {_num(metrics['hdr'])}")  # fmt: skip
 
-    with threads(thread_count), RichTracker(enabled=progress) as tracker:
+    with threads(thread_count), make_tracker(quiet) as tracker:
         document = run_pruning(checkpoint, data, out, settings, model=model, model_args=tuple(model_arg or ()),
                                head=head, device=device.value, resume=resume, tracker=tracker,
                                on_record=run_line(describe))  # fmt: skip

@@ -13,7 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from nc_audit.cli.common import cli_errors, print_stdout, stderr
+from nc_audit.cli.common import Command, cli_errors, print_stdout, stderr
+from nc_audit.cli.options import QuietOpt
 from nc_audit.core.errors import InputError
 
 Opt = typer.Option
@@ -21,10 +22,14 @@ Opt = typer.Option
 study_app = typer.Typer(
     help="Studies: train small models under the settings of a claim, measure them, tabulate mean ± std.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 OutOpt = Annotated[
-    Path, Opt("--out", "-o", help="Study folder: study.json, runs.jsonl, results.json, checkpoints.")
+    Path,
+    Opt(
+        "--out", "-o", metavar="DIR", help="Study folder: study.json, runs.jsonl, results.json, checkpoints."
+    ),
 ]
 ResumeOpt = Annotated[
     bool, Opt("--resume", help="Continue the study in --out: finished runs are read back, the rest run.")
@@ -32,20 +37,23 @@ ResumeOpt = Annotated[
 QuickOpt = Annotated[
     bool, Opt("--quick", help="A few seconds: fewer runs, a smaller model, a short schedule.")
 ]
-SeedsOpt = Annotated[int | None, Opt(min=1, help="Seeds 0..N-1 per setting (default: 3; --quick: 1).")]
-PlotOpt = Annotated[Path | None, Opt(help="Where to write the PNG (default: in --out).")]
+SeedsOpt = Annotated[
+    int | None, Opt(min=1, metavar="N", help="Seeds 0..N-1 per setting. [default: 3; --quick: 1]")
+]
+PlotOpt = Annotated[Path | None, Opt(metavar="PATH", help="Where to write the PNG. [default: in --out]")]
 MarkdownOpt = Annotated[
-    Path | None, Opt("--markdown", help="Where to write the Markdown table (default: --out/RESULTS.md).")
+    Path | None,
+    Opt("--markdown", metavar="PATH", help="Where to write the Markdown page. [default: --out/RESULTS.md]"),
 ]
 ThreadsOpt = Annotated[
     int,
     Opt(
         "--threads",
         min=1,
+        metavar="N",
         help="Torch CPU threads; the models are tiny, and on shared cores more threads spin-wait.",
     ),
 ]
-ProgressOpt = Annotated[bool, Opt(help="Show a progress bar on stderr.")]
 
 
 def parse_floats(text: str, option: str) -> tuple[float, ...]:
@@ -104,27 +112,33 @@ def _metric(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
 
 
-@study_app.command("label-smoothing")
+@study_app.command("label-smoothing", cls=Command)
 @cli_errors
 def label_smoothing_command(
-    out: OutOpt = Path("runs/label-smoothing"),
+    out: OutOpt = Path("studies/label-smoothing"),
     epsilons: Annotated[
         str | None,
-        Opt(help="Label smoothing values ε, comma-separated (default: 0,0.05,0.1,0.2; --quick: 0,0.1)."),
+        Opt(
+            metavar="LIST",
+            help="Label smoothing values ε, comma-separated. [default: 0,0.05,0.1,0.2; --quick: 0,0.1]",
+        ),
     ] = None,
     seeds: SeedsOpt = None,
     epochs: Annotated[
-        int | None, Opt(min=1, help="Epochs per run (default: 300, the sample's recipe).")
+        int | None, Opt(min=1, metavar="N", help="Epochs per run. [default: 300, the sample's recipe]")
     ] = None,
     data: Annotated[
-        str, Opt(help="Dataset (inputs as one array): digits, gaussian:..., a .npz/.h5 file.")
+        str,
+        Opt(
+            metavar="NAME|PATH", help="Dataset (inputs as one array): digits, gaussian:..., a .npz/.h5 file."
+        ),
     ] = "digits",
     quick: QuickOpt = False,
     resume: ResumeOpt = False,
     plot: PlotOpt = None,
     markdown: MarkdownOpt = None,
     thread_count: ThreadsOpt = 1,
-    progress: ProgressOpt = True,
+    quiet: QuietOpt = False,
 ) -> None:
     """Label smoothing: the sample model trained from scratch with ε ∈ {0, 0.05, 0.1, 0.2}, seeds 0–2.
 
@@ -133,7 +147,7 @@ def label_smoothing_command(
     """
     from dataclasses import replace
 
-    from nc_audit.cli.progress import RichTracker
+    from nc_audit.cli.progress import make_tracker
     from nc_audit.cli.study_render import label_smoothing_markdown, plot_label_smoothing
     from nc_audit.experiments.studies.label_smoothing import LabelSmoothingStudy, run_label_smoothing
     from nc_audit.report.studies import markdown_table
@@ -152,7 +166,7 @@ def label_smoothing_command(
         return (f"ε={record['epsilon']:g} seed {record['seed']}: test accuracy {record['test']['accuracy']:.4f}, "
                 f"NC1 {_metric(metrics['nc1'])}, MIR {_metric(metrics['mir'])}, HDR {_metric(metrics['hdr'])}")  # fmt: skip
 
-    with threads(thread_count), RichTracker(enabled=progress) as tracker:
+    with threads(thread_count), make_tracker(quiet) as tracker:
         document = run_label_smoothing(
             out, study, resume=resume, tracker=tracker, on_record=run_line(describe)
         )
@@ -167,21 +181,26 @@ def label_smoothing_command(
                   lambda path: plot_label_smoothing(document, path))  # fmt: skip
 
 
-@study_app.command("semi-supervised")
+@study_app.command("semi-supervised", cls=Command)
 @cli_errors
 def semi_supervised_command(
-    out: OutOpt = Path("runs/semi-supervised"),
+    out: OutOpt = Path("studies/semi-supervised"),
     labels_per_class: Annotated[
-        str | None, Opt(help="Labeled samples per class, comma-separated (default: 4,10; --quick: 4).")
+        str | None,
+        Opt(metavar="LIST", help="Labeled samples per class, comma-separated. [default: 4,10; --quick: 4]"),
     ] = None,
     weights: Annotated[
         str | None,
         Opt(
-            help="Regulariser weights λ of the FixMatch runs (−λ·MIR + λ·HDR), comma-separated (default: 0,0.1,1)."
+            metavar="LIST",
+            help="Regulariser weights λ of the FixMatch runs (−λ·MIR + λ·HDR), comma-separated. "
+            "[default: 0,0.1,1; --quick: 0,0.1]",
         ),
     ] = None,
     seeds: SeedsOpt = None,
-    steps: Annotated[int | None, Opt(min=1, help="Optimizer steps per run (default: 2000).")] = None,
+    steps: Annotated[
+        int | None, Opt(min=1, metavar="N", help="Optimizer steps per run. [default: 2000; --quick: 20]")
+    ] = None,
     baseline: Annotated[
         bool, Opt(help="Also train on the labeled samples alone (the supervised baseline).")
     ] = True,
@@ -190,7 +209,7 @@ def semi_supervised_command(
     plot: PlotOpt = None,
     markdown: MarkdownOpt = None,
     thread_count: ThreadsOpt = 1,
-    progress: ProgressOpt = True,
+    quiet: QuietOpt = False,
 ) -> None:
     """Semi-supervised digits: K labels per class, FixMatch on the rest, with and without MIR/HDR terms.
 
@@ -200,7 +219,7 @@ def semi_supervised_command(
     """
     from dataclasses import replace
 
-    from nc_audit.cli.progress import RichTracker
+    from nc_audit.cli.progress import make_tracker
     from nc_audit.cli.study_render import plot_semi_supervised, semi_supervised_markdown
     from nc_audit.experiments.studies.semi_supervised import COLUMNS, SemiSupervisedStudy, run_semi_supervised
     from nc_audit.report.studies import markdown_table
@@ -222,7 +241,7 @@ def semi_supervised_command(
         return (f"K={record['labels_per_class']} {record['setting']} seed {record['seed']}: test accuracy "
                 f"{record['test']['accuracy']:.4f}{share}, MIR {_metric(metrics['mir'])}, HDR {_metric(metrics['hdr'])}")  # fmt: skip
 
-    with threads(thread_count), RichTracker(enabled=progress) as tracker:
+    with threads(thread_count), make_tracker(quiet) as tracker:
         document = run_semi_supervised(
             out, study, resume=resume, tracker=tracker, on_record=run_line(describe)
         )
