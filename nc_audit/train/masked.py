@@ -39,7 +39,7 @@ def finetune_with_masks(
     keep = [(weight, mask.to(device=weight.device, dtype=weight.dtype)) for weight, mask in masks.items()]
     losses = []
     model.train()
-    with tracker.stage("fine-tune with masks", epochs) as advance:
+    with tracker.stage("fine-tune with masks", epochs, unit="epochs") as advance:
         for _ in range(epochs):
             permutation = torch.randperm(len(train), generator=order)  # (N,)
             total = 0.0

@@ -99,7 +99,7 @@ def train_from_scratch(
     starts = batch_starts(len(train), recipe.batch_size, recipe.drop_last)
     seen = sum(min(recipe.batch_size, len(train) - start) for start in starts)  # rows per epoch
     model.train()
-    with tracker.stage(description, recipe.epochs) as advance:
+    with tracker.stage(description, recipe.epochs, unit="epochs") as advance:
         for epoch in range(1, recipe.epochs + 1):
             permutation = torch.randperm(len(train), generator=order)  # (N,)
             total = torch.zeros((), dtype=torch.float64)

@@ -105,7 +105,7 @@ def train_semi_supervised(
     tail = max(1, recipe.steps // 10)
     passed = seen = correct = 0
     model.train()
-    with tracker.stage(description, recipe.steps) as advance:
+    with tracker.stage(description, recipe.steps, unit="steps") as advance:
         for step in range(recipe.steps):
             index = next(labeled_batches)
             weak = strong = inputs[:0]

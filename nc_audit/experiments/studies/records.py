@@ -153,7 +153,7 @@ def run_study(
     if len(set(keys)) != len(keys):
         raise InputError(f"a study's runs need unique keys, got {keys}")
     results = []
-    with tracker.stage(f"{study.kind}: {len(runs)} runs", len(runs)) as advance:
+    with tracker.stage(f"{study.kind}: {len(runs)} runs", len(runs), unit="runs") as advance:
         for index, run in enumerate(runs, 1):
             resumed = run.key in study.records
             if not resumed:
