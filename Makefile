@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 # The CPU build of torch lies on this machine's disk; users with GPUs install any torch in the package's range.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install test demo lint bench gpu-check samples cma-experiment readme clean
+.PHONY: install test demo lint bench gpu-check samples cma-experiment readme studies study-label-smoothing study-prune study-semi-supervised grokking-transformer clean
 
 install: $(STAMP)
 
@@ -50,6 +50,32 @@ samples: $(STAMP)
 # Every output block of README.md, rerun from the real commands (after `make samples`, `make bench`, ...).
 readme: $(STAMP)
 	$(PY) scripts/readme.py
+
+# The studies of the README (one thread: tiny models; on shared cores more threads spin-wait). Each resumes
+# a killed run (--resume) and writes its table to benchmarks/, its plot to docs/, its runs to studies/.
+NC_AUDIT := $(VENV)/bin/nc-audit
+studies: study-label-smoothing study-prune study-semi-supervised grokking-transformer
+
+study-label-smoothing: $(STAMP)
+	$(NC_AUDIT) study label-smoothing --resume --threads 1 --out studies/label-smoothing \
+		--plot docs/label_smoothing.png --markdown benchmarks/LABEL_SMOOTHING.md
+
+study-prune: $(STAMP)
+	$(NC_AUDIT) prune $(LAST_CKPT) --data digits --resume --threads 1 --out studies/prune \
+		--plot docs/pruning.png --markdown benchmarks/PRUNING.md
+	$(NC_AUDIT) prune $(LAST_CKPT) --data digits --resume --threads 1 --out studies/prune-layer --scope layer \
+		--markdown benchmarks/PRUNING_LAYER.md
+	$(NC_AUDIT) prune $(LAST_CKPT) --data digits --resume --threads 1 --out studies/prune-finetune \
+		--finetune-epochs 3 --markdown benchmarks/PRUNING_FINETUNE.md
+
+study-semi-supervised: $(STAMP)
+	$(NC_AUDIT) study semi-supervised --resume --threads 1 --out studies/semi-supervised \
+		--plot docs/semi_supervised.png --markdown benchmarks/SEMI_SUPERVISED.md
+
+grokking-transformer: $(STAMP)
+	$(NC_AUDIT) demo grokking --model transformer --resume --threads 1 --out studies/grokking-transformer
+	cp studies/grokking-transformer/grokking.png docs/grokking_transformer.png
+	cp studies/grokking-transformer/SUMMARY.md benchmarks/GROKKING_TRANSFORMER.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

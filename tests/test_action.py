@@ -19,7 +19,7 @@ from runs import ROOT, SAMPLES, junit_suites, parse_html
 
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text(encoding="utf-8"))
 EXPRESSION = re.compile(r"\$\{\{\s*([^}]+?)\s*\}\}")
-LAST = SAMPLES / "epoch_0750.pt"
+LAST = SAMPLES / "epoch_0300.pt"
 
 
 def expand(text: str, inputs: dict[str, str]) -> str:
@@ -108,14 +108,14 @@ def test_measure_passes_and_leaves_every_report(tmp_path: Path) -> None:
 
 
 def test_a_failing_track_gate_fails_the_step_with_code_1_and_still_writes_the_reports(tmp_path: Path) -> None:
-    ran = run_steps(tmp_path, {"command": "track", "args": f"{SAMPLES} --fail-on 'nc1<=0.2'", "install": "",
+    ran = run_steps(tmp_path, {"command": "track", "args": f"{SAMPLES} --fail-on 'nc1<=0.001'", "install": "",
                                "output-dir": "out/audit"})  # fmt: skip
 
     assert ran["codes"]["Run nc-audit"] == 1
     assert ran["outputs"]["exit-code"] == "1"
     out = ran["work"] / "out" / "audit"
     assert json.loads((out / "report.json").read_text())["gate"] == "last"
-    assert "::group::nc-audit epoch_0750.pt (step 750)" in ran["log"]  # per-checkpoint groups in the log
+    assert "::group::nc-audit epoch_0300.pt (step 300)" in ran["log"]  # per-checkpoint groups in the log
     assert "❌" in ran["summary"]
 
 

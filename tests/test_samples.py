@@ -1,10 +1,14 @@
-"""The shipped sample trajectory: an MLP on digits trained far past 100% training accuracy
-(scripts/make_samples.py → sample_checkpoints/digits-mlp/epoch_XXXX.pt + .h5).
+"""The shipped sample trajectory: an MLP with BatchNorm on digits trained into the terminal phase
+(scripts/make_samples.py → sample_checkpoints/digits-mlp/epoch_XXXX.pt + .h5, epochs 1 … 300).
 
-What these tests state was measured on the shipped data (C = 10, MIR_NC(10) = 0.952351):
-NC1 falls from the first checkpoint to the last, while through the terminal phase (training
-accuracy 1.0) MIR stays clearly below its Neural Collapse value and does not approach it: the gap
-|MIR − MIR_NC(10)| sits on a plateau near 0.08–0.09. The digits MLP collapses partly, not fully.
+What these tests state was measured on the shipped data (C = 10, MIR_NC(10) = 0.952351): from the first
+checkpoint (epoch 1) to the last (epoch 300) NC1 falls 0.187 → 0.0022, |MIR − MIR_NC(10)| 0.018 → 0.0006
+and HDR 0.063 → 0.0038, NC4 ends at 0 with training accuracy 1.0, and the last checkpoint meets the
+targets of issue 14 (NC1 ≤ 0.1, |MIR − MIR_NC| ≤ 0.01, HDR ≤ 0.01, NC4 ≤ 0.01).
+
+Why epoch 1 and not the initialisation: at initialisation MIR already sits near MIR_NC(10) (measured
++0.003 … +0.032 over seeds: random head rows are nearly orthogonal), so |MIR − MIR_NC| only shows the
+approach from epoch 1 on, where training has pulled MIR away (−0.018). The samples start at epoch 1.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from nc_audit.io.checkpoints import load_checkpoint
 from nc_audit.measure.api import measure
 from nc_audit.measure.trajectory import discover, order_by_step
 
@@ -27,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_checkpoints" / "digits-mlp"
 C = 10
 MIR_NC_10 = 1 / (C - 1) + (C - 2) * math.log(C - 2) / ((C - 1) * math.log(C - 1))  # docs/METRICS.md: 0.952351
+EPOCHS = [1, 2, 5, 12, 30, 70, 150, 300]
+MAX_BYTES = 25 * 10**6
 
 
 def epoch(path: Path) -> int:
@@ -42,8 +49,11 @@ def sample_checkpoints() -> list[Path]:
 class Point:
     epoch: int
     nc1: float
+    nc4: float
     mir: float
-    accuracy: float
+    hdr: float
+    train_accuracy: float
+    test_accuracy: float
 
     @property
     def mir_gap(self) -> float:
@@ -56,11 +66,27 @@ def trajectory() -> list[Point]:
     assert len(checkpoints) >= 3, f"expected the sample trajectory in {SAMPLES}; run `make samples`"
     points = []
     for checkpoint in checkpoints:
-        report = measure(checkpoint, features=checkpoint.with_suffix(".h5"), device="cpu")
-        assert report.targets["mir"] == pytest.approx(MIR_NC_10, abs=1e-6)
-        m = report.metrics
-        points.append(Point(epoch(checkpoint), m["nc1"], m["mir"], report.details["accuracy"]))
+        train = measure(checkpoint, features=checkpoint.with_suffix(".h5"), device="cpu")
+        test = measure(checkpoint, features=checkpoint.with_suffix(".h5"), split="test", device="cpu")
+        assert train.targets["mir"] == pytest.approx(MIR_NC_10, abs=1e-6)
+        m = train.metrics
+        points.append(Point(epoch(checkpoint), m["nc1"], m["nc4"], m["mir"], m["hdr"],
+                            train.details["accuracy"], test.details["accuracy"]))  # fmt: skip
     return points
+
+
+def table(points: list[Point]) -> list[tuple]:
+    return [(p.epoch, round(p.nc1, 4), round(p.mir - MIR_NC_10, 4), round(p.hdr, 4)) for p in points]
+
+
+def test_the_shipped_files_are_the_eight_log_spaced_epochs_of_the_recipe() -> None:
+    checkpoints = sample_checkpoints()
+    assert [epoch(p) for p in checkpoints] == EPOCHS
+    size = sum(p.stat().st_size for p in SAMPLES.iterdir())
+    assert size <= MAX_BYTES, f"{size / 1e6:.1f} MB in {SAMPLES}"
+    record = load_checkpoint(checkpoints[-1]).architecture
+    assert record["name"] == "mlp"
+    assert record["config"]["hidden"] == [64, 64, 64] and record["config"]["batch_norm"] is True
 
 
 def test_track_orders_the_shipped_checkpoints_by_their_recorded_epoch() -> None:
@@ -72,28 +98,23 @@ def test_track_orders_the_shipped_checkpoints_by_their_recorded_epoch() -> None:
     assert [step for _, step in checkpoints] == [epoch(p) for p in sample_checkpoints()]
 
 
-def test_nc1_falls_from_the_first_to_the_last_checkpoint(trajectory: list[Point]) -> None:
-    first, last = trajectory[0], trajectory[-1]
-    assert last.nc1 < 0.5 * first.nc1, [(p.epoch, round(p.nc1, 4)) for p in trajectory]
+def test_the_last_checkpoint_reaches_the_terminal_phase_targets(trajectory: list[Point]) -> None:
+    last = trajectory[-1]
+    assert last.nc1 <= 0.1 and last.mir_gap <= 0.01 and last.hdr <= 0.01 and last.nc4 <= 0.01, table([last])
+    assert last.train_accuracy == 1.0
+    assert last.test_accuracy >= 0.97  # measured 0.9867 on the 450 held-out digits
 
 
-def test_training_reaches_full_accuracy_and_keeps_it(trajectory: list[Point]) -> None:
-    terminal = [p for p in trajectory if p.accuracy == 1.0]
-    assert len(terminal) >= 2, [(p.epoch, p.accuracy) for p in trajectory]
-    assert trajectory[-1].accuracy == 1.0
-    assert trajectory[0].accuracy < 1.0
-
-
-def test_mir_stays_below_its_nc_value_on_a_plateau_through_the_terminal_phase(
+def test_nc1_mir_and_hdr_approach_their_nc_values_from_the_first_to_the_last_checkpoint(
     trajectory: list[Point],
 ) -> None:
-    """Shipped data: at accuracy 1.0, MIR ≈ 0.86–0.87, i.e. |MIR − MIR_NC(10)| ≈ 0.083–0.088 at every
-    checkpoint; the gap neither closes nor drifts by more than a few thousandths."""
-    terminal = [p for p in trajectory if p.accuracy == 1.0]
-    table = [(p.epoch, round(p.mir, 4), round(p.mir_gap, 4)) for p in terminal]
-    assert all(p.mir < MIR_NC_10 - 0.05 for p in terminal), table
-    gaps = [p.mir_gap for p in terminal]
-    assert max(gaps) - min(gaps) < 0.02, table
+    """Measured: NC1 0.187 → 0.0022, |MIR − MIR_NC| 0.018 → 0.0006, HDR 0.063 → 0.0038 (epoch 1 → 300)."""
+    first, last = trajectory[0], trajectory[-1]
+    assert first.epoch == 1 and first.train_accuracy < 1.0
+    assert last.nc1 < 0.05 * first.nc1, table(trajectory)
+    assert last.mir_gap < 0.1 * first.mir_gap, table(trajectory)
+    assert last.hdr < 0.1 * first.hdr, table(trajectory)
+    assert first.mir < MIR_NC_10 - 0.01, table(trajectory)  # epoch 1: training pulled MIR below MIR_NC
 
 
 def test_make_demo_command_exits_0() -> None:

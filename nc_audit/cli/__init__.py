@@ -14,6 +14,8 @@ from nc_audit.cli.extract import extract_command
 from nc_audit.cli.finetune import finetune_command
 from nc_audit.cli.interpolate import interpolate_command
 from nc_audit.cli.measure import measure_command
+from nc_audit.cli.prune import prune_command
+from nc_audit.cli.study import study_app
 from nc_audit.cli.track import track_command
 from nc_audit.core.version import __version__
 
@@ -30,8 +32,10 @@ app.command("extract", no_args_is_help=True, cls=Command)(extract_command)
 app.command("track", no_args_is_help=True, cls=Command)(track_command)
 app.command("finetune", no_args_is_help=True, cls=Command)(finetune_command)
 app.command("interpolate", no_args_is_help=True, cls=Command)(interpolate_command)
+app.command("prune", no_args_is_help=True, cls=Command)(prune_command)
 app.add_typer(demo_app, name="demo")
 app.add_typer(cache_app, name="cache")
+app.add_typer(study_app, name="study")
 
 
 def _version(value: bool) -> None:

@@ -6,6 +6,7 @@ this module writes the PNG and a Markdown summary, and computes nothing.
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +26,15 @@ demo_app = typer.Typer(
 )
 
 
+class GrokModel(str, Enum):
+    modmlp = "modmlp"
+    transformer = "transformer"
+
+
+#: --quick: a few seconds, for a first look and the tests.
+QUICK = {"p": 23, "steps": 300, "save_every": 100}
+
+
 @demo_app.command("grokking", no_args_is_help=True, cls=Command)
 @cli_errors
 def grokking_command(
@@ -37,35 +47,58 @@ def grokking_command(
             help="Folder for step_XXXXX.pt, trajectory.json, grokking.png, SUMMARY.md.",
         ),
     ],
+    model: Annotated[
+        GrokModel,
+        Opt(
+            metavar="[modmlp|transformer]",
+            help="modmlp (embedding MLP) or transformer (one layer, Nanda et al.); sets the defaults below.",
+        ),
+    ] = GrokModel.modmlp,
     p: Annotated[
-        int, Opt("--p", min=2, metavar="P", help="Modulus p of a+b mod p (p classes, p² pairs).")
-    ] = 97,
+        int | None,
+        Opt("--p", min=2, metavar="P", help="Modulus p of a+b mod p. [default: 97 modmlp, 59 transformer]"),
+    ] = None,
     train_fraction: Annotated[
-        float,
+        float | None,
         Opt(
             min=0.0,
             max=1.0,
             metavar="FLOAT",
-            help="Share of the p² pairs used for training; the rest is the test split.",
+            help="Share of the p² pairs used for training; the rest is the test split. [default: 0.4]",
         ),
-    ] = 0.4,
+    ] = None,
     steps: Annotated[
-        int,
+        int | None,
+        Opt(min=1, metavar="N", help="Full-batch AdamW steps. [default: 6000 modmlp, 14000 transformer]"),
+    ] = None,
+    save_every: Annotated[
+        int | None,
         Opt(
             min=1,
             metavar="N",
-            help="Full-batch AdamW steps (p = 97 at a 40% split groks at about step 5000).",
+            help="Write a checkpoint every this many steps (and at 0 and the end). "
+            "[default: 100 modmlp, 200 transformer]",
         ),
-    ] = 6000,
-    save_every: Annotated[
-        int, Opt(min=1, metavar="N", help="Write a checkpoint every this many steps (and at 0 and the end).")
-    ] = 100,
+    ] = None,
     seed: Annotated[
         int, Opt(min=0, metavar="N", help="Seed of the train/test split and of the initialisation.")
     ] = 0,
+    quick: Annotated[bool, Opt("--quick", help="A few seconds: p = 23, 300 steps (unless given).")] = False,
+    resume: Annotated[
+        bool, Opt("--resume", help="Continue the run in --out from its last save (DIR/resume.state).")
+    ] = False,
+    thread_count: Annotated[
+        int | None,
+        Opt(
+            "--threads",
+            min=1,
+            metavar="N",
+            help="Torch CPU threads; 1 is best on shared cores. [default: PyTorch's]",
+        ),
+    ] = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Grokking: train modmlp on modular addition, checkpoint it, track MIR/HDR on train and test features.
+    """Grokking: train a model on modular addition, checkpoint it, track MIR/HDR on train and test features.
 
     Writes DIR/trajectory.json (both splits), DIR/grokking.png and DIR/SUMMARY.md, which states the
     steps where train and test accuracy first reach 0.99 and how much MIR/HDR moved around each.
@@ -74,28 +107,42 @@ def grokking_command(
 
     names = ("trajectory.json", "grokking.png", "SUMMARY.md")
     plan_outputs({f"--out {out / name}": out / name for name in names})
+
+    import torch
+
     from nc_audit.cli.progress import make_tracker
     from nc_audit.experiments.grokking import run_grokking
     from nc_audit.report.figures import grokking_figure
     from nc_audit.report.plots import save_figure
 
-    with make_tracker(quiet) as tracker:
-        result = run_grokking(
-            out,
-            p=p,
-            train_fraction=train_fraction,
-            steps=steps,
-            save_every=save_every,
-            seed=seed,
-            tracker=tracker,
-        )
+    if quick:
+        p, steps = p or QUICK["p"], steps or QUICK["steps"]
+        save_every = save_every or QUICK["save_every"]
+    before = torch.get_num_threads()
+    torch.set_num_threads(thread_count or before)
+    try:
+        with make_tracker(quiet) as tracker:
+            result = run_grokking(
+                out,
+                model=model.value,
+                p=p,
+                train_fraction=train_fraction,
+                steps=steps,
+                save_every=save_every,
+                seed=seed,
+                resume=resume,
+                tracker=tracker,
+            )
+    finally:
+        torch.set_num_threads(before)
     plot_path, summary_path = out / "grokking.png", out / "SUMMARY.md"
     save_figure(grokking_figure(result.document), plot_path)
     atomic_write_text(summary_path, summary_markdown(result.document))
     events, seconds = result.events, result.seconds
     for name in ("train", "test"):
         step = events[f"{name}_accuracy_step"]
-        reached = f"at step {step}" if step is not None else f"never within {steps} steps"
+        within = result.document["config"]["steps"]
+        reached = f"at step {step}" if step is not None else f"never within {within} steps"
         stderr.print(f"{name} accuracy ≥ {events['threshold']}: {reached}")
     stderr.print(
         f"time: training {seconds['train']:.1f} s, measurement {seconds['measure']:.1f} s, total {seconds['total']:.1f} s"
@@ -108,6 +155,12 @@ def _change_cell(change: dict[str, Any] | None) -> str:
     if change is None:
         return "n/a (no event)"
     return f"{fixed(change['change'], undefined='n/a')} (steps {change['from_step']}–{change['to_step']})"
+
+
+def _model_text(model: dict[str, Any]) -> str:
+    """``transformer (d_model 64, heads 4, d_mlp 256)`` from the document's model entry."""
+    settings = ", ".join(f"{key} {value}" for key, value in model.items() if key != "name")
+    return f"{model.get('name', 'modmlp')} ({settings})"
 
 
 def summary_markdown(document: dict[str, Any]) -> str:
@@ -125,7 +178,7 @@ def summary_markdown(document: dict[str, Any]) -> str:
     lines = [
         f"# Grokking on a+b mod {config['p']} (train fraction {config['train_fraction']}, seed {config['seed']})",
         "",
-        f"modmlp (embed_dim {config['model']['embed_dim']}, hidden {config['model']['hidden']}); AdamW lr 1e-3, "
+        f"{_model_text(config['model'])}; AdamW lr 1e-3, "
         f"weight decay 1.0, betas (0.9, 0.98), full batch, {config['steps']} steps, a checkpoint every "
         f"{config['save_every']} steps ({len(document['steps'])} checkpoints), measured with nc-audit's "
         "measure_trajectory on the train and test splits.",

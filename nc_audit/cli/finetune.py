@@ -73,6 +73,10 @@ def finetune_command(
     ] = None,
     mir_weight: Annotated[float, Opt(metavar="FLOAT", help="Weight of the −MIR(K_Z, K_Y) batch term.")] = 0.0,
     hdr_weight: Annotated[float, Opt(metavar="FLOAT", help="Weight of the +HDR(K_Z, K_Y) batch term.")] = 0.0,
+    label_smoothing: Annotated[
+        float,
+        Opt(metavar="FLOAT", help="Label smoothing ε in [0, 1] of the cross-entropy (0: the plain loss)."),
+    ] = 0.0,
     epochs: Annotated[int, Opt(metavar="N", help="Epochs to train (a resumed run may raise it).")] = 10,
     lr: Annotated[float, Opt(metavar="FLOAT", help="Adam learning rate (constant).")] = 1e-3,
     batch_size: Annotated[
@@ -151,6 +155,7 @@ def finetune_command(
         anchors=anchors,
         mir_weight=mir_weight,
         hdr_weight=hdr_weight,
+        label_smoothing=label_smoothing,
         epochs=epochs,
         lr=lr,
         batch_size=batch_size,

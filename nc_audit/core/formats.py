@@ -19,3 +19,9 @@ TRAIN_FORMAT = "nc-audit-finetune/1"
 INTERPOLATION_SCHEMA = "nc-audit-interpolation/1"
 #: The JSON of `nc-audit demo grokking`.
 GROKKING_SCHEMA = "nc-audit-grokking/1"
+#: A study's folder: DIR/study.json (kind and settings; DIR/runs.jsonl holds one record per run).
+STUDY_SCHEMA = "nc-audit-study/1"
+#: A study's results: settings, every run's record and the summary table (DIR/results.json).
+STUDY_RESULTS_SCHEMA = "nc-audit-study-results/1"
+#: The JSON of `nc-audit prune`.
+PRUNING_SCHEMA = "nc-audit-pruning/1"

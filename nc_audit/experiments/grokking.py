@@ -1,8 +1,16 @@
-"""The grokking demo: train modmlp on a+b mod p, checkpoint it, then let nc-audit track the checkpoints.
+"""The grokking demo: train a model on a+b mod p, checkpoint it, then let nc-audit track the checkpoints.
 
-Training (Power et al. 2022 setting): full batch, AdamW (lr 1e-3, weight decay 1.0, betas (0.9, 0.98)),
+Models (``MODELS``): ``modmlp`` (an embedding MLP; p = 97 by default) and ``transformer`` (the one-layer
+transformer of Nanda et al. 2023, nc_audit.models.transformer; p = 59, train fraction 0.4, 14,000 steps
+by default: chosen so it groks in minutes on 2 CPU cores — see the README). Training (Power et al.
+2022, Nanda et al. 2023): full batch, AdamW (lr 1e-3, weight decay 1.0, betas (0.9, 0.98)), constant lr;
 a self-describing checkpoint DIR/step_XXXXX.pt every ``save_every`` steps (and at step 0 and the last
 step), with the training loop's train/test accuracy and loss in each checkpoint's meta.
+
+Resuming: at every save DIR/resume.state (atomically) holds the weights, the optimizer state, the step
+and the history; ``resume=True`` continues from it (training is full batch and draws no random
+numbers, so the result is bit-identical to an uninterrupted run on the same machine and threads), and
+may raise ``steps``; every other setting must be the same.
 
 Measurement: ``measure_trajectory`` on the train split and on the test split (Papyan's protocol: the
 test records take the class means from train, so their class-level metrics are the train ones and
@@ -27,23 +35,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn.functional import cross_entropy
 
 from nc_audit.core.errors import InputError
 from nc_audit.core.formats import GROKKING_SCHEMA
 from nc_audit.core.progress import SilentTracker, Tracker
 from nc_audit.core.version import __version__
+from nc_audit.experiments.grokking_train import OPTIMIZER, train
 from nc_audit.io.atomic import atomic_write_text
-from nc_audit.io.datasets import ArrayDataset, load_dataset
-from nc_audit.io.save import save_checkpoint
-from nc_audit.models.registry import architecture_record, build_model
+from nc_audit.io.datasets import load_dataset
 from nc_audit.report.model import Report, finite_or_none, trajectory_dict
 
-#: modmlp's default width; DEFAULT_STEPS leaves room after the test accuracy reaches 0.99 (the README's
-#: grokking section gives the measured steps).
-MODEL_CONFIG = {"embed_dim": 128, "hidden": 256}
-DEFAULT_STEPS = 6000
-OPTIMIZER: dict[str, Any] = {"name": "AdamW", "lr": 1e-3, "weight_decay": 1.0, "betas": (0.9, 0.98)}
+#: Per model: its config and the run's defaults. The steps leave room after the test accuracy reaches 0.99
+#: (the README's grokking section gives the measured steps).
+MODELS: dict[str, dict[str, Any]] = {
+    "modmlp": {"config": {"embed_dim": 128, "hidden": 256}, "p": 97, "train_fraction": 0.4, "steps": 6000,
+               "save_every": 100},
+    "transformer": {"config": {"d_model": 64, "heads": 4, "d_mlp": 256}, "p": 59, "train_fraction": 0.4,
+                    "steps": 14000, "save_every": 200},
+}  # fmt: skip
 THRESHOLD = 0.99
 WINDOW = 2  # checkpoints either side of an event
 TRACKED = ("mir", "hdr")
@@ -69,54 +78,6 @@ class GrokkingResult:
     @property
     def events(self) -> dict[str, Any]:
         return self.document["events"]
-
-
-def save_steps(steps: int, save_every: int) -> list[int]:
-    """0, save_every, 2·save_every, … and the last step."""
-    return sorted({*range(0, steps + 1, save_every), steps})
-
-
-def _evaluate(model: torch.nn.Module, splits: dict[str, ArrayDataset]) -> dict[str, float]:
-    """The training loop's own accuracy and mean cross-entropy on each split (float32 logits)."""
-    row = {}
-    with torch.inference_mode():
-        for name, split in splits.items():
-            logits = model(split.inputs)  # (N, p)
-            row[f"{name}_accuracy"] = float((logits.argmax(1) == split.labels).double().mean())
-            row[f"{name}_loss"] = float(cross_entropy(logits, split.labels))
-    return row
-
-
-def train(
-    out: Path, spec: str, p: int, steps: int, save_every: int, seed: int, tracker: Tracker
-) -> tuple[list[Path], list[dict[str, Any]]]:
-    """Full-batch AdamW on the train split; checkpoints and the loop's own accuracy/loss per save."""
-    splits = {name: load_dataset(spec, name) for name in ("train", "test")}
-    torch.manual_seed(seed)
-    record = architecture_record("modmlp", {"p": p, **MODEL_CONFIG}, p)
-    model = build_model(record)
-    optimizer = torch.optim.AdamW(
-        model.parameters(),
-        lr=OPTIMIZER["lr"],
-        weight_decay=OPTIMIZER["weight_decay"],
-        betas=OPTIMIZER["betas"],
-    )
-    wanted = set(save_steps(steps, save_every))
-    paths, history = [], []
-    with tracker.stage(f"train modmlp on {spec}", steps, unit="steps") as advance:
-        for step in range(steps + 1):
-            if step in wanted:
-                history.append({"step": step, **_evaluate(model, splits)})
-                meta = {"step": step, "dataset": spec, "metrics": history[-1]}
-                paths.append(save_checkpoint(out / f"step_{step:05d}.pt", model.state_dict(), record, meta))
-            if step == steps:
-                break
-            loss = cross_entropy(model(splits["train"].inputs), splits["train"].labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            advance(1)
-    return paths, history
 
 
 def measure_splits(paths: list[Path], spec: str, tracker: Tracker) -> tuple[list[Report], list[Report]]:
@@ -216,28 +177,60 @@ def events(steps: list[int], values: dict[str, list[Any]]) -> dict[str, Any]:
             "accuracy": values["test accuracy"][best]}, "changes": changes}  # fmt: skip
 
 
+def run_config(
+    model: str = "modmlp",
+    p: int | None = None,
+    train_fraction: float | None = None,
+    steps: int | None = None,
+    save_every: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The run's settings: the model's defaults (``MODELS``) for every value not given."""
+    if model not in MODELS:
+        raise InputError(f"--model {model!r}: the grokking demo trains one of {', '.join(MODELS)}")
+    defaults = MODELS[model]
+    config = {
+        "p": defaults["p"] if p is None else p,
+        "train_fraction": defaults["train_fraction"] if train_fraction is None else train_fraction,
+        "steps": defaults["steps"] if steps is None else steps,
+        "save_every": defaults["save_every"] if save_every is None else save_every,
+        "seed": seed,
+        "model": {"name": model, "config": dict(defaults["config"])},
+        "optimizer": {**OPTIMIZER, "betas": list(OPTIMIZER["betas"])},
+        "batch": "full",
+    }
+    if config["steps"] < 1 or config["save_every"] < 1:
+        raise InputError(
+            f"--steps {config['steps']} and --save-every {config['save_every']} must be positive integers"
+        )
+    return config
+
+
 def run_grokking(
     out: Path | str,
     *,
-    p: int = 97,
-    train_fraction: float = 0.4,
-    steps: int = DEFAULT_STEPS,
-    save_every: int = 100,
+    model: str = "modmlp",
+    p: int | None = None,
+    train_fraction: float | None = None,
+    steps: int | None = None,
+    save_every: int | None = None,
     seed: int = 0,
+    resume: bool = False,
     tracker: Tracker | None = None,
 ) -> GrokkingResult:
-    """Train, checkpoint and measure; write DIR/step_XXXXX.pt and DIR/trajectory.json (see the module doc)."""
-    if steps < 1 or save_every < 1:
-        raise InputError(f"--steps {steps} and --save-every {save_every} must be positive integers")
+    """Train, checkpoint and measure; write DIR/step_XXXXX.pt and DIR/trajectory.json (see the module doc).
+    Values left None take the model's defaults (``MODELS``)."""
+    config = run_config(model, p, train_fraction, steps, save_every, seed)
     tracker = tracker or SilentTracker()
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InputError(f"{out}: cannot create the output folder ({error.strerror})") from None
-    spec = load_dataset(f"modadd:p={p},train_fraction={train_fraction},seed={seed}", "train").spec
-    started = time.perf_counter()
-    paths, history = train(out, spec, p, steps, save_every, seed, tracker)
+    spec = load_dataset(
+        f"modadd:p={config['p']},train_fraction={config['train_fraction']},seed={seed}", "train"
+    ).spec
+    paths, history, train_seconds = train(out, spec, config, tracker, resume)
     trained = time.perf_counter()
     train_reports, test_reports = measure_splits(paths, spec, tracker)
     measured = time.perf_counter()
@@ -246,17 +239,7 @@ def run_grokking(
     document = {
         "schema": GROKKING_SCHEMA,
         "nc_audit_version": __version__,
-        "config": {
-            "dataset": spec,
-            "p": p,
-            "train_fraction": train_fraction,
-            "steps": steps,
-            "save_every": save_every,
-            "seed": seed,
-            "model": {"name": "modmlp", **MODEL_CONFIG},
-            "optimizer": OPTIMIZER,
-            "batch": "full",
-        },
+        "config": {"dataset": spec, **config, "model": {"name": model, **config["model"]["config"]}},
         "history": history,
         "steps": steps_saved,
         "series": values,
@@ -265,9 +248,9 @@ def run_grokking(
         "test": trajectory_dict(test_reports),
     }
     document["seconds"] = {
-        "train": trained - started,
+        "train": train_seconds,  # summed over resumed invocations
         "measure": measured - trained,
-        "total": measured - started,
+        "total": train_seconds + measured - trained,
     }
     atomic_write_text(out / "trajectory.json", json.dumps(document, indent=1, allow_nan=False) + "\n")
     return GrokkingResult(out, paths, out / "trajectory.json", document)

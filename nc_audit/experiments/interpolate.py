@@ -23,24 +23,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn.functional import cross_entropy
 
 from nc_audit.core.devices import resolve_device
 from nc_audit.core.errors import InputError
 from nc_audit.core.formats import INTERPOLATION_SCHEMA
 from nc_audit.core.progress import SilentTracker, Tracker
 from nc_audit.core.version import __version__
-from nc_audit.io.checkpoints import Head
+from nc_audit.experiments.evaluation import BATCH_SIZE, evaluate
 from nc_audit.io.datasets import ArrayDataset, dataset_splits, load_dataset
 from nc_audit.io.inputs import to_device
-from nc_audit.measure.compute import metrics_from_arrays
 from nc_audit.metrics.information import nc_targets
-from nc_audit.models.hooks import call_model, find_head_module, forward_with_features
+from nc_audit.models.hooks import call_model, find_head_module
 from nc_audit.models.loading import LoadedModel, load_model
 from nc_audit.models.registry import architecture_record
-from nc_audit.report.model import finite_or_none
-
-BATCH_SIZE = 512  # the batch size of ``extract``, so endpoint features match a cached dump bit for bit
 
 
 @dataclass(frozen=True)
@@ -168,33 +163,6 @@ def recompute_batch_norm(model: torch.nn.Module, dataset: ArrayDataset, device: 
         for m, momentum in zip(norms, momenta, strict=True):
             m.momentum = momentum
         model.eval()
-
-
-def evaluate(model: torch.nn.Module, head_name: str, dataset: ArrayDataset, device: torch.device) -> dict:
-    """Accuracy, mean cross-entropy and every class-level metric of ``model`` on one split."""
-    features, logits = [], []
-    with torch.inference_mode():
-        for inputs, _ in dataset.batches(BATCH_SIZE):
-            batch_logits, batch_features = forward_with_features(model, to_device(inputs, device), head_name)
-            logits.append(batch_logits)  # (n, C)
-            features.append(batch_features)  # (n, d)
-        H = torch.cat(features)  # (N, d)
-        Z = torch.cat(logits)  # (N, C)
-    labels = dataset.labels.to(H.device)  # (N,)
-    head_module = find_head_module(model, head_name)[1]
-    head = Head(head_name, _float64(head_module.weight), _float64(head_module.bias))
-    metrics, counter = metrics_from_arrays(H, labels, head)
-    loss = cross_entropy(Z.double(), labels)  # mean over the N samples, float64
-    return {
-        "accuracy": counter.accuracy,
-        "loss": finite_or_none(float(loss)),
-        "metrics": {key: finite_or_none(value) for key, value in metrics.items()},
-    }
-
-
-def _float64(tensor: torch.Tensor | None) -> torch.Tensor | None:
-    """A head tensor, detached, in float64 (the precision of every statistic)."""
-    return None if tensor is None else tensor.detach().to(torch.float64)
 
 
 def _check_labels(dataset: ArrayDataset, data: str, num_classes: int) -> None:

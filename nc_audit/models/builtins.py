@@ -1,4 +1,5 @@
 """The built-in architectures: small models for the bundled data (digits, Gaussian mixtures, a + b mod p).
+The one-layer transformer for a + b mod p lives in :mod:`nc_audit.models.transformer`.
 
 Every built-in model ends in an ``nn.Linear`` named ``head``, registered last, so its state dict ends with
 ``head.weight`` / ``head.bias``. Features are the head's input, read by a forward pre-hook on the head

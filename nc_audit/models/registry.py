@@ -22,6 +22,7 @@ from nc_audit.core.errors import InputError
 from nc_audit.core.formats import ARCH_FORMAT
 from nc_audit.models.adapter import FeatureAdapter
 from nc_audit.models.builtins import MLP, ModMLP, SmallCNN
+from nc_audit.models.transformer import OneLayerTransformer
 
 #: Config keys added after records were first written: left out of a record while at their default.
 OMITTED_AT_DEFAULT: dict[str, Any] = {"batch_norm": False}
@@ -32,6 +33,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "mlp": MLP,
     "cnn": SmallCNN,
     "modmlp": ModMLP,
+    "transformer": OneLayerTransformer,
     "adapter": FeatureAdapter,
 }
 

@@ -100,8 +100,9 @@ def grokking_figure(document: Mapping[str, Any]) -> Figure:
         Panel("HDR", tracked("hdr"), target("hdr")),
     ]
     config = document["config"]
+    model = config.get("model", {}).get("name", "modmlp")
     title = (
-        f"grokking: a+b mod {config['p']}, train fraction {config['train_fraction']}; "
+        f"grokking ({model}): a+b mod {config['p']}, train fraction {config['train_fraction']}; "
         f"dotted: accuracy ≥ {events['threshold']} (train, test)"
     )
     return panel_figure(steps, panels, xlabel="step", title=title, marks=marks)

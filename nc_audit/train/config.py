@@ -24,7 +24,11 @@ RESUME_KEYS: tuple[str, ...] = (
     "head",
     "adapter_hidden",
     "loss_shards",
+    "label_smoothing",
 )
+#: Settings added after runs were first recorded: left out of the recorded settings while at their default,
+#: so a run recorded before they existed resumes as before.
+OMITTED_AT_DEFAULT: dict[str, object] = {"label_smoothing": 0.0}
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class FinetuneConfig:
     train_samples_per_class: int | None = None
     adapter_hidden: int | None = None
     loss_shards: int = 1
+    label_smoothing: float = 0.0
     device: str = "auto"
 
     def validate(self) -> None:
@@ -66,6 +71,7 @@ class FinetuneConfig:
         _in_range("--cma-weight", self.cma_weight, 0.0, 1.0)
         _in_range("--mir-weight", self.mir_weight, 0.0, math.inf)
         _in_range("--hdr-weight", self.hdr_weight, 0.0, math.inf)
+        _in_range("--label-smoothing", self.label_smoothing, 0.0, 1.0)
         if not (math.isfinite(self.lr) and self.lr > 0.0):
             raise InputError(f"--lr must be a positive number, got {self.lr}")
         _positive("--epochs", self.epochs)
@@ -91,7 +97,11 @@ class FinetuneConfig:
     def resume_settings(self) -> dict[str, Any]:
         """The settings a checkpoint records and a resumed run must repeat (plain data)."""
         plain = asdict(self)
-        return {key: str(plain[key]) if isinstance(plain[key], Path) else plain[key] for key in RESUME_KEYS}
+        return {
+            key: str(plain[key]) if isinstance(plain[key], Path) else plain[key]
+            for key in RESUME_KEYS
+            if not (key in OMITTED_AT_DEFAULT and plain[key] == OMITTED_AT_DEFAULT[key])
+        }
 
 
 def _in_range(name: str, value: float, low: float, high: float) -> None:

@@ -175,6 +175,21 @@ def mir_hdr_regulariser(
     return (-mir_weight * info.mir + hdr_weight * info.hdr).to(features.dtype)
 
 
+def classification_loss(
+    logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Mean cross-entropy of logits (B, C) against labels (B,), with label smoothing ε. Scalar.
+
+    The target of sample i is q = (1 − ε)·onehot(y_i) + ε/C·1 (Szegedy et al. 2016; PyTorch's
+    ``label_smoothing``), so L_i = −Σ_c q_c log softmax(z_i)_c. ε = 0 is the plain cross-entropy, the
+    very same computation (no smoothing term is formed).
+    """
+    _check_weight("label_smoothing", label_smoothing, upper=1.0)
+    if label_smoothing == 0.0:
+        return torch.nn.functional.cross_entropy(logits, labels)
+    return torch.nn.functional.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+
+
 @dataclass(frozen=True)
 class LossParts:
     """The fine-tuning loss and its parts (scalar tensors): total = (1 − λ)·ce + λ·cma + reg."""
@@ -202,10 +217,12 @@ def total_loss(
     mir_weight: float = 0.0,
     hdr_weight: float = 0.0,
     head_weight: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
 ) -> LossParts:
     """L = (1 − λ)·L_CE + λ·L_CMA − λ_mir·MIR(K_Z, K_Y) + λ_hdr·HDR(K_Z, K_Y) (docs/METRICS.md, "Losses").
 
     logits: (B, C), labels: (B,), features: (B, d), anchors: (C, d); λ = cma_weight ∈ [0, 1].
+    L_CE is :func:`classification_loss` with ``label_smoothing`` ε ∈ [0, 1] (0: the plain loss).
     head_weight (C, d) is needed when mir_weight or hdr_weight is positive. With λ = 0 the CMA part
     is still reported but computed without a graph; with no regulariser weight reg is 0.
     """
@@ -223,7 +240,7 @@ def total_loss(
             f"to match logits {tuple(logits.shape)} and features {tuple(features.shape)}"
         )
 
-    ce = torch.nn.functional.cross_entropy(logits, labels)
+    ce = classification_loss(logits, labels, label_smoothing)
     if cma_weight > 0.0:
         cma = cma_loss(features, labels, anchors)
         total = (1.0 - cma_weight) * ce + cma_weight * cma

@@ -60,6 +60,7 @@ def _shard_losses(
             mir_weight=config.mir_weight,
             hdr_weight=config.hdr_weight,
             head_weight=parts.head.weight,
+            label_smoothing=config.label_smoothing,
         )
         values = torch.stack([loss.total, loss.ce, loss.cma, loss.reg]).detach().to(torch.float64)  # (4,)
         results.append((int(labels[rows].shape[0]), loss.total, values))

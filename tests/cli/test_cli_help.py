@@ -16,7 +16,8 @@ import pytest
 
 NC_AUDIT = str(Path(sys.executable).parent / "nc-audit")
 COMMANDS = [[], ["measure"], ["extract"], ["track"], ["finetune"], ["interpolate"], ["demo", "grokking"],
-            ["cache"], ["cache", "list"], ["cache", "clear"]]  # fmt: skip
+            ["cache"], ["cache", "list"], ["cache", "clear"], ["prune"], ["study"], ["study", "label-smoothing"],
+            ["study", "semi-supervised"]]  # fmt: skip
 
 
 def run(
@@ -74,6 +75,12 @@ def test_help_names_values_with_metavars_not_python_types(help_pages: dict[str, 
         ("finetune", "--lr", "0.001"),
         ("interpolate", "--steps", "11"),
         ("demo grokking", "--steps", "6000"),
+        ("demo grokking", "--model", "modmlp"),
+        ("prune", "--sparsities", "0,0.3,0.5,0.7,0.8,0.9,0.95"),
+        ("prune", "--scope", "global"),
+        ("study label-smoothing", "--epsilons", "0,0.05,0.1,0.2"),
+        ("study label-smoothing", "--threads", "1"),
+        ("study semi-supervised", "--weights", "0,0.1,1"),
     ],
 )
 def test_every_default_is_shown(help_pages: dict[str, str], command: str, option: str, default: str) -> None:
@@ -85,7 +92,8 @@ def test_every_default_is_shown(help_pages: dict[str, str], command: str, option
 
 
 def test_quiet_and_its_old_name_are_one_option(help_pages: dict[str, str]) -> None:
-    for command in ("measure", "track", "extract", "finetune", "interpolate", "demo grokking"):
+    for command in ("measure", "track", "extract", "finetune", "interpolate", "demo grokking", "prune",
+                    "study label-smoothing", "study semi-supervised"):  # fmt: skip
         assert "-q, --quiet, --no-progress" in help_pages[command], command
 
 

@@ -8,12 +8,14 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 import typer
 from typer.testing import CliRunner
 
 from nc_audit.cli.demo import demo_app
 from nc_audit.core.formats import GROKKING_SCHEMA
-from nc_audit.experiments.grokking import THRESHOLD, first_step, save_steps, window_change
+from nc_audit.experiments.grokking import THRESHOLD, first_step, window_change
+from nc_audit.experiments.grokking_train import save_steps
 from nc_audit.io.checkpoints import load_checkpoint
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -97,3 +99,50 @@ def test_event_statistics() -> None:
     assert window_change(steps, peak, 300)["change"] == 6.0
     assert window_change(steps, [0.0, None, 1.0, 1.0, 1.0, 1.0], 100)["change"] is None
     assert window_change(steps, values, None) is None
+
+
+# --- the transformer ----------------------------------------------------------------------------------------
+def grok(out: Path, *args: str) -> None:
+    app = typer.Typer()
+    app.add_typer(demo_app, name="demo")
+    result = CliRunner().invoke(
+        app, ["demo", "grokking", "--out", str(out), *args, "--threads", "1", "--no-progress"]
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+
+
+def test_transformer_quick_run_has_the_same_outputs(tmp_path: Path) -> None:
+    out = tmp_path / "transformer"
+    grok(out, "--model", "transformer", "--quick", "--steps", "200")
+    document = json.loads((out / "trajectory.json").read_text())
+    assert document["config"]["model"] == {"name": "transformer", "d_model": 64, "heads": 4, "d_mlp": 256}
+    assert document["steps"] == [0, 100, 200] and document["config"]["p"] == 23
+    checkpoint = load_checkpoint(out / "step_00200.pt")
+    assert checkpoint.architecture["name"] == "transformer" and checkpoint.architecture["head"] == "head"
+    assert "head.bias" not in checkpoint.state_dict  # the unembedding has no bias
+    records = document["train"]["records"]
+    assert all(r["features"]["num_classes"] == 23 and r["features"]["feature_dim"] == 64 for r in records)
+    assert (out / "grokking.png").read_bytes().startswith(PNG_MAGIC)
+    assert "transformer (d_model 64, heads 4, d_mlp 256)" in (out / "SUMMARY.md").read_text()
+
+
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path: Path) -> None:
+    """Train 100 steps, resume to 200: the same step files and weights as 200 steps in one go."""
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    common = ("--model", "transformer", "--p", "11", "--save-every", "50")
+    grok(whole, *common, "--steps", "200")
+    grok(parts, *common, "--steps", "100")
+    grok(parts, *common, "--steps", "200", "--resume")
+    names = sorted(p.name for p in whole.glob("step_*.pt"))
+    assert names == sorted(p.name for p in parts.glob("step_*.pt")) and len(names) == 5
+    for name in names:
+        a, b = load_checkpoint(whole / name), load_checkpoint(parts / name)
+        for key, value in a.state_dict.items():
+            assert torch.equal(value, b.state_dict[key]), (name, key)
+    history = [json.loads((d / "trajectory.json").read_text())["history"] for d in (whole, parts)]
+    assert history[0] == history[1]
+    app = typer.Typer()
+    app.add_typer(demo_app, name="demo")
+    other = CliRunner().invoke(app, ["demo", "grokking", "--out", str(parts), *common, "--steps", "200",
+                                     "--resume", "--seed", "1", "--no-progress"])  # fmt: skip
+    assert other.exit_code == 2 and "settings differ" in other.stderr and "seed 0 → 1" in other.stderr

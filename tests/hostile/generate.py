@@ -111,8 +111,8 @@ def case(function: Generator) -> Generator:
 # --- building blocks ------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=1)
 def sample_arrays() -> dict[str, np.ndarray]:
-    """The last sample dump's train split and head (N = 1347, d = 64, C = 10; nc1 = 0.380853)."""
-    with hdf5(SAMPLES / "epoch_0750.h5", "r") as handle:
+    """The last sample dump's train split and head (N = 1347, d = 64, C = 10; nc1 = 0.002236)."""
+    with hdf5(SAMPLES / "epoch_0300.h5", "r") as handle:
         return {
             "features": handle["train/features"][...],
             "labels": handle["train/labels"][...],
@@ -123,13 +123,13 @@ def sample_arrays() -> dict[str, np.ndarray]:
 
 @functools.lru_cache(maxsize=1)
 def sample_state() -> dict[str, Any]:
-    """The last sample checkpoint's state dict (mlp 64 → 128 → 64 → 10, head 'head') and its record."""
+    """The last sample checkpoint's state dict (mlp 64 → 64 → 64 → 64 → 10 with BatchNorm, head 'head') and its record."""
     import torch
 
-    return torch.load(SAMPLES / "epoch_0750.pt", map_location="cpu", weights_only=True)
+    return torch.load(SAMPLES / "epoch_0300.pt", map_location="cpu", weights_only=True)
 
 
-def copy_sample(root: Path, epoch: str = "0750", name: str | None = None) -> tuple[Path, Path]:
+def copy_sample(root: Path, epoch: str = "0300", name: str | None = None) -> tuple[Path, Path]:
     """Copies of a sample checkpoint and its dump in ``root`` (the originals are never touched)."""
     stem = name or f"epoch_{epoch}"
     pt, h5 = root / f"{stem}.pt", root / f"{stem}.h5"
@@ -535,9 +535,9 @@ def case_json_onto_baseline(root: Path) -> Case:
 @case
 def case_track_plot_onto_input(root: Path) -> Case:
     copy_sample(root, "0001")
-    _, h5 = copy_sample(root, "0750")
+    _, h5 = copy_sample(root, "0300")
     return Case(
-        "track_plot_onto_input", 3, "track DIR --plot DIR/epoch_0750.h5 (a PNG over a dump the run reads)",
+        "track_plot_onto_input", 3, "track DIR --plot DIR/epoch_0300.h5 (a PNG over a dump the run reads)",
         [["track", str(root), "--plot", str(h5), "--no-progress"]],
         "error", culprits=[h5.name],
     )  # fmt: skip
@@ -546,7 +546,7 @@ def case_track_plot_onto_input(root: Path) -> Case:
 @case
 def case_track_json_onto_input(root: Path) -> Case:
     pt1, _ = copy_sample(root, "0001")
-    copy_sample(root, "0750")
+    copy_sample(root, "0300")
     return Case(
         "track_json_onto_input", 3, "track DIR --json DIR/epoch_0001.pt (a report over a checkpoint it reads)",
         [["track", str(root), "--json", str(pt1), "--no-progress"]],
@@ -643,7 +643,7 @@ def case_external_link_offsets(root: Path) -> Case:
     return Case(
         "external_link_offsets", 5,
         "/features is an external link to a chunked dataset in another file: refused by default; followed with "
-        "--allow-external-data, read from the target file itself: nc1 must equal the sample's 0.380853, not 23.2",
+        "--allow-external-data, read from the target file itself: nc1 must equal the sample's 0.002236, not 23.2",
         [["measure", str(dump), "--format", "json", "--no-progress"],
          ["measure", str(dump), "--format", "json", "--no-progress", "--allow-external-data"]],
         "ok-or-error", culprits=[dump.name], fragments=["/features"],
@@ -982,8 +982,8 @@ def case_arch_hidden_huge(root: Path) -> Case:
     torch.save(payload, pt)
     return Case(
         "arch_hidden_huge", 11,
-        "a 72 KB nc-audit checkpoint whose architecture record asks hidden=[30000, 30000] (3.6 GB of "
-        "weights) for a 64-128-64 state dict: the record is checked against the state dict's shapes first",
+        "a 64 KB nc-audit checkpoint whose architecture record asks hidden=[30000, 30000] (3.6 GB of "
+        "weights) for a 64-64-64-64 state dict: the record is checked against the state dict's shapes first",
         [["extract", str(pt), "--data", "digits", "--out", str(root / "out.h5"), "--no-progress"]],
         "error", culprits=[pt.name], timeout=60,
     )  # fmt: skip
@@ -1013,11 +1013,11 @@ def case_baseline_fifo(root: Path) -> Case:
 @case
 def case_track_fifo_pt(root: Path) -> Case:
     copy_sample(root, "0001")
-    copy_sample(root, "0750")
-    fifo = make_fifo(root / "epoch_0300.pt")
-    shutil.copyfile(SAMPLES / "epoch_0300.h5", root / "epoch_0300.h5")
+    copy_sample(root, "0300")
+    fifo = make_fifo(root / "epoch_0150.pt")
+    shutil.copyfile(SAMPLES / "epoch_0150.h5", root / "epoch_0150.h5")
     return Case(
-        "track_fifo_pt", 11, "track DIR where epoch_0300.pt is a FIFO: refuse naming it (only regular files are "
+        "track_fifo_pt", 11, "track DIR where epoch_0150.pt is a FIFO: refuse naming it (only regular files are "
         "read), never hang",
         [["track", str(root), "--no-progress"]],
         "error", culprits=[fifo.name], timeout=20,
@@ -1267,7 +1267,7 @@ def case_non_utf8_path(root: Path) -> Case:
 @case
 def case_plot_markup_name(root: Path) -> Case:
     copy_sample(root, "0001")
-    copy_sample(root, "0750")
+    copy_sample(root, "0300")
     plot = root / "traj[red]x[bold].png"
     return Case(
         "plot_markup_name", 12, "track --plot 'traj[red]x[bold].png': the file is written and named verbatim "

@@ -45,7 +45,7 @@ def test_cuda_measure_gives_every_metric_of_the_cpu(random_dump: Path, cuda_devi
 
 def test_cuda_measure_of_a_held_out_split(tmp_path: Path, cuda_device: torch.device) -> None:
     """Means from train, decisions and K_Z on test (the second pass centres K_Z on another mean)."""
-    dump = SAMPLES / "epoch_0020.h5"
+    dump = SAMPLES / "epoch_0030.h5"
     checkpoint = dump.with_suffix(".pt")
     with h5py.File(dump) as handle:
         if "test" not in handle:

@@ -32,7 +32,7 @@ def metrics(*args: str | Path) -> dict:
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """(backbone dump, adapter run folder, another checkpoint's dump) in one module-wide folder."""
     folder = tmp_path_factory.mktemp("adapter")
-    backbone = extract(SAMPLES / "epoch_0750.pt", "digits", folder / "backbone.h5")
+    backbone = extract(SAMPLES / "epoch_0300.pt", "digits", folder / "backbone.h5")
     other = extract(SAMPLES / "epoch_0001.pt", "digits", folder / "other.h5")
     result = invoke("finetune", "--features", backbone, "--cma-weight", "0.2", "--epochs", "2", "--lr", "0.01",
                     "--out", folder / "ft")  # fmt: skip

@@ -95,7 +95,9 @@ def reference_run(checkpoint: Path, config: FinetuneConfig) -> dict[str, torch.T
         for start in range(0, len(labels), config.batch_size):
             batch = permutation[start : start + config.batch_size]
             logits, features = forward_with_features(model, inputs[batch])
-            ce = torch.nn.functional.cross_entropy(logits, labels[batch])
+            ce = torch.nn.functional.cross_entropy(
+                logits, labels[batch], label_smoothing=config.label_smoothing
+            )
             loss = ce if lam == 0 else (1 - lam) * ce + lam * cma_loss(features, labels[batch], anchors)
             optimizer.zero_grad()
             loss.backward()
@@ -103,11 +105,11 @@ def reference_run(checkpoint: Path, config: FinetuneConfig) -> dict[str, torch.T
     return model.state_dict()
 
 
-@pytest.mark.parametrize("cma_weight", [0.0, 0.3])
+@pytest.mark.parametrize(("cma_weight", "label_smoothing"), [(0.0, 0.0), (0.3, 0.0), (0.3, 0.1)])
 def test_training_follows_the_definition_of_the_loss(
-    trained: Path, tmp_path: Path, cma_weight: float
+    trained: Path, tmp_path: Path, cma_weight: float, label_smoothing: float
 ) -> None:
-    config = config_for(trained, tmp_path / "run", cma_weight=cma_weight)
+    config = config_for(trained, tmp_path / "run", cma_weight=cma_weight, label_smoothing=label_smoothing)
     result = finetune(config)
     weights = load_checkpoint(result.final_path).state_dict
     expected = reference_run(trained, config)

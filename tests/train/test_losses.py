@@ -15,6 +15,7 @@ import torch
 from nc_audit.core.errors import InputError
 from nc_audit.train.losses import (
     LossParts,
+    classification_loss,
     cma_loss,
     matrix_information,
     mir_hdr_regulariser,
@@ -292,6 +293,49 @@ def test_total_loss_rejects_anchor_shape(batch: dict[str, np.ndarray]) -> None:
 def test_total_loss_needs_head_weight_for_regulariser(batch: dict[str, np.ndarray]) -> None:
     with pytest.raises(InputError, match="head_weight"):
         _total(batch, cma_weight=0.5, mir_weight=0.1)
+
+
+# ---------------------------------------------------------------- label smoothing
+
+
+def np_smoothed_cross_entropy(logits: np.ndarray, labels: np.ndarray, eps: float) -> float:
+    """−Σ_c q_c log softmax(z)_c with q = (1 − ε)·onehot(y) + ε/C, averaged over the batch."""
+    shifted = logits - logits.max(1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+    C = logits.shape[1]
+    q = np.full(logits.shape, eps / C)
+    q[np.arange(labels.size), labels] += 1.0 - eps
+    return float(-(q * log_probs).sum(1).mean())
+
+
+def test_label_smoothing_zero_is_the_plain_loss(batch: dict[str, np.ndarray]) -> None:
+    """ε = 0: bit-identical to the plain cross-entropy, in value and in gradient."""
+    logits = t(batch["logits"]).requires_grad_(True)
+    labels = torch.tensor(batch["labels"])
+    smoothed = classification_loss(logits, labels, 0.0)
+    (grad_smoothed,) = torch.autograd.grad(smoothed, logits)
+    plain = torch.nn.functional.cross_entropy(logits, labels)
+    (grad_plain,) = torch.autograd.grad(plain, logits)
+    assert torch.equal(smoothed, plain) and torch.equal(grad_smoothed, grad_plain)
+    assert smoothed.item() == pytest.approx(np_cross_entropy(batch["logits"], batch["labels"]), abs=1e-12)
+    parts = _total(batch, cma_weight=0.0, label_smoothing=0.0)
+    assert torch.equal(parts.ce, plain.detach()) and torch.equal(parts.total, parts.ce)
+
+
+@pytest.mark.parametrize("eps", [0.05, 0.2, 1.0])
+def test_label_smoothing_matches_numpy_reference(batch: dict[str, np.ndarray], eps: float) -> None:
+    expected = np_smoothed_cross_entropy(batch["logits"], batch["labels"], eps)
+    value = classification_loss(t(batch["logits"]), torch.tensor(batch["labels"]), eps)
+    assert value.item() == pytest.approx(expected, abs=1e-12)
+    assert value.item() != pytest.approx(np_cross_entropy(batch["logits"], batch["labels"]), abs=1e-6)
+    parts = _total(batch, cma_weight=0.3, label_smoothing=eps)
+    assert parts.ce.item() == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("eps", [-0.1, 1.5, float("nan")])
+def test_label_smoothing_outside_unit_interval_is_refused(batch: dict[str, np.ndarray], eps: float) -> None:
+    with pytest.raises(InputError, match="label_smoothing"):
+        _total(batch, cma_weight=0.0, label_smoothing=eps)
 
 
 def test_cma_rejects_bad_inputs() -> None:

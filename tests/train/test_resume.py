@@ -162,3 +162,15 @@ def test_resume_with_other_settings_exits_2(start: Path, tmp_path: Path) -> None
     uninterrupted(start, tmp_path / "run", 1)
     result = invoke(*cli_args(start, tmp_path / "run", 2, lr=0.5), "--resume")
     assert_bad_input(result, "settings differ", "lr 0.01 → 0.5")
+
+
+def test_resume_with_another_label_smoothing_exits_2(start: Path, tmp_path: Path) -> None:
+    """ε is a setting of the run: recorded when nonzero (a run at ε = 0 records no key, as runs did before
+    the option existed, and resumes with the default)."""
+    uninterrupted(start, tmp_path / "run", 1)
+    settings = torch.load(tmp_path / "run" / "epoch_001.pt", weights_only=True)["settings"]
+    assert "label_smoothing" not in settings
+    result = invoke(*cli_args(start, tmp_path / "run", 2), "--label-smoothing", "0.1", "--resume")
+    assert_bad_input(result, "settings differ", "label_smoothing None → 0.1")
+    result = invoke(*cli_args(start, tmp_path / "run", 2), "--resume")
+    assert result.exit_code == 0, result.output

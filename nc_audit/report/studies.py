@@ -1,0 +1,110 @@
+"""Rendering a study's summary: a Markdown table of mean ± std cells, and a PNG with error bars.
+
+A summary row (nc_audit.experiments.studies.summary) holds its group's values (ε, λ, labels per class,
+sparsity, ...) and, per column, ``{"mean", "std", "n"}``. Both renderers take the row order as given.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nc_audit.io.atomic import atomic_write_bytes
+
+
+def cell(stat: Mapping[str, Any] | None, digits: int = 4) -> str:
+    """``0.9822 ± 0.0031`` (``—`` when undefined; no ± for a single run)."""
+    if not stat or stat.get("mean") is None:
+        return "—"
+    if stat.get("n", 0) <= 1:
+        return f"{stat['mean']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+
+def markdown_table(
+    rows: Sequence[Mapping[str, Any]],
+    groups: Sequence[tuple[str, str]],
+    columns: Sequence[tuple[str, str]],
+    digits: int = 4,
+) -> str:
+    """Markdown: the group columns (key, header) as given, then one mean ± std cell per (key, header)."""
+    headers = [header for _, header in groups] + [header for _, header in columns]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---:|" * len(headers)]
+    for row in rows:
+        cells = [_group_value(row[key]) for key, _ in groups]
+        cells += [cell(row.get(key), digits) for key, _ in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _group_value(value: Any) -> str:
+    if value is None:
+        return "—"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One panel: the summary column it draws, its title, a dashed target line, and a log y-axis."""
+
+    column: str
+    title: str
+    target: float | None = None
+    log: bool = False
+
+
+def plot_study(
+    rows: Sequence[Mapping[str, Any]],
+    x_key: str,
+    panels: Sequence[Panel],
+    path: Path | str,
+    *,
+    title: str,
+    xlabel: str,
+    line_key: str | None = None,
+    categorical: bool = False,
+) -> None:
+    """A PNG (written atomically): one panel per column, mean against ``x_key`` with ± std error bars,
+    one line per value of ``line_key`` (or a single line). ``categorical`` spaces the x values evenly."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    lines: dict[Any, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        lines.setdefault(row[line_key] if line_key else None, []).append(row)
+    x_values = list(dict.fromkeys(row[x_key] for row in rows))
+    position = {value: (index if categorical else value) for index, value in enumerate(x_values)}
+    ncols = len(panels) if len(panels) <= 4 else 3  # 5 or 6 panels: two rows of three
+    nrows = math.ceil(len(panels) / ncols)
+    figure = Figure(figsize=(4.2 * ncols, 3.4 * nrows), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, panel in zip(axes, panels, strict=False):
+        for name, members in lines.items():
+            stats = [row.get(panel.column) or {} for row in members]
+            x = [position[row[x_key]] for row in members]
+            y = [math.nan if s.get("mean") is None else s["mean"] for s in stats]
+            spread = [0.0 if s.get("std") is None else s["std"] for s in stats]
+            label = None if name is None else f"{line_key} = {_group_value(name)}"
+            ax.errorbar(x, y, yerr=spread, marker="o", markersize=4, capsize=3, label=label)
+        if panel.target is not None:
+            ax.axhline(panel.target, linestyle="--", color="grey", linewidth=1, label="NC target")
+        if panel.log:
+            ax.set_yscale("log")
+        if categorical:
+            ax.set_xticks(range(len(x_values)), [_group_value(v).replace(" ", "\n") for v in x_values])
+        ax.set_title(panel.title, fontsize="medium")
+        ax.set_xlabel(xlabel)
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    figure.suptitle(title)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    atomic_write_bytes(path, buffer.getvalue())
