@@ -236,3 +236,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def cuda_device() -> torch.device:
     """The device of the ``cuda`` tests: the GPU (or what NC_AUDIT_TEST_CUDA_DEVICE names)."""
     return torch.device(TEST_CUDA_DEVICE)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """The header says which hypothesis profile tests/hostile/test_properties.py runs, and how it draws."""
+    profile = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+    seed = config.getoption("hypothesis_seed", default=None)
+    drawn = f"seed {seed}" if seed is not None else ("derandomized" if profile == "ci" else "random seeds")
+    return f"tests/hostile: hypothesis profile {profile!r} ({drawn}); see test_properties.py for the counts"

@@ -8,10 +8,19 @@ from typing import Annotated
 import typer
 
 from nc_audit.cli.common import Device, cli_errors, wrote
-from nc_audit.cli.completion import complete_dataset
-from nc_audit.cli.options import DEVICE_METAVAR, AllowExternalOpt, ModelArgOpt, ModelOpt, QuietOpt
+from nc_audit.cli.options import (
+    DEVICE_METAVAR,
+    AllowExternalOpt,
+    ModelArgOpt,
+    ModelOpt,
+    QuietOpt,
+    required_data,
+)
 
 Opt = typer.Option
+
+
+DataArg = required_data("Dataset to extract features from")
 
 
 @cli_errors
@@ -24,16 +33,7 @@ def extract_command(
             show_default=False,
         ),
     ],
-    data: Annotated[
-        str,
-        Opt(
-            "--data",
-            "-d",
-            metavar="NAME|PATH",
-            autocompletion=complete_dataset,
-            help="digits, gaussian[:k=v,...], modadd[:k=v,...], or a .npz/.h5 file with inputs and labels.",
-        ),
-    ],
+    data: DataArg,
     out: Annotated[
         Path,
         Opt(

@@ -9,8 +9,14 @@ from typing import Annotated, Any
 import typer
 
 from nc_audit.cli.common import Device, Format, cli_errors, print_stdout, stderr, wrote
-from nc_audit.cli.completion import complete_dataset
-from nc_audit.cli.options import DEVICE_METAVAR, FORMAT_METAVAR, ModelArgOpt, ModelOpt, QuietOpt
+from nc_audit.cli.options import (
+    DEVICE_METAVAR,
+    FORMAT_METAVAR,
+    ModelArgOpt,
+    ModelOpt,
+    QuietOpt,
+    required_data,
+)
 from nc_audit.report.escape import markdown_code, markdown_text, terminal
 from nc_audit.report.numbers import precise, short
 
@@ -30,6 +36,9 @@ SHORT_NAMES = {
 }
 
 
+DataArg = required_data("Dataset to evaluate on")
+
+
 @cli_errors
 def interpolate_command(
     a: Annotated[Path, typer.Argument(metavar="A", help="First checkpoint (α = 0).", show_default=False)],
@@ -37,16 +46,7 @@ def interpolate_command(
         Path,
         typer.Argument(metavar="B", help="Second checkpoint (α = 1), same architecture.", show_default=False),
     ],
-    data: Annotated[
-        str,
-        Opt(
-            "--data",
-            "-d",
-            metavar="NAME|PATH",
-            autocompletion=complete_dataset,
-            help="Dataset to evaluate on: digits, gaussian[:k=v,...], modadd[:k=v,...], or a .npz/.h5 file with inputs and labels.",
-        ),
-    ],
+    data: DataArg,
     steps: Annotated[
         int, Opt(metavar="N", help="Number of α values from 0 to 1, both ends included (at least 2).")
     ] = 11,

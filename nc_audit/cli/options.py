@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -40,6 +40,23 @@ DataOpt = Annotated[
         "file with inputs and labels. Cached by checkpoint sha256 + dataset.",
     ),
 ]
+
+
+def required_data(purpose: str) -> Any:
+    """A required ``--data/-d NAME|PATH`` with dataset completion; ``purpose`` starts its help."""
+    return Annotated[
+        str,
+        Opt(
+            "--data",
+            "-d",
+            metavar="NAME|PATH",
+            autocompletion=complete_dataset,
+            help=f"{purpose}: digits, gaussian[:k=v,...], modadd[:k=v,...], or a .npz/.h5 file with inputs "
+            "and labels.",
+        ),
+    ]
+
+
 ModelOpt = Annotated[
     str | None,
     Opt(

@@ -8,8 +8,16 @@ from typing import Annotated, Any
 import typer
 
 from nc_audit.cli.common import Device, Format, cli_errors, print_stdout, stderr
-from nc_audit.cli.options import DEVICE_METAVAR, FORMAT_METAVAR, HeadOpt, ModelArgOpt, ModelOpt, QuietOpt
-from nc_audit.cli.study import parse_floats, run_line, threads
+from nc_audit.cli.options import (
+    DEVICE_METAVAR,
+    FORMAT_METAVAR,
+    HeadOpt,
+    ModelArgOpt,
+    ModelOpt,
+    QuietOpt,
+    required_data,
+)
+from nc_audit.cli.study import parse_numbers, run_line, threads
 
 Opt = typer.Option
 
@@ -25,20 +33,15 @@ COLUMNS = (
 )
 
 
+DataArg = required_data("Dataset to measure on (and to fine-tune on)")
+
+
 @cli_errors
 def prune_command(
     checkpoint: Annotated[
         Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint to prune.", show_default=False)
     ],
-    data: Annotated[
-        str,
-        Opt(
-            "--data",
-            "-d",
-            metavar="NAME|PATH",
-            help="Dataset to measure on (and fine-tune on): digits, gaussian:..., modadd:..., a .npz/.h5 file.",
-        ),
-    ],
+    data: DataArg,
     sparsities: Annotated[
         str, Opt(metavar="LIST", help="Shares of the weights to prune, comma-separated, each in [0, 1).")
     ] = "0,0.3,0.5,0.7,0.8,0.9,0.95",
@@ -115,7 +118,7 @@ def prune_command(
     from nc_audit.experiments.studies.records import json_text
 
     settings = PruneSettings(
-        sparsities=parse_floats(sparsities, "--sparsities"),
+        sparsities=parse_numbers(sparsities, "--sparsities"),
         scope=scope,
         include_head=include_head,
         finetune_epochs=finetune_epochs,

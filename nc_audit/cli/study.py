@@ -56,25 +56,16 @@ ThreadsOpt = Annotated[
 ]
 
 
-def parse_floats(text: str, option: str) -> tuple[float, ...]:
-    """``0,0.05,0.1`` → (0.0, 0.05, 0.1); InputError naming the option otherwise."""
+def parse_numbers(text: str, option: str, kind: type[float] | type[int] = float) -> tuple[Any, ...]:
+    """``0,0.05,0.1`` → (0.0, 0.05, 0.1) (``kind=int``: ``4,10`` → (4, 10)); InputError naming the option
+    otherwise."""
+    noun, example = ("integers", "4,10") if kind is int else ("numbers", "0,0.1,0.2")
     try:
-        values = tuple(float(part) for part in text.split(",") if part.strip())
+        values = tuple(kind(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise InputError(f"{option} {text!r}: expected comma-separated numbers such as 0,0.1,0.2") from None
+        raise InputError(f"{option} {text!r}: expected comma-separated {noun} such as {example}") from None
     if not values:
-        raise InputError(f"{option} {text!r}: give at least one number")
-    return values
-
-
-def parse_ints(text: str, option: str) -> tuple[int, ...]:
-    """``4,10`` → (4, 10); InputError naming the option otherwise."""
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise InputError(f"{option} {text!r}: expected comma-separated integers such as 4,10") from None
-    if not values:
-        raise InputError(f"{option} {text!r}: give at least one integer")
+        raise InputError(f"{option} {text!r}: give at least one {noun[:-1]}")
     return values
 
 
@@ -155,7 +146,7 @@ def label_smoothing_command(
     study = LabelSmoothingStudy.quick() if quick else LabelSmoothingStudy()
     study = replace(study, data=data)
     if epsilons is not None:
-        study = replace(study, epsilons=parse_floats(epsilons, "--epsilons"))
+        study = replace(study, epsilons=parse_numbers(epsilons, "--epsilons"))
     if seeds is not None:
         study = replace(study, seeds=tuple(range(seeds)))
     if epochs is not None:
@@ -226,9 +217,9 @@ def semi_supervised_command(
 
     study = SemiSupervisedStudy.quick() if quick else SemiSupervisedStudy()
     if labels_per_class is not None:
-        study = replace(study, labels_per_class=parse_ints(labels_per_class, "--labels-per-class"))
+        study = replace(study, labels_per_class=parse_numbers(labels_per_class, "--labels-per-class", int))
     if weights is not None:
-        study = replace(study, weights=parse_floats(weights, "--weights"))
+        study = replace(study, weights=parse_numbers(weights, "--weights"))
     if seeds is not None:
         study = replace(study, seeds=tuple(range(seeds)))
     if steps is not None:

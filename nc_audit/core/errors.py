@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class InputError(Exception):
     """Bad usage or bad input: the message names the file and the problem, and says what to do next."""
@@ -19,3 +21,10 @@ def did_you_mean(name: str, choices: list[str] | tuple[str, ...]) -> str:
 
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" did you mean '{close[0]}'?" if close else ""
+
+
+def changed_settings(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """``key old → new`` for every setting in ``wanted`` that ``stored`` (a run's record) holds otherwise."""
+    return [
+        f"{key} {stored.get(key)!r} → {value!r}" for key, value in wanted.items() if stored.get(key) != value
+    ]

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nc_audit.core.errors import InputError
+from nc_audit.core.errors import InputError, changed_settings
 from nc_audit.core.formats import TRAIN_FORMAT
 from nc_audit.io.atomic import atomic_write_text
 from nc_audit.io.save import save_checkpoint
@@ -149,12 +149,7 @@ def check_resumable(path: Path, payload: dict[str, Any], identity: RunIdentity) 
             f"--resume: {path} started from {payload.get('source', {}).get('path')} (another file than "
             f"{identity.source.get('path')}); resume with the same CHECKPOINT or use another --out"
         )
-    settings = payload.get("settings", {})
-    changed = [
-        f"{key} {settings.get(key)!r} → {value!r}"
-        for key, value in identity.settings.items()
-        if settings.get(key) != value
-    ]
+    changed = changed_settings(payload.get("settings", {}), identity.settings)
     if changed:
         raise InputError(
             f"--resume: settings differ from the run in {path.parent}: {'; '.join(changed)}; "

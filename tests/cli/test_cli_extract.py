@@ -17,6 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import runs
 import torch
 from typer.testing import CliRunner, Result
 
@@ -58,17 +59,8 @@ def run(command: str, checkpoint: Path, data: str, *extra: str | Path) -> Result
 
 
 def assert_bad_input(result: Result, *fragments: str) -> str:
-    """Exit 2, exactly one non-blank stderr line 'nc-audit: error: ...' holding every fragment, no traceback,
-    nothing on stdout, and no dump at --out."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    line = lines[0]
-    assert line.startswith("nc-audit: error: "), line
-    for fragment in fragments:
-        assert fragment in line, (fragment, line)
-    assert result.stdout == ""
+    """:func:`runs.assert_bad_input`, and no dump at --out."""
+    line = runs.assert_bad_input(result, *fragments)
     assert not Path("out.h5").exists()
     return line
 
@@ -109,10 +101,10 @@ def test_unknown_dataset_name(command: str, tmp_path: Path) -> None:
 
 @COMMANDS
 def test_unknown_model_name_in_the_architecture_record(command: str, tmp_path: Path) -> None:
-    record = {"format": ARCH_FORMAT, "name": "transformer", "config": {}, "num_classes": 10, "head": "head"}
+    record = {"format": ARCH_FORMAT, "name": "resnet50", "config": {}, "num_classes": 10, "head": "head"}
     state = build_model(digits_record()).state_dict()
     checkpoint = save_checkpoint(tmp_path / "model.pt", state, record)
-    assert_bad_input(run(command, checkpoint, "digits"), "unknown architecture 'transformer'", "mlp")
+    assert_bad_input(run(command, checkpoint, "digits"), "unknown architecture 'resnet50'", "mlp")
 
 
 @COMMANDS

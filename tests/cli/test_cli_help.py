@@ -124,7 +124,10 @@ def test_fail_on_offers_nothing_once_the_operator_is_typed() -> None:
     assert completions("bash", "nc-audit track run --fail-on nc1<=") == []
 
 
-@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+@pytest.mark.parametrize(
+    "shell",
+    ["bash", pytest.param("zsh", marks=pytest.mark.slow), pytest.param("fish", marks=pytest.mark.slow)],
+)
 def test_data_completes_dataset_names(shell: str) -> None:
     found = "\n".join(completions(shell, "nc-audit measure x.pt --data g"))
     assert "gaussian" in found and "digits" not in found

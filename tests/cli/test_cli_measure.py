@@ -19,6 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import runs
 import torch
 from conftest import CheckpointWriter, CreatesAFile, DumpWriter, backbone_state, make_random_problem
 from reference import ALL_KEYS, Problem, reference_metrics, relative_difference
@@ -51,17 +52,8 @@ def error_line(result: Result) -> str:
 
 
 def assert_bad_input(result: Result, file: Path | str | None, *fragments: str) -> str:
-    """Exit 2, one stderr line 'nc-audit: error: ...' naming ``file`` and each fragment, no traceback."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert "Traceback" not in result.output
-    line = error_line(result)
-    assert line.startswith("nc-audit: error: "), line
-    if file is not None:
-        assert Path(file).name in line, line
-    for fragment in fragments:
-        assert fragment in line, line
-    assert result.stdout == ""
-    return line
+    """:func:`runs.assert_bad_input`, the line also naming ``file``."""
+    return runs.assert_bad_input(result, *fragments, *([Path(file).name] if file is not None else []))
 
 
 # --- reports ------------------------------------------------------------------------------------------

@@ -97,7 +97,14 @@ def test_a_log_without_a_terminal_gets_plain_progress_lines(tmp_path: Path) -> N
     assert "\x1b" not in log and "\r" not in log  # no bar drawing in a log
 
 
-@pytest.mark.parametrize("flag", ["--quiet", "-q", "--no-progress"])
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--quiet",
+        pytest.param("-q", marks=pytest.mark.slow),
+        pytest.param("--no-progress", marks=pytest.mark.slow),
+    ],
+)
 def test_quiet_and_no_progress_silence_it(tmp_path: Path, flag: str) -> None:
     code, log = extract(tmp_path, flag)
     assert code == 0

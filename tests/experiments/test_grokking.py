@@ -126,6 +126,7 @@ def test_transformer_quick_run_has_the_same_outputs(tmp_path: Path) -> None:
     assert "transformer (d_model 64, heads 4, d_mlp 256)" in (out / "SUMMARY.md").read_text()
 
 
+@pytest.mark.slow  # two short training runs, one interrupted
 def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path: Path) -> None:
     """Train 100 steps, resume to 200: the same step files and weights as 200 steps in one go."""
     whole, parts = tmp_path / "whole", tmp_path / "parts"

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from runs import SAMPLES, invoke, sample_checkpoints
 
 from nc_audit.core.formats import PRUNING_SCHEMA
 from nc_audit.experiments.prune import PruneSettings, run_pruning
 from nc_audit.measure.api import measure
-from runs import SAMPLES, invoke, sample_checkpoints
 
 pytestmark = pytest.mark.usefixtures("one_thread", "isolated_cli")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

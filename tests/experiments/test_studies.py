@@ -93,6 +93,7 @@ def test_semi_supervised_quick_runs_end_to_end(tmp_path: Path) -> None:
     assert len(list((out / "runs").glob("*.pt"))) == 3
 
 
+@pytest.mark.slow  # kills a real study process mid-way and runs it again
 def test_a_killed_study_resumes_where_it_stopped(tmp_path: Path) -> None:
     """SIGKILL after the first of three runs; --resume reads it back untouched, runs the other two, and the
     results equal an uninterrupted study's."""

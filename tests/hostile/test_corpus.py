@@ -13,8 +13,8 @@ wall-clock limit, with a planted secret first in its environment. The contract (
   (/etc/passwd, the environment) in the output.
 
 Cases run two at a time in threads (the machine this was written on has 2 cores): the first test
-starts every selected case, each test waits for its own. Every case runs by default (a few that train or
-extract are marked ``slow``, for ``-m "not slow"``). A case that fails would be marked
+starts every selected case, each test waits for its own. A few cases that train or extract are marked
+``slow``: ``make test-all`` runs them, ``make test`` (CI) does not. A case that fails would be marked
 ``xfail(strict=True)`` in XFAIL with the observed behaviour, so that its fix fails the run until the mark
 is removed; none is left.
 """
@@ -86,8 +86,8 @@ FORGED_LINE = re.compile(r"^[\s│┃|]*PASS nc1 <= 0\.5", re.MULTILINE)
 #: name -> what nc-audit does with the case today, for a case that still fails (none: issue 10 fixed them
 #: all). A case listed here is marked xfail(strict=True), so its fix must remove it.
 XFAIL: dict[str, str] = {}
-#: Cases marked ``slow`` (they train, extract or run several times). They run by default like every other
-#: case; ``-m "not slow"`` leaves them out of a quick local run.
+#: Cases marked ``slow`` (they train, extract or run several times): ``make test-all`` runs them, ``make
+#: test`` (CI) leaves them out with every other slow test.
 SLOW: dict[str, str] = {
     "truncated_cache_entry": "primes a cache, then 2 runs",
     "extract_sigterm": "extracts 200,000 samples until SIGTERM",

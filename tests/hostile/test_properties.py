@@ -11,7 +11,7 @@ Profiles: ``ci`` (default: CI_EXAMPLES examples per property, twice that for dum
 every run draws the same examples, no shrinking) and ``long`` (``HYPOTHESIS_PROFILE=long``:
 LONG_EXAMPLES random examples per property, with shrinking, for runs by hand; add
 ``--hypothesis-seed=N`` to draw from (or replay) seed N and ``--hypothesis-show-statistics`` to see the
-examples run). pytest's header line says which profile ran (tests/hostile/conftest.py).
+examples run). pytest's header line says which profile ran (tests/conftest.py).
 """
 
 from __future__ import annotations

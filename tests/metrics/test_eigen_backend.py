@@ -155,6 +155,7 @@ def test_non_square_input_is_rejected() -> None:
         batched_eigvalsh(torch.zeros(3, 4, 5))
 
 
+@pytest.mark.slow  # runs benchmarks/bench.py --quick in a subprocess (make bench covers it)
 def test_bench_quick_smoke_run_writes_results(tmp_path: Path) -> None:
     """`bench.py --quick` runs end to end and writes its Markdown (no timing is asserted)."""
     out = tmp_path / "RESULTS.md"

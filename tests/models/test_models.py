@@ -26,6 +26,7 @@ RECORDS = {
     "cnn": ({"in_channels": 1, "image_size": 8, "channels": [4, 6], "feature_dim": 10}, 10, (6, 1, 8, 8)),
     "modmlp": ({"p": 11, "embed_dim": 8, "hidden": 16}, 11, None),
     "adapter": ({"feature_dim": 12, "hidden": 5}, 4, (6, 12)),
+    "transformer": ({"p": 11, "d_model": 8, "heads": 2, "d_mlp": 16}, 11, None),
 }
 
 
@@ -57,14 +58,17 @@ def test_logits_are_the_head_applied_to_the_features(name: str) -> None:
     model = _model(name)
     _, num_classes, _ = RECORDS[name]
     logits, features = forward_with_features(model, _inputs(name))
-    torch.testing.assert_close(logits, features @ model.head.weight.T + model.head.bias)
+    bias = 0 if model.head.bias is None else model.head.bias  # the transformer's unembedding has none
+    torch.testing.assert_close(logits, features @ model.head.weight.T + bias)
     assert logits.shape == (6, num_classes) and features.shape == (6, model.head.in_features)
     assert features.requires_grad  # a training loss on the features must reach the body
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_head_is_registered_last(name: str) -> None:
-    assert list(_model(name).state_dict())[-2:] == ["head.weight", "head.bias"]
+    model = _model(name)
+    head = ["head.weight"] + ([] if model.head.bias is None else ["head.bias"])
+    assert list(model.state_dict())[-len(head) :] == head
 
 
 def test_hooks_are_removed_after_use_and_after_an_error() -> None:

@@ -19,6 +19,7 @@ import safetensors.torch
 import torch
 import typer
 from conftest import MLP_HIDDEN, mlp_checkpoint
+from runs import assert_bad_input
 from typer.testing import CliRunner, Result
 
 from nc_audit.core.errors import InputError
@@ -48,17 +49,6 @@ def cli_app() -> typer.Typer:
 
 def invoke(*args: str | Path) -> Result:
     return CliRunner().invoke(cli_app(), [*map(str, args), "--no-progress"])
-
-
-def assert_bad_input(result: Result, *fragments: str) -> str:
-    """Exit 2 with one 'nc-audit: error:' line on stderr naming every fragment, no traceback."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("nc-audit: error: "), result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

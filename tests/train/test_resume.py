@@ -18,6 +18,7 @@ import pytest
 import torch
 import typer
 from conftest import mlp_checkpoint
+from runs import assert_bad_input
 from typer.testing import CliRunner, Result
 
 from nc_audit.train import FinetuneConfig, finetune
@@ -134,14 +135,6 @@ def test_a_resumed_run_may_train_longer(start: Path, tmp_path: Path) -> None:
     assert longer.exit_code == 0, longer.output
     uninterrupted(start, tmp_path / "whole", 3)
     assert_identical(tmp_path / "short", tmp_path / "whole")
-
-
-def assert_bad_input(result: Result, *fragments: str) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("nc-audit: error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 def test_resume_without_a_checkpoint_exits_2(start: Path, tmp_path: Path) -> None:

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nc_audit.core.errors import InputError
-from nc_audit.core.formats import STUDY_SCHEMA
+from nc_audit.core.errors import InputError, changed_settings
+from nc_audit.core.formats import STUDY_RESULTS_SCHEMA, STUDY_SCHEMA
 from nc_audit.core.progress import Tracker
 from nc_audit.core.version import __version__
 from nc_audit.io.atomic import atomic_write_text
+from nc_audit.metrics.information import nc_targets
 
 STUDY_NAME = "study.json"
 RUNS_NAME = "runs.jsonl"
@@ -112,12 +113,7 @@ class StudyRecords:
             raise InputError(
                 f"--resume: {path.parent} holds a {header.get('kind')} study, not {self.kind}; use another --out"
             )
-        stored = header.get("settings", {})
-        changed = [
-            f"{key} {stored.get(key)!r} → {value!r}"
-            for key, value in self.settings.items()
-            if stored.get(key) != value
-        ]
+        changed = changed_settings(header.get("settings", {}), self.settings)
         if changed:
             raise InputError(
                 f"--resume: settings differ from the study in {path.parent}: {'; '.join(changed)}; "
@@ -166,3 +162,27 @@ def run_study(
                 on_record(index, len(runs), study.records[run.key], resumed)
             advance(1)
     return results
+
+
+def write_results(
+    study: StudyRecords,
+    model: dict[str, Any],
+    num_classes: int,
+    results: list[dict[str, Any]],
+    summary: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """DIR/results.json (atomically): the settings, the model's record, the NC targets for
+    ``num_classes``, every run's record and the summary; returns the document."""
+    document = {
+        "schema": STUDY_RESULTS_SCHEMA,
+        "kind": study.kind,
+        "nc_audit_version": __version__,
+        "settings": study.settings,
+        "model": model,
+        "targets": nc_targets(num_classes),
+        "records": results,
+        "summary": summary,
+        "notes": study.notes,
+    }
+    atomic_write_text(study.out / "results.json", json_text(document))
+    return document

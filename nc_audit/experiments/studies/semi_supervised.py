@@ -24,16 +24,19 @@ from typing import Any
 import torch
 
 from nc_audit.core.errors import InputError
-from nc_audit.core.formats import STUDY_RESULTS_SCHEMA
 from nc_audit.core.progress import SilentTracker, Tracker
-from nc_audit.core.version import __version__
 from nc_audit.experiments.evaluation import evaluate
-from nc_audit.experiments.studies.records import OnRecord, Run, StudyRecords, json_text, plain, run_study
+from nc_audit.experiments.studies.records import (
+    OnRecord,
+    Run,
+    StudyRecords,
+    plain,
+    run_study,
+    write_results,
+)
 from nc_audit.experiments.studies.summary import summarise
-from nc_audit.io.atomic import atomic_write_text
 from nc_audit.io.datasets import load_dataset
 from nc_audit.io.save import save_checkpoint
-from nc_audit.metrics.information import nc_targets
 from nc_audit.models.registry import architecture_record
 from nc_audit.train.data import stratified_subset
 from nc_audit.train.semi import SemiRecipe, train_semi_supervised
@@ -145,16 +148,4 @@ def run_semi_supervised(
     ]
     results = run_study(records, runs, tracker, on_record)
     summary = summarise(results, ["labels_per_class", "setting"], [(name, get) for name, _, get in COLUMNS])
-    document = {
-        "schema": STUDY_RESULTS_SCHEMA,
-        "kind": KIND,
-        "nc_audit_version": __version__,
-        "settings": records.settings,
-        "model": record,
-        "targets": nc_targets(train.num_classes),
-        "records": results,
-        "summary": summary,
-        "notes": records.notes,
-    }
-    atomic_write_text(out / "results.json", json_text(document))
-    return document
+    return write_results(records, record, train.num_classes, results, summary)
