@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-# `make test` (CI, .ci/run) leaves out the tests marked slow (about 50 s more on 2 cores: the README's
+# `make test` (CI, .ci/run) leaves out the tests marked slow (about 65 s more on 2 cores: the README's
 # regenerated blocks, the bench smoke run, killed-and-resumed runs, hostile cases that train or extract);
 # `make test-all` runs every test.
 test: $(STAMP)
