@@ -24,6 +24,7 @@ from nc_audit.core.formats import STUDY_RESULTS_SCHEMA, STUDY_SCHEMA
 from nc_audit.core.progress import Tracker
 from nc_audit.core.version import __version__
 from nc_audit.io.atomic import atomic_write_text
+from nc_audit.io.files import MAX_JSON_BYTES, load_json, parse_json, read_capped
 from nc_audit.metrics.information import nc_targets
 
 STUDY_NAME = "study.json"
@@ -104,9 +105,9 @@ class StudyRecords:
 
     def _check_header(self, path: Path) -> None:
         try:
-            header = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise InputError(f"--resume: {path} is not readable study JSON ({error})") from None
+            header = load_json(path, "study header")  # a regular file, bounded in size, depth and digits
+        except InputError as error:
+            raise InputError(f"--resume: {error} (not a readable study header)") from None
         if not isinstance(header, dict) or header.get("schema") != STUDY_SCHEMA:
             raise InputError(f"--resume: {path} is not an nc-audit study ({STUDY_SCHEMA})")
         if header.get("kind") != self.kind:
@@ -124,14 +125,15 @@ class StudyRecords:
         path = self.out / RUNS_NAME
         if not path.exists():
             return
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            try:
-                record = json.loads(line)
-                key = record["key"]
-            except (ValueError, KeyError, TypeError):
-                self.notes.append(f"{path.name} line {number}: not a run record, ignored (it runs again)")
+        lines = read_capped(path, MAX_JSON_BYTES, "study record file").split(b"\n")  # regular, bounded
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
                 continue
-            self.records[key] = record
+            try:
+                record = parse_json(line, f"{path.name} line {number}")
+                self.records[record["key"]] = record
+            except (InputError, KeyError, TypeError):  # a line cut short by a kill, or not a record
+                self.notes.append(f"{path.name} line {number}: not a run record, ignored (it runs again)")
 
     def add(self, record: dict[str, Any]) -> None:
         """Keep ``record`` (it has a ``key``) and rewrite DIR/runs.jsonl atomically with every record."""
