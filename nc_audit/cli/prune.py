@@ -195,12 +195,10 @@ def pruning_markdown(document: dict[str, Any], table: str) -> str:
 
 
 def plot_pruning(document: dict[str, Any], path: Path) -> None:
-    from nc_audit.report.studies import Panel, plot_study
+    from nc_audit.report.studies import Panel, geometry_panels, plot_study
 
-    targets = document["targets"]
     panels = [Panel("accuracy", f"accuracy ({document['settings']['split']})"), Panel("test_accuracy", "test accuracy"),
-              Panel("nc1", "NC1 (log scale)", log=True), Panel("mir", "MIR", targets.get("mir")),
-              Panel("hdr", "HDR", targets.get("hdr"))]  # fmt: skip
+              *geometry_panels(document["targets"])]  # fmt: skip
     rows = _rows(document)
     if all(row["test_accuracy"]["mean"] is None for row in rows):
         panels = [panel for panel in panels if panel.column != "test_accuracy"]

@@ -35,11 +35,9 @@ def label_smoothing_markdown(document: dict[str, Any], table: str) -> str:
 
 
 def plot_label_smoothing(document: dict[str, Any], path: Path) -> None:
-    from nc_audit.report.studies import Panel, plot_study
+    from nc_audit.report.studies import Panel, geometry_panels, plot_study
 
-    targets = document["targets"]
-    panels = [Panel("test_accuracy", "test accuracy"), Panel("nc1", "NC1 (train, log scale)", log=True),
-              Panel("mir", "MIR (train)", targets.get("mir")), Panel("hdr", "HDR (train)", targets.get("hdr"))]  # fmt: skip
+    panels = [Panel("test_accuracy", "test accuracy"), *geometry_panels(document["targets"], "train")]
     seeds = len(document["settings"]["seeds"])
     plot_study(document["summary"], "epsilon", panels, path, xlabel="label smoothing ε",
                title=f"label smoothing on {document['settings']['data']}: mean ± std over {seeds} seed(s)")  # fmt: skip
@@ -66,11 +64,9 @@ def semi_supervised_markdown(document: dict[str, Any], table: str) -> str:
 
 
 def plot_semi_supervised(document: dict[str, Any], path: Path) -> None:
-    from nc_audit.report.studies import Panel, plot_study
+    from nc_audit.report.studies import Panel, geometry_panels, plot_study
 
-    targets = document["targets"]
-    panels = [Panel("test_accuracy", "test accuracy"), Panel("nc1", "NC1 (train, log scale)", log=True),
-              Panel("mir", "MIR (train)", targets.get("mir")), Panel("hdr", "HDR (train)", targets.get("hdr"))]  # fmt: skip
+    panels = [Panel("test_accuracy", "test accuracy"), *geometry_panels(document["targets"], "train")]
     seeds = len(document["settings"]["seeds"])
     plot_study(document["summary"], "setting", panels, path, xlabel="setting", line_key="labels_per_class",
                categorical=True, title=f"semi-supervised {document['settings']['data']}: mean ± std over {seeds} seed(s)")  # fmt: skip

@@ -57,6 +57,14 @@ class Panel:
     log: bool = False
 
 
+def geometry_panels(targets: Mapping[str, Any], split: str | None = None) -> list[Panel]:
+    """NC1 (log axis), MIR and HDR with their Neural Collapse targets; ``split`` names the features."""
+    where = f" ({split})" if split else ""
+    nc1_title = f"NC1 ({split}, log scale)" if split else "NC1 (log scale)"
+    return [Panel("nc1", nc1_title, log=True), Panel("mir", f"MIR{where}", targets.get("mir")),
+            Panel("hdr", f"HDR{where}", targets.get("hdr"))]  # fmt: skip
+
+
 def plot_study(
     rows: Sequence[Mapping[str, Any]],
     x_key: str,
