@@ -16,17 +16,12 @@ import torch
 from torch import Tensor
 
 from nc_audit.core.errors import InputError, did_you_mean
+from nc_audit.io.data_specs import is_user_file
 from nc_audit.io.files import regular_file
 from nc_audit.io.hdf5_guard import check_dataset
 from nc_audit.io.inputs import Inputs
 
-USER_SUFFIXES: tuple[str, ...] = (".npz", ".h5", ".hdf5")
 _Arrays = dict[str, tuple[Inputs, Tensor]]  # split -> (inputs, labels)
-
-
-def is_user_file(path_part: str) -> bool:
-    """Whether a spec names a user file (by its suffix)."""
-    return path_part.lower().endswith(USER_SUFFIXES)
 
 
 def canonical(name: str, options: dict[str, Any]) -> str:

@@ -25,7 +25,8 @@ import torch
 from torch import Tensor
 
 from nc_audit.core.errors import InputError, did_you_mean
-from nc_audit.io.data_files import USER_SUFFIXES, canonical, is_user_file, nearby_file, user_file
+from nc_audit.io.data_files import canonical, nearby_file, user_file
+from nc_audit.io.data_specs import USER_SUFFIXES, file_spec
 from nc_audit.io.dumps import dump_splits
 from nc_audit.io.files import is_pseudo_file
 from nc_audit.io.inputs import Inputs, describe, num_rows, take
@@ -126,11 +127,9 @@ _OPTIONS: dict[str, dict[str, _Option]] = {
 def _split_spec(spec: str) -> tuple[str, str, str]:
     """(kind, name or path, option text); kind is a built-in name or "file"."""
     spec = spec.strip()
-    if is_user_file(spec):
-        return "file", spec, ""
-    head, _, option_text = spec.rpartition(":") if ":" in spec else (spec, "", "")
-    if is_user_file(head):
-        return "file", head, option_text
+    named = file_spec(spec)
+    if named is not None:
+        return "file", *named
     name, _, option_text = spec.partition(":")
     if name not in BUILTIN_DATASETS:
         hint = did_you_mean(name, BUILTIN_DATASETS) or nearby_file(spec)

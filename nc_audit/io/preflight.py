@@ -13,20 +13,14 @@ import re
 from pathlib import Path
 
 from nc_audit.io.checkpoint_files import check_checkpoint_file
+from nc_audit.io.data_specs import file_spec
 from nc_audit.io.dumps import DUMP_SUFFIXES, check_head, resolve_split
-
-#: Suffixes of dataset files given as --data (io/datasets.py).
-DATA_FILE_SUFFIXES = (".npz", ".h5", ".hdf5")
 
 
 def data_file(spec: str | None) -> Path | None:
     """The file a --data spec names (``data.npz`` or ``data.h5:sha256=...``), or None for a built-in."""
-    if not spec:
-        return None
-    for candidate in (spec, spec.rpartition(":")[0]):
-        if candidate.lower().endswith(DATA_FILE_SUFFIXES):
-            return Path(candidate).expanduser()
-    return None
+    named = file_spec(spec) if spec else None
+    return Path(named[0]).expanduser() if named is not None else None
 
 
 def check_measure_inputs(
