@@ -7,15 +7,11 @@ from typing import Annotated
 
 import typer
 
-from nc_audit.cli.common import Command, cli_errors, print_stdout
+from nc_audit.cli.common import Command, cli_errors, command_group, print_stdout
 
 Opt = typer.Option
 
-cache_app = typer.Typer(
-    help="The feature cache of --data: list its dumps with their sizes, or clear them.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
+cache_app = command_group("The feature cache of --data: list its dumps with their sizes, or clear them.")
 
 CacheDirOpt = Annotated[
     Path | None,

@@ -42,6 +42,12 @@ class Estimator(str, Enum):
     slq = "slq"
 
 
+def command_group(help_text: str) -> typer.Typer:
+    """A group of sub-commands (``nc-audit demo|study|cache``) with the app's help conventions: Click's
+    plain help, which fits 80 columns, and the help when no sub-command is given."""
+    return typer.Typer(help=help_text, no_args_is_help=True, rich_markup_mode=None)
+
+
 class Command(TyperCommand):
     """A command whose help names each argument by its metavar alone (``CHECKPOINT``, not
     ``CHECKPOINT <path>`` or ``<list[Path]>``); every nc-audit command uses it (``cls=Command``)."""

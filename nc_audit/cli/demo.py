@@ -12,17 +12,15 @@ from typing import Annotated, Any
 
 import typer
 
-from nc_audit.cli.common import Command, cli_errors, stderr, wrote
+from nc_audit.cli.common import Command, cli_errors, command_group, stderr, wrote
 from nc_audit.cli.options import QuietOpt
 from nc_audit.io.atomic import atomic_write_text
 from nc_audit.report.numbers import fixed
 
 Opt = typer.Option
 
-demo_app = typer.Typer(
-    help="Self-contained demonstrations: train a small model, checkpoint it, audit the checkpoints.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
+demo_app = command_group(
+    "Self-contained demonstrations: train a small model, checkpoint it, audit the checkpoints."
 )
 
 

@@ -13,16 +13,14 @@ from typing import Annotated, Any
 
 import typer
 
-from nc_audit.cli.common import Command, cli_errors, print_stdout, stderr
+from nc_audit.cli.common import Command, cli_errors, command_group, print_stdout, stderr
 from nc_audit.cli.options import QuietOpt
 from nc_audit.core.errors import InputError
 
 Opt = typer.Option
 
-study_app = typer.Typer(
-    help="Studies: train small models under the settings of a claim, measure them, tabulate mean ± std.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
+study_app = command_group(
+    "Studies: train small models under the settings of a claim, measure them, tabulate mean ± std."
 )
 
 OutOpt = Annotated[
