@@ -100,6 +100,10 @@ def hdf5(path: Path | str, mode: str = "r") -> h5py.File:
 
 
 GENERATORS: dict[str, Generator] = {}
+#: Cases marked ``slow`` by the round-2 case modules (``cases_*.py``): name -> why it is slow.
+SLOW_CASES: dict[str, str] = {}
+if __name__ == "__main__":  # run as a script: the case modules' ``import generate`` must find this module
+    sys.modules.setdefault("generate", sys.modules[__name__])
 
 
 def case(function: Generator) -> Generator:
@@ -1275,6 +1279,20 @@ def case_plot_markup_name(root: Path) -> Case:
         [["track", str(root), "--plot", str(plot), "--no-progress"]],
         "ok", outputs=[plot.name.replace("[", "[[]")], extra={"stderr_names": plot.name, "exists": plot.name},
     )  # fmt: skip
+
+
+# --- round 2 (issue 19): one module a class of hole, each registering its cases with @case ----------------
+def _import_case_modules() -> None:
+    import importlib
+
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    for module in sorted(Path(here).glob("cases_*.py")):
+        importlib.import_module(module.stem)
+
+
+_import_case_modules()
 
 
 # --- the corpus -----------------------------------------------------------------------------------------

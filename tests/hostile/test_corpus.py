@@ -93,6 +93,7 @@ SLOW: dict[str, str] = {
     "extract_sigterm": "extracts 200,000 samples until SIGTERM",
     "finetune_disk_full": "fine-tunes until the disk is full",
     "finetune_huge_lr": "fine-tunes one epoch",
+    **generate.SLOW_CASES,
 }
 
 
