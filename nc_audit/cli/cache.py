@@ -40,6 +40,15 @@ def human_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
+def _proof(path: Path, size: int, key: bytes | None) -> str:
+    """ "proven" when the entry's proof is signed by this user's key for a file of this size (measure
+    also checks the bytes' sha256 before reusing it), else "unproven" (never reused)."""
+    from nc_audit.io.cache_proof import signed_proof
+
+    document = signed_proof(path, key) if key is not None else None
+    return "proven" if document is not None and document.get("size") == size else "unproven (not reused)"
+
+
 def _describe(path: Path) -> str:
     """Dataset and checkpoint a cached dump was extracted from (its root attributes), or why not."""
     from nc_audit.io.dumps import read_attrs
@@ -53,17 +62,32 @@ def _describe(path: Path) -> str:
     return f"{dataset}  {Path(attrs.get('checkpoint_path') or '?').name}"
 
 
+def _key(folder: Path) -> bytes | None:
+    from nc_audit.core.errors import InputError
+    from nc_audit.io.cache_proof import load_key
+
+    try:
+        return load_key(folder)
+    except InputError:
+        return None
+
+
 @cache_app.command("list", cls=Command)
 @cli_errors
 def list_command(cache_dir: CacheDirOpt = None) -> None:
-    """List nc-audit's cached feature dumps: size, days since last use, dataset and checkpoint."""
+    """List nc-audit's cached feature dumps: size, days since last use, dataset, checkpoint, and whether
+    the entry is proven (written by your nc-audit: only those are reused)."""
     from nc_audit.measure.cache import cache_entries
 
     folder = _folder(cache_dir)
     entries = cache_entries(folder)
+    key = _key(folder)
     lines = [f"cache {folder}"]
     for entry in entries:
-        what = "partial (interrupted extraction)" if entry.partial else _describe(entry.path)
+        if entry.partial:
+            what = "partial (interrupted extraction)"
+        else:
+            what = f"{_describe(entry.path)}  {_proof(entry.path, entry.size, key)}"
         lines.append(f"{human_size(entry.size):>9}  {entry.age_days():6.1f} d  {entry.path.name}  {what}")
     total = sum(entry.size for entry in entries)
     lines.append(f"{len(entries)} file(s), {human_size(total)}")
@@ -79,7 +103,8 @@ def clear_command(
     ] = None,
     cache_dir: CacheDirOpt = None,
 ) -> None:
-    """Remove nc-audit's cached dumps (only its own files; never other files, folders or links)."""
+    """Remove nc-audit's cached dumps and their proofs (only its own files; never other files, folders or
+    links)."""
     from nc_audit.measure.cache import cache_entries, clear_cache
 
     folder = _folder(cache_dir)

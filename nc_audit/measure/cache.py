@@ -23,6 +23,7 @@ from pathlib import Path
 from nc_audit.core.errors import InputError
 from nc_audit.core.progress import Tracker
 from nc_audit.io.atomic import new_folder
+from nc_audit.io.cache_proof import PROOF_SUFFIX
 
 
 def default_cache_dir() -> Path:
@@ -80,13 +81,93 @@ def entry_problem(path: Path, splits: list[str]) -> str | None:
 
 
 def _remove_entry(path: Path, problem: str) -> None:
+    from nc_audit.io.cache_proof import proof_path
+
     try:
-        path.unlink()
+        path.unlink(missing_ok=True)
+        proof_path(path).unlink(missing_ok=True)
     except OSError as error:
         raise InputError(
             f"{path}: a damaged feature cache entry ({problem}) that cannot be removed "
             f"({error.strerror or error}); delete it or pass another --cache-dir"
         ) from None
+
+
+def entry_fields(
+    path: Path, sha: str, spec: str, splits: list[str], model_spec: str | None, head: str | None,
+    model_args: tuple[str, ...],
+) -> dict[str, str]:  # fmt: skip
+    """What an entry claims to hold, as its proof records it (see nc_audit.io.cache_proof)."""
+    return {
+        "entry": path.name,
+        "checkpoint_sha256": sha,
+        "dataset": spec,
+        "splits": ",".join(sorted(splits)),
+        "model": model_spec or "",
+        "head": head or "",
+        "model_args": "\x1f".join(model_args),
+    }
+
+
+def _claims_match(path: Path, fields: dict[str, str]) -> bool:
+    """The dump's own attributes name the checkpoint and the data of its proof."""
+    from nc_audit.io.dumps import read_attrs
+
+    attrs = read_attrs(path)
+    return (
+        attrs.get("checkpoint_sha256") == fields["checkpoint_sha256"]
+        and attrs.get("dataset") == fields["dataset"]
+    )
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _usable(
+    path: Path, splits: list[str], key: bytes | None, fields: dict[str, str]
+) -> tuple[str | None, bool]:
+    """(why the entry cannot be reused, or None; whether nc-audit may replace it: its name is signed by
+    this user's key, so nc-audit wrote it and it is damaged, not planted)."""
+    from nc_audit.io.cache_proof import verify
+
+    problem = entry_problem(path, splits)
+    verdict = verify(path, key, fields)
+    if problem is not None:
+        return problem, verdict.signed
+    if not verdict.proven:
+        return verdict.why, verdict.signed
+    if not _claims_match(path, fields):
+        return "its attributes name another checkpoint or dataset than its proof", True
+    return None, True
+
+
+def _lookup(
+    folder: Path, own: Path, splits: list[str], key: bytes | None, fields_of: Callable[[Path], tuple[Path, dict[str, str]]],
+    notes: list[str],
+) -> tuple[Path, dict[str, str], bool]:  # fmt: skip
+    """(entry path, its fields, hit). An unproven entry in a folder other than the user's own cache is
+    ignored, left as it is, and the user's own cache is used instead; in the user's own cache (or when
+    nc-audit's own proof names it) it is removed, to be rebuilt in place."""
+    path, fields = fields_of(folder)
+    if not os.path.lexists(path):
+        return path, fields, False
+    problem, ours = _usable(path, splits, key, fields)
+    if problem is None:
+        try:
+            os.utime(path, follow_symlinks=False)  # "last used": clear --older-than keeps what is in use
+        except OSError:
+            pass  # a read-only cache still serves hits
+        return path, fields, True
+    if ours or _same_folder(folder, own):
+        _remove_entry(path, problem)
+        notes.append(f"The feature cache entry {path} was not reusable ({problem}); it was rebuilt.")
+        return path, fields, False
+    notes.append(
+        f"The feature cache entry {path} was ignored ({problem}) and left as it is; the features were "
+        f"taken from your own cache {own}."
+    )
+    return _lookup(own, own, splits, key, fields_of, notes)
 
 
 def cached_dump(
@@ -104,8 +185,13 @@ def cached_dump(
 ) -> tuple[Path, bool]:
     """The dump of ``splits`` (default: every split) of ``data`` through the checkpoint's model: from the
     cache, or extracted into it now. Returns (path, hit) — hit is True when no forward pass was needed.
-    A damaged entry (truncated, not a regular file, missing a split) is removed and rebuilt;
+
+    An entry is reused only when proven (nc_audit.io.cache_proof: signed by this user's key, for this
+    checkpoint, data and settings, its bytes unchanged). A damaged entry of nc-audit's own, or any
+    unproven entry of the user's own cache (:func:`default_cache_dir`), is removed and rebuilt; an
+    unproven entry elsewhere (a project's cache-dir) is never touched: the user's own cache is used.
     ``on_rebuild`` receives a note saying so."""
+    from nc_audit.io.cache_proof import load_key, proof_path, write_proof
     from nc_audit.io.checkpoint_files import check_checkpoint_file
     from nc_audit.io.checkpoints import source_sha256
     from nc_audit.io.datasets import dataset_splits, load_dataset
@@ -116,22 +202,28 @@ def cached_dump(
     check_checkpoint_file(checkpoint_path)  # a regular file (or a folder), not a zip bomb: before hashing
     splits = splits or dataset_splits(data)
     spec = load_dataset(data, splits[0]).spec
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    own = default_cache_dir()
+    folder = Path(cache_dir) if cache_dir is not None else own
+    notes: list[str] = []
+    try:
+        key: bytes | None = load_key(folder)
+    except InputError as error:
+        key = None
+        notes.append(f"{error}: the feature cache is not reused")
     sha = source_sha256(checkpoint_path)
-    path = cache_path(folder, sha, spec, splits, model_spec, head, tuple(model_args))
-    if os.path.lexists(path):
-        problem = entry_problem(path, splits)
-        if problem is None:
-            try:
-                os.utime(path)  # "last used": clear --older-than keeps what is in use
-            except OSError:
-                pass  # a read-only cache still serves hits
-            return path, True
-        _remove_entry(path, problem)
+
+    def fields_of(where: Path) -> tuple[Path, dict[str, str]]:
+        path = cache_path(where, sha, spec, splits, model_spec, head, tuple(model_args))
+        return path, entry_fields(path, sha, spec, splits, model_spec, head, tuple(model_args))
+
+    path, fields, hit = _lookup(folder, own, splits, key, fields_of, notes)
+    for note in notes:
         if on_rebuild is not None:
-            on_rebuild(f"The feature cache entry {path} was damaged ({problem}); it was rebuilt.")
+            on_rebuild(note)
+    if hit:
+        return path, True
     # a failed fill (disk full) leaves no empty cache folder behind
-    with new_folder(folder, "the feature cache; pass --cache-dir"):
+    with new_folder(path.parent, "the feature cache; pass --cache-dir"):
         extract(
             checkpoint_path,
             data,
@@ -143,12 +235,37 @@ def cached_dump(
             device=device,
             tracker=tracker,
         )
+    if key is not None:
+        try:
+            write_proof(path, key, fields)
+        except OSError as error:
+            raise InputError(
+                f"{proof_path(path)}: cannot write the cache entry's proof ({error.strerror or error})"
+            ) from None
     return path, False
 
 
 #: nc-audit's own files in a cache folder: finished dumps, and temporary files of interrupted extractions.
 DUMP_NAME = re.compile(r"^[0-9a-f]{12}-[0-9a-f]{20}\.h5$")
 PARTIAL_NAME = re.compile(r"^\.[0-9a-f]{12}-[0-9a-f]{20}\.h5\.[^/]*\.tmp$")
+PROOF_NAME = re.compile(r"^[0-9a-f]{12}-[0-9a-f]{20}\.h5\.proof$")
+
+
+def _unlink_regular(name: str, folder: int) -> None:
+    """Remove the regular file ``name`` of the opened folder, if there (a link or folder is left alone)."""
+    try:
+        if stat.S_ISREG(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode):
+            os.unlink(name, dir_fd=folder)
+    except FileNotFoundError:
+        pass
+
+
+def _orphan_proofs(folder: int) -> None:
+    """Remove the proofs whose dump is gone (``cache clear`` leaves none of nc-audit's files)."""
+    names = set(os.listdir(folder))
+    for name in names:
+        if PROOF_NAME.match(name) and name.removesuffix(PROOF_SUFFIX) not in names:
+            _unlink_regular(name, folder)
 
 
 @dataclass(frozen=True)
@@ -227,6 +344,7 @@ def clear_cache(
                 if (info.st_dev, info.st_ino) != entry.inode or not stat.S_ISREG(info.st_mode):
                     continue
                 os.unlink(entry.path.name, dir_fd=folder)
+                _unlink_regular(entry.path.name + PROOF_SUFFIX, folder)  # the dump's proof goes with it
             except FileNotFoundError:
                 continue
             except OSError as error:
@@ -234,6 +352,8 @@ def clear_cache(
                     f"{entry.path}: cannot remove it from the cache ({error.strerror})"
                 ) from None
             removed.append(entry)
+        if older_than_days is None:
+            _orphan_proofs(folder)
     finally:
         os.close(folder)
     return removed
