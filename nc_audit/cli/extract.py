@@ -69,7 +69,9 @@ def extract_command(
     from nc_audit.io.outputs import plan_outputs
     from nc_audit.io.preflight import data_file
 
-    plan_outputs({"--out": out}, [checkpoint, data_file(data)])  # the dump never replaces an input
+    plan_outputs(
+        {"--out": out}, [checkpoint, data_file(data)], model=model
+    )  # the dump never replaces an input
     check_checkpoint_file(checkpoint)  # before torch is loaded
     from nc_audit.cli.progress import make_tracker
     from nc_audit.core.devices import resolve_device

@@ -141,7 +141,7 @@ def finetune_command(
 
     inputs = [checkpoint, features, anchors, data_file(data)]
     outputs = {**finetune_outputs(out, inputs), "--html": html_path}
-    plan_outputs(outputs, inputs)  # no file the run writes may be one it reads
+    plan_outputs(outputs, inputs, model=model)  # no file the run writes may be one it reads
     from nc_audit.cli.progress import make_tracker
     from nc_audit.distributed import is_main_process
     from nc_audit.train import FinetuneConfig, finetune

@@ -97,7 +97,7 @@ def interpolate_command(
     from nc_audit.io.outputs import plan_outputs
     from nc_audit.io.preflight import data_file
 
-    plan_outputs({"--json": json_path, "--plot": plot}, [a, b, data_file(data)])
+    plan_outputs({"--json": json_path, "--plot": plot}, [a, b, data_file(data)], model=model)
     from nc_audit.cli.progress import make_tracker
     from nc_audit.experiments.interpolate import plot_interpolation, run_interpolation
     from nc_audit.io.atomic import atomic_write_text

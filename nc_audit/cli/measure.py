@@ -114,6 +114,8 @@ def measure_command(
     plan_outputs(  # no output may replace an input or another output
         {"--json": json_path, "--markdown": markdown_path, "--junit": junit_path, "--html": html_path},
         [source, features, settings.baseline_path, data_file(data)],
+        model=model,
+        step_summary=True,
     )
     with external_data_allowed(allow_external_data):
         check_measure_inputs(source, features, split)  # bad files fail here, before torch is loaded

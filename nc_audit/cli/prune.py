@@ -113,12 +113,20 @@ def prune_command(
     sparsity from the checkpoint's own weights; writes DIR/sparsity_S.pt, DIR/pruning.json, the table
     and the plot. Sparsity 0 is `measure CHECKPOINT --data DATA`. A killed run continues with --resume.
     """
+    from nc_audit.io.outputs import files_in, plan_outputs
+    from nc_audit.io.preflight import STUDY_FILES, data_file
+
+    parsed = parse_numbers(sparsities, "--sparsities")
+    markdown, plot = markdown or out / "RESULTS.md", plot or out / "pruning.png"
+    names = [*STUDY_FILES, "pruning.json", *(f"sparsity_{s:.3f}.pt" for s in parsed)]
+    outputs = {**files_in(out, names), "--markdown": markdown, "--plot": plot, "--json": json_path}
+    plan_outputs(outputs, [checkpoint, data_file(data)], model=model)  # before anything is created
     from nc_audit.cli.progress import make_tracker
     from nc_audit.experiments.prune import PruneSettings, run_pruning
     from nc_audit.experiments.studies.records import json_text
 
     settings = PruneSettings(
-        sparsities=parse_numbers(sparsities, "--sparsities"),
+        sparsities=parsed,
         scope=scope,
         include_head=include_head,
         finetune_epochs=finetune_epochs,
@@ -149,7 +157,6 @@ def prune_command(
 
     if json_path is not None:
         atomic_write_text(json_path, json_text(document))
-    markdown, plot = markdown or out / "RESULTS.md", plot or out / "pruning.png"
     atomic_write_text(markdown, text)
     plot_pruning(document, plot)
     stderr.print(f"wrote {out / 'pruning.json'}, {markdown}, {plot}", markup=False)

@@ -89,6 +89,19 @@ def run_line(describe: Callable[[dict[str, Any]], str]) -> Callable[[int, int, d
     return show
 
 
+def plan_study_outputs(
+    out: Path, markdown: Path | None, plot: Path | None, plot_name: str, data: str | None
+) -> tuple[Path, Path]:
+    """The study's Markdown page and plot (defaults in --out), checked with its records against its
+    data file before anything is created (nc_audit.io.outputs)."""
+    from nc_audit.io.outputs import files_in, plan_outputs
+    from nc_audit.io.preflight import STUDY_FILES, data_file
+
+    markdown, plot = markdown or out / "RESULTS.md", plot or out / plot_name
+    plan_outputs({**files_in(out, STUDY_FILES), "--markdown": markdown, "--plot": plot}, [data_file(data)])
+    return markdown, plot
+
+
 def write_outputs(text: str, markdown: Path, plot: Path, draw: Callable[[Path], None]) -> None:
     from nc_audit.io.atomic import atomic_write_text
 
@@ -141,6 +154,7 @@ def label_smoothing_command(
     from nc_audit.experiments.studies.label_smoothing import LabelSmoothingStudy, run_label_smoothing
     from nc_audit.report.studies import markdown_table
 
+    markdown, plot = plan_study_outputs(out, markdown, plot, "label_smoothing.png", data)
     study = LabelSmoothingStudy.quick() if quick else LabelSmoothingStudy()
     study = replace(study, data=data)
     if epsilons is not None:
@@ -166,8 +180,7 @@ def label_smoothing_command(
     )
     text = label_smoothing_markdown(document, table)
     print_stdout(table)
-    write_outputs(text, markdown or out / "RESULTS.md", plot or out / "label_smoothing.png",
-                  lambda path: plot_label_smoothing(document, path))  # fmt: skip
+    write_outputs(text, markdown, plot, lambda path: plot_label_smoothing(document, path))
 
 
 @study_app.command("semi-supervised", cls=Command)
@@ -213,6 +226,7 @@ def semi_supervised_command(
     from nc_audit.experiments.studies.semi_supervised import COLUMNS, SemiSupervisedStudy, run_semi_supervised
     from nc_audit.report.studies import markdown_table
 
+    markdown, plot = plan_study_outputs(out, markdown, plot, "semi_supervised.png", None)
     study = SemiSupervisedStudy.quick() if quick else SemiSupervisedStudy()
     if labels_per_class is not None:
         study = replace(study, labels_per_class=parse_numbers(labels_per_class, "--labels-per-class", int))
@@ -237,5 +251,5 @@ def semi_supervised_command(
     groups = [("labels_per_class", "labels/class"), ("setting", "setting")]
     table = markdown_table(document["summary"], groups, [(name, header) for name, header, _ in COLUMNS])
     print_stdout(table)
-    write_outputs(semi_supervised_markdown(document, table), markdown or out / "RESULTS.md",
-                  plot or out / "semi_supervised.png", lambda path: plot_semi_supervised(document, path))  # fmt: skip
+    write_outputs(semi_supervised_markdown(document, table), markdown, plot,
+                  lambda path: plot_semi_supervised(document, path))  # fmt: skip

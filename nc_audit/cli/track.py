@@ -107,7 +107,7 @@ def track_command(
         from nc_audit.core.formats import TRAJECTORY_SCHEMA
         from nc_audit.measure.jsonl import read_trajectory_jsonl
 
-        plan_outputs(outputs, [inputs[0], settings.baseline_path])
+        plan_outputs(outputs, [inputs[0], settings.baseline_path], step_summary=True)
         trajectory = {"schema": TRAJECTORY_SCHEMA, "records": read_trajectory_jsonl(inputs[0])}
         if not trajectory["records"] and (settings.rules or settings.baseline is not None):
             raise InputError(f"{inputs[0]}: the trajectory holds no records: nothing to gate")
@@ -117,7 +117,9 @@ def track_command(
 
         with external_data_allowed(allow_external_data):  # every file the run reads, checked without torch
             read = check_trajectory_inputs(discover(inputs), split, with_data=data is not None)
-        plan_outputs(outputs, [*read, settings.baseline_path, data_file(data)])
+        plan_outputs(
+            outputs, [*read, settings.baseline_path, data_file(data)], model=model, step_summary=True
+        )
         from nc_audit.cli.progress import make_tracker
         from nc_audit.measure.options import MeasureOptions
         from nc_audit.measure.trajectory import measure_trajectory

@@ -155,6 +155,12 @@ def run_pruning(
     tracker = tracker or SilentTracker()
     checkpoint, out = Path(checkpoint), Path(out)
     load_dataset(data, settings.split)  # an unknown dataset or split fails before anything is written
+    if settings.finetune_epochs > 0:
+        load_dataset(data, "train")
+    args = parse_model_args(list(model_args)) if model_args else None
+    loaded = load_model(checkpoint, model, head, args)  # so does a bad checkpoint: no study.json left
+    prunable_weights(loaded.model, loaded.head_name, settings.include_head)
+    del loaded
     identity = {**plain(asdict(settings)), "checkpoint": str(checkpoint.resolve()),
                 "checkpoint_sha256": file_sha256(checkpoint), "data": data, "model": model,
                 "model_args": list(model_args), "head": head}  # fmt: skip

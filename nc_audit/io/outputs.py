@@ -102,9 +102,14 @@ def plan_outputs(
         identity = _identity(path)
         for source, how, source_identity in known_inputs:
             if _same(identity, source_identity):
+                verb = (
+                    "appending to it would change"
+                    if option == "GITHUB_STEP_SUMMARY"
+                    else "writing it would replace"
+                )
                 raise InputError(
-                    f"{option} {path}: the same file as the input {source}{how}; writing it would replace "
-                    "the input, so choose another path"
+                    f"{option} {path}: the same file as the input {source}{how}; {verb} the input, so choose "
+                    "another path"
                 )
         for other, other_identity in seen:
             if _same(identity, other_identity) and not (identity[2] and other_identity[2]):

@@ -38,6 +38,9 @@ def check_measure_inputs(
         check_head(features)
 
 
+#: What every study (and ``prune``) writes into its --out folder (nc_audit.experiments.studies.records).
+STUDY_FILES = ("study.json", "runs.jsonl", "results.json")
+
 #: What ``finetune --out DIR`` writes (besides DIR/epoch_XXX.pt).
 FINETUNE_FILES = ("final.pt", "history.jsonl", "final_features.h5")
 
