@@ -11,12 +11,13 @@ dump's modification time, so ``--older-than DAYS`` removes what has not been use
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,6 +244,25 @@ def cached_dump(
                 f"{proof_path(path)}: cannot write the cache entry's proof ({error.strerror or error})"
             ) from None
     return path, False
+
+
+_ENTRY_AT_START = re.compile(r"^(.*?[0-9a-f]{12}-[0-9a-f]{20}\.h5)(?=[ :]|$)")
+
+
+@contextlib.contextmanager
+def errors_name_the_data(data: str | None) -> Iterator[None]:
+    """Inside, an InputError about a cache entry (its message starts with the entry's path) is said of
+    the user's ``data`` instead: the cause is the data (one class, NaN rows), the entry is only where
+    its features were extracted to (named at the end)."""
+    try:
+        yield
+    except InputError as error:
+        match = _ENTRY_AT_START.match(str(error)) if data is not None else None
+        if match is None:
+            raise
+        rest = str(error)[match.end() :]
+        entry = Path(match.group(1)).name
+        raise InputError(f"{data}{rest} (its features, extracted into the cache entry {entry})") from None
 
 
 #: nc-audit's own files in a cache folder: finished dumps, and temporary files of interrupted extractions.

@@ -25,7 +25,7 @@ from nc_audit.io.checkpoints import Head, load_checkpoint
 from nc_audit.io.datasets import splits_for_measure
 from nc_audit.io.dumps import SplitInfo, feature_magnitude, iter_chunks, read_head, scale_for
 from nc_audit.io.hdf5_guard import external_allowed, external_data_allowed
-from nc_audit.measure.cache import cached_dump
+from nc_audit.measure.cache import cached_dump, errors_name_the_data
 from nc_audit.measure.options import MeasureOptions
 from nc_audit.measure.resolve import (
     DUMP_SUFFIXES,
@@ -110,7 +110,10 @@ def collect(
     """Resolve the inputs of one measurement and run its two streaming passes (see :func:`measure`);
     dumps are read only from their own file unless ``options.allow_external_data``."""
     options = options or MeasureOptions()
-    with external_data_allowed(options.allow_external_data or external_allowed()):
+    with (
+        external_data_allowed(options.allow_external_data or external_allowed()),
+        errors_name_the_data(options.data),
+    ):
         return _collect(source, options, tracker)
 
 

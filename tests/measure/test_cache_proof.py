@@ -161,3 +161,16 @@ def test_file_digest_is_the_sha256_of_the_bytes(tmp_path: Path) -> None:
     os.symlink(path, tmp_path / "link")
     with pytest.raises(OSError):
         file_digest(tmp_path / "link")
+
+
+def test_a_problem_of_the_data_names_the_users_file_not_the_cache_dump(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "one.npz", inputs=rng.normal(size=(30, 64)).astype(np.float32), labels=np.zeros(30, int)
+    )
+    with pytest.raises(
+        InputError, match=r"^one\.npz \[train\]: only 1 class.*extracted into the cache entry \w{12}-"
+    ):
+        measure(checkpoint, data="one.npz", device="cpu")
