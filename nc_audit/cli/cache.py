@@ -25,7 +25,7 @@ CacheDirOpt = Annotated[
 
 def _folder(cache_dir: Path | None) -> Path:
     from nc_audit.gating.config import load_defaults
-    from nc_audit.measure.cache import default_cache_dir
+    from nc_audit.measure.cache_files import default_cache_dir
 
     return cache_dir or load_defaults().get("cache_dir") or default_cache_dir()
 
@@ -77,7 +77,7 @@ def _key(folder: Path) -> bytes | None:
 def list_command(cache_dir: CacheDirOpt = None) -> None:
     """List nc-audit's cached feature dumps: size, days since last use, dataset, checkpoint, and whether
     the entry is proven (written by your nc-audit: only those are reused)."""
-    from nc_audit.measure.cache import cache_entries
+    from nc_audit.measure.cache_files import cache_entries
 
     folder = _folder(cache_dir)
     entries = cache_entries(folder)
@@ -105,7 +105,7 @@ def clear_command(
 ) -> None:
     """Remove nc-audit's cached dumps and their proofs (only its own files; never other files, folders or
     links)."""
-    from nc_audit.measure.cache import cache_entries, clear_cache
+    from nc_audit.measure.cache_files import cache_entries, clear_cache
 
     folder = _folder(cache_dir)
     removed = clear_cache(folder, older_than)
