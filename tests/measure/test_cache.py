@@ -33,7 +33,13 @@ SHA = "ab" * 32
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No cache outside tmp_path, no CI step summary, no --debug."""
     monkeypatch.chdir(tmp_path)
-    for name in ("NC_AUDIT_CACHE", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "GITHUB_STEP_SUMMARY", "NC_AUDIT_DEBUG"):
+    for name in (
+        "NC_AUDIT_CACHE",
+        "XDG_CACHE_HOME",
+        "XDG_CONFIG_HOME",
+        "GITHUB_STEP_SUMMARY",
+        "NC_AUDIT_DEBUG",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("NC_AUDIT_CACHE_KEY", str(tmp_path / "keys" / "cache.key"))
