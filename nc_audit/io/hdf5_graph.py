@@ -30,7 +30,8 @@ import numpy as np
 from nc_audit.core.errors import InputError, first_line
 from nc_audit.io.files import human_bytes
 from nc_audit.io.hdf5_links import external_allowed, lookup, outside_file, refusal, require_data_file
-from nc_audit.io.hdf5_mapping import MAX_BLOCKS, MappingError, boxes, unmapped
+from nc_audit.io import hdf5_mapping
+from nc_audit.io.hdf5_mapping import MappingError, boxes, unmapped
 
 #: A virtual dataset may declare at most this many times the bytes its sources store, plus SPARSE_SLACK.
 MAX_SPARSE_EXPANSION = 16
@@ -173,7 +174,7 @@ class _Graph:
         count = plist.get_virtual_count()
         if count > MAX_MAPPINGS:
             raise self.fail(name, f"is a virtual dataset of {count} mappings (at most {MAX_MAPPINGS})")
-        mapped, sources, budget = [], {}, MAX_BLOCKS
+        mapped, sources, budget = [], {}, hdf5_mapping.MAX_BLOCKS
         for index in range(count):
             file_name = plist.get_virtual_filename(index)
             source_name = plist.get_virtual_dsetname(index)
@@ -231,7 +232,7 @@ class _Graph:
             inside = math.prod(extent) >= wanted  # the whole source, whatever its extent
         else:
             try:
-                selected = boxes(space, MAX_BLOCKS)
+                selected = boxes(space, hdf5_mapping.MAX_BLOCKS)
             except MappingError as error:
                 raise self.fail(name, f"is a virtual dataset whose source {shown} has {error}") from None
             inside = selected.shape[-1] == len(extent) and bool(

@@ -35,7 +35,7 @@ def boxes(space: h5py.h5s.SpaceID, budget: int) -> np.ndarray:
     if kind == h5py.h5s.SEL_POINTS:
         count = space.get_select_elem_npoints()
         if count > budget:
-            raise MappingError(f"more than {MAX_BLOCKS} mapped points")
+            raise MappingError(f"more than {budget} mapped points")
         points = np.asarray(space.get_select_elem_pointlist(), np.int64).reshape(count, rank)
         return np.stack([points, points], axis=1)
     if kind == h5py.h5s.SEL_HYPERSLABS:
@@ -45,7 +45,7 @@ def boxes(space: h5py.h5s.SpaceID, budget: int) -> np.ndarray:
                 raise MappingError("an unlimited mapping")
         count = space.get_select_hyper_nblocks()
         if count > budget:
-            raise MappingError(f"more than {MAX_BLOCKS} mapped blocks")
+            raise MappingError(f"more than {budget} mapped blocks")
         return np.asarray(space.get_select_hyper_blocklist(), np.int64).reshape(count, 2, rank)
     raise MappingError(f"a selection of unknown kind {kind}")
 
