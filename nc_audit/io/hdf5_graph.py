@@ -28,9 +28,9 @@ import h5py
 import numpy as np
 
 from nc_audit.core.errors import InputError, first_line
+from nc_audit.io import hdf5_mapping
 from nc_audit.io.files import human_bytes
 from nc_audit.io.hdf5_links import external_allowed, lookup, outside_file, refusal, require_data_file
-from nc_audit.io import hdf5_mapping
 from nc_audit.io.hdf5_mapping import MappingError, boxes, unmapped
 
 #: A virtual dataset may declare at most this many times the bytes its sources store, plus SPARSE_SLACK.
