@@ -18,7 +18,7 @@ from torch import Tensor
 from nc_audit.core.errors import InputError, did_you_mean
 from nc_audit.io.data_specs import is_user_file
 from nc_audit.io.files import human_bytes, regular_file
-from nc_audit.io.hdf5_attrs import attr_size_problem, heap_bound
+from nc_audit.io.hdf5_attrs import attr_size_problem, heap_bound, variable_length
 from nc_audit.io.hdf5_guard import check_dataset
 from nc_audit.io.inputs import Inputs
 
@@ -63,6 +63,9 @@ def _file_keys(path: Path) -> tuple[dict[str, Any], Any]:
                 lambda k, v: datasets.__setitem__(k, v) if isinstance(v, h5py.Dataset) else None
             )
             for key, dataset in datasets.items():  # every indirection followed: nothing outside, no fill
+                if variable_length(dataset.id.get_type()):  # its bytes are not bounded by its declared size
+                    raise InputError(f"{path}: /{key} holds variable-length values ({dataset.dtype}); "
+                                     "arrays must be numbers")  # fmt: skip
                 check_dataset(dataset, f"/{key}", path)
             _check_declared(path, sum(d.size * d.dtype.itemsize for d in datasets.values()), size)
             arrays = {key: dataset[()] for key, dataset in datasets.items()}

@@ -40,22 +40,23 @@ def heap_bound(handle: h5py.File) -> int:
     return max(0, os.path.getsize(handle.filename) - stored)
 
 
-def _variable(kind: h5py.h5t.TypeID) -> bool:
+def variable_length(kind: h5py.h5t.TypeID) -> bool:
+    """Whether values of the HDF5 type ``kind`` hold variable-length parts (bytes in the global heap)."""
     if isinstance(kind, h5py.h5t.TypeStringID):
         return bool(kind.is_variable_str())
     if isinstance(kind, h5py.h5t.TypeVlenID):
         return True
     if isinstance(kind, h5py.h5t.TypeCompoundID):
-        return any(_variable(kind.get_member_type(i)) for i in range(kind.get_nmembers()))
+        return any(variable_length(kind.get_member_type(i)) for i in range(kind.get_nmembers()))
     if isinstance(kind, h5py.h5t.TypeArrayID):
-        return _variable(kind.get_super())
+        return variable_length(kind.get_super())
     return False
 
 
 def attr_size_problem(obj: h5py.HLObject, key: str, heap: int) -> str | None:
     """Why the attribute ``key`` of ``obj`` is not read (its size is not bounded), or None."""
     aid = obj.attrs.get_id(key)
-    if _variable(aid.get_type()):
+    if variable_length(aid.get_type()):
         count = aid.get_space().get_simple_extent_npoints()
         if count > 1:
             return f"is an array of {count} variable-length values"

@@ -28,6 +28,7 @@ import h5py
 
 from nc_audit.core.errors import InputError, first_line
 from nc_audit.io.files import human_bytes
+from nc_audit.io.hdf5_attrs import variable_length
 from nc_audit.io.hdf5_graph import resolve_storage
 from nc_audit.io.hdf5_links import OPT_IN, external_allowed, external_data_allowed, lookup
 
@@ -95,7 +96,10 @@ def dataset_at(handle: h5py.File, path: str, where: Path | str | None = None) ->
 
 def read_small(dataset: h5py.Dataset, name: str, where: Path | str, limit: int = 256 * 2**20) -> object:
     """The whole of a small dataset (a head, labels of a split) after :func:`check_dataset`-style
-    checks; a dataset declaring more than ``limit`` bytes is refused before reading."""
+    checks; a dataset declaring more than ``limit`` bytes, or holding variable-length values (whose
+    bytes are not bounded by its declared size), is refused before reading."""
+    if variable_length(dataset.id.get_type()):
+        raise InputError(f"{where}: {name} holds variable-length values ({dataset.dtype}); numbers expected")
     declared = math.prod(int(n) for n in dataset.shape or ()) * dataset.dtype.itemsize
     if declared > limit:
         raise InputError(

@@ -88,3 +88,12 @@ def test_a_data_file_inflating_beyond_the_byte_cap_is_refused(
         InputError, match=r"bomb.h5: its arrays declare .* more than it stores; refused before"
     ):
         data_files._file_keys(bomb)
+
+
+def test_variable_length_datasets_are_refused_before_reading(tmp_path: Path) -> None:
+    """Many variable-length elements may share one heap object: their declared size bounds nothing."""
+    path = _data(tmp_path / "strings.h5", 2048, None)
+    with h5py.File(path, "a") as handle:
+        handle["names"] = np.array(["a", "b"], dtype=h5py.string_dtype())
+    with pytest.raises(InputError, match=r"strings.h5: /names holds variable-length values"):
+        data_files._file_keys(path)
