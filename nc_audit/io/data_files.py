@@ -47,6 +47,17 @@ def nearby_file(text: str) -> str:
     return f" did you mean '{path.parent / chosen if str(path.parent) != '.' else chosen}'?"
 
 
+#: Most datasets a ``--data`` HDF5 file may hold (each is read whole).
+MAX_DATASETS = 1024
+
+
+def _collect(datasets: dict[str, h5py.Dataset], key: str, item: object) -> bool | None:
+    """visititems callback: keep the datasets; True (stop) past MAX_DATASETS."""
+    if isinstance(item, h5py.Dataset):
+        datasets[key] = item
+    return True if len(datasets) > MAX_DATASETS else None
+
+
 def _file_keys(path: Path) -> tuple[dict[str, Any], Any]:
     """All arrays of a user file by slash-separated key, and its declared num_classes (or None)."""
     size = path.stat().st_size
@@ -59,9 +70,8 @@ def _file_keys(path: Path) -> tuple[dict[str, Any], Any]:
             return arrays, arrays.pop("num_classes", None)
         datasets: dict[str, h5py.Dataset] = {}
         with h5py.File(path, "r") as handle:
-            handle.visititems(
-                lambda k, v: datasets.__setitem__(k, v) if isinstance(v, h5py.Dataset) else None
-            )
+            if handle.visititems(lambda k, v: _collect(datasets, k, v)):
+                raise InputError(f"{path}: holds more than {MAX_DATASETS} datasets; refused")
             for key, dataset in datasets.items():  # every indirection followed: nothing outside, no fill
                 if variable_length(dataset.id.get_type()):  # its bytes are not bounded by its declared size
                     raise InputError(f"{path}: /{key} holds variable-length values ({dataset.dtype}); "

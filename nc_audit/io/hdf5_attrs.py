@@ -25,19 +25,30 @@ MAX_ATTRS = 256
 MAX_NAME_CHARS = 256
 
 
+#: Objects visited to find what a file's datasets store; a file holding more is taken as all heap.
+MAX_OBJECTS = 4096
+
+
 def heap_bound(handle: h5py.File) -> int:
     """Bytes of ``handle``'s file that no dataset stores (an upper bound of any variable-length
-    attribute's size): the file's size less the storage of the datasets it holds itself."""
-    stored = 0
+    attribute's size): the file's size less the storage of the datasets it holds itself (the whole
+    file when it holds more than MAX_OBJECTS objects: they are not all visited)."""
+    size = os.path.getsize(handle.filename)
+    stored, seen = 0, 0
 
-    def add(_: str, item: object) -> None:
-        nonlocal stored
+    def add(_: str, item: object) -> bool | None:
+        nonlocal stored, seen
+        seen += 1
+        if seen > MAX_OBJECTS:
+            return True  # stops the visit
         if isinstance(item, h5py.Dataset) and item.file.filename == handle.filename and not item.is_virtual:
             if item.id.get_create_plist().get_external_count() == 0:
                 stored += int(item.id.get_storage_size())
+        return None
 
-    handle.visititems(add)  # hard links only: other files and soft links are not visited
-    return max(0, os.path.getsize(handle.filename) - stored)
+    if handle.visititems(add):  # hard links only: other files and soft links are not visited
+        return size
+    return max(0, size - stored)
 
 
 def variable_length(kind: h5py.h5t.TypeID) -> bool:

@@ -97,3 +97,16 @@ def test_variable_length_datasets_are_refused_before_reading(tmp_path: Path) -> 
         handle["names"] = np.array(["a", "b"], dtype=h5py.string_dtype())
     with pytest.raises(InputError, match=r"strings.h5: /names holds variable-length values"):
         data_files._file_keys(path)
+
+
+def test_object_floods_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _data(tmp_path / "many.h5", 2048, None)
+    with h5py.File(path, "a") as handle:
+        for i in range(12):
+            handle[f"extra/x{i}"] = np.zeros(2)
+    monkeypatch.setattr(hdf5_attrs, "MAX_OBJECTS", 5)
+    with h5py.File(path) as handle:
+        assert hdf5_attrs.heap_bound(handle) == path.stat().st_size  # not all visited: all heap
+    monkeypatch.setattr(data_files, "MAX_DATASETS", 8)
+    with pytest.raises(InputError, match=r"many.h5: holds more than 8 datasets"):
+        data_files._file_keys(path)
