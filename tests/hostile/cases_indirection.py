@@ -204,6 +204,29 @@ def case_vds_cycle_two_files(root: Path) -> Case:
     )  # fmt: skip
 
 
+@case
+def case_vds_unlimited_self(root: Path) -> Case:
+    unlimited = h5py.h5s.UNLIMITED
+    dump = root / "vds_unlimited.h5"
+    with hdf5(dump, "w") as handle:
+        spaces = []
+        for _ in range(2):
+            space = h5py.h5s.create_simple((100, 2), (unlimited, 2))
+            space.select_hyperslab((0, 0), (unlimited, 1), (1, 1), (1, 2))
+            spaces.append(space)
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_virtual(spaces[0], b".", b"features", spaces[1])
+        h5py.h5d.create(handle.id, b"features", h5py.h5t.IEEE_F32LE, spaces[0], dcpl=dcpl)
+        handle["labels"] = np.arange(100) % 2
+        _small_head(handle, 2)
+    return _measured(
+        "vds_unlimited_self", dump,
+        "/features is a virtual dataset with an unlimited mapping of itself (its extent is computed from its "
+        "sources, i.e. from itself): refused from its mapping",
+        ["/features", "unlimited mapping"], section=6, opt_in=True,
+    )  # fmt: skip
+
+
 # --- 5. rows that were never stored ------------------------------------------------------------------------
 @case
 def case_vds_unmapped_region(root: Path) -> Case:

@@ -266,3 +266,23 @@ def test_coverage_of_points_and_boxes() -> None:
     assert not hdf5_mapping.unmapped([boxes], (3, 2))
     assert hdf5_mapping.unmapped([boxes[:2]], (3, 2))
     assert hdf5_mapping.unmapped([], (3, 2)) and not hdf5_mapping.unmapped([], (0, 2))
+
+
+@pytest.mark.parametrize("source", [b"real", b"features"], ids=["other-dataset", "itself"])
+def test_unlimited_mappings_are_refused(tmp_path: Path, source: bytes) -> None:
+    """An unlimited mapping sizes the VDS from its sources at read time (of itself: a recursion)."""
+    unlimited = h5py.h5s.UNLIMITED
+    dump = tmp_path / "unlimited.h5"
+    with h5py.File(dump, "w") as handle:
+        handle.create_dataset("real", data=ROWS, maxshape=(None, 3), chunks=(5, 3))
+        spaces = []
+        for _ in range(2):
+            space = h5py.h5s.create_simple(ROWS.shape, (unlimited, 3))
+            space.select_hyperslab((0, 0), (unlimited, 1), (1, 1), (1, 3))
+            spaces.append(space)
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_virtual(spaces[0], b".", source, spaces[1])
+        h5py.h5d.create(handle.id, b"features", h5py.h5t.IEEE_F64LE, spaces[0], dcpl=dcpl)
+        _labels(handle)
+    with pytest.raises(InputError, match=r"/features is a virtual dataset with an unlimited mapping"):
+        resolve_split(dump, None)
