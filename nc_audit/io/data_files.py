@@ -17,7 +17,8 @@ from torch import Tensor
 
 from nc_audit.core.errors import InputError, did_you_mean
 from nc_audit.io.data_specs import is_user_file
-from nc_audit.io.files import regular_file
+from nc_audit.io.files import human_bytes, regular_file
+from nc_audit.io.hdf5_attrs import attr_size_problem, heap_bound, variable_length
 from nc_audit.io.hdf5_guard import check_dataset
 from nc_audit.io.inputs import Inputs
 
@@ -46,6 +47,17 @@ def nearby_file(text: str) -> str:
     return f" did you mean '{path.parent / chosen if str(path.parent) != '.' else chosen}'?"
 
 
+#: Most datasets a ``--data`` HDF5 file may hold (each is read whole).
+MAX_DATASETS = 1024
+
+
+def _collect(datasets: dict[str, h5py.Dataset], key: str, item: object) -> bool | None:
+    """visititems callback: keep the datasets; True (stop) past MAX_DATASETS."""
+    if isinstance(item, h5py.Dataset):
+        datasets[key] = item
+    return True if len(datasets) > MAX_DATASETS else None
+
+
 def _file_keys(path: Path) -> tuple[dict[str, Any], Any]:
     """All arrays of a user file by slash-separated key, and its declared num_classes (or None)."""
     size = path.stat().st_size
@@ -58,30 +70,51 @@ def _file_keys(path: Path) -> tuple[dict[str, Any], Any]:
             return arrays, arrays.pop("num_classes", None)
         datasets: dict[str, h5py.Dataset] = {}
         with h5py.File(path, "r") as handle:
-            handle.visititems(
-                lambda k, v: datasets.__setitem__(k, v) if isinstance(v, h5py.Dataset) else None
-            )
-            for key, dataset in datasets.items():
-                check_dataset(dataset, f"/{key}", path)  # no external bytes, nothing sparse
+            if handle.visititems(lambda k, v: _collect(datasets, k, v)):
+                raise InputError(f"{path}: holds more than {MAX_DATASETS} datasets; refused")
+            for key, dataset in datasets.items():  # every indirection followed: nothing outside, no fill
+                if variable_length(dataset.id.get_type()):  # its bytes are not bounded by its declared size
+                    raise InputError(f"{path}: /{key} holds variable-length values ({dataset.dtype}); "
+                                     "arrays must be numbers")  # fmt: skip
+                check_dataset(dataset, f"/{key}", path)
             _check_declared(path, sum(d.size * d.dtype.itemsize for d in datasets.values()), size)
             arrays = {key: dataset[()] for key, dataset in datasets.items()}
-            declared = handle.attrs.get("num_classes", arrays.pop("num_classes", None))
+            declared = _num_classes_attr(handle, path, arrays.pop("num_classes", None))
         return arrays, declared
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise InputError(f"{path}: cannot read as {path.suffix} ({error})") from None
 
 
-#: A dataset file's arrays may take at most this many bytes in memory, and at most MAX_EXPANSION times
-#: the file's size (a compressed .npz or HDF5 file that would inflate far beyond it is refused).
+def _num_classes_attr(handle: h5py.File, path: Path, default: Any) -> Any:
+    """The root attribute ``num_classes`` (else ``default``), its size bounded before reading."""
+    if "num_classes" not in handle.attrs:
+        return default
+    problem = attr_size_problem(handle, "num_classes", heap_bound(handle))
+    if problem is not None:
+        raise InputError(f"{path}: its num_classes attribute {problem}; refused before reading it")
+    return handle.attrs["num_classes"]
+
+
+#: A dataset file's arrays may take at most this many bytes in memory, at most MAX_EXPANSION times the
+#: file's size, and at most MAX_INFLATED_BYTES more than the file's size: a compressed .npz or HDF5
+#: file that would inflate far beyond itself is refused before inflating (a 3.4 MB gzip file declaring
+#: 3.4 GB is 1000 times its size, but 3.4 GB more than it).
 MAX_DATASET_BYTES = 8 * 2**30
 MAX_EXPANSION = 1000
+MAX_INFLATED_BYTES = 256 * 2**20
 
 
 def _check_declared(path: Path, declared: int, size: int) -> None:
     if declared > MAX_DATASET_BYTES or declared > MAX_EXPANSION * size + 2**20:
         raise InputError(
-            f"{path}: its arrays declare {declared} bytes in a {size}-byte file; refused (more than "
-            f"{MAX_DATASET_BYTES} bytes or {MAX_EXPANSION} times the file)"
+            f"{path}: its arrays declare {human_bytes(declared)} in a {human_bytes(size)} file; refused "
+            f"(more than {human_bytes(MAX_DATASET_BYTES)} or {MAX_EXPANSION} times the file)"
+        )
+    if declared - size > MAX_INFLATED_BYTES:
+        raise InputError(
+            f"{path}: its arrays declare {human_bytes(declared)} in a {human_bytes(size)} file, "
+            f"{human_bytes(declared - size)} more than it stores; refused before inflating (at most "
+            f"{human_bytes(MAX_INFLATED_BYTES)} more: store the arrays uncompressed)"
         )
 
 

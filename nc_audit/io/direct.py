@@ -9,8 +9,10 @@ threads of a pass keep computing while the next chunk is read (h5py holds the GI
 ``preadv`` rather than a memory map: a file that shrinks while a mapped chunk is in flight kills the
 process with SIGBUS, while a short read here is a clear error naming the rows. Anything this module does
 not handle (compression or other filters, partial-width chunks, external or virtual storage, a user
-block, another file driver, no ``os.preadv``, a chunk never written) is read by h5py, per dataset or
-per chunk. Big-endian data is read the same way and swapped to native order.
+block, another file driver, no ``os.preadv``, a chunk stored with its filters skipped) is read by h5py,
+per dataset or per chunk. A chunk never written is an error, never the fill value (the dump was checked
+to store every chunk, :mod:`nc_audit.io.hdf5_graph`; one missing now was removed since). Big-endian data
+is read the same way and swapped to native order.
 """
 
 from __future__ import annotations
@@ -67,11 +69,12 @@ class DirectRows:
         """Rows begin..end (within one stored chunk) as an (n, d) array in native byte order: a fresh one,
         or ``out[:n]`` (a C-contiguous buffer of the native dtype, reused by the caller).
 
-        Raises OSError when the file ends before the rows do (it shrank after it was opened)."""
+        Raises OSError when the file ends before the rows do (it shrank after it was opened) or their
+        chunk is not stored."""
         native = self.dtype.newbyteorder("=")
         rows = np.empty((end - begin, self.width), native) if out is None else out[: end - begin]
         offset = self._offset_of(begin)
-        if offset is None:  # a chunk that was never written holds the fill value: let h5py produce it
+        if offset is None:  # a chunk stored with some filter skipped: h5py reads it (from this file)
             self.dataset.read_direct(rows, np.s_[begin:end])
             return rows
         view = memoryview(rows).cast("B")
@@ -90,7 +93,9 @@ class DirectRows:
             return self._contiguous_offset + row * self.row_bytes
         first = row - row % self._chunk_rows
         info = self.dataset.id.get_chunk_info_by_coord((first, 0))
-        if info.byte_offset is None or info.filter_mask != 0:
+        if info.byte_offset is None:
+            raise OSError(f"the chunk holding row {row} is not stored (it would read as the fill value)")
+        if info.filter_mask != 0:
             return None
         return int(info.byte_offset) + (row - first) * self.row_bytes
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from nc_audit.core.errors import InputError, first_line
 from nc_audit.io.files import regular_file
+from nc_audit.io.hdf5_attrs import as_text, attr_names, attr_size_problem, heap_bound
 from nc_audit.io.hdf5_guard import dataset_at, lookup, read_small
 from nc_audit.io.head_checks import array_dtype_problem
 
@@ -39,6 +40,8 @@ MAX_READ_BYTES = 256 * 2**20
 MAX_HEAD_BYTES = 256 * 2**20
 #: Longest root attribute kept (checkpoint_path, dataset, ...); longer ones are cut.
 MAX_ATTR_CHARS = 1024
+#: Longest head name accepted (the /head group's ``name`` attribute).
+MAX_HEAD_NAME_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,7 @@ def check_head(path: Path | str) -> tuple[np.ndarray, np.ndarray | None, str] | 
             return None
         bias = _head_array(handle, path, "/head/bias")
         group = lookup(handle, "/head", path)
-        name = _as_str(group.attrs.get("name", "head")) if group is not None else "head"
+        name = _head_name(handle, group, path) if group is not None else "head"
     if weight.ndim != 2:
         raise InputError(f"{path}: /head/weight must be 2-D (C, d), found shape {tuple(weight.shape)}")
     if bias is not None:
@@ -177,6 +180,24 @@ def check_head(path: Path | str) -> tuple[np.ndarray, np.ndarray | None, str] | 
             )
         bias = bias.reshape(C)
     return weight, bias, name
+
+
+def _head_name(handle: h5py.File, group: h5py.Group, path: Path) -> str:
+    """The /head group's ``name`` attribute ('head' when absent), its size bounded before reading."""
+    if "name" not in group.attrs:
+        return "head"
+    problem = attr_size_problem(group, "name", heap_bound(handle))
+    if problem is not None:
+        raise InputError(f"{path}: the head's name attribute {problem}; refused before reading it")
+    try:
+        name = as_text(group.attrs["name"])
+    except (OSError, TypeError, ValueError) as error:
+        raise InputError(f"{path}: cannot read the head's name attribute ({first_line(error)})") from None
+    if len(name) > MAX_HEAD_NAME_CHARS:
+        raise InputError(
+            f"{path}: the head's name attribute holds {len(name)} characters (at most {MAX_HEAD_NAME_CHARS})"
+        )
+    return name
 
 
 def read_head(path: Path | str) -> Head | None:
@@ -194,15 +215,18 @@ def read_head(path: Path | str) -> Head | None:
 
 def read_attrs(path: Path | str) -> dict[str, str]:
     """The dump's root attributes as strings (format, checkpoint_sha256, dataset, created_by, ...); long
-    values are cut to MAX_ATTR_CHARS and large array attributes skipped."""
+    values are cut to MAX_ATTR_CHARS; attributes whose size is not bounded before reading (large,
+    arrays of variable-length values, variable-length in a file mostly outside its datasets:
+    :mod:`nc_audit.io.hdf5_attrs`) are skipped."""
     attrs = {}
     with open_dump(path) as handle:
-        for key in handle.attrs:
+        heap = heap_bound(handle)
+        for key in attr_names(handle):
             try:
-                if handle.attrs.get_id(key).get_storage_size() > 64 * MAX_ATTR_CHARS:
-                    continue
-                attrs[key] = _as_str(handle.attrs[key])[:MAX_ATTR_CHARS]
-            except (OSError, TypeError, ValueError):
+                if attr_size_problem(handle, key, heap) is not None:
+                    continue  # its size is not bounded before reading: not one nc-audit writes
+                attrs[key] = as_text(handle.attrs[key])[:MAX_ATTR_CHARS]
+            except (OSError, TypeError, ValueError, KeyError):
                 continue  # an attribute h5py cannot decode is not one nc-audit writes
     return attrs
 
@@ -294,9 +318,3 @@ def feature_scale(info: SplitInfo) -> float:
     """:func:`scale_for` the magnitude of the split's first rows (one process; a measurement under
     torchrun combines each rank's own rows, nc_audit/measure/collect.py)."""
     return scale_for(feature_magnitude(info))
-
-
-def _as_str(value: object) -> str:
-    if isinstance(value, np.ndarray) and value.size == 1:
-        value = value.reshape(()).item()
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

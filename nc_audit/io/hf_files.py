@@ -19,6 +19,7 @@ import torch
 from nc_audit.core.errors import InputError, first_line
 from nc_audit.io.checkpoint_files import check_checkpoint_file
 from nc_audit.io.files import load_json
+from nc_audit.io.shard_index import shard_files
 
 CONFIG_NAME = "config.json"
 #: Weight files of a save_pretrained folder, in the order transformers prefers them.
@@ -81,16 +82,7 @@ def weight_files(folder: Path) -> list[Path]:
             continue
         if not name.endswith(".index.json"):
             return [path]
-        try:
-            index = load_json(path, "shard index")
-            shards = sorted(set(index["weight_map"].values()))
-        except (InputError, ValueError, KeyError, TypeError, AttributeError):
-            raise InputError(f"{path}: not a readable shard index (expected a weight_map)") from None
-        files = [folder / shard for shard in shards]
-        missing = [file.name for file in files if not file.is_file()]
-        if missing:
-            raise InputError(f"{path}: shard(s) {', '.join(missing[:3])} missing beside it")
-        return files
+        return shard_files(path)  # plain files inside the folder, the index bounded
     raise InputError(f"{folder}: no weights ({', '.join(WEIGHT_NAMES)})")
 
 

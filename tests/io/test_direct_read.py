@@ -191,17 +191,37 @@ def test_non_float_non_2d_and_non_sec2_datasets_are_not_read_directly(tmp_path: 
         assert DirectRows.open(handle["features"]) is None
 
 
-# --- chunks that were never written hold the fill value ------------------------------------------------
+# --- chunks that were never written are refused; unwritten rows of stored chunks are in the file ---------
 @pytest.mark.parametrize(
-    "written",
-    [[(0, 41)], [(0, 41), (130, 140), (320, N)]],
-    ids=["first-41-rows", "scattered-writes"],
+    "written", [[(0, 41)], [(0, 41), (130, 140), (320, N)]], ids=["first-41", "scattered"]
 )
-def test_unwritten_chunks_read_as_the_fill_value(tmp_path: Path, written: list[tuple[int, int]]) -> None:
-    """A chunked dataset with only some rows written: the direct pass equals h5py's and the expected
-    array (written rows where written, 7.5 elsewhere, also inside partly written stored chunks)."""
+def test_unwritten_chunks_are_refused_before_any_row_is_read(
+    tmp_path: Path, written: list[tuple[int, int]]
+) -> None:
+    """A chunked dataset with chunks never written: its rows would read as the fill value (rows nobody
+    wrote, measured as data), so the dump is refused naming the dataset and the count."""
     X, y = make_data(np.float32)
     path = tmp_path / "partial.h5"
+    with h5py.File(path, "w") as handle:
+        features = handle.create_dataset("features", shape=(N, D), dtype="<f4", chunks=(32, D), fillvalue=7.5)
+        for a, b in written:
+            features[a:b] = X[a:b]
+        handle["labels"] = y
+    with h5py.File(path, "r") as handle:
+        allocated = handle["features"].id.get_num_chunks()
+    assert 0 < allocated < -(-N // 32)  # some stored chunks really are missing
+    with pytest.raises(
+        InputError, match=rf"partial.h5: /features .* stores only {allocated} of its 11 chunks"
+    ):
+        resolve_split(path, None)
+
+
+def test_every_chunk_stored_reads_its_stored_bytes_also_where_rows_were_not_written(tmp_path: Path) -> None:
+    """Every chunk stored, some only partly written: the file holds the fill value there (HDF5 wrote it
+    into the chunk), and the direct pass equals h5py's and the expected array."""
+    X, y = make_data(np.float32)
+    path = tmp_path / "partial.h5"
+    written = [(begin, min(begin + 5, N)) for begin in range(0, N, 32)]
     with h5py.File(path, "w") as handle:
         features = handle.create_dataset("features", shape=(N, D), dtype="<f4", chunks=(32, D), fillvalue=7.5)
         for a, b in written:
@@ -210,9 +230,6 @@ def test_unwritten_chunks_read_as_the_fill_value(tmp_path: Path, written: list[t
     expected = np.full((N, D), 7.5, dtype=np.float32)  # (N, d)
     for a, b in written:
         expected[a:b] = X[a:b]
-    with h5py.File(path, "r") as handle:
-        allocated = handle["features"].id.get_num_chunks()
-    assert 0 < allocated < -(-N // 32)  # some stored chunks really are missing
     assert readable_directly(path)
     info = resolve_split(path, None)
     for rows, chunk_rows in [(None, None), (None, 10), ((30, 200), 50), ((41, 64), 100)]:
