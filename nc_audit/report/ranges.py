@@ -81,7 +81,9 @@ def check_ranges(
         if bounds is None:
             continue
         low, high = bounds
-        if math.isinf(value) and math.isinf(high) and value > 0:  # a zero denominator: undefined, noted elsewhere
+        if (
+            math.isinf(value) and math.isinf(high) and value > 0
+        ):  # a zero denominator: undefined, noted elsewhere
             continue
         extra = (slack or {}).get(key, 0.0)
         tol_low = abs(low) * REL_TOL + ABS_TOL + extra
