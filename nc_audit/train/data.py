@@ -110,6 +110,12 @@ def dataset_data(spec: str, num_classes: int, per_class: int | None, seed: int) 
         )
     test = load_dataset(spec, "test") if "test" in dataset_splits(spec) else None
     inputs, labels = train.inputs, train.labels
+    present = labels.unique()
+    if present.numel() < 2:  # the metrics before and after need two classes
+        raise InputError(
+            f"{spec} [train]: every label is {int(present[0]) if present.numel() else '—'}; Neural Collapse "
+            "metrics need samples of at least 2 classes"
+        )
     subset = None
     if per_class is not None:
         subset = stratified_subset(labels, train.num_classes, per_class, seed)
