@@ -15,6 +15,7 @@ import torch
 from nc_audit.core.class_stats import ClassStats
 from nc_audit.metrics.collapse import COINCIDE_RTOL, centred_means
 from nc_audit.metrics.information import nc_targets
+from nc_audit.metrics.sample_level import SampleLevelResult
 
 #: A row is zero when its norm is at most this times the largest row norm of the same matrix.
 ZERO_ROW_RTOL = 1e-10
@@ -136,3 +137,27 @@ def without_head_samples(
         "K_Y has zero rows."
     )
     return nulled, [*kept, note]
+
+
+#: Sample-level keys that use the feature Gram K_Z.
+SAMPLE_FEATURE_KEYS = ("h_samples", "mi_samples", "mir_samples", "hdr_samples", "mi_samples_onehot")
+
+
+def zero_sample_rows(dual_gram: torch.Tensor, num_samples: int) -> int:
+    """How many centred sample rows h_i − μ_G are exactly zero: each non-zero unit row adds 1 to the trace
+    of ẐᵀẐ (d, d), a zero row adds 0."""
+    return max(0, num_samples - round(float(torch.trace(dual_gram.to(torch.float64)))))
+
+
+def without_zero_samples(result: SampleLevelResult, dual_gram: torch.Tensor, num_samples: int) -> None:
+    """Null (in place, with a note) the K_Z metrics when some samples equal the global mean: their rows of
+    K_Z are zero, so K_Z is no cosine Gram (its trace is below N) and MI could exceed H(K_Z)."""
+    zero = zero_sample_rows(dual_gram, num_samples)
+    if not zero:
+        return
+    result.metrics.update({key: None for key in SAMPLE_FEATURE_KEYS if key in result.metrics})
+    result.notes[:] = [note for note in result.notes if not note.startswith(SAMPLE_FEATURE_KEYS)]
+    result.notes.append(
+        f"{', '.join(SAMPLE_FEATURE_KEYS)} are undefined (reported as null): {zero} of {num_samples} samples "
+        "equal the global mean, so their rows of the feature Gram K_Z are zero."
+    )
