@@ -27,6 +27,7 @@ from nc_audit.engine.workers import RoundRobin
 from nc_audit.io.checkpoints import Head
 from nc_audit.io.chunks import Chunk, ChunkReader
 from nc_audit.io.dumps import SplitInfo, open_chunks
+from nc_audit.io.overflow import overflow_rows
 
 #: The second pass gives each worker its own copy of the sample-level scatters (C·d² float64) only when
 #: they are at most this large; larger ones are filled by one worker.
@@ -38,6 +39,7 @@ class RowValidator:
 
     def __init__(self, info: SplitInfo, num_classes: int) -> None:
         self.where = f"{info.path}" + (f" [{info.split}]" if info.split else "")
+        self.info = info
         self.num_samples = info.num_samples
         self.num_classes = num_classes
         self.bad_labels = 0
@@ -72,6 +74,10 @@ class RowValidator:
                 f"{self.where}: {self.bad_labels} labels lie outside 0..{self.num_classes - 1} "
                 f"({example}); the head has {self.num_classes} classes — is --head the right layer?"
             )
+        if self.nonfinite_rows and self.may_overflow and not (ctx is not None and ctx.distributed):
+            cause = overflow_rows(self.info).describe(self.num_samples)  # name the rows (io/overflow.py)
+            if cause is not None:
+                raise InputError(f"{self.where}: {cause}")
         if self.nonfinite_rows:
             raise InputError(
                 f"{self.where}: {self.nonfinite_rows} of {self.num_samples} feature rows hold NaN or Inf values"

@@ -17,6 +17,7 @@ from nc_audit.io.inputs import to_device
 from nc_audit.measure.compute import metrics_from_arrays
 from nc_audit.models.hooks import find_head_module, forward_with_features
 from nc_audit.report.model import finite_or_none
+from nc_audit.report.ranges import check_ranges
 
 BATCH_SIZE = 512  # the batch size of ``extract``, so features match a cached dump bit for bit
 
@@ -36,10 +37,12 @@ def evaluate(model: torch.nn.Module, head_name: str, dataset: ArrayDataset, devi
     head = Head(head_name, _float64(head_module.weight), _float64(head_module.bias))
     metrics, counter = metrics_from_arrays(H, labels, head)
     loss = cross_entropy(Z.double(), labels)  # mean over the N samples, float64
+    metrics, notes = check_ranges(metrics, int(head.weight.shape[0]), int(H.shape[0]))  # report/ranges.py
     return {
         "accuracy": counter.accuracy,
         "loss": finite_or_none(float(loss)),
         "metrics": {key: finite_or_none(value) for key, value in metrics.items()},
+        **({"notes": notes} if notes else {}),
     }
 
 

@@ -30,10 +30,11 @@ from nc_audit.core.formats import INTERPOLATION_SCHEMA
 from nc_audit.core.progress import SilentTracker, Tracker
 from nc_audit.core.version import __version__
 from nc_audit.experiments.evaluation import BATCH_SIZE, evaluate
-from nc_audit.io.datasets import ArrayDataset, dataset_splits, load_dataset
+from nc_audit.io.datasets import ArrayDataset, check_two_classes, dataset_splits, load_dataset
 from nc_audit.io.inputs import to_device
 from nc_audit.metrics.information import nc_targets
 from nc_audit.models.hooks import call_model, find_head_module
+from nc_audit.models.input_fit import check_inputs_fit
 from nc_audit.models.loading import LoadedModel, load_model
 from nc_audit.models.registry import architecture_record
 
@@ -204,6 +205,8 @@ def run_interpolation(
     dataset = load_dataset(data, split)
     net = loaded_a.model.to(target)
     _check_labels(dataset, data, find_head_module(net, loaded_a.head_name)[1].out_features)
+    check_inputs_fit(net, dataset.inputs, f"{data} [{dataset.split}]")  # before any forward pass
+    check_two_classes(dataset.labels, f"{data} [{dataset.split}]")
     # the models' own state dicts: keyed as the model names them (a Hugging Face folder's stored names, or
     # a checkpoint's stripped prefixes, may differ)
     state_a = {key: value.detach().cpu().clone() for key, value in loaded_a.model.state_dict().items()}

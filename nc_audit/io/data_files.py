@@ -21,6 +21,7 @@ from nc_audit.io.files import human_bytes, regular_file
 from nc_audit.io.hdf5_attrs import attr_size_problem, heap_bound, variable_length
 from nc_audit.io.hdf5_guard import check_dataset
 from nc_audit.io.inputs import Inputs
+from nc_audit.io.npy_header import check_npy_header
 
 _Arrays = dict[str, tuple[Inputs, Tensor]]  # split -> (inputs, labels)
 
@@ -65,6 +66,8 @@ def _file_keys(path: Path) -> tuple[dict[str, Any], Any]:
         if path.suffix.lower() == ".npz":
             with zipfile.ZipFile(path) as archive:  # a zip: its declared sizes are checked before inflating
                 _check_declared(path, sum(info.file_size for info in archive.infolist()), size)
+                for info in archive.infolist():
+                    _check_npy_header(path, archive, info)
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {k: archive[k] for k in archive.files}
             return arrays, arrays.pop("num_classes", None)
@@ -83,6 +86,12 @@ def _file_keys(path: Path) -> tuple[dict[str, Any], Any]:
         return arrays, declared
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise InputError(f"{path}: cannot read as {path.suffix} ({error})") from None
+
+
+def _check_npy_header(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """An .npz member's .npy header, checked before numpy allocates its array (io/npy_header.py)."""
+    with archive.open(info) as member:
+        check_npy_header(member, info.file_size, f"{path}: array {info.filename}")
 
 
 def _num_classes_attr(handle: h5py.File, path: Path, default: Any) -> Any:

@@ -328,3 +328,12 @@ def splits_for_measure(spec: str, split: str | None) -> list[str]:
             f"its splits: {', '.join(available)}"
         )
     return available
+
+
+def check_two_classes(labels: Tensor, where: str) -> None:
+    """InputError naming ``where`` when the labels hold fewer than two classes (no Neural Collapse metric
+    is defined for them)."""
+    present = labels.unique()
+    if present.numel() < 2:
+        shown = f"every label is {int(present[0])}" if present.numel() else "no labels"
+        raise InputError(f"{where}: {shown}; Neural Collapse metrics need samples of at least 2 classes")

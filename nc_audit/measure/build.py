@@ -7,6 +7,7 @@ import math
 
 from nc_audit.io.dumps import read_attrs
 from nc_audit.measure.collect import Collected
+from nc_audit.measure.degenerate import degenerate_classes, kept_targets, without_head_samples
 from nc_audit.measure.describe import build_notes, conventions, undefined_notes
 from nc_audit.metrics.information import nc_targets, sample_level_targets
 from nc_audit.report.model import Report
@@ -17,7 +18,8 @@ def build_report(collected: Collected, metrics: dict[str, float | None]) -> Repo
     inputs, stats = collected.inputs, collected.stats
     sub = stats.subset(stats.present)
     C, d = sub.num_classes, sub.feature_dim
-    targets = nc_targets(C)
+    found = degenerate_classes(stats, inputs.head.weight)
+    targets = kept_targets(nc_targets(C), found)
     notes = [*inputs.notes, *build_notes(stats, C, d, inputs.head, metrics)]
     if collected.feature_scale != 1.0:
         notes.append(
@@ -25,9 +27,11 @@ def build_report(collected: Collected, metrics: dict[str, float | None]) -> Repo
             "(their magnitude would overflow or underflow float64 squares); every metric is scale-invariant."
         )
     if collected.sample_level is not None:
-        metrics = {**metrics, **collected.sample_level.metrics}
+        sample = collected.sample_level
+        sample_metrics, sample_notes = without_head_samples(sample.metrics, sample.notes, found)
+        metrics = {**metrics, **sample_metrics}
         targets.update(sample_level_targets(C))
-        notes += collected.sample_level.notes
+        notes += sample_notes
         notes += undefined_notes(metrics, notes)
     return Report(
         checkpoint=inputs.head_origin,

@@ -26,6 +26,7 @@ from nc_audit.io.datasets import splits_for_measure
 from nc_audit.io.dumps import SplitInfo, feature_magnitude, iter_chunks, read_head, scale_for
 from nc_audit.io.hdf5_guard import external_allowed, external_data_allowed
 from nc_audit.measure.cache import cached_dump, errors_name_the_data
+from nc_audit.measure.degenerate import without_zero_samples
 from nc_audit.measure.options import MeasureOptions
 from nc_audit.measure.resolve import (
     DUMP_SUFFIXES,
@@ -156,13 +157,15 @@ def _collect(source: Path | str, options: MeasureOptions, tracker: Tracker | Non
     result = None
     if second.sample_stats is not None:
         decisions = inputs.decisions_split
+        sums = second.sample_stats.sums()
         result = sample_level_metrics(
-            second.sample_stats.sums(),
+            sums,
             inputs.head.weight.to(device),
             estimator=options.estimator,
             budget_bytes=options.sample_budget_bytes,
             chunks=lambda: iter_chunks(decisions, options.chunk_rows),
         )
+        without_zero_samples(result, sums.dual_gram, sums.num_samples)  # measure/degenerate.py
     nc1 = second.projection.nc1() if second.projection is not None else None
     dump_path = Path(inputs.decisions_split.path)
     return Collected(inputs, stats, second.counter, device, dump_path, cache_hit, result, nc1, scale)

@@ -9,10 +9,13 @@ from nc_audit.core.class_stats import ClassStats
 from nc_audit.core.errors import InputError
 from nc_audit.engine.accumulators import DecisionCounter
 from nc_audit.io.checkpoints import Head
+from nc_audit.measure.degenerate import INFORMATION_KEYS, Degenerate, degenerate_classes
 from nc_audit.metrics.collapse import (
     MEANS_DEPENDENT,
     centred_means,
     collapse_metrics,
+    equiangular,
+    maxangle,
     means_coincide,
     nc1_batched,
 )
@@ -39,16 +42,44 @@ def batched_metrics(
         Sigma_W = torch.stack([subsets[index].within_cov for index in missing])  # (B', d, d)
         for index, value in zip(missing, nc1_batched(M[missing], Sigma_W).tolist(), strict=True):
             nc1_all[index] = value
-    information = class_level_information(W, M)
+    # zero head rows / zero centred means never enter a cosine Gram (measure/degenerate.py)
+    degenerate = [degenerate_classes(stats, head.weight) for stats, head, _ in items]
+    clean = [index for index, found in enumerate(degenerate) if not found.excluded]
+    information: dict[int, dict[str, float | None]] = {}
+    if clean:
+        information.update(zip(clean, class_level_information(W[clean], M[clean]), strict=True))
+    for index, found in enumerate(degenerate):
+        if found.excluded:
+            information[index] = _kept_information(W[index], M[index], found)
     results = []
     for index, (sub, (_, _, counter)) in enumerate(zip(subsets, items, strict=True)):
         metrics: dict[str, float | None] = collapse_metrics(sub, W[index], nc1_value=nc1_all[index])
         metrics["nc4"] = counter.nc4
         metrics.update(information[index])
+        found = degenerate[index]
+        if found.zero_head:
+            metrics.update(_cosines(W[index][found.mask(found.zero_head, W.device)], "head"))
+        if found.zero_means:
+            metrics.update(_cosines(M[index][found.mask(found.zero_means, M.device)], "means"))
         if means_coincide(sub):  # zero between-class spread: undefined, never a "perfect collapse"
             metrics.update(dict.fromkeys(MEANS_DEPENDENT))
         results.append(metrics)
     return results
+
+
+def _kept_information(W: torch.Tensor, M: torch.Tensor, found: Degenerate) -> dict[str, float | None]:
+    """The information metrics over the kept classes only (W, M: (C_p, d)); null with fewer than 2."""
+    keep = found.mask(found.excluded, W.device)  # (C_p,)
+    if int(keep.sum()) < 2:
+        return dict.fromkeys(INFORMATION_KEYS)
+    return class_level_information(W[keep][None], M[keep][None])[0]
+
+
+def _cosines(X: torch.Tensor, side: str) -> dict[str, float | None]:
+    """The NC2 cosine metrics of the non-zero rows X (n, d) of one side; null with fewer than 2 rows."""
+    if X.shape[0] < 2:
+        return {f"nc2_equiangular_{side}": None, f"nc2_maxangle_{side}": None}
+    return {f"nc2_equiangular_{side}": equiangular(X), f"nc2_maxangle_{side}": maxangle(X)}
 
 
 def metrics_from_arrays(
@@ -56,6 +87,8 @@ def metrics_from_arrays(
 ) -> tuple[dict[str, float | None], DecisionCounter]:
     """Metrics of in-memory features (training loops, interpolation): one batch, same kernels as measure."""
     features = features.detach()
+    if features.dim() != 2 or features.shape[1] == 0:
+        raise InputError(f"features must be (N, d) with d >= 1, got shape {tuple(features.shape)}")
     as64 = {"dtype": torch.float64, "device": features.device}
     head = Head(
         head.name,

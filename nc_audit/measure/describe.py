@@ -7,6 +7,7 @@ import math
 from nc_audit.core.class_stats import ClassStats
 from nc_audit.io.checkpoints import Head
 from nc_audit.io.dumps import SplitInfo
+from nc_audit.measure.degenerate import degenerate_classes
 from nc_audit.metrics.collapse import MEANS_DEPENDENT, means_coincide
 
 
@@ -29,16 +30,18 @@ def conventions(head: Head, means_split: SplitInfo, decisions_split: SplitInfo) 
 
 def build_notes(stats: ClassStats, C: int, d: int, head: Head, metrics: dict) -> list[str]:
     """Notes a reader needs: undefined ratios, impossible simplex ETF, absent classes, missing bias."""
-    notes = []
+    found = degenerate_classes(stats, head.weight)
+    notes = found.notes()
     coincide = means_coincide(stats.subset(stats.present))
+    said = coincide or (bool(found.excluded) and found.kept_count < 2)  # the ratios' nulls already explained
     if C == 2:
         notes.append(
             "MIR is undefined for C = 2: the two centred class means are always opposite, so H(K_M) = 0 "
             "and MIR = MI/0 (reported as null)."
         )
-    elif metrics.get("mir") is None and not coincide:
+    elif metrics.get("mir") is None and not said:
         notes.append("MIR is undefined here: one of the two Gram entropies is 0 (reported as null).")
-    if metrics.get("hdr") is None and not coincide:
+    if metrics.get("hdr") is None and not said:
         notes.append("HDR is undefined here: both Gram entropies are 0 (reported as null).")
     if C > d + 1:
         notes.append(

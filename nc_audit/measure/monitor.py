@@ -30,6 +30,7 @@ from nc_audit.core.class_stats import ClassStats
 from nc_audit.core.errors import InputError
 from nc_audit.io.checkpoints import Head
 from nc_audit.measure.compute import metrics_from_arrays
+from nc_audit.measure.degenerate import degenerate_classes, kept_targets
 from nc_audit.measure.describe import build_notes
 from nc_audit.measure.jsonl import TruncatedLineWarning
 from nc_audit.measure.jsonl import read_trajectory_jsonl as read_trajectory_jsonl  # its home before
@@ -169,7 +170,7 @@ class Monitor:
             },
             conventions=monitor_conventions(head.bias is not None),
             metrics=metrics,
-            targets=nc_targets(C),
+            targets=kept_targets(nc_targets(C), degenerate_classes(stats, head.weight)),
             notes=build_notes(stats, C, d, head, metrics),
             step=step,
             label=self.label if self.label is not None else f"step {step}",

@@ -88,6 +88,8 @@ def resolve_inputs(
             "sha256": attrs.get("checkpoint_sha256"),
             "head": found.name,
         }
+    if decisions.feature_dim == 0 or means.feature_dim == 0:  # no direction to measure (every metric NC-like)
+        raise InputError(f"{dump_path}: the features have width d = 0; Neural Collapse needs d >= 1")
     _check_finite_head(found, checkpoint_path or dump_path)
     if found.feature_dim != decisions.feature_dim:
         raise InputError(

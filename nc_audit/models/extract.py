@@ -24,6 +24,7 @@ from nc_audit.io.datasets import (
 from nc_audit.io.dump_writer import write_dump
 from nc_audit.io.inputs import describe, to_device
 from nc_audit.models.hooks import find_head_module, forward_with_features
+from nc_audit.models.input_fit import check_inputs_fit
 from nc_audit.models.loading import LoadedModel, load_model
 
 #: The dump a ``finetune --features`` run writes with the adapted features (see nc_audit.train.loop).
@@ -82,6 +83,7 @@ def extract(
     head_module = find_head_module(model, loaded.head_name)[1]
     for dataset in datasets:
         check_adapter_inputs(loaded, dataset, data)
+        check_inputs_fit(model, dataset.inputs, f"{data} [{dataset.split}]")  # before any forward pass
         top = int(dataset.labels.max()) if len(dataset) else -1
         if top >= head_module.out_features:
             raise InputError(

@@ -44,6 +44,7 @@ class OneLayerTransformer(nn.Module):
         if d_model % heads:
             raise ValueError(f"d_model={d_model} must be a multiple of heads={heads}")
         self.p, self.heads, self.d_head = p, heads, d_model // heads
+        self.input_vocabulary = p  # operands a, b lie in [0, p) (models/input_fit.py checks the data)
         d, h, dh = d_model, heads, self.d_head
         self.W_E = _normal(p + 1, d, scale=d)  # token embedding; token p is "="
         self.W_pos = _normal(3, d, scale=d)  # positions of a, b, =

@@ -8,6 +8,7 @@ from typing import Any
 
 from nc_audit.core.formats import REPORT_SCHEMA, TRAJECTORY_SCHEMA
 from nc_audit.core.version import __version__
+from nc_audit.report.ranges import check_ranges
 
 
 @dataclass
@@ -24,6 +25,15 @@ class Report:
     details: dict[str, Any] = field(default_factory=dict)
     step: int | None = None
     label: str | None = None
+
+    def __post_init__(self) -> None:
+        """Every metric inside its mathematical range, or null with a note (report/ranges.py)."""
+        slack = {key: float(value) for key, value in self.details.get("sample_level", {}).get("interval_95", {}).items()
+                 if isinstance(value, (int, float))}  # fmt: skip
+        self.metrics, notes = check_ranges(
+            self.metrics, self.features.get("num_classes"), self.features.get("num_samples"), slack
+        )
+        self.notes = [*self.notes, *notes]
 
     @property
     def passed(self) -> bool:

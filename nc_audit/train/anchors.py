@@ -18,6 +18,7 @@ import torch
 from nc_audit.core.errors import InputError
 from nc_audit.io.files import regular_file
 from nc_audit.io.hdf5_guard import check_dataset, lookup, read_small
+from nc_audit.io.npy_header import check_npy_header
 
 ANCHOR_SUFFIXES: tuple[str, ...] = (".safetensors", ".npy", ".h5", ".hdf5")
 ANCHOR_KEY = "anchors"
@@ -42,6 +43,8 @@ def _read_safetensors(path: Path) -> torch.Tensor:
 
 
 def _read_npy(path: Path) -> torch.Tensor:
+    with path.open("rb") as stream:  # the header's shape checked before numpy allocates it
+        check_npy_header(stream, path.stat().st_size, str(path))
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:

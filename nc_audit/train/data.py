@@ -19,7 +19,7 @@ from torch import Tensor
 
 from nc_audit.core.errors import InputError
 from nc_audit.io.checkpoints import file_sha256
-from nc_audit.io.datasets import dataset_splits, load_dataset
+from nc_audit.io.datasets import check_two_classes, dataset_splits, load_dataset
 from nc_audit.io.dumps import SplitInfo, dump_splits, iter_chunks, open_dump, resolve_split
 from nc_audit.io.hdf5_guard import dataset_at, read_small
 from nc_audit.io.inputs import Inputs, take
@@ -110,6 +110,7 @@ def dataset_data(spec: str, num_classes: int, per_class: int | None, seed: int) 
         )
     test = load_dataset(spec, "test") if "test" in dataset_splits(spec) else None
     inputs, labels = train.inputs, train.labels
+    check_two_classes(labels, f"{spec} [train]")  # the metrics before and after need two classes
     subset = None
     if per_class is not None:
         subset = stratified_subset(labels, train.num_classes, per_class, seed)

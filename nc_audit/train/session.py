@@ -10,10 +10,11 @@ import torch
 
 from nc_audit.core.errors import InputError
 from nc_audit.distributed import DistributedContext
+from nc_audit.models.input_fit import check_inputs_fit
 from nc_audit.models.registry import load_weights
 from nc_audit.train.anchors import head_anchors, load_anchors
 from nc_audit.train.config import FinetuneConfig
-from nc_audit.train.data import TrainData, dataset_data, derived_seed, dump_data
+from nc_audit.train.data import MemorySplit, TrainData, dataset_data, derived_seed, dump_data
 from nc_audit.train.source import StartingModel, starting_model
 from nc_audit.train.state import (
     RunIdentity,
@@ -126,6 +127,9 @@ def open_run(config: FinetuneConfig, ctx: DistributedContext) -> Run:
     torch.manual_seed(derived_seed(config.seed, "init"))
     start = starting_model(config)
     data = _load_data(config, int(start.head.weight.shape[0]))
+    for split, part in (("train", data.train), ("test", data.test)):  # before any forward pass
+        if config.data is not None and isinstance(part, MemorySplit):
+            check_inputs_fit(start.model, part.inputs, f"{config.data} [{split}]")
     parts = _training_parts(config, ctx, start)
     order = torch.Generator().manual_seed(derived_seed(config.seed, "order"))
     settings = config.resume_settings() | {"data": data.spec, "features": None, "loss_shards": shards}

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nc_audit.core.errors import InputError, changed_settings
+from nc_audit.core.errors import InputError, changed_settings, first_line
 from nc_audit.core.formats import STUDY_RESULTS_SCHEMA, STUDY_SCHEMA
 from nc_audit.core.progress import Tracker
 from nc_audit.core.version import __version__
+from nc_audit.experiments.studies.record_checks import check_record
 from nc_audit.io.atomic import atomic_write_text
 from nc_audit.io.files import MAX_JSON_BYTES, load_json, parse_json, read_capped
 from nc_audit.metrics.information import nc_targets
@@ -129,11 +130,20 @@ class StudyRecords:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
+            where = f"{path} line {number}"
             try:
-                record = parse_json(line, f"{path.name} line {number}")
-                self.records[record["key"]] = record
-            except (InputError, KeyError, TypeError):  # a line cut short by a kill, or not a record
-                self.notes.append(f"{path.name} line {number}: not a run record, ignored (it runs again)")
+                record = parse_json(line, where)
+            except InputError as error:
+                if number == len(lines):  # an unterminated last line: a write cut short by a kill
+                    self.notes.append(
+                        f"{path.name} line {number}: a truncated run record, ignored (it runs again)"
+                    )
+                    continue
+                raise InputError(f"--resume: {first_line(error)}") from None
+            check_record(record, self.kind, where)  # never report a tampered record as measured
+            if record["key"] in self.records:
+                raise InputError(f"--resume: {where}: run '{record['key']:.60}' appears twice")
+            self.records[record["key"]] = record
 
     def add(self, record: dict[str, Any]) -> None:
         """Keep ``record`` (it has a ``key``) and rewrite DIR/runs.jsonl atomically with every record."""
