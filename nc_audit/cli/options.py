@@ -183,3 +183,37 @@ AllowExternalOpt = Annotated[
         "trusted multi-file dumps.",
     ),
 ]
+
+
+class Task(str, Enum):
+    """What a model's --data is measured as (nc_audit.models.next_token for next-token)."""
+
+    classification = "classification"
+    next_token = "next-token"
+
+
+TaskOpt = Annotated[
+    Task,
+    Opt(
+        metavar="[classification|next-token]",
+        help="classification: --data holds inputs and labels. next-token: the checkpoint is a causal "
+        "language model folder and --data a corpus (.txt: documents separated by blank lines; .jsonl: one "
+        "document a line; .npy: token ids, -1 between documents); features are the final hidden states "
+        "(the unembedding's input), labels the next tokens, the head the unembedding.",
+    ),
+]
+ContextOpt = Annotated[
+    int | None,
+    Opt(
+        min=2,
+        metavar="N",
+        help="--task next-token: tokens per window (one forward pass). [default: the model's longest "
+        "sequence, at most 1024]",
+    ),
+]
+TextColumnOpt = Annotated[
+    str,
+    Opt(
+        metavar="NAME", help="--task next-token with a .jsonl corpus: the field holding each document's text."
+    ),
+]
