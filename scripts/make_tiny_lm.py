@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import random
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -37,7 +38,7 @@ def make_corpus(documents: int, seed: int = 0) -> str:
     return "\n\n".join(paragraphs) + "\n"
 
 
-def make_tokenizer(text: str, vocab: int):  # noqa: ANN201 -- a PreTrainedTokenizerFast
+def make_tokenizer(text: str, vocab: int) -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -54,7 +55,7 @@ def make_tokenizer(text: str, vocab: int):  # noqa: ANN201 -- a PreTrainedTokeni
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", eos_token="<eos>")
 
 
-def make_model(arch: str, vocab: int, embd: int, layers: int, positions: int = 128, **extra: object):  # noqa: ANN201
+def make_model(arch: str, vocab: int, embd: int, layers: int, positions: int = 128, **extra: object) -> Any:
     if arch == "gpt2":
         from transformers import GPT2Config, GPT2LMHeadModel
 

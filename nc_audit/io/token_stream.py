@@ -32,8 +32,8 @@ class TokenStreamWriter:
     def __init__(self, folder: Path, check: IdCheck) -> None:
         self.folder = folder
         self.check = check
-        self._tokens = open(folder / "tokens", "wb")  # noqa: SIM115 -- closed by close()
-        self._flags = open(folder / "next_same", "wb")  # noqa: SIM115
+        self._tokens = open(folder / "tokens", "wb")
+        self._flags = open(folder / "next_same", "wb")
         self.count = 0
         self._pending = False  # the last token's flag waits for the next piece
 

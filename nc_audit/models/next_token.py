@@ -25,6 +25,7 @@ from nc_audit.distributed import DistributedContext
 from nc_audit.io.corpus import corpus_kind, corpus_sha256, text_pieces, token_blocks
 from nc_audit.io.token_dump import PartialDump, finish, join_parts, output_target, partial_path
 from nc_audit.io.token_stream import (
+    IdCheck,
     Plan,
     TokenStream,
     TokenStreamWriter,
@@ -71,7 +72,7 @@ def extraction_key(lm: CausalLM, corpus: Path, context: int, text_column: str) -
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def _id_check(lm: CausalLM, corpus: Path, tokenized: bool):  # noqa: ANN202
+def _id_check(lm: CausalLM, corpus: Path, tokenized: bool) -> IdCheck:
     vocab = lm.vocab_size
 
     def check(ids: np.ndarray) -> None:
