@@ -1,6 +1,6 @@
 """Build a tiny causal language model folder and its corpus, deterministically, without downloading.
 
-    python scripts/make_tiny_lm.py OUT [--arch gpt2|llama] [--vocab 512] [--embd 64] [--layers 2]
+    python scripts/make_tiny_lm.py OUT [--arch gpt2|llama|gptj] [--vocab 512] [--embd 64] [--layers 2]
                                    [--documents 400] [--train-steps 0] [--seed 0]
 
 Writes OUT/corpus.txt (generated English-like sentences; documents separated by blank lines) and the
@@ -64,6 +64,14 @@ def make_model(arch: str, vocab: int, embd: int, layers: int, positions: int = 1
             bos_token_id=1, eos_token_id=1, **extra,
         )  # fmt: skip
         return GPT2LMHeadModel(config)
+    if arch == "gptj":  # an untied unembedding with a bias
+        from transformers import GPTJConfig, GPTJForCausalLM
+
+        config = GPTJConfig(
+            vocab_size=vocab, n_embd=embd, n_layer=layers, n_head=2, rotary_dim=8, n_positions=positions,
+            bos_token_id=1, eos_token_id=1, **extra,
+        )  # fmt: skip
+        return GPTJForCausalLM(config)
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
@@ -98,6 +106,7 @@ def build(
     documents: int = 400,
     train_steps: int = 0,
     seed: int = 0,
+    positions: int = 128,
     **extra: object,
 ) -> tuple[Path, Path]:
     """Write OUT/corpus.txt and OUT/model; returns (model folder, corpus)."""
@@ -107,7 +116,7 @@ def build(
     corpus = out / "corpus.txt"
     corpus.write_text(text, encoding="utf-8")
     tokenizer = make_tokenizer(text, vocab)
-    model = make_model(arch, len(tokenizer), embd, layers, **extra)
+    model = make_model(arch, len(tokenizer), embd, layers, positions, **extra)
     if train_steps:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         train(model, ids, train_steps, seed)
@@ -120,7 +129,7 @@ def build(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--arch", choices=("gpt2", "llama"), default="gpt2")
+    parser.add_argument("--arch", choices=("gpt2", "llama", "gptj"), default="gpt2")
     parser.add_argument("--vocab", type=int, default=512)
     parser.add_argument("--embd", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
