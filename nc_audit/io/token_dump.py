@@ -65,7 +65,8 @@ class PartialDump:
             return None
         try:
             same = (
-                handle.attrs.get("resume_key") == key
+                all(_own_dataset(handle, name) for name in ("features", "labels"))
+                and handle.attrs.get("resume_key") == key
                 and handle["features"].shape == (num_rows, feature_dim)
                 and handle["labels"].shape == (num_rows,)
             )
@@ -116,6 +117,15 @@ class PartialDump:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
             raise write_error(self.path, error) from None
+
+
+def _own_dataset(handle: h5py.File, name: str) -> bool:
+    """A dataset stored in this file: no link, no external storage, no virtual sources (a resumed file
+    is written into; nothing may lead the writes elsewhere)."""
+    if not isinstance(handle.get(name, getlink=True), h5py.HardLink):
+        return False
+    node = handle.get(name)
+    return isinstance(node, h5py.Dataset) and not node.is_virtual and node.external is None
 
 
 def finish(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from torch import nn
 
 from nc_audit.core.errors import InputError, first_line
 from nc_audit.io.checkpoints import file_sha256, source_sha256
-from nc_audit.io.files import regular_file
+from nc_audit.io.files import human_bytes, load_json, regular_file
 from nc_audit.models.huggingface import load_pretrained, require_transformers
 
 #: The files a Hugging Face tokenizer is read from (those present make its identity).
@@ -39,6 +40,8 @@ TOKENIZER_FILES = (
 )
 #: Longest window when the config names no limit.
 DEFAULT_CONTEXT = 1024
+#: The largest tokenizer file read (real ones are a few MB).
+MAX_TOKENIZER_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,45 @@ def load_causal_lm(folder: Path | str) -> CausalLM:
     return CausalLM(folder, model, head, name, source_sha256(folder), _max_positions(model.config))
 
 
+def tokenizer_files(folder: Path) -> list[Path]:
+    """The folder's tokenizer files that exist, checked before transformers opens any: regular files
+    (a FIFO would hang the reader) inside the folder (a symbolic link out of it is refused) of at most
+    MAX_TOKENIZER_BYTES, and no ``*_file`` entry of tokenizer_config.json naming a path (only a file
+    name of the folder), so that nothing outside the folder is read."""
+    root = os.path.realpath(folder)
+    found = []
+    for name in TOKENIZER_FILES:
+        path = folder / name
+        if not (path.exists() or path.is_symlink()):
+            continue
+        info = regular_file(path, "tokenizer file")
+        if os.path.commonpath([root, os.path.realpath(path)]) != root:
+            raise InputError(
+                f"{path}: a link out of the model folder; the tokenizer is read only from {folder}"
+            )
+        if info.st_size > MAX_TOKENIZER_BYTES:
+            raise InputError(
+                f"{path}: {human_bytes(info.st_size)}, more than a tokenizer file nc-audit reads"
+            )
+        found.append(path)
+    config = folder / "tokenizer_config.json"
+    if config in found:
+        values = load_json(config, "tokenizer config")
+        for key, value in values.items() if isinstance(values, dict) else ():
+            named = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+            if key.endswith(("_file", "_files")) and any(
+                not isinstance(item, str) or Path(item).name != item or item in ("", ".", "..")
+                for item in named
+            ):
+                raise InputError(
+                    f"{config}: {key} names a path ({str(value)[:80]}); only a file of the folder is read"
+                )
+    return found
+
+
 def load_tokenizer(folder: Path) -> Any:
-    """The folder's own tokenizer, from local files only and without remote code."""
+    """The folder's own tokenizer, from local files only and without remote code (files checked first)."""
+    tokenizer_files(folder)
     transformers = require_transformers()
     with quiet_transformers():
         try:
@@ -115,11 +155,8 @@ def load_tokenizer(folder: Path) -> Any:
 def tokenizer_digest(folder: Path) -> str:
     """One digest of the folder's tokenizer files (name and content) that exist: the cache key part."""
     digest = hashlib.sha256()
-    for name in TOKENIZER_FILES:
-        path = folder / name
-        if path.exists() or path.is_symlink():
-            regular_file(path, "tokenizer file")
-            digest.update(f"{name}\0{file_sha256(path)}\n".encode())
+    for path in tokenizer_files(folder):
+        digest.update(f"{path.name}\0{file_sha256(path)}\n".encode())
     return digest.hexdigest()
 
 

@@ -47,18 +47,20 @@ from nc_audit.models.causal_lm import (
 TOKENS_PER_BATCH = 4096
 #: Text pieces tokenized in one call.
 PIECES_PER_CALL = 256
+#: The longest window of a model whose config names no limit.
+MAX_CONTEXT = 1 << 17
 #: Bumped when the rows a key describes change.
 EXTRACTION_VERSION = "next-token/1"
 
 
 def resolve_context(lm: CausalLM, context: int | None) -> int:
     """``--context``: given, else the model's longest sequence capped at DEFAULT_CONTEXT."""
-    limit = lm.max_positions
+    limit = lm.max_positions or MAX_CONTEXT
     if context is None:
-        return min(limit or DEFAULT_CONTEXT, DEFAULT_CONTEXT)
+        return min(limit, DEFAULT_CONTEXT)
     if context < 2:
         raise InputError(f"--context {context}: a window needs at least 2 tokens")
-    if limit is not None and context > limit:
+    if context > limit:
         raise InputError(f"--context {context}: {lm.folder} takes at most {limit} positions")
     return context
 

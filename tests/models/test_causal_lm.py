@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -222,3 +224,44 @@ def test_measure_a_llama_folder_on_a_text_corpus(
 def test_a_classifier_folder_is_not_a_language_model(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="save_pretrained folder"):
         load_causal_lm(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link-out", "config-path"])
+def test_tokenizer_files_are_read_only_inside_the_folder(
+    models: dict[str, tuple[Path, Path]], tmp_path: Path, kind: str
+) -> None:
+    source, corpus = models["gpt2"]
+    folder = tmp_path / "model"
+    shutil.copytree(source, folder)
+    tokenizer = folder / "tokenizer.json"
+    if kind == "fifo":
+        tokenizer.unlink()
+        os.mkfifo(tokenizer)
+    elif kind == "link-out":
+        outside = tmp_path / "outside.json"
+        tokenizer.rename(outside)
+        tokenizer.symlink_to(outside)
+    else:
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+        (folder / "tokenizer_config.json").write_text(json.dumps(config | {"vocab_file": "/etc/passwd"}))
+    result = invoke("extract", folder, "-d", corpus, "--task", "next-token", "-o", tmp_path / "x.h5")
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1 and str(folder) in result.output
+
+
+def test_a_partial_dump_that_links_elsewhere_is_started_over(
+    models: dict[str, tuple[Path, Path]], tmp_path: Path
+) -> None:
+    folder, corpus = models["gpt2"]
+    out = tmp_path / "d.h5"
+    with pytest.raises(KeyboardInterrupt):
+        extract_next_token(folder, corpus, out, context=16, tokens_per_batch=64, tracker=Interrupt(8))
+    victim = tmp_path / "victim.h5"
+    with h5py.File(partial_path(out), "r+") as handle, h5py.File(victim, "w") as other:
+        other.create_dataset("features", data=handle["features"][()])
+        del handle["features"]
+        handle["features"] = h5py.ExternalLink(str(victim), "features")
+    before = victim.read_bytes()
+    restarted = Interrupt(None)
+    extract_next_token(folder, corpus, out, context=16, tokens_per_batch=64, tracker=restarted)
+    assert restarted.started == 0 and victim.read_bytes() == before
