@@ -2,6 +2,7 @@
 
     python scripts/make_tiny_lm.py OUT [--arch gpt2|llama|gptj] [--vocab 512] [--embd 64] [--layers 2]
                                    [--documents 400] [--train-steps 0] [--seed 0]
+                                   [--positions 128] [--lexicon 0]
 
 Writes OUT/corpus.txt (generated English-like sentences; documents separated by blank lines) and the
 folder OUT/model (config.json, model.safetensors, a byte-level BPE tokenizer trained on the corpus and
@@ -31,10 +32,25 @@ def sentence(rng: random.Random) -> str:
     return f"{subject} {rng.choice(VERBS)} the {rng.choice(NOUNS)}{tail}."
 
 
-def make_corpus(documents: int, seed: int = 0) -> str:
-    """``documents`` paragraphs of 2-6 sentences, one sentence a line, separated by blank lines."""
+SYLLABLES = "ka lo mi ne su ta ri po ve da fu gi ho ja ke lu ma no pe ra si to ul vi wo ze".split()
+
+
+def lexicon_sentence(rng: random.Random, words: list[str], weights: list[float]) -> str:
+    return " ".join(rng.choices(words, weights, k=rng.randint(6, 14))) + "."
+
+
+def make_corpus(documents: int, seed: int = 0, lexicon: int = 0) -> str:
+    """``documents`` paragraphs of 2-6 sentences, one sentence a line, separated by blank lines; with
+    ``lexicon`` > 0 the sentences draw from that many made-up words (Zipf frequencies) instead of the
+    small English grammar, so that a larger BPE vocabulary fills up."""
     rng = random.Random(seed)
-    paragraphs = ["\n".join(sentence(rng) for _ in range(rng.randint(2, 6))) for _ in range(documents)]
+    words = sorted({"".join(rng.choices(SYLLABLES, k=rng.randint(1, 4))) for _ in range(lexicon)})
+    weights = [1.0 / (rank + 1) for rank in range(len(words))]
+
+    def line() -> str:
+        return lexicon_sentence(rng, words, weights) if words else sentence(rng)
+
+    paragraphs = ["\n".join(line() for _ in range(rng.randint(2, 6))) for _ in range(documents)]
     return "\n\n".join(paragraphs) + "\n"
 
 
@@ -107,12 +123,13 @@ def build(
     train_steps: int = 0,
     seed: int = 0,
     positions: int = 128,
+    lexicon: int = 0,
     **extra: object,
 ) -> tuple[Path, Path]:
     """Write OUT/corpus.txt and OUT/model; returns (model folder, corpus)."""
     torch.manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
-    text = make_corpus(documents, seed)
+    text = make_corpus(documents, seed, lexicon)
     corpus = out / "corpus.txt"
     corpus.write_text(text, encoding="utf-8")
     tokenizer = make_tokenizer(text, vocab)
@@ -136,11 +153,14 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=400)
     parser.add_argument("--train-steps", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--positions", type=int, default=128, help="longest sequence of the model")
+    parser.add_argument("--lexicon", type=int, default=0, help="made-up words instead of the grammar")
     args = parser.parse_args()
     torch.set_num_threads(1)
     folder, corpus = build(
-        args.out, args.arch, args.vocab, args.embd, args.layers, args.documents, args.train_steps, args.seed
-    )
+        args.out, args.arch, args.vocab, args.embd, args.layers, args.documents, args.train_steps, args.seed,
+        args.positions, args.lexicon,
+    )  # fmt: skip
     print(f"wrote {folder} and {corpus}")
 
 
