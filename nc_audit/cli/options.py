@@ -196,10 +196,8 @@ TaskOpt = Annotated[
     Task,
     Opt(
         metavar="[classification|next-token]",
-        help="classification: --data holds inputs and labels. next-token: the checkpoint is a causal "
-        "language model folder and --data a corpus (.txt: documents separated by blank lines; .jsonl: one "
-        "document a line; .npy: token ids, -1 between documents); features are the final hidden states "
-        "(the unembedding's input), labels the next tokens, the head the unembedding.",
+        help="next-token: the checkpoint is a causal language model folder and --data a corpus (.txt, "
+        ".jsonl, or token ids .npy); labels are next tokens, the head the unembedding.",
     ),
 ]
 ContextOpt = Annotated[
