@@ -20,6 +20,7 @@ from nc_audit.cli.options import (
     TextColumnOpt,
     required_data,
 )
+from nc_audit.core.errors import InputError
 
 Opt = typer.Option
 
@@ -100,6 +101,12 @@ def extract_command(
         if is_main_process():
             wrote(path)
         return
+    from nc_audit.io.corpus import is_corpus
+
+    if is_corpus(data):
+        raise InputError(
+            f"{data}: a corpus; extract a causal language model folder's features with --task next-token"
+        )
     splits = [name.strip() for name in split.split(",") if name.strip()] if split else None
     with make_tracker(quiet) as tracker, external_data_allowed(allow_external_data):
         path = extract(

@@ -22,6 +22,7 @@ from nc_audit.engine.accumulators import DecisionCounter, WithinProjection
 from nc_audit.engine.passes import accumulate_stats, count_decisions
 from nc_audit.engine.sample_stats import SampleLevelStats
 from nc_audit.io.checkpoints import Head, load_checkpoint
+from nc_audit.io.corpus import is_corpus
 from nc_audit.io.datasets import splits_for_measure
 from nc_audit.io.dumps import SplitInfo, feature_magnitude, iter_chunks, read_head, scale_for
 from nc_audit.io.hdf5_guard import external_allowed, external_data_allowed
@@ -73,6 +74,10 @@ def _features_of(
         return options.features, options.head, None, notes
     if options.task == "next-token":
         return _next_token_features(source, data, options, device, tracker, notes)
+    if is_corpus(data):
+        raise InputError(
+            f"{data}: a corpus; measure a causal language model folder on it with --task next-token"
+        )
     if Path(source).exists() and Path(source).suffix.lower() not in DUMP_SUFFIXES:
         check_adapter_data(load_checkpoint(source), data)
     splits = splits_for_measure(data, options.split)
