@@ -22,7 +22,7 @@ import torch
 from nc_audit.core.errors import InputError
 from nc_audit.core.progress import SilentTracker, Tracker
 from nc_audit.distributed import DistributedContext
-from nc_audit.io.corpus import corpus_kind, corpus_sha256, text_pieces, token_blocks
+from nc_audit.io.corpus import PIECE_CHARS, corpus_kind, corpus_sha256, text_pieces, token_blocks
 from nc_audit.io.token_dump import PartialDump, finish, join_parts, output_target, partial_path
 from nc_audit.io.token_stream import (
     IdCheck,
@@ -112,10 +112,13 @@ def _tokenize_text(tokenizer: object, corpus: Path, text_column: str, writer: To
                 writer.add(np.asarray(ids, dtype=np.int64), piece.new_document)
             pending.clear()
 
+    size = 0
     for piece in text_pieces(corpus, text_column):
         pending.append(piece)
-        if len(pending) >= PIECES_PER_CALL:
+        size += len(piece.text)
+        if len(pending) >= PIECES_PER_CALL or size >= PIECE_CHARS:  # bounded text in memory
             flush()
+            size = 0
     flush()
 
 
@@ -154,6 +157,7 @@ def extract_next_token(
     context = resolve_context(lm, context)
     key = extraction_key(lm, corpus, context, text_column)
     ctx = ctx or DistributedContext.from_env(device)
+    device = ctx.device  # under torchrun with CUDA: this rank's GPU
     model = lm.model.to(device)
     with tempfile.TemporaryDirectory(prefix="nc-audit-tokens-") as work:
         stream = tokenize_corpus(lm, corpus, Path(work), text_column)
@@ -168,7 +172,7 @@ def extract_next_token(
             partial, f"{key}:{ctx.rank}/{ctx.world_size}", plan.batch_rows(stop) - offset, lm.feature_dim
         )
         try:
-            _run_batches(lm, plan, part, first, stop, offset, torch.device(device), tracker)
+            _run_batches(lm, plan, part, first, stop, offset, device, tracker)
         except BaseException as error:
             part.fail(error)
             raise
