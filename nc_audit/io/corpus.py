@@ -18,7 +18,6 @@ and read in blocks. Files are opened only when they are regular files (never a F
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from nc_audit.core.errors import InputError, first_line
+from nc_audit.io.checkpoints import file_sha256
 from nc_audit.io.files import regular_file
 
 CORPUS_SUFFIXES = (".txt", ".jsonl", ".npy")
@@ -64,14 +64,11 @@ def corpus_kind(path: Path) -> str:
     return suffix[1:]
 
 
-def corpus_sha256(path: Path, block: int = 1 << 20) -> str:
-    """SHA-256 of the corpus file's bytes (its identity in the feature cache), read in blocks."""
+def corpus_sha256(path: Path) -> str:
+    """SHA-256 of the corpus file's bytes (its identity in the feature cache), read in blocks and
+    remembered while the file is unchanged (:func:`nc_audit.io.checkpoints.file_sha256`)."""
     regular_file(path, "corpus", missing=f"{path}: no such corpus")
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def _lines(path: Path) -> Iterator[str]:
