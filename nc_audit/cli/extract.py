@@ -86,8 +86,9 @@ def extract_command(
     from nc_audit.models.factories import parse_model_args
 
     if task is Task.next_token:
-        from nc_audit.models.next_token import extract_next_token
+        from nc_audit.models.next_token import check_next_token_options, extract_next_token
 
+        check_next_token_options(model, model_arg, head, split)
         with make_tracker(quiet) as tracker:
             path = extract_next_token(
                 checkpoint,

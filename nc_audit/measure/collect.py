@@ -111,7 +111,9 @@ def _next_token_features(
 ) -> tuple[Path | None, str | None, bool | None, list[str]]:
     """The next-token dump of the corpus ``data`` through the causal LM folder ``source``, cached."""
     from nc_audit.measure.next_token_cache import cached_next_token_dump
+    from nc_audit.models.next_token import check_next_token_options
 
+    check_next_token_options(options.model, options.model_args, options.head, options.split)
     dump, hit = cached_next_token_dump(
         source,
         data,

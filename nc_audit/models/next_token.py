@@ -53,6 +53,18 @@ MAX_CONTEXT = 1 << 17
 EXTRACTION_VERSION = "next-token/1"
 
 
+def check_next_token_options(model: str | None, model_args: object, head: str | None, split: object) -> None:
+    """Options of the classification route that have no meaning for --task next-token are refused, not
+    ignored: the model is the folder's, its head the unembedding, the corpus has no splits."""
+    given = [name for name, value in (("--model", model), ("--model-arg", model_args), ("--head", head),
+                                       ("--split", split)) if value]  # fmt: skip
+    if given:
+        raise InputError(
+            f"{', '.join(given)}: not used by --task next-token (the model is the folder's causal LM, the "
+            "head its unembedding, the corpus one split)"
+        )
+
+
 def resolve_context(lm: CausalLM, context: int | None) -> int:
     """``--context``: given, else the model's longest sequence capped at DEFAULT_CONTEXT."""
     limit = lm.max_positions or MAX_CONTEXT

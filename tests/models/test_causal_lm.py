@@ -265,3 +265,14 @@ def test_a_partial_dump_that_links_elsewhere_is_started_over(
     restarted = Interrupt(None)
     extract_next_token(folder, corpus, out, context=16, tokens_per_batch=64, tracker=restarted)
     assert restarted.started == 0 and victim.read_bytes() == before
+
+
+def test_classification_options_and_a_corpus_without_the_task_are_refused(
+    models: dict[str, tuple[Path, Path]], tmp_path: Path
+) -> None:
+    folder, corpus = models["gpt2"]
+    result = invoke("measure", folder, "--data", corpus, "--task", "next-token", "--head", "transformer.h.0")
+    assert result.exit_code == 2 and "--head: not used by --task next-token" in result.output, result.output
+    result = invoke("extract", folder, "--data", corpus, "-o", tmp_path / "x.h5")
+    assert result.exit_code == 2 and "with --task next-token" in result.output, result.output
+    assert not (tmp_path / "x.h5").exists()
