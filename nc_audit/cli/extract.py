@@ -89,7 +89,7 @@ def extract_command(
         from nc_audit.models.next_token import check_next_token_options, extract_next_token
 
         check_next_token_options(model, model_arg, head, split)
-        with make_tracker(quiet) as tracker:
+        with make_tracker(quiet, enabled=is_main_process()) as tracker:  # one bar under torchrun
             path = extract_next_token(
                 checkpoint,
                 data,
