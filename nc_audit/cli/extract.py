@@ -11,11 +11,16 @@ from nc_audit.cli.common import Device, cli_errors, wrote
 from nc_audit.cli.options import (
     DEVICE_METAVAR,
     AllowExternalOpt,
+    ContextOpt,
     ModelArgOpt,
     ModelOpt,
     QuietOpt,
+    Task,
+    TaskOpt,
+    TextColumnOpt,
     required_data,
 )
+from nc_audit.core.errors import InputError
 
 Opt = typer.Option
 
@@ -62,6 +67,9 @@ def extract_command(
     ] = Device.auto,
     quiet: QuietOpt = False,
     allow_external_data: AllowExternalOpt = False,
+    task: TaskOpt = Task.classification,
+    context: ContextOpt = None,
+    text_column: TextColumnOpt = "text",
 ) -> None:
     """Extract features (the head's input), labels, logits and the head into an HDF5 dump."""
     from nc_audit.io.checkpoint_files import check_checkpoint_file
@@ -75,9 +83,33 @@ def extract_command(
     check_checkpoint_file(checkpoint)  # before torch is loaded
     from nc_audit.cli.progress import make_tracker
     from nc_audit.core.devices import resolve_device
+    from nc_audit.distributed import is_main_process
     from nc_audit.models.extract import extract
     from nc_audit.models.factories import parse_model_args
 
+    if task is Task.next_token:
+        from nc_audit.models.next_token import check_next_token_options, extract_next_token
+
+        check_next_token_options(model, model_arg, head, split)
+        with make_tracker(quiet, enabled=is_main_process()) as tracker:  # one bar under torchrun
+            path = extract_next_token(
+                checkpoint,
+                data,
+                out,
+                context=context,
+                text_column=text_column,
+                device=resolve_device(device.value),
+                tracker=tracker,
+            )
+        if is_main_process():
+            wrote(path)
+        return
+    from nc_audit.io.corpus import is_corpus
+
+    if is_corpus(data):
+        raise InputError(
+            f"{data}: a corpus; extract a causal language model folder's features with --task next-token"
+        )
     splits = [name.strip() for name in split.split(",") if name.strip()] if split else None
     with make_tracker(quiet) as tracker, external_data_allowed(allow_external_data):
         path = extract(

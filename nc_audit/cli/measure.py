@@ -23,6 +23,7 @@ from nc_audit.cli.options import (
     BaselineOpt,
     CacheDirOpt,
     ChunkRowsOpt,
+    ContextOpt,
     DataOpt,
     DeviceOpt,
     FailOnOpt,
@@ -37,6 +38,9 @@ from nc_audit.cli.options import (
     ModelOpt,
     QuietOpt,
     SplitOpt,
+    Task,
+    TaskOpt,
+    TextColumnOpt,
     ToleranceOpt,
 )
 
@@ -95,6 +99,9 @@ def measure_command(
     chunk_rows: ChunkRowsOpt = None,
     quiet: QuietOpt = False,
     allow_external_data: AllowExternalOpt = False,
+    task: TaskOpt = Task.classification,
+    context: ContextOpt = None,
+    text_column: TextColumnOpt = "text",
 ) -> None:
     """Report how close a checkpoint's last layer is to Neural Collapse, with matrix-information metrics.
 
@@ -141,6 +148,9 @@ def measure_command(
             sample_level=sample_level,
             estimator=estimator.value,
             allow_external_data=allow_external_data,
+            task=task.value,
+            context=context,
+            text_column=text_column,
         )
         report = measure(source, options=options, tracker=tracker)
     report.checks = apply_gates(report.to_dict(), settings)

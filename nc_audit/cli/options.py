@@ -183,3 +183,35 @@ AllowExternalOpt = Annotated[
         "trusted multi-file dumps.",
     ),
 ]
+
+
+class Task(str, Enum):
+    """What a model's --data is measured as (nc_audit.models.next_token for next-token)."""
+
+    classification = "classification"
+    next_token = "next-token"
+
+
+TaskOpt = Annotated[
+    Task,
+    Opt(
+        metavar="[classification|next-token]",
+        help="next-token: the checkpoint is a causal language model folder and --data a corpus (.txt, "
+        ".jsonl, or token ids .npy); labels are next tokens, the head the unembedding.",
+    ),
+]
+ContextOpt = Annotated[
+    int | None,
+    Opt(
+        min=2,
+        metavar="N",
+        help="--task next-token: tokens per window (one forward pass). [default: the model's longest "
+        "sequence, at most 1024]",
+    ),
+]
+TextColumnOpt = Annotated[
+    str,
+    Opt(
+        metavar="NAME", help="--task next-token with a .jsonl corpus: the field holding each document's text."
+    ),
+]

@@ -22,6 +22,7 @@ from nc_audit.engine.accumulators import DecisionCounter, WithinProjection
 from nc_audit.engine.passes import accumulate_stats, count_decisions
 from nc_audit.engine.sample_stats import SampleLevelStats
 from nc_audit.io.checkpoints import Head, load_checkpoint
+from nc_audit.io.corpus import is_corpus
 from nc_audit.io.datasets import splits_for_measure
 from nc_audit.io.dumps import SplitInfo, feature_magnitude, iter_chunks, read_head, scale_for
 from nc_audit.io.hdf5_guard import external_allowed, external_data_allowed
@@ -72,6 +73,12 @@ def _features_of(
             )
     if data is None:
         return options.features, options.head, None, notes
+    if options.task == "next-token":
+        return _next_token_features(source, data, options, device, tracker, notes)
+    if is_corpus(data):
+        raise InputError(
+            f"{data}: a corpus; measure a causal language model folder on it with --task next-token"
+        )
     if Path(source).exists() and Path(source).suffix.lower() not in DUMP_SUFFIXES:
         check_adapter_data(load_checkpoint(source), data)
     splits = splits_for_measure(data, options.split)
@@ -93,6 +100,32 @@ def _features_of(
     )
     head = options.head or read_head(dump).name
     return dump, head, hit, notes
+
+
+def _next_token_features(
+    source: Path | str,
+    data: str,
+    options: MeasureOptions,
+    device: torch.device,
+    tracker: Tracker,
+    notes: list[str],
+) -> tuple[Path | None, str | None, bool | None, list[str]]:
+    """The next-token dump of the corpus ``data`` through the causal LM folder ``source``, cached."""
+    from nc_audit.measure.next_token_cache import cached_next_token_dump
+    from nc_audit.models.next_token import check_next_token_options
+
+    check_next_token_options(options.model, options.model_args, options.head, options.split)
+    dump, hit = cached_next_token_dump(
+        source,
+        data,
+        cache_dir=options.cache_dir,
+        context=options.context,
+        text_column=options.text_column,
+        device=str(device),
+        tracker=tracker,
+        on_rebuild=notes.append,
+    )
+    return dump, read_head(dump).name, hit, notes
 
 
 def sample_level_accumulator(
@@ -122,6 +155,8 @@ def _collect(source: Path | str, options: MeasureOptions, tracker: Tracker | Non
     tracker = tracker or SilentTracker()
     device = resolve_device(options.device)
     dump, head_name, cache_hit, notes = _features_of(source, options, device, tracker)
+    if options.task == "next-token" and options.data is not None:  # the dump holds the unembedding
+        source, dump = dump, None
     inputs = resolve_inputs(source, dump, options.split, head_name, options.means_split)
     if notes:
         inputs = replace(inputs, notes=(*inputs.notes, *notes))

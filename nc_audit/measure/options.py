@@ -35,6 +35,10 @@ class MeasureOptions:
     baseline      a report or trajectory JSON to compare with (checks fail when a metric moved away
                   from its NC target by more than ``tolerance``)
     tolerance     allowed increase of a metric's distance to its NC target (one number or per metric)
+    task          'classification' (``data`` holds inputs and labels) or 'next-token' (the source is a
+                  causal LM folder and ``data`` a corpus; see nc_audit.models.next_token)
+    context       next-token: tokens per window (default: the model's longest sequence, at most 1024)
+    text_column   next-token with a .jsonl corpus: the field holding each document's text
     allow_external_data  follow external links, external storage and virtual-dataset sources into other
                   files (trusted multi-file dumps; refused by default, see io/hdf5_guard.py)
     """
@@ -56,6 +60,9 @@ class MeasureOptions:
     baseline: Path | None = None
     tolerance: float | dict[str, float] = 0.0
     allow_external_data: bool = False
+    task: str = "classification"
+    context: int | None = None
+    text_column: str = "text"
 
     @classmethod
     def of(cls, options: MeasureOptions | None = None, **changes: Any) -> MeasureOptions:
