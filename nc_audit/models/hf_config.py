@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from nc_audit.core.errors import InputError
+from nc_audit.io.hf_files import MAX_CONFIG_BYTES
 
-MAX_CONFIG_BYTES = 4 * 2**20
 MAX_LAYERS = 1024
 MAX_LABELS = 100_000
 MAX_NUMBER = 2**31
 MAX_DEPTH = 16
+__all__ = ["MAX_CONFIG_BYTES", "check_config", "check_config_file", "count_cap"]
 #: Parts of a key that make its value a count of stacked modules (layers, blocks, experts).
 _STACK_PARTS = ("layers", "n_layer", "depth", "blocks", "experts")
 _LABEL_KEYS = ("num_labels", "num_classes")

@@ -199,8 +199,18 @@ def load_model(
             f"{error}; this is a Hugging Face folder: drop --model and transformers loads it (renaming keys "
             "as the model needs)"
         ) from None
-    wanted = head or (checkpoint.architecture or {}).get("head")
-    name, linear = find_head_module(model, put_back + wanted if wanted else None, num_classes)
+    recorded_head = (checkpoint.architecture or {}).get("head")
+    wanted = head or (recorded_head if isinstance(recorded_head, str) else None)
+    try:
+        name, linear = find_head_module(model, put_back + wanted if wanted else None, num_classes)
+    except InputError as error:
+        if head or not wanted:
+            raise
+        # the head came from the file's record, not from a --head the user gave
+        message = str(error).replace(
+            f"--head {put_back + wanted}", f"the head {wanted!r} its record names", 1
+        )
+        raise InputError(f"{where}: {message}") from None
     if model_spec is not None:
         architecture = factory.record(int(linear.out_features), name)
     else:
