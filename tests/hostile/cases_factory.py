@@ -29,6 +29,7 @@ EVERY_COMMAND = (
     ("finetune", ["--data", "digits", "--cma-weight", "0.1", "--epochs", "1", "--out", "ft"]),
     ("prune", ["--data", "digits", "--out", "pruned"]),
     ("track", ["--data", "digits", "--no-progress"]),
+    ("interpolate", []),
 )
 
 
@@ -75,6 +76,10 @@ def _factory_case(
     pt = _pt(root, "model.pt", _record(callable_, args))
     wanted = dict(EVERY_COMMAND)
     invocations = [[command, pt.name, *wanted[command], *(extra_args or [])] for command in commands]
+    if "interpolate" in commands:  # two checkpoints: the model from the sample's record, then this one
+        interpolate = ["interpolate", "sample.pt", pt.name, "--data", "digits", "--steps", "2"]
+        invocations[commands.index("interpolate")] = interpolate
+        _pt(root, "sample.pt", sample_state()["architecture"])
     # prune's left-over study.json on a refused checkpoint is issue 19 class 4 (outputs), not this class
     outputs = ["pruned", "pruned/study.json"] if "prune" in commands else []
     return Case(
@@ -88,7 +93,7 @@ def case_factory_os_system(root: Path) -> Case:
     return _factory_case(
         root, "factory_os_system",
         "a .pt records the factory transformers.utils.hub:os.system with command='touch marker' (an attribute "
-        "chain through a trusted module); measure --data, extract, finetune, prune and track must each refuse "
+        "chain through a trusted module); measure --data, extract, finetune, prune, track and interpolate must each refuse "
         "it (exit 2, naming model.pt), and no marker may appear",
         "transformers.utils.hub:os.system", {"command": f"touch {MARKER}"},
         commands=tuple(command for command, _ in EVERY_COMMAND),
