@@ -107,7 +107,10 @@ def load_pretrained(folder: Path, values: Any = None, file_bytes: int | None = N
     tensors) the model is first built on the meta device and refused when it would need more memory."""
     if values is not None:
         check_config_file(folder, values)
-    transformers = require_transformers()
+    try:
+        transformers = require_transformers()
+    except InputError as error:
+        raise InputError(f"{folder}: {error}") from None
     with _quiet(transformers):
         try:
             config = transformers.AutoConfig.from_pretrained(
@@ -166,7 +169,10 @@ def build_from_record(record: dict[str, Any], where: str = "the checkpoint") -> 
     config = config if isinstance(config, dict) else {}
     name, values = config.get("class"), config.get("config")
     check_config(values, where)
-    transformers = require_transformers()
+    try:
+        transformers = require_transformers()
+    except InputError as error:
+        raise InputError(f"{where}: {error}") from None
     named = isinstance(name, str) and _CLASS_NAME.fullmatch(name) is not None
     cls = getattr(transformers, name, None) if named else None
     if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):

@@ -136,9 +136,14 @@ def _build_record(checkpoint: Checkpoint, where: str) -> tuple[nn.Module, list[s
     ``torch.nn:Linear(20000, 20000)`` beside a small state dict is an InputError, not gigabytes — and
     only then built for real."""
     record = checkpoint.architecture or {}
-    build, notes = _record_builder(record, where)
-    with torch.device("meta"):
-        probe = build()
+    try:
+        build, notes = _record_builder(record, where)
+        with torch.device("meta"):
+            probe = build()
+    except InputError as error:  # every message names the user's file
+        if str(error).startswith(where):
+            raise
+        raise InputError(f"{where}: {error}") from None
     state, _, _ = fit_state(probe, checkpoint)
     check_weights_fit(probe, state, where)
     check_model_size(probe, tensor_bytes(checkpoint.state_dict.values()), where, "the architecture record")
