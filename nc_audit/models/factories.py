@@ -27,6 +27,7 @@ installed files too; only the user's own modules are looked up in the working fo
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -44,7 +45,7 @@ from torch import nn
 
 from nc_audit.core.errors import InputError, first_line
 from nc_audit.models.factory_rule import RecordRefusedError, check_args, resolve_recorded
-from nc_audit.models.trusted_import import DISTRIBUTIONS, import_installed
+from nc_audit.models.trusted_import import DISTRIBUTIONS, import_installed, only_installed_path
 
 #: Keyword names a callable may take the number of classes under, in order of preference.
 CLASS_COUNT_NAMES = ("num_classes", "num_labels")
@@ -126,6 +127,7 @@ class ModelFactory:
     args: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # e.g. the number of classes it was given
     label: str = ""
+    installed_only: bool = False  # a recorded constructor: built with sys.path reduced to site-packages
 
     def __post_init__(self) -> None:
         self.label = self.label or f"--model {self.spec}"
@@ -139,14 +141,16 @@ class ModelFactory:
         if num_classes is not None and name is not None and not any(k in args for k in CLASS_COUNT_NAMES):
             args[name] = injected = num_classes
         try:
-            model = self.factory(**args)
+            with only_installed_path() if self.installed_only else contextlib.nullcontext():
+                model = self.factory(**args)
         except TypeError as error:
             if injected is None or not through_kwargs or name not in str(error):
                 raise self._failed(error) from None
             args.pop(name)  # **kwargs did not accept it after all: build as asked
             injected = None
             try:
-                model = self.factory(**args)
+                with only_installed_path() if self.installed_only else contextlib.nullcontext():
+                    model = self.factory(**args)
             except Exception as retry_error:  # user code
                 raise self._failed(retry_error) from None
         except Exception as error:  # user code may raise anything
@@ -233,7 +237,7 @@ def factory_from_record(record: dict[str, Any], source: str) -> ModelFactory:
         ) from None
     except InputError as error:  # the library is shadowed, or installed oddly
         raise InputError(f"{label} is not built ({error}); pass --model MODULE:CALLABLE") from None
-    built = ModelFactory(spec, factory, checked.kept, label=label)
+    built = ModelFactory(spec, factory, checked.kept, label=label, installed_only=True)
     if checked.dropped:
         built.notes.append(
             f"{label}: dropped the argument(s) {', '.join(checked.dropped)} (they ask for nothing)"

@@ -36,7 +36,7 @@ from nc_audit.io.heads import USUAL_HEAD_NAMES
 from nc_audit.models.hf_config import check_config, check_config_file
 from nc_audit.models.hooks import find_head_module
 from nc_audit.models.meta_build import check_model_size
-from nc_audit.models.trusted_import import import_installed
+from nc_audit.models.trusted_import import import_installed, only_installed_path
 
 HF_RECORD_NAME = "huggingface"
 #: A transformers class name: one public name, no dotted chain.
@@ -63,14 +63,16 @@ def require_transformers() -> ModuleType:
 @contextlib.contextmanager
 def _quiet(transformers: ModuleType) -> Iterator[None]:
     """No progress bars or info logs from transformers while nc-audit loads a model, and no stdin: a
-    question transformers might ask reads an empty stream (EOF) instead of waiting for an answer."""
+    question transformers might ask reads an empty stream (EOF) instead of waiting for an answer; and
+    ``sys.path`` reduced to site-packages and the standard library for whatever it imports meanwhile."""
     logging = transformers.utils.logging
     level, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
     logging.set_verbosity_error()
     logging.disable_progress_bar()
     stdin, sys.stdin = sys.stdin, io.StringIO("")
     try:
-        yield
+        with only_installed_path():  # what transformers imports lazily comes from site-packages too
+            yield
     finally:
         sys.stdin = stdin
         logging.set_verbosity(level)

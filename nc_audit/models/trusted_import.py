@@ -80,7 +80,8 @@ def safe_path() -> list[str]:
 
 
 @contextlib.contextmanager
-def _only_installed_path() -> Iterator[None]:
+def only_installed_path() -> Iterator[None]:
+    """``sys.path`` reduced to :func:`safe_path` while a library imports or builds (lazy imports included)."""
     saved = list(sys.path)
     sys.path[:] = safe_path()
     try:
@@ -126,7 +127,7 @@ def import_installed(name: str) -> ModuleType:
     for prefix in (top, name):  # the package first: its file decides where the rest comes from
         module = sys.modules.get(prefix)
         if module is None:
-            with _only_installed_path():
+            with only_installed_path():
                 module = importlib.import_module(prefix)
         if not _installed_file(module):
             where = getattr(module, "__file__", None)
