@@ -17,6 +17,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import generate
 from generate import Case, case, sample_state
 
 MARKER = "marker"
@@ -339,3 +340,9 @@ def case_hf_hidden_huge(root: Path) -> Case:
         [["measure", folder.name, "--data", "digits", "--no-progress"]],
         "error", culprits=["hf"], timeout=60,
     )  # fmt: skip
+
+
+# several runs each (one a command or a callable): make test-all runs them; the same rule is covered
+# fast by tests/models/test_factory_rule.py and test_properties_factory.py
+generate.SLOW_CASES["factory_os_system"] = "6 runs: every command that builds a model"
+generate.SLOW_CASES["factory_dangerous_callables"] = "8 runs: one a dangerous callable"
