@@ -22,6 +22,8 @@ from nc_audit.io.files import load_json
 from nc_audit.io.shard_index import shard_files
 
 CONFIG_NAME = "config.json"
+#: Largest config.json read (real ones are kilobytes; a 60 MB one took gigabytes to parse).
+MAX_CONFIG_BYTES = 4 * 2**20
 #: Weight files of a save_pretrained folder, in the order transformers prefers them.
 WEIGHT_NAMES = (
     "model.safetensors",
@@ -35,8 +37,15 @@ def _hf_config(folder: Path) -> dict[str, Any] | None:
     path = folder / CONFIG_NAME
     if not path.is_file():
         return None
+    if (size := path.stat().st_size) > MAX_CONFIG_BYTES:
+        raise InputError(
+            f"{path}: config.json is {size / 2**20:.1f} MiB (at most {MAX_CONFIG_BYTES // 2**20} MiB for a model "
+            "config); nc-audit does not read it"
+        )
     try:
-        config = load_json(path, "config.json")  # a regular file, bounded in size, depth and digits
+        config = load_json(
+            path, "config.json", MAX_CONFIG_BYTES
+        )  # a regular file, bounded in depth and digits
     except InputError:
         return None
     if isinstance(config, dict) and ("model_type" in config or "architectures" in config):

@@ -8,6 +8,7 @@ Used by everything that runs a checkpoint's model: ``extract`` (and so ``measure
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,11 @@ from torch import Tensor, nn
 
 from nc_audit.core.errors import InputError
 from nc_audit.io.checkpoints import Checkpoint, find_head, load_checkpoint
-from nc_audit.models.factories import load_factory
+from nc_audit.models.factories import factory_from_record, load_factory
+from nc_audit.models.factory_rule import check_args
+from nc_audit.models.hf_config import MAX_LABELS
 from nc_audit.models.hooks import find_head_module
+from nc_audit.models.meta_build import check_model_size, tensor_bytes
 from nc_audit.models.registry import build_model, check_weights_fit, load_weights
 
 #: How deep a prefix a checkpoint's tensors may sit under when only a submodule's weights fit the model.
@@ -76,29 +80,78 @@ def fit_state(model: nn.Module, checkpoint: Checkpoint) -> tuple[dict[str, Tenso
     return state, "", []  # load_weights lists what does not fit
 
 
-def _recorded_args(checkpoint: Checkpoint, model_spec: str) -> dict[str, Any] | None:
+def _recorded_args(checkpoint: Checkpoint, model_spec: str) -> tuple[dict[str, Any] | None, list[str]]:
     """The arguments a ``factory`` record stores for ``model_spec`` (used when --model names the recorded
-    callable and no --model-arg is given)."""
+    callable and no --model-arg is given), through the recorded-argument rule of
+    :mod:`nc_audit.models.factory_rule`; and a note naming what the rule dropped."""
     record = checkpoint.architecture or {}
-    config = record.get("config") or {}
-    if record.get("name") == "factory" and config.get("callable") == model_spec:
-        args = config.get("args")
-        return dict(args) if isinstance(args, dict) else None
-    return None
+    config = record.get("config")
+    if (
+        record.get("name") != "factory"
+        or not isinstance(config, dict)
+        or config.get("callable") != model_spec
+    ):
+        return None, []
+    checked = check_args(config.get("args", {}))
+    left_out = [*checked.dropped, *checked.refused]
+    notes = []
+    if left_out:
+        notes.append(
+            f"--model {model_spec}: the checkpoint's recorded argument(s) {', '.join(left_out)} were not passed "
+            "(a file's arguments may not download, trust code or name files; give --model-arg to pass your own)"
+        )
+    return checked.kept, notes
 
 
-def _check_record_fits(checkpoint: Checkpoint, where: str) -> None:
-    """A built-in architecture record is first built on the meta device (no memory) and its shapes compared
-    with the checkpoint's weights: a record asking for hidden=[30000, 30000] beside a small state dict is
-    an InputError, not a 3.6 GB allocation. (Factory and Hugging Face records build the user's or the
-    library's code: they are checked after building, as before.)"""
+def _record_classes(record: dict[str, Any], where: str) -> int | None:
+    value = record.get("num_classes")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LABELS:
+        raise InputError(
+            f"{where}: the architecture record's num_classes {str(value)[:40]!r} is not 1 to {MAX_LABELS:,}"
+        )
+    return value
+
+
+def _record_builder(record: dict[str, Any], where: str) -> tuple[Callable[[], nn.Module], list[str]]:
+    """A function building the record's model (call it under ``torch.device("meta")`` for a probe), and
+    the notes building it gives. A factory record is checked against the rule of
+    :mod:`nc_audit.models.factory_rule` here, before anything is imported."""
+    name = record.get("name")
+    if name == "factory":
+        factory = factory_from_record(record, where)
+        classes = _record_classes(record, where)
+        return lambda: factory(classes), factory.notes
+    if name == "huggingface":
+        from nc_audit.models.huggingface import build_from_record
+
+        return lambda: build_from_record(record, where), []
+    return lambda: build_model(record, where), []
+
+
+def _build_record(checkpoint: Checkpoint, where: str) -> tuple[nn.Module, list[str]]:
+    """The checkpoint's architecture record built on the meta device first (no memory), its shapes and
+    size compared with the checkpoint's tensors — a record asking for hidden=[30000, 30000] or
+    ``torch.nn:Linear(20000, 20000)`` beside a small state dict is an InputError, not gigabytes — and
+    only then built for real."""
     record = checkpoint.architecture or {}
-    if record.get("name") in ("factory", "huggingface"):
-        return
-    with torch.device("meta"):
-        probe = build_model(record, where)
+    try:
+        build, notes = _record_builder(record, where)
+        with torch.device("meta"):
+            probe = build()
+    except InputError as error:  # every message names the user's file
+        if str(error).startswith(where):
+            raise
+        raise InputError(f"{where}: {error}") from None
     state, _, _ = fit_state(probe, checkpoint)
     check_weights_fit(probe, state, where)
+    check_model_size(probe, tensor_bytes(checkpoint.state_dict.values()), where, "the architecture record")
+    del probe
+    model = build()
+    if record.get("name") == "factory":
+        notes = [*notes, f"rebuilt with the checkpoint's recorded factory {record['config']['callable']}"]
+    return model, list(dict.fromkeys(notes))
 
 
 def load_model(
@@ -120,21 +173,22 @@ def load_model(
         from nc_audit.models.huggingface import head_name as hf_head_name
         from nc_audit.models.huggingface import hf_record, load_pretrained
 
-        model = load_pretrained(checkpoint.hf_folder)  # transformers loads (and renames) the weights
+        # transformers loads (and renames) the weights, after the config is bounded and probed on meta
+        model = load_pretrained(
+            checkpoint.hf_folder, checkpoint.hf_config, tensor_bytes(checkpoint.state_dict.values())
+        )
         name = find_head_module(model, head)[0] if head else hf_head_name(model, num_classes)
         return LoadedModel(model, name, checkpoint, hf_record(model, name), tuple(notes))
     if model_spec is not None:
-        factory = load_factory(
-            model_spec, model_args if model_args else _recorded_args(checkpoint, model_spec)
-        )
+        recorded, recorded_notes = (None, []) if model_args else _recorded_args(checkpoint, model_spec)
+        factory = load_factory(model_spec, model_args if model_args else recorded)
+        notes += recorded_notes
         classes = _checkpoint_classes(checkpoint, head, num_classes)
         model = factory(classes)
         notes += factory.notes
     elif checkpoint.architecture is not None:
-        _check_record_fits(checkpoint, where)  # before the model is allocated
-        model = build_model(checkpoint.architecture, where)
-        if checkpoint.architecture.get("name") == "factory":
-            notes.append(f"rebuilt with the recorded --model {checkpoint.architecture['config']['callable']}")
+        model, record_notes = _build_record(checkpoint, where)  # probed on the meta device first
+        notes += record_notes
     else:
         raise InputError(
             f"{where}: the checkpoint does not say which architecture it holds; pass --model MODULE:CALLABLE "
@@ -150,8 +204,18 @@ def load_model(
             f"{error}; this is a Hugging Face folder: drop --model and transformers loads it (renaming keys "
             "as the model needs)"
         ) from None
-    wanted = head or (checkpoint.architecture or {}).get("head")
-    name, linear = find_head_module(model, put_back + wanted if wanted else None, num_classes)
+    recorded_head = (checkpoint.architecture or {}).get("head")
+    wanted = head or (recorded_head if isinstance(recorded_head, str) else None)
+    try:
+        name, linear = find_head_module(model, put_back + wanted if wanted else None, num_classes)
+    except InputError as error:
+        if head or not wanted:
+            raise
+        # the head came from the file's record, not from a --head the user gave
+        message = str(error).replace(
+            f"--head {put_back + wanted}", f"the head {wanted!r} its record names", 1
+        )
+        raise InputError(f"{where}: {message}") from None
     if model_spec is not None:
         architecture = factory.record(int(linear.out_features), name)
     else:

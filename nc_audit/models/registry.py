@@ -98,8 +98,10 @@ def architecture_record(name: str, config: dict[str, Any], num_classes: int) -> 
 
 def build_model(record: dict[str, Any], source: str = "the checkpoint") -> nn.Module:
     """A freshly initialised model from a record: a built-in or the adapter (made by
-    architecture_record), a ``factory`` record (the recorded callable, after the checks of
-    :func:`nc_audit.models.factories.factory_from_record`) or a ``huggingface`` record."""
+    architecture_record), a ``factory`` record (the recorded callable, after the rule of
+    :mod:`nc_audit.models.factory_rule`) or a ``huggingface`` record (config bounded first). Commands
+    rebuild a checkpoint's record through :func:`nc_audit.models.loading.load_model`, which builds it
+    on the meta device and checks it against the checkpoint's tensors before this real build."""
     if not isinstance(record, dict) or record.get("format") != ARCH_FORMAT:
         found = record.get("format") if isinstance(record, dict) else type(record).__name__
         raise InputError(f"architecture record must have format {ARCH_FORMAT!r}, got {found!r}")
@@ -110,7 +112,7 @@ def build_model(record: dict[str, Any], source: str = "the checkpoint") -> nn.Mo
     if record.get("name") == "huggingface":
         from nc_audit.models.huggingface import build_from_record
 
-        return build_from_record(record)
+        return build_from_record(record, source)
     checked = architecture_record(record.get("name"), record.get("config", {}), record.get("num_classes"))
     return ARCHITECTURES[checked["name"]](num_classes=checked["num_classes"], **checked["config"])
 

@@ -595,6 +595,8 @@ def _check_extras(result: CaseResult) -> None:
         )
     if extra.get("exists"):
         assert (root / extra["exists"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", "no PNG written"
+    for marker in extra.get("no_marker", ()):  # a payload's proof that it ran (cases_factory.py)
+        assert not os.path.lexists(root / marker), f"code ran on a file's word: {marker} appeared"
     if case.kind == "sigterm":
         left = sorted(p.name for p in (root / extra["watch_dir"]).iterdir())
         assert not left, f"left behind after SIGTERM: {left}"

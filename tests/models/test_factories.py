@@ -162,8 +162,8 @@ def test_finetune_records_the_callable_so_measure_needs_no_model(zoo: str, tmp_p
     assert record["config"] == {"callable": f"{zoo}:create_model", "args": {"model_name": "net9"}}
     refused = invoke("measure", tmp_path / "ft" / "final.pt", "--data", data, "--format", "json")
     assert refused.exit_code == 2 and refused.stdout == ""  # a user module: not run on the file's word
-    assert f"names the model factory {zoo}:create_model" in refused.stderr
-    assert f"pass --model {zoo}:create_model" in refused.stderr
+    assert f"the checkpoint's recorded factory {zoo}:create_model is not built" in refused.stderr
+    assert "pass --model MODULE:CALLABLE" in refused.stderr
     measured = invoke("measure", tmp_path / "ft" / "final.pt", "--data", data, "--format", "json",
                       "--model", f"{zoo}:create_model")  # fmt: skip
     assert measured.exit_code == 0, measured.output  # the recorded --model-arg model_name=net9 is reused
@@ -191,7 +191,7 @@ def test_a_recorded_callable_outside_the_model_libraries_is_refused(spec: str) -
     record = {"format": "nc-audit-arch/1", "name": "factory", "config": {"callable": spec, "args": {}}}
     modules_before = set(sys.modules)
     with pytest.raises(
-        InputError, match=f"does not run code on a file's word: pass --model {re.escape(spec)}"
+        InputError, match=f"final.pt: the checkpoint's recorded factory {re.escape(spec)} is not"
     ):
         factory_from_record(record, "final.pt")
     assert set(sys.modules) == modules_before
@@ -203,7 +203,7 @@ def test_a_recorded_callable_outside_the_model_libraries_is_refused(spec: str) -
 def test_a_recorded_library_factory_that_would_download_is_refused(args: dict) -> None:
     record = {"format": "nc-audit-arch/1", "name": "factory",
               "config": {"callable": "torch.nn:Linear", "args": {"in_features": 3, "out_features": 2, **args}}}  # fmt: skip
-    with pytest.raises(InputError, match="fetch weights or code"):
+    with pytest.raises(InputError, match=f"arguments not passed on a file's word: {next(iter(args))}"):
         factory_from_record(record, "final.pt")
 
 
