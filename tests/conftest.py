@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +19,12 @@ import pytest
 import safetensors.torch
 import torch
 from reference import Problem
+
+#: The feature cache's proof key (io/cache_proof.py) of this test session, inherited by every CLI
+#: subprocess: tests never create or read the key of the user who runs them (~/.config/nc-audit).
+os.environ.setdefault(
+    "NC_AUDIT_CACHE_KEY", os.path.join(tempfile.mkdtemp(prefix="nc-audit-test-key-"), "cache.key")
+)
 
 DumpWriter = Callable[..., Path]
 CheckpointWriter = Callable[..., Path]

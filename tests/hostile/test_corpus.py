@@ -203,6 +203,7 @@ def child_env(root: Path, secret: str) -> dict[str, str]:
     )
     env.update(
         NC_AUDIT_CACHE=str(root.parent / f"{root.name}.default-cache"),
+        NC_AUDIT_CACHE_KEY=str(root.parent / "cache.key"),  # the proof key: never the user's own
         MPLCONFIGDIR=str(root.parent / "mplconfig"),
         NO_COLOR="1",
         COLUMNS="200",
