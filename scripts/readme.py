@@ -14,8 +14,10 @@ Kinds of block:
 - ``readme:run [KEY=VALUE ...] COMMAND``: the command line (shell quoting), then its output, stdout and
   stderr as a terminal shows them. Options before the command: ``exit=N`` (the exit code it must have,
   default 0), ``tail=N`` (keep the last N lines), ``show=PATH`` (show that file, written by the command,
-  instead of its output), ``raw=1`` (insert stdout as Markdown, e.g. ``--format markdown``); UPPERCASE
-  keys are environment variables (``COLUMNS=80``; the default is 120).
+  instead of its output), ``raw=1`` (insert stdout as Markdown, e.g. ``--format markdown``),
+  ``setup='python scripts/NAME.py ARGS'`` (run one of the repository's scripts in the scratch folder
+  first, once per run of this script, and show it with its output: how the README's tiny language model
+  is built); UPPERCASE keys are environment variables (``COLUMNS=80``; the default is 120).
 - ``readme:compare A B``: a Markdown table of the main metrics of two checkpoints (measured now).
 - ``readme:table FILE [N]``: the N-th Markdown table (default 1) of a result file that ``make bench`` or
   ``make cma-experiment`` writes.
@@ -91,6 +93,24 @@ def execute(
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merge else None)  # fmt: skip
 
 
+_SETUPS_DONE: dict[str, list[str]] = {}
+
+
+def setup(command: str, work: Path) -> list[str]:
+    """Run ``python scripts/NAME.py ARGS`` (a repository script, nothing else) in ``work``, once; the lines
+    a block shows for it: the command and its stdout."""
+    words = shlex.split(command)
+    if len(words) < 2 or words[0] != "python" or not re.fullmatch(r"scripts/\w+\.py", words[1]):
+        raise SystemExit(f"readme: setup runs a repository script (python scripts/NAME.py), not {command!r}")
+    if command not in _SETUPS_DONE:
+        result = subprocess.run([sys.executable, str(ROOT / words[1]), *words[2:]], cwd=work, text=True,
+                                timeout=900, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+        if result.returncode != 0:
+            raise SystemExit(f"readme: setup {command!r} exited {result.returncode}:\n{result.stdout}")
+        _SETUPS_DONE[command] = [f"$ {command}", *result.stdout.rstrip("\n").splitlines()]
+    return _SETUPS_DONE[command]
+
+
 def run_command(spec: str, work: Path) -> str:
     """A `readme:run` block's content (see the module doc)."""
     words = shlex.split(spec)
@@ -98,6 +118,7 @@ def run_command(spec: str, work: Path) -> str:
     while words and re.fullmatch(r"[A-Za-z_]+=.*", words[0]):
         key, value = words.pop(0).split("=", 1)
         (env if key.isupper() else options)[key] = value
+    prelude = setup(options["setup"], work) if "setup" in options else []
     result = execute(words, work, env, merge=not options.get("raw"))
     expected = int(options.get("exit", "0"))
     if result.returncode != expected:
@@ -113,7 +134,7 @@ def run_command(spec: str, work: Path) -> str:
         lines = lines[-int(options["tail"]) :]
     if "show" not in options:
         shown = "".join(f"{key}={value} " for key, value in env.items())
-        lines = [f"$ {shown}{shlex.join(words)}", *lines]
+        lines = [*prelude, f"$ {shown}{shlex.join(words)}", *lines]
     return f"```{fence}\n" + "\n".join(lines) + "\n```\n"
 
 
