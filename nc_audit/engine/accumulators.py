@@ -32,6 +32,8 @@ class DecisionCounter(Accumulator):
     head_weight: torch.Tensor  # (C, d) float64
     head_bias: torch.Tensor | None  # (C,) float64
     samples: int = 0
+    #: How the rows whose decisions are counted were chosen, when not all of them (the report's convention).
+    subset: str | None = None
     #: (3,) int64 on the means' device: mismatches, classifier_correct, ncc_correct. Kept on the device
     #: (a streaming pass never reads a block's counts back); the properties below read them once.
     decisions: torch.Tensor = field(init=False, repr=False)
@@ -54,9 +56,11 @@ class DecisionCounter(Accumulator):
     def count(self, logits: torch.Tensor, distances: torch.Tensor, labels: torch.Tensor) -> None:
         """Count rows from their logits (n, C) and anything that orders the candidate classes like
         ‖h − μ_c‖² (n, C'), computed by the caller (a fused pass); labels (n,)."""
-        y = labels.to(device=logits.device, dtype=torch.long)  # (n,)
-        predicted = logits.argmax(1)  # (n,)
-        nearest = self.candidate_classes[distances.argmin(1)]  # (n,)
+        self.tally(logits.argmax(1), self.candidate_classes[distances.argmin(1)], labels)
+
+    def tally(self, predicted: torch.Tensor, nearest: torch.Tensor, labels: torch.Tensor) -> None:
+        """Count rows from their decisions: the classifier's class (n,) and the nearest mean's class (n,)."""
+        y = labels.to(device=predicted.device, dtype=torch.long)  # (n,)
         self.samples += int(y.shape[0])
         self.decisions += torch.stack([predicted != nearest, predicted == y, nearest == y]).sum(1)
 
