@@ -15,7 +15,6 @@ certified by :class:`nc_audit.engine.decision_bound.MarginBound`; the rest is re
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -65,6 +64,7 @@ class DecisionTables:
         self.feature_dim = int(mu.shape[0])
         self.columns = int(W.shape[0] + M.shape[0])
         self.problems = (self._problem(W, head_b, 0), self._problem(M, means_b, int(W.shape[0])))
+        self._tiles: dict[int, list[tuple[int, int, list[tuple[int, int, int, int]]]]] = {}
         self.vectors32: torch.Tensor | None = None
         self.biases32: torch.Tensor | None = None
         if float32:  # one (C + C', d) float32 stack of both problems' vectors
@@ -101,13 +101,15 @@ class DecisionTables:
             result.append((begin, end, parts))
         return result
 
-    def top2_32(
-        self, x32: torch.Tensor, scratch: torch.Tensor, tiles: Sequence[tuple[int, int, list]]
-    ) -> list[Top2]:
-        """Per problem, the float32 (best, second best, index) of rows x32 (m, d); ``scratch`` holds at
-        least m × (widest tile) float32."""
+    def top2_32(self, x32: torch.Tensor, scratch: torch.Tensor) -> list[Top2]:
+        """Per problem, the float32 (best, second best, index) of rows x32 (m, d), scored a class tile
+        at a time into ``scratch`` (tiles as wide as it holds for m rows)."""
         assert self.vectors32 is not None and self.biases32 is not None
-        m = int(x32.shape[0])
+        m = max(1, int(x32.shape[0]))
+        width = max(1, min(self.columns, int(scratch.shape[0]) // m))
+        if width not in self._tiles:
+            self._tiles[width] = self.tiles(width)
+        tiles = self._tiles[width]
         running: list[Top2 | None] = [None] * len(self.problems)
         for begin, end, parts in tiles:
             scores = scratch[: m * (end - begin)].view(m, end - begin)

@@ -28,10 +28,10 @@ from typing import Any, ClassVar
 
 import torch
 
+from nc_audit.engine import decisions
 from nc_audit.engine.accumulators import DecisionCounter, WithinProjection
 from nc_audit.engine.blocks import Blockwise, count_nonfinite, product_shape
 from nc_audit.engine.decision_sample import DecisionSample
-from nc_audit.engine import decisions
 from nc_audit.engine.sample_stats import SampleLevelStats
 from nc_audit.engine.state import Accumulator, Reduction
 
@@ -75,7 +75,6 @@ class SecondPass(Blockwise, Accumulator):
         self._same_centre = sample_stats is not None and torch.equal(sample_stats.global_mean, mu)
         itemsize = 4 if use32 else 8
         self.rows_per_block, width = product_shape(d, self.tables.columns, self.device, itemsize)
-        self._tiles = self.tables.tiles(width) if use32 else []
         self._scratch_size = self.rows_per_block * width if use32 else 0
         self._first_row = 0
         self.nonfinite = torch.zeros((), dtype=torch.int64, device=self.device)  # rows with NaN/Inf
@@ -141,10 +140,12 @@ class SecondPass(Blockwise, Accumulator):
     def _update_block(self, H: torch.Tensor, y: torch.Tensor) -> None:
         n = int(y.shape[0])
         centred = self._centred[:n].copy_(H).sub_(self._global_mean)  # (n, d) x = h − μ_G, float64
-        # A row sum is finite iff every entry is. NaN/Inf rows are only counted, on the device: the pass
-        # fails with the count, so the decisions and sums they spoil are never used.
-        self.nonfinite += count_nonfinite(centred.sum(1))
-        self._decide(centred, y)
+        # A row norm is finite iff every entry is (and its squares do not overflow). NaN/Inf rows are only
+        # counted, on the device: the pass fails with the count, so the decisions and sums they spoil are
+        # never used. The norms also scale the float32 decisions' error bound.
+        norms = torch.linalg.vector_norm(centred, dim=1)  # (n,) float64
+        self.nonfinite += count_nonfinite(norms)
+        self._decide(centred, norms, y)
         if self.projection is not None:
             P = torch.mm(centred, self._basis.T, out=self._projected[:n])  # (n, r)
             self.projection.add_projected(P - self._mean_projections[y])
@@ -154,7 +155,7 @@ class SecondPass(Blockwise, Accumulator):
             else:  # K_Z centred on another split's mean (measure --split test); rows already validated
                 self.sample_stats.update_centred(H.to(torch.float64) - self.sample_stats.global_mean, y)
 
-    def _decide(self, centred: torch.Tensor, y: torch.Tensor) -> None:
+    def _decide(self, centred: torch.Tensor, norms: torch.Tensor, y: torch.Tensor) -> None:
         """Count the decisions of the block's rows (or of its sampled rows)."""
         if self.decision_sample is not None:
             begin = self._first_row + self.block_start
@@ -163,19 +164,20 @@ class SecondPass(Blockwise, Accumulator):
                 return
             index = torch.from_numpy(positions).to(self.device, non_blocking=True)
             centred, y = centred.index_select(0, index), y.index_select(0, index)
+            norms = norms.index_select(0, index)
         if self.tables.float32:
-            predicted, nearest = self._decide32(centred)
+            predicted, nearest = self._decide32(centred, norms)
         else:
             predicted, nearest = self.tables.decide64(centred)
         self.counter.tally(predicted, self._candidates[nearest], y)
 
-    def _decide32(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Float32 decisions of rows x (m, d) float64, the least certain re-decided in float64."""
+    def _decide32(self, x: torch.Tensor, norms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float32 decisions of rows x (m, d) float64 with norms ‖x‖ (m,), the least certain re-decided
+        in float64."""
         m = int(x.shape[0])
         assert self._x32 is not None
         x32 = self._x32[:m].copy_(x)
-        results = self.tables.top2_32(x32, self._scratch, self._tiles)
-        norms = torch.linalg.vector_norm(x, dim=1)  # (m,) float64
+        results = self.tables.top2_32(x32, self._scratch)
         certain = None
         for problem, (best, second, _) in zip(self.tables.problems, results, strict=True):
             ok = problem.bound.certified(best, second, norms)
@@ -184,9 +186,8 @@ class SecondPass(Blockwise, Accumulator):
         doubtful = certain.logical_not()
         count = doubtful.sum()
         capacity = min(m, max(REDECIDE_MIN, m // REDECIDE_SHARE))
-        chosen = torch.topk(
-            doubtful.to(torch.float32), capacity, sorted=False
-        ).indices  # every doubtful row first
+        # the capacity's worth of rows, every doubtful one first (a fixed size: no device read)
+        chosen = torch.topk(doubtful.to(torch.float32), capacity, sorted=False).indices
         redecided = self.tables.decide64(x.index_select(0, chosen))
         self.uncertain += count
         self.spilled += (count - capacity).clamp_(min=0)
