@@ -24,6 +24,7 @@ from nc_audit.cli.options import (
     CacheDirOpt,
     ChunkRowsOpt,
     DataOpt,
+    DecisionSamplesOpt,
     DeviceOpt,
     FailOnOpt,
     FormatOpt,
@@ -93,6 +94,7 @@ def measure_command(
         ),
     ] = Estimator.auto,
     chunk_rows: ChunkRowsOpt = None,
+    decision_samples: DecisionSamplesOpt = None,
     quiet: QuietOpt = False,
     allow_external_data: AllowExternalOpt = False,
 ) -> None:
@@ -136,6 +138,7 @@ def measure_command(
             cache_dir=cache_dir or settings.cache_dir,
             device=settings.device,
             chunk_rows=chunk_rows,
+            decision_samples=decision_samples,
             sample_level=sample_level,
             estimator=estimator.value,
             allow_external_data=allow_external_data,
