@@ -57,6 +57,6 @@ class DecisionSample:
     def describe(self) -> str:
         """The report's convention for decisions counted on this subset."""
         return (
-            f"seeded random subset of {self.size} of {self.total} rows (seed {self.seed}); "
-            "NC1 and every other statistic use all rows"
+            f"seeded random subset of {self.size} of {self.total} rows (seed {self.seed}), "
+            "NC1 and every other statistic from all rows"
         )
