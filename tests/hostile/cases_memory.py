@@ -35,13 +35,13 @@ def case_second_pass_classes_3000(root: Path) -> Case:
 
 
 @case
-def case_second_pass_classes_3000_sample_level(root: Path) -> Case:
-    dump = _classes_dump(root, "classes_3000_sl", 3_000, 8, 18_000)
+def case_second_pass_classes_3000_decision_samples(root: Path) -> Case:
+    dump = _classes_dump(root, "classes_3000_ds", 3_000, 8, 18_000)
     return Case(
-        "second_pass_classes_3000_sample_level", 8,
-        "the same C = 3,000, d = 8 dump with --sample-level and --decision-samples 1000 (per-class scatters "
-        "and a sampled decision subset ride along in the second pass): exit 0 within the memory budget",
-        [["measure", str(dump), "--sample-level", "--decision-samples", "1000", "--format", "json", "--no-progress"]],
+        "second_pass_classes_3000_decision_samples", 8,
+        "the same C = 3,000, d = 8 dump with --decision-samples 1000 (the decisions of a seeded subset, the "
+        "other statistics from every row): exit 0 within the memory budget",
+        [["measure", str(dump), "--decision-samples", "1000", "--format", "json", "--no-progress"]],
         "ok", culprits=[dump.name],
     )  # fmt: skip
 
