@@ -9,8 +9,8 @@ term on the scale of the class means around it:
   GEMM where the device does true float32; a row whose float32 margin between the best and the second
   best score is below the rigorous error bound of :mod:`nc_audit.engine.decision_bound` is re-decided
   in float64, so NC4 and accuracy equal the float64 decisions exactly. A fixed number of the least
-  certain rows per block is re-decided (no device read per block); rows beyond it are counted, and when
-  any exist the pass's decisions are recounted in float64 (:func:`nc_audit.engine.passes.count_decisions`);
+  certain rows per block is re-decided (no device read per block); rows beyond it are counted, and a
+  chunk with any is recounted in float64 once its blocks are done (:meth:`SecondPass.update_rows`);
 - NC1's projections (x − m̄_y)·v stay float64 (they feed a statistic): one float64 GEMM onto the
   r ≤ min(C − 1, d) eigenvectors.
 
@@ -77,6 +77,7 @@ class SecondPass(Blockwise, Accumulator):
         self.rows_per_block, width = product_shape(d, self.tables.columns, self.device, itemsize)
         self._scratch_size = self.rows_per_block * width if use32 else 0
         self._first_row = 0
+        self._share = REDECIDE_SHARE  # this worker re-decides 1/_share of each block's rows (at least 8)
         self.nonfinite = torch.zeros((), dtype=torch.int64, device=self.device)  # rows with NaN/Inf
         self.uncertain = torch.zeros((), dtype=torch.int64, device=self.device)  # below the float32 bound
         self.spilled = torch.zeros((), dtype=torch.int64, device=self.device)  # of those, not re-decided
@@ -133,9 +134,36 @@ class SecondPass(Blockwise, Accumulator):
         return new
 
     def update_rows(self, features: torch.Tensor, labels: torch.Tensor, first_row: int) -> None:
-        """:meth:`update` for rows first_row.. of the split (their decisions sampled by row number)."""
+        """:meth:`update` for rows first_row.. of the split (their decisions sampled by row number).
+
+        After the chunk (never inside its per-block loop) one device read says whether any block had
+        more doubtful rows than it re-decided; if so the chunk's decisions are recounted in float64
+        from the rows still in hand, and this worker re-decides a larger share from then on."""
         self._first_row = first_row
+        if not self.tables.float32:
+            self.update(features, labels)
+            return
+        decisions, samples, spilled = (
+            self.counter.decisions.clone(),
+            self.counter.samples,
+            self.spilled.clone(),
+        )
         self.update(features, labels)
+        if int(self.spilled - spilled):  # one read per chunk
+            self.counter.decisions.copy_(decisions)
+            self.counter.samples = samples
+            self._recount(features, labels)
+            self._share = max(1, self._share // 4)
+
+    def _recount(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Count the decisions of a chunk's rows again, by the float64 route."""
+        step = self.rows_per_block
+        for begin in range(0, int(labels.shape[0]), step):
+            H = features[begin : begin + step].to(self.device, non_blocking=True)  # (n, d)
+            y = labels[begin : begin + step].to(self.device, torch.long, non_blocking=True)  # (n,)
+            self.block_start = begin
+            centred = self._centred[: int(y.shape[0])].copy_(H).sub_(self._global_mean)
+            self._decide(centred, None, y)
 
     def _update_block(self, H: torch.Tensor, y: torch.Tensor) -> None:
         n = int(y.shape[0])
@@ -155,8 +183,9 @@ class SecondPass(Blockwise, Accumulator):
             else:  # K_Z centred on another split's mean (measure --split test); rows already validated
                 self.sample_stats.update_centred(H.to(torch.float64) - self.sample_stats.global_mean, y)
 
-    def _decide(self, centred: torch.Tensor, norms: torch.Tensor, y: torch.Tensor) -> None:
-        """Count the decisions of the block's rows (or of its sampled rows)."""
+    def _decide(self, centred: torch.Tensor, norms: torch.Tensor | None, y: torch.Tensor) -> None:
+        """Count the decisions of the block's rows (or of its sampled rows); without ``norms``, by the
+        float64 route."""
         if self.decision_sample is not None:
             begin = self._first_row + self.block_start
             positions = self.decision_sample.within(begin, begin + int(y.shape[0]))
@@ -164,8 +193,8 @@ class SecondPass(Blockwise, Accumulator):
                 return
             index = torch.from_numpy(positions).to(self.device, non_blocking=True)
             centred, y = centred.index_select(0, index), y.index_select(0, index)
-            norms = norms.index_select(0, index)
-        if self.tables.float32:
+            norms = None if norms is None else norms.index_select(0, index)
+        if norms is not None and self.tables.float32:
             predicted, nearest = self._decide32(centred, norms)
         else:
             predicted, nearest = self.tables.decide64(centred)
@@ -185,7 +214,7 @@ class SecondPass(Blockwise, Accumulator):
         assert certain is not None
         doubtful = certain.logical_not()
         count = doubtful.sum()
-        capacity = min(m, max(REDECIDE_MIN, m // REDECIDE_SHARE))
+        capacity = min(m, max(REDECIDE_MIN, m // self._share))
         # the capacity's worth of rows, every doubtful one first (a fixed size: no device read)
         chosen = torch.topk(doubtful.to(torch.float32), capacity, sorted=False).indices
         redecided = self.tables.decide64(x.index_select(0, chosen))
