@@ -136,6 +136,11 @@ def vocabulary_row(data: Path, N: int = 200_000, d: int = 768, C: int = 50_257) 
     path = data / f"vocab_{N}_{d}_{C}.h5"
     if not path.exists():
         generate_dump(path, N, d, C)
+    with h5py.File(path, "r+") as handle:  # a float32 head, as a language model's (float64: 309 MB)
+        if handle["head/weight"].dtype != np.float32:
+            weight = handle["head/weight"][...].astype(np.float32)
+            del handle["head/weight"]
+            handle["head/weight"] = weight
     info = resolve_split(path, None)
     cpu = torch.device("cpu")
     stats = accumulate_stats(info, C, cpu, SilentTracker(), with_scatter=False)

@@ -80,7 +80,7 @@ class SecondPass(Blockwise, Accumulator):
         self._share = REDECIDE_SHARE  # this worker re-decides 1/_share of each block's rows (at least 8)
         self.nonfinite = torch.zeros((), dtype=torch.int64, device=self.device)  # rows with NaN/Inf
         self.uncertain = torch.zeros((), dtype=torch.int64, device=self.device)  # below the float32 bound
-        self.spilled = torch.zeros((), dtype=torch.int64, device=self.device)  # of those, not re-decided
+        self.spilled = torch.zeros((), dtype=torch.int64, device=self.device)  # of those, chunk recounted
         self._allocate()
 
     def _allocate(self) -> None:
@@ -100,7 +100,8 @@ class SecondPass(Blockwise, Accumulator):
 
     @property
     def spilled_rows(self) -> int:
-        """Rows below the float32 bound that were not re-decided (call after the pass)."""
+        """Doubtful rows beyond their block's re-decision capacity (their chunks were recounted in
+        float64; call after the pass)."""
         return int(self.spilled)
 
     def replica(self) -> SecondPass:
