@@ -36,7 +36,7 @@ from nc_audit.engine.sample_stats import SampleLevelStats
 from nc_audit.engine.state import Accumulator, Reduction
 
 #: Rows re-decided in float64 per block: the least certain 1/REDECIDE_SHARE of them (at least REDECIDE_MIN).
-REDECIDE_SHARE, REDECIDE_MIN = 32, 8
+REDECIDE_SHARE, REDECIDE_MIN = 64, 8
 
 
 class SecondPass(Blockwise, Accumulator):
