@@ -214,12 +214,15 @@ def count_decisions(
     (:mod:`nc_audit.engine.decision_sample`; ``.counter.subset`` says so). ``float32``: decide by float32
     GEMMs with the near-ties re-decided in float64 (default: where the device allows,
     :mod:`nc_audit.engine.second_pass`); a chunk with more near-ties than its blocks re-decide is
-    recounted in float64, so the counts are always the float64 ones."""
+    recounted in float64 (on an accelerator: the pass, once), so the counts are always the float64 ones."""
     ctx = ctx or DistributedContext()
     sample = DecisionSample.draw(info.num_samples, decision_samples, decision_seed)
     main = _second_pass(
         info, stats, head, device, tracker, chunk_rows, sample_stats, projection, ctx, sample, float32
     )
+    if not main.recounts_chunks and main.spilled_rows:  # this rank's rows, before the ranks merge
+        exact = _second_pass(info, stats, head, device, tracker, chunk_rows, None, None, ctx, sample, False)
+        main.counter = exact.counter
     if sample is not None:
         main.counter.subset = sample.describe()
     return reduce_over_ranks(main, ctx)

@@ -78,6 +78,7 @@ class SecondPass(Blockwise, Accumulator):
         self._scratch_size = self.rows_per_block * width if use32 else 0
         self._first_row = 0
         self._share = REDECIDE_SHARE  # this worker re-decides 1/_share of each block's rows (at least 8)
+        self.recounts_chunks = self.device.type == "cpu"  # spilled chunks recounted as they come
         self.nonfinite = torch.zeros((), dtype=torch.int64, device=self.device)  # rows with NaN/Inf
         self.uncertain = torch.zeros((), dtype=torch.int64, device=self.device)  # below the float32 bound
         self.spilled = torch.zeros((), dtype=torch.int64, device=self.device)  # of those, chunk recounted
@@ -100,8 +101,8 @@ class SecondPass(Blockwise, Accumulator):
 
     @property
     def spilled_rows(self) -> int:
-        """Doubtful rows beyond their block's re-decision capacity (their chunks were recounted in
-        float64; call after the pass)."""
+        """Doubtful rows beyond their block's re-decision capacity (call after the pass): their chunks
+        were recounted in float64 when ``recounts_chunks``, else the pass must be."""
         return int(self.spilled)
 
     def replica(self) -> SecondPass:
@@ -137,11 +138,13 @@ class SecondPass(Blockwise, Accumulator):
     def update_rows(self, features: torch.Tensor, labels: torch.Tensor, first_row: int) -> None:
         """:meth:`update` for rows first_row.. of the split (their decisions sampled by row number).
 
-        After the chunk (never inside its per-block loop) one device read says whether any block had
+        On CPU, after the chunk (never inside its per-block loop) one read says whether any block had
         more doubtful rows than it re-decided; if so the chunk's decisions are recounted in float64
-        from the rows still in hand, and this worker re-decides a larger share from then on."""
+        from the rows still in hand, and this worker re-decides a larger share from then on. On an
+        accelerator (where a read waits for the device) the pass is recounted instead, once, after
+        it (:func:`nc_audit.engine.passes.count_decisions`)."""
         self._first_row = first_row
-        if not self.tables.float32:
+        if not (self.tables.float32 and self.recounts_chunks):
             self.update(features, labels)
             return
         decisions, samples, spilled = (

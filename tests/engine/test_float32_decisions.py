@@ -161,8 +161,9 @@ def test_doubtful_rows_beyond_the_capacity_are_recounted_in_float64(
 ) -> None:
     """The near-tie rows above in a float64 dump, the head W = M, b = −‖m‖²/2: with one re-decided row per
     block the other doubtful rows spill, and each such chunk is recounted in float64 from the rows in hand:
-    the float64 counts, with and without a decision subset, with one and two workers. Without the recount
-    the float32 decisions of the spilled rows would be counted (some are wrong)."""
+    the float64 counts, with and without a decision subset, with one and two workers; and, as on an
+    accelerator (no read per chunk), by one float64 recount of the pass. Without the recount the float32
+    decisions of the spilled rows would be counted (some are wrong)."""
     M, b = tables_problem()
     steps = [0.0] + [s * v for v in (1e-10, 1e-8, 1e-7, 1e-6) for s in (1, -1)]
     x = near_tie_rows(M, steps, torch.Generator().manual_seed(2))
@@ -173,8 +174,17 @@ def test_doubtful_rows_beyond_the_capacity_are_recounted_in_float64(
     stats = accumulate_stats(info, head.num_classes, CPU, SilentTracker(), chunk_rows=64)
     monkeypatch.setattr(second_pass, "REDECIDE_SHARE", 10**9)
     monkeypatch.setattr(second_pass, "REDECIDE_MIN", 1)
-    for workers in (1, 2):
+    for workers, per_chunk in ((1, True), (2, True), (2, False)):
         monkeypatch.setattr(passes, "worker_count", lambda device, w=workers: w)
+        if not per_chunk:  # as on an accelerator: the whole pass recounted once, after it
+
+            def accelerator_like(
+                self: SecondPass, *args: object, _init: object = SecondPass.__init__, **kwargs: object
+            ) -> None:
+                _init(self, *args, **kwargs)  # type: ignore[operator]
+                self.recounts_chunks = False
+
+            monkeypatch.setattr(SecondPass, "__init__", accelerator_like)
         for subset in (None, 150):
             expected = count_decisions(
                 info, stats, head, CPU, SilentTracker(), 64, float32=False, decision_samples=subset
