@@ -23,6 +23,7 @@ if __name__ == "__main__" and "--threads" in sys.argv:  # before NumPy/torch loa
     for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[_name] = _value
 
+import bench_floor
 import bench_sample_level
 import bench_streaming
 import bench_trajectory
@@ -54,6 +55,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         help="Threads for torch, NumPy and the measure subprocess (default: the libraries' own); "
         "1 avoids OpenMP oversubscription on a loaded machine.",
+    )
+    parser.add_argument(
+        "--floor-vocabulary",
+        action="store_true",
+        help="Also the second pass at GPT-2 shapes (C = 50,257, d = 768, N = 200,000; minutes).",
     )
     parser.add_argument(
         "--dense-budget", type=float, default=300.0, help="Skip a dense N×N run estimated above this (s)."
@@ -173,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(Row("streaming passes", None, notes=["skipped (--skip-large)"]))
     else:
         rows += streaming(N, args.data_dir, args.keep, limits, repeats, err)
+
+    err.print("[dim]the common case at its floor (200,000 × 512, C = 100) ...[/dim]")
+    rows += bench_floor.floor_rows(args.data_dir, args.quick, repeats, args.floor_vocabulary)
 
     wall_s = time.perf_counter() - started
     print_table(console, rows)

@@ -158,6 +158,14 @@ ChunkRowsOpt = Annotated[
     int | None,
     Opt(min=1, metavar="ROWS", help="Rows per streamed chunk. [default: about 32 MB of features]"),
 ]
+DecisionSamplesOpt = Annotated[
+    int | None,
+    Opt(
+        min=1,
+        metavar="N",
+        help="Count NC4 and accuracy on a seeded random subset of N rows (seed 0, named in the report's conventions); NC1 and every other statistic use all rows. [default: all rows]",
+    ),
+]
 QuietOpt = Annotated[
     bool,
     Opt(

@@ -22,6 +22,7 @@ from nc_audit.cli.options import (
     CacheDirOpt,
     ChunkRowsOpt,
     DataOpt,
+    DecisionSamplesOpt,
     DeviceOpt,
     FailOnOpt,
     FormatOpt,
@@ -79,6 +80,7 @@ def track_command(
     gate: GateOpt = Gate.last,
     device: DeviceOpt = None,
     chunk_rows: ChunkRowsOpt = None,
+    decision_samples: DecisionSamplesOpt = None,
     quiet: QuietOpt = False,
     allow_external_data: AllowExternalOpt = False,
 ) -> None:
@@ -135,6 +137,7 @@ def track_command(
                 cache_dir=cache_dir or settings.cache_dir,
                 device=settings.device,
                 chunk_rows=chunk_rows,
+                decision_samples=decision_samples,
                 allow_external_data=allow_external_data,
             )
             reports = measure_trajectory(inputs, options, tracker)

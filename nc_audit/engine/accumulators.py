@@ -12,6 +12,8 @@ from typing import ClassVar
 
 import torch
 
+from nc_audit.engine.blocks import product_shape
+from nc_audit.engine.decisions import DecisionTables
 from nc_audit.engine.state import Accumulator, Reduction
 from nc_audit.metrics.collapse import nc1_from_projections, pinv_eigenpairs
 
@@ -32,31 +34,38 @@ class DecisionCounter(Accumulator):
     head_weight: torch.Tensor  # (C, d) float64
     head_bias: torch.Tensor | None  # (C,) float64
     samples: int = 0
+    #: How the rows whose decisions are counted were chosen, when not all of them (the report's convention).
+    subset: str | None = None
     #: (3,) int64 on the means' device: mismatches, classifier_correct, ncc_correct. Kept on the device
     #: (a streaming pass never reads a block's counts back); the properties below read them once.
     decisions: torch.Tensor = field(init=False, repr=False)
-    _mean_sq: torch.Tensor = field(init=False, repr=False)
+    _tables: DecisionTables | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self._mean_sq = (self.class_means * self.class_means).sum(1)  # (C',)
         self.decisions = torch.zeros(3, dtype=torch.int64, device=self.class_means.device)
 
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        """Count one chunk of features (n, d) with labels (n,)."""
+        """Count one chunk of features (n, d) with labels (n,), in float64, a block of rows and a tile of
+        classes at a time within the byte budget of :func:`nc_audit.engine.blocks.product_shape` (never
+        an n × C matrix): argmax of W h + b, and argmin ‖h − μ_c‖² as argmax h·μ_c − ‖μ_c‖²/2."""
         H = features.to(device=self.class_means.device, dtype=torch.float64)  # (n, d)
         y = labels.to(device=H.device, dtype=torch.long)  # (n,)
-        logits = H @ self.head_weight.T  # (n, C)
-        if self.head_bias is not None:
-            logits = logits + self.head_bias
-        # ‖h − μ_c‖² = ‖h‖² − 2 h·μ_c + ‖μ_c‖²; the ‖h‖² term does not change the argmin.
-        self.count(logits, self._mean_sq[None, :] - 2.0 * (H @ self.class_means.T), y)
+        if self._tables is None:
+            origin = torch.zeros(H.shape[1], dtype=torch.float64, device=H.device)
+            self._tables = DecisionTables(self.head_weight, self.head_bias, self.class_means, origin, False)
+        rows, _ = product_shape(int(H.shape[1]), self._tables.columns, H.device)
+        for begin in range(0, int(H.shape[0]), rows):
+            predicted, nearest = self._tables.decide64(H[begin : begin + rows])
+            self.tally(predicted, self.candidate_classes[nearest], y[begin : begin + rows])
 
     def count(self, logits: torch.Tensor, distances: torch.Tensor, labels: torch.Tensor) -> None:
         """Count rows from their logits (n, C) and anything that orders the candidate classes like
         ‖h − μ_c‖² (n, C'), computed by the caller (a fused pass); labels (n,)."""
-        y = labels.to(device=logits.device, dtype=torch.long)  # (n,)
-        predicted = logits.argmax(1)  # (n,)
-        nearest = self.candidate_classes[distances.argmin(1)]  # (n,)
+        self.tally(logits.argmax(1), self.candidate_classes[distances.argmin(1)], labels)
+
+    def tally(self, predicted: torch.Tensor, nearest: torch.Tensor, labels: torch.Tensor) -> None:
+        """Count rows from their decisions: the classifier's class (n,) and the nearest mean's class (n,)."""
+        y = labels.to(device=predicted.device, dtype=torch.long)  # (n,)
         self.samples += int(y.shape[0])
         self.decisions += torch.stack([predicted != nearest, predicted == y, nearest == y]).sum(1)
 

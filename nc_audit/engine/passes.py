@@ -19,6 +19,7 @@ from nc_audit.core.progress import Tracker
 from nc_audit.core.threads import single_threaded_kernels, worker_count
 from nc_audit.distributed import DistributedContext
 from nc_audit.engine.accumulators import DecisionCounter, WithinProjection
+from nc_audit.engine.decision_sample import DecisionSample
 from nc_audit.engine.first_pass import ShiftedSums
 from nc_audit.engine.sample_stats import SampleLevelStats
 from nc_audit.engine.second_pass import SecondPass
@@ -90,6 +91,8 @@ class RowValidator:
 
 
 Update = Callable[[torch.Tensor, torch.Tensor], None]
+#: An update that also takes the chunk's first row within the split.
+RowUpdate = Callable[[torch.Tensor, torch.Tensor, int], None]
 
 
 def stream(
@@ -99,16 +102,18 @@ def stream(
     validator: RowValidator,
     tracker: Tracker,
     description: str,
-    updates: list[Update],
+    updates: list[Update] | list[RowUpdate],
+    with_rows: bool = False,
 ) -> None:
     """One pass over this rank's rows: chunk i goes to ``updates[i % W]``, each on its own thread with
     its own read buffer (:mod:`nc_audit.io.chunks`, :mod:`nc_audit.engine.workers`); labels are checked
-    here, in file order, and nothing more is handed out once one is out of range."""
+    here, in file order, and nothing more is handed out once one is out of range. ``with_rows``: the
+    updates also take the chunk's first row within the split."""
     with (
         open_chunks(info, chunk_rows, ctx.row_range(info.num_samples)) as reader,
         tracker.stage(description, info.num_samples, unit="rows") as advance,
         single_threaded_kernels(len(updates) > 1),
-        RoundRobin([_reading(reader, update) for update in updates]) as pool,
+        RoundRobin([_reading(reader, update, with_rows) for update in updates]) as pool,
     ):
         for chunk in reader:
             if validator.check_labels(chunk.labels):
@@ -116,12 +121,15 @@ def stream(
             advance(chunk.num_rows)
 
 
-def _reading(reader: ChunkReader, update: Update) -> Callable[[Chunk], None]:
+def _reading(reader: ChunkReader, update: Update | RowUpdate, with_rows: bool) -> Callable[[Chunk], None]:
     """A worker's handler: read the chunk's features into this worker's buffer, then ``update``."""
     buffer = reader.buffer()
 
     def handle(chunk: Chunk) -> None:
-        update(reader.features(chunk, buffer), chunk.labels)
+        if with_rows:
+            update(reader.features(chunk, buffer), chunk.labels, chunk.begin)  # type: ignore[call-arg]
+        else:
+            update(reader.features(chunk, buffer), chunk.labels)  # type: ignore[call-arg]
 
     return handle
 
@@ -197,13 +205,49 @@ def count_decisions(
     sample_stats: SampleLevelStats | None = None,
     projection: WithinProjection | None = None,
     ctx: DistributedContext | None = None,
+    decision_samples: int | None = None,
+    decision_seed: int = 0,
+    float32: bool | None = None,
 ) -> SecondPass:
     """Second pass: classifier vs nearest-class-mean decisions (NC4), with the means of ``stats``; the
     sample-level scatters (``sample_stats``, empty, centred on the global mean of pass 1) and the NC1
     ``projection`` (empty) ride along. Returns the merged pass: ``.counter``, ``.projection`` and
     ``.sample_stats`` hold the sums over all rows (of every rank). Like the first pass, the chunks go
     round-robin to one worker per core, each with a replica of these sums (one worker when the
-    sample-level scatters are too large to copy, see REPLICA_BYTES)."""
+    sample-level scatters are too large to copy, see REPLICA_BYTES); the read-only tables are shared.
+
+    ``decision_samples``: count the decisions of a seeded random subset of that many rows only
+    (:mod:`nc_audit.engine.decision_sample`; ``.counter.subset`` says so). ``float32``: decide by float32
+    GEMMs with the near-ties re-decided in float64 (default: where the device allows,
+    :mod:`nc_audit.engine.second_pass`); a chunk with more near-ties than its blocks re-decide is
+    recounted in float64 (on an accelerator: the pass, once), so the counts are always the float64 ones."""
+    ctx = ctx or DistributedContext()
+    sample = DecisionSample.draw(info.num_samples, decision_samples, decision_seed)
+    main = _second_pass(
+        info, stats, head, device, tracker, chunk_rows, sample_stats, projection, ctx, sample, float32
+    )
+    if not main.recounts_chunks and main.spilled_rows:  # this rank's rows, before the ranks merge
+        exact = _second_pass(info, stats, head, device, tracker, chunk_rows, None, None, ctx, sample, False)
+        main.counter = exact.counter
+    if sample is not None:
+        main.counter.subset = sample.describe()
+    return reduce_over_ranks(main, ctx)
+
+
+def _second_pass(
+    info: SplitInfo,
+    stats: ClassStats,
+    head: Head,
+    device: torch.device,
+    tracker: Tracker,
+    chunk_rows: int | None,
+    sample_stats: SampleLevelStats | None,
+    projection: WithinProjection | None,
+    ctx: DistributedContext,
+    sample: DecisionSample | None,
+    float32: bool | None,
+) -> SecondPass:
+    """One second pass over this rank's rows, its workers merged (not yet the ranks)."""
     present = stats.present.nonzero().flatten()  # (C',)
     counter = DecisionCounter(
         class_means=stats.class_means[present],
@@ -211,16 +255,23 @@ def count_decisions(
         head_weight=head.weight.to(device),
         head_bias=head.bias.to(device) if head.bias is not None else None,
     )
-    ctx = ctx or DistributedContext()
     validator = RowValidator(info, head.num_classes)
-    main = SecondPass(counter, stats.global_mean.to(device), sample_stats, projection)
+    main = SecondPass(
+        counter,
+        stats.global_mean.to(device),
+        sample_stats,
+        projection,
+        decision_sample=sample,
+        float32=float32,
+    )
     workers = worker_count(device)
     if sample_stats is not None and sample_stats.nbytes > REPLICA_BYTES:
         workers = 1
     parts = [main] + [main.replica() for _ in range(workers - 1)]
     description = f"decisions {Path(info.path).name}"
-    stream(info, chunk_rows, ctx, validator, tracker, description, [part.update for part in parts])
+    updates = [part.update_rows for part in parts]
+    stream(info, chunk_rows, ctx, validator, tracker, description, updates, with_rows=True)
     merge_all(parts)
     validator.nonfinite_rows = main.nonfinite_rows
     validator.raise_if_bad(ctx)
-    return reduce_over_ranks(main, ctx)
+    return main

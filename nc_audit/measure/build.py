@@ -45,7 +45,10 @@ def build_report(collected: Collected, metrics: dict[str, float | None]) -> Repo
             "means_samples": sub.num_samples,
             "dtype": inputs.decisions_split.feature_dtype,
         },
-        conventions=conventions(inputs.head, inputs.means_split, inputs.decisions_split),
+        conventions={
+            **conventions(inputs.head, inputs.means_split, inputs.decisions_split),
+            **({"decisions": collected.counter.subset} if collected.counter.subset else {}),
+        },
         metrics=metrics,
         targets=targets,
         notes=notes,

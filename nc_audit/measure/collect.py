@@ -188,6 +188,8 @@ def _collect(source: Path | str, options: MeasureOptions, tracker: Tracker | Non
         sample_stats,
         projection,
         ctx,
+        decision_samples=options.decision_samples,
+        decision_seed=options.decision_seed,
     )
     result = None
     if second.sample_stats is not None:

@@ -31,6 +31,8 @@ class MeasureOptions:
     sample_level  also the sample-level metrics (N×N Grams, by structured exact routes or SLQ)
     estimator     sample-level joint entropies: 'auto' | 'exact' | 'slq'
     sample_budget_bytes  memory the sample-level per-class scatters may take
+    decision_samples  count NC4/accuracy on a seeded random subset of this many rows (default: all)
+    decision_seed the seed of that subset (named in the report's conventions)
     fail_on       rules ``METRIC OP VALUE`` (``"nc1<=0.5"``); the report's checks, exit 1 in the CLI
     baseline      a report or trajectory JSON to compare with (checks fail when a metric moved away
                   from its NC target by more than ``tolerance``)
@@ -56,6 +58,8 @@ class MeasureOptions:
     sample_level: bool = False
     estimator: str = "auto"
     sample_budget_bytes: int = SAMPLE_BUDGET_BYTES
+    decision_samples: int | None = None
+    decision_seed: int = 0
     fail_on: tuple[str, ...] = ()
     baseline: Path | None = None
     tolerance: float | dict[str, float] = 0.0

@@ -25,7 +25,7 @@ from device_watch import DeviceWatch, watch_methods
 
 from nc_audit.core.class_stats import ClassStats
 from nc_audit.core.progress import SilentTracker
-from nc_audit.engine import passes, sample_stats
+from nc_audit.engine import decisions, passes, sample_stats
 from nc_audit.engine.accumulators import WithinProjection
 from nc_audit.engine.blocks import Blockwise
 from nc_audit.engine.class_scatters import add_class_scatters
@@ -144,8 +144,11 @@ def test_the_watch_sees_tolist_masks_and_bincount() -> None:
 
 # --- dtype rules ---------------------------------------------------------------------------------------------
 def floating_states(accumulator: object) -> Iterator[tuple[str, torch.Tensor]]:
-    """(name, tensor) of every floating-point tensor held by an accumulator and its parts."""
+    """(name, tensor) of every floating-point tensor held by an accumulator and its parts (not its private
+    work buffers, such as the float32 copy of a block's rows for the decision GEMM)."""
     for name, value in vars(accumulator).items():
+        if name.startswith("_"):
+            continue
         if isinstance(value, torch.Tensor) and value.is_floating_point():
             yield name, value
         elif hasattr(value, "reductions"):  # a child accumulator
@@ -153,17 +156,23 @@ def floating_states(accumulator: object) -> Iterator[tuple[str, torch.Tensor]]:
 
 
 @pytest.mark.usefixtures("device_split_scatters")
+@pytest.mark.parametrize("float32", [False, True], ids=["float64-decisions", "float32-decisions"])
 def test_statistics_and_every_gemm_of_the_passes_are_float64(
-    dump: Path, monkeypatch: pytest.MonkeyPatch
+    dump: Path, monkeypatch: pytest.MonkeyPatch, float32: bool
 ) -> None:
-    """The dump is float32; the design (docs/PERFORMANCE.md, docs/DESIGN.md) keeps every statistic float64 and
-    leaves float32 GEMMs to SLQ alone: every GEMM in the per-block loops has float64 operands, and every
-    floating state of both passes and the ClassStats is float64."""
+    """The dump is float32; the design (docs/PERFORMANCE.md, docs/DESIGN.md) keeps every statistic float64:
+    every GEMM in the per-block loops has float64 operands, except, on the float32 decision route, the
+    decision GEMMs (their near-ties re-decided in float64: one float32 GEMM per block here, the class
+    tile being the whole class set); every floating state of both passes and the ClassStats is float64."""
     monkeypatch.setattr(passes, "worker_count", lambda device: 1)
+    monkeypatch.setattr(decisions, "float32_allowed", lambda device: float32)
     with watch_methods(monkeypatch, [(Blockwise, "update")]) as watch:
         stats, second = both_passes(dump, CPU)
+    assert second.tables.float32 is float32
     assert {name for name, _ in watch.gemms} >= {"mm", "bmm"}  # the fused GEMM and the tile Grams
-    assert all(set(dtypes) == {torch.float64} for _, dtypes in watch.gemms), watch.gemms
+    single = [dtypes for _, dtypes in watch.gemms if set(dtypes) == {torch.float32}]
+    assert len(single) == (chunks_of(dump) if float32 else 0), watch.gemms  # 1 block of 64 rows per chunk
+    assert all(set(dtypes) in ({torch.float64}, {torch.float32}) for _, dtypes in watch.gemms), watch.gemms
     for field in dataclasses.fields(stats):
         value = getattr(stats, field.name)
         assert value is None or value.dtype == torch.float64, field.name
@@ -237,7 +246,12 @@ def test_cuda_every_state_and_result_lives_on_the_device(dump: Path, cuda_device
     assert all(t.device.type == cuda_device.type for t in placed.values()), {
         k: t.device for k, t in placed.items()
     }
-    assert all(t.dtype == torch.float64 for t in placed.values() if t.is_floating_point())
+    decision_buffers = {"_x32", "_scratch"}  # float32 rows and scores of the float32 decision GEMM
+    assert all(
+        t.dtype == torch.float64
+        for k, t in placed.items()
+        if t.is_floating_point() and k not in decision_buffers
+    )
     cpu_stats, cpu_second = both_passes(dump, CPU)
     assert torch.equal(stats.counts.cpu(), cpu_stats.counts)
     torch.testing.assert_close(stats.sums.cpu(), cpu_stats.sums, rtol=1e-12, atol=0)

@@ -24,6 +24,7 @@ from conftest import make_random_problem
 
 from nc_audit.core.class_stats import ClassStats
 from nc_audit.distributed import DistributedContext
+from nc_audit.engine import second_pass
 from nc_audit.engine.accumulators import DecisionCounter, WithinProjection
 from nc_audit.engine.first_pass import ShiftedSums
 from nc_audit.engine.sample_stats import SampleLevelStats
@@ -241,3 +242,45 @@ def test_second_pass_merges_its_children_to_the_one_shot_pass() -> None:
     torch.testing.assert_close(merged.projection.squared, alone.projection.squared, rtol=1e-12, atol=0)
     torch.testing.assert_close(merged.sample_stats.gram, alone.sample_stats.gram, rtol=1e-12, atol=1e-12)
     assert merged.nonfinite_rows == alone.nonfinite_rows == 0
+
+
+@pytest.mark.parametrize("route", ["shares", "replicas"])
+def test_second_pass_float32_states_merge_to_the_one_shot_pass(
+    route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The float32 decision route's states (doubtful rows, spilled rows) and its counts: shares packed and
+    unpacked (ranks), or worker replicas sharing the read-only tables (workers), with blocks of 16 rows,
+    merge to the one-shot pass. A duplicated head row makes ties (doubtful rows) on every row of its class.
+    Every block re-decides all its rows here: how many spill past a smaller capacity depends on where
+    the blocks fall (only whether any spilled matters, test_float32_decisions.py)."""
+    monkeypatch.setattr(second_pass, "REDECIDE_SHARE", 1)
+    present = STATS.present.nonzero().flatten()
+    W, b = torch.from_numpy(PROBLEM.W).clone(), torch.from_numpy(PROBLEM.b).clone()
+    W[1], b[1] = W[0], b[0]
+
+    def make() -> SecondPass:
+        counter = DecisionCounter(STATS.class_means[present], present, W, b)
+        projection = WithinProjection(STATS.class_means, centred_means(STATS.subset(STATS.present)))
+        second = SecondPass(counter, STATS.global_mean, None, projection, float32=True)
+        second.rows_per_block = 16  # several blocks per share
+        return second
+
+    def update(acc: SecondPass, rows: slice) -> None:
+        acc.update(H[rows], Y[rows])
+
+    alone = one_shot(make, update)
+    if route == "shares":
+        merged = shares_merged(make, update)
+    else:
+        main = make()
+        parts = [main] + [main.replica() for _ in range(len(CUTS) - 2)]
+        assert all(part.tables is main.tables for part in parts)  # shared, not copied
+        for part, (a, b_) in zip(parts, itertools.pairwise(CUTS), strict=True):
+            update(part, slice(a, b_))
+        merged = merge_all(parts)
+    assert int(alone.uncertain) > 0  # the ties were seen
+    for name in ("uncertain", "spilled", "nonfinite"):
+        assert int(getattr(merged, name)) == int(getattr(alone, name)), name
+    fields = ("samples", "mismatches", "classifier_correct", "ncc_correct")
+    assert [getattr(merged.counter, f) for f in fields] == [getattr(alone.counter, f) for f in fields]
+    torch.testing.assert_close(merged.projection.squared, alone.projection.squared, rtol=1e-12, atol=0)
