@@ -21,6 +21,8 @@ from nc_audit.cli.options import (
     BaselineOpt,
     CacheDirOpt,
     ChunkRowsOpt,
+    ClassRoute,
+    ClassRouteOpt,
     DataOpt,
     DeviceOpt,
     FailOnOpt,
@@ -33,6 +35,7 @@ from nc_audit.cli.options import (
     JunitOpt,
     MarkdownOpt,
     MeansSplitOpt,
+    MinClassSamplesOpt,
     ModelArgOpt,
     ModelOpt,
     QuietOpt,
@@ -79,6 +82,8 @@ def track_command(
     gate: GateOpt = Gate.last,
     device: DeviceOpt = None,
     chunk_rows: ChunkRowsOpt = None,
+    class_route: ClassRouteOpt = ClassRoute.auto,
+    min_class_samples: MinClassSamplesOpt = 1,
     quiet: QuietOpt = False,
     allow_external_data: AllowExternalOpt = False,
 ) -> None:
@@ -133,6 +138,8 @@ def track_command(
                 cache_dir=cache_dir or settings.cache_dir,
                 device=settings.device,
                 chunk_rows=chunk_rows,
+                class_route=class_route.value,
+                min_class_samples=min_class_samples,
                 allow_external_data=allow_external_data,
             )
             reports = measure_trajectory(inputs, options, tracker)

@@ -94,10 +94,14 @@ def stream(
     tracker: Tracker,
     description: str,
     updates: list[Update],
+    keep: torch.Tensor | None = None,
 ) -> None:
     """One pass over this rank's rows: chunk i goes to ``updates[i % W]``, each on its own thread with
     its own read buffer (:mod:`nc_audit.io.chunks`, :mod:`nc_audit.engine.workers`); labels are checked
-    here, in file order, and nothing more is handed out once one is out of range."""
+    here, in file order, and nothing more is handed out once one is out of range. ``keep`` (C,) bool:
+    only rows whose label it marks reach the updates (--min-class-samples)."""
+    if keep is not None:
+        updates = [_kept_rows(update, keep.cpu()) for update in updates]
     with (
         open_chunks(info, chunk_rows, ctx.row_range(info.num_samples)) as reader,
         tracker.stage(description, info.num_samples, unit="rows") as advance,
@@ -108,6 +112,19 @@ def stream(
             if validator.check_labels(chunk.labels):
                 pool.submit(chunk)
             advance(chunk.num_rows)
+
+
+def _kept_rows(update: Update, keep: torch.Tensor) -> Update:
+    """``update`` fed only the rows whose label ``keep`` marks."""
+
+    def filtered(features: torch.Tensor, labels: torch.Tensor) -> None:
+        rows = keep[labels.to(torch.long).cpu()]  # (n,)
+        if bool(rows.all()):
+            update(features, labels)
+        elif bool(rows.any()):
+            update(features[rows.to(features.device)], labels[rows.to(labels.device)])
+
+    return filtered
 
 
 def _reading(reader: ChunkReader, update: Update) -> Callable[[Chunk], None]:
@@ -130,15 +147,15 @@ def _first_pass(
     ctx: DistributedContext,
     validator: RowValidator,
     shifts: torch.Tensor | None,
+    keep: torch.Tensor | None = None,
 ) -> ShiftedSums:
     """One streaming pass of ShiftedSums (one per worker, merged, then merged across ranks)."""
     workers = worker_count(device)
     sums = [ShiftedSums(num_classes, info.feature_dim, device, with_scatter, shifts) for _ in range(workers)]
     exact = " (per-class centring)" if shifts is not None else ""
     description = f"statistics {Path(info.path).name}{exact}"
-    stream(
-        info, chunk_rows, ctx, validator, tracker, description, [accumulator.update for accumulator in sums]
-    )
+    updates = [accumulator.update for accumulator in sums]
+    stream(info, chunk_rows, ctx, validator, tracker, description, updates, keep)
     total = merge_all(sums)
     validator.nonfinite_rows = total.nonfinite_rows
     return reduce_over_ranks(total, ctx)  # every rank merges every rank's sums, in rank order
@@ -152,6 +169,7 @@ def accumulate_stats(
     chunk_rows: int | None = None,
     with_scatter: bool = True,
     ctx: DistributedContext | None = None,
+    keep: torch.Tensor | None = None,
 ) -> ClassStats:
     """First pass: ClassStats of one split, validating every row; errors name the file and what is wrong.
 
@@ -164,13 +182,15 @@ def accumulate_stats(
     centring every class on its mean from the first run."""
     ctx = ctx or DistributedContext()
     validator = RowValidator(info, num_classes)
-    total = _first_pass(info, num_classes, device, tracker, chunk_rows, with_scatter, ctx, validator, None)
+    total = _first_pass(
+        info, num_classes, device, tracker, chunk_rows, with_scatter, ctx, validator, None, keep
+    )
     validator.raise_if_bad(ctx)
     if total.ill_conditioned():  # identical on every rank: all of them run the exact pass again
         means = total.class_stats().class_means  # (C, d)
         validator = RowValidator(info, num_classes)
         total = _first_pass(
-            info, num_classes, device, tracker, chunk_rows, with_scatter, ctx, validator, means
+            info, num_classes, device, tracker, chunk_rows, with_scatter, ctx, validator, means, keep
         )
     stats = total.class_stats()
     present = int(stats.present.sum())
@@ -191,6 +211,7 @@ def count_decisions(
     sample_stats: SampleLevelStats | None = None,
     projection: WithinProjection | None = None,
     ctx: DistributedContext | None = None,
+    keep: torch.Tensor | None = None,
 ) -> SecondPass:
     """Second pass: classifier vs nearest-class-mean decisions (NC4), with the means of ``stats``; the
     sample-level scatters (``sample_stats``, empty, centred on the global mean of pass 1) and the NC1
@@ -213,7 +234,7 @@ def count_decisions(
         workers = 1
     parts = [main] + [main.replica() for _ in range(workers - 1)]
     description = f"decisions {Path(info.path).name}"
-    stream(info, chunk_rows, ctx, validator, tracker, description, [part.update for part in parts])
+    stream(info, chunk_rows, ctx, validator, tracker, description, [part.update for part in parts], keep)
     merge_all(parts)
     validator.nonfinite_rows = main.nonfinite_rows
     validator.raise_if_bad(ctx)

@@ -16,7 +16,8 @@ from nc_audit.metrics.collapse import (
     means_coincide,
     nc1_batched,
 )
-from nc_audit.metrics.information import class_level_information
+from nc_audit.metrics.information import InformationResult, routed_information
+from nc_audit.metrics.routes import CLASS_BUDGET_BYTES, ClassRoutes, plan_routes
 
 
 def compute_metrics(stats: ClassStats, head: Head, counter: DecisionCounter) -> dict[str, float | None]:
@@ -25,10 +26,25 @@ def compute_metrics(stats: ClassStats, head: Head, counter: DecisionCounter) -> 
 
 
 def batched_metrics(
-    items: list[tuple[ClassStats, Head, DecisionCounter]], nc1_values: list[float | None] | None = None
+    items: list[tuple[ClassStats, Head, DecisionCounter]],
+    nc1_values: list[float | None] | None = None,
+    route: str = "auto",
+    budget_bytes: int = CLASS_BUDGET_BYTES,
 ) -> list[dict[str, float | None]]:
     """Metrics of many checkpoints (same C and d) at once: NC1 through one batched SVD, the Gram entropies
-    through ONE batched eigvalsh of all C×C matrices; the rest are cheap per-checkpoint reductions."""
+    through ONE batched eigvalsh of all C×C matrices on the dense route (``route``, see
+    :func:`nc_audit.metrics.routes.plan_routes`); the rest are cheap per-checkpoint reductions."""
+    return batched_class_level(items, nc1_values, route, budget_bytes)[0]
+
+
+def batched_class_level(
+    items: list[tuple[ClassStats, Head, DecisionCounter]],
+    nc1_values: list[float | None] | None = None,
+    route: str = "auto",
+    budget_bytes: int = CLASS_BUDGET_BYTES,
+) -> tuple[list[dict[str, float | None]], ClassRoutes, list[InformationResult]]:
+    """:func:`batched_metrics` with the routes it took and each checkpoint's information result (the
+    SLQ error bars and probe counts a report shows)."""
     subsets = [stats.subset(stats.present) for stats, _, _ in items]
     device = subsets[0].sums.device
     W = torch.stack([head.weight.to(device)[stats.present] for stats, head, _ in items])  # (B, C, d)
@@ -39,16 +55,17 @@ def batched_metrics(
         Sigma_W = torch.stack([subsets[index].within_cov for index in missing])  # (B', d, d)
         for index, value in zip(missing, nc1_batched(M[missing], Sigma_W).tolist(), strict=True):
             nc1_all[index] = value
-    information = class_level_information(W, M)
+    routes = plan_routes(int(W.shape[1]), int(W.shape[2]), len(items), route, budget_bytes)
+    information = routed_information(W, M, routes)
     results = []
     for index, (sub, (_, _, counter)) in enumerate(zip(subsets, items, strict=True)):
-        metrics: dict[str, float | None] = collapse_metrics(sub, W[index], nc1_value=nc1_all[index])
+        metrics: dict[str, float | None] = collapse_metrics(sub, W[index], nc1_all[index], routes)
         metrics["nc4"] = counter.nc4
-        metrics.update(information[index])
+        metrics.update(information[index].metrics)
         if means_coincide(sub):  # zero between-class spread: undefined, never a "perfect collapse"
             metrics.update(dict.fromkeys(MEANS_DEPENDENT))
         results.append(metrics)
-    return results
+    return results, routes, information
 
 
 def metrics_from_arrays(

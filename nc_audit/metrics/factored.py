@@ -124,6 +124,4 @@ def slq_joint_entropy(
     ``explicit``: the matvec reads K_W∘K_M held in float32 (4·C² bytes); else the factored matvec."""
     operator = ExplicitHadamard(W, M, budget_bytes) if explicit else FactoredHadamard(W, M)
     C = int(W.shape[0])
-    return slq_entropy(
-        operator, C, tol=tol, max_probes=max_probes, steps=steps, seed=seed, device=W.device
-    )
+    return slq_entropy(operator, C, tol=tol, max_probes=max_probes, steps=steps, seed=seed, device=W.device)

@@ -92,7 +92,7 @@ def dense_bytes(C: int, batch: int = 1) -> int:
 
 def tile_size(C: int, budget_bytes: int) -> int:
     """Rows per tile side so that TILE_TEMPORARIES float64 tiles fit ``budget_bytes`` (at least 1)."""
-    side = int(math.isqrt(max(1, budget_bytes // (8 * TILE_TEMPORARIES))))
+    side = math.isqrt(max(1, budget_bytes // (8 * TILE_TEMPORARIES)))
     return max(1, min(C, side))
 
 

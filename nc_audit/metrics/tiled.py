@@ -31,7 +31,9 @@ def strict_upper(n: int, device: torch.device) -> torch.Tensor:
     return torch.ones(n, n, dtype=torch.bool, device=device).triu(1)
 
 
-def tile_sums(C: int, tile: int, values: TileValues, terms: Callable[[torch.Tensor], list[torch.Tensor]]) -> list[float]:
+def tile_sums(
+    C: int, tile: int, values: TileValues, terms: Callable[[torch.Tensor], list[torch.Tensor]]
+) -> list[float]:
     """Σ over pairs c < c' of each of ``terms(values(tile))``, accumulated in float64 tile by tile."""
     totals: list[torch.Tensor] | None = None
     for rows, cols, diagonal in upper_tiles(C, tile):
