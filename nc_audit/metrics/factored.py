@@ -15,7 +15,14 @@ import torch
 
 from nc_audit.core.linalg import entropy_from_eigenvalues, unit_rows
 from nc_audit.metrics.eigen_backend import batched_eigvalsh
-from nc_audit.metrics.slq import LANCZOS_STEPS, SLQEstimate, slq_entropy
+from nc_audit.metrics.slq import (
+    LANCZOS_STEPS,
+    PROBE_BLOCK,
+    Z_95,
+    Matvec,
+    SLQEstimate,
+    lanczos_entropy_quadrature,
+)
 
 #: SLQ stops when its 95% half-width is at most this fraction of min(H(K_W), H(K_M)) (so MIR's
 #: half-width is at most this, MI's relative one this / MIR), or at SLQ_MAX_PROBES probes.
@@ -108,6 +115,48 @@ class ExplicitHadamard:
         return self.K @ X.to(torch.float32)
 
 
+def slq_entropy_controlled(
+    matvec: Matvec,
+    n: int,
+    trace: float,
+    *,
+    tol: float,
+    max_probes: int = SLQ_MAX_PROBES,
+    steps: int = LANCZOS_STEPS,
+    block: int = PROBE_BLOCK,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+) -> SLQEstimate:
+    """tr(−A log A) of an n×n PSD operator by SLQ with a control variate (docs/PERFORMANCE.md).
+
+    Each Rademacher probe v gives q = vᵀ f(A) v (Lanczos quadrature, :func:`lanczos_entropy_quadrature`)
+    and l = vᵀ A v (one more matvec), whose mean is the known ``trace`` = tr A. The estimate is the mean
+    of q − β(l − tr A), β the regression coefficient of q on l over the probes so far: f(A) ≈ a·I + β·A
+    to first order, so this removes the first-order part of the Hutchinson variance (the bulk when the
+    off-diagonal of A is small). The half-width is 1.96·s/√p of these residuals; probes are added a
+    block at a time until it is at most ``tol`` or ``max_probes`` (rounded up to whole blocks)."""
+    generator = torch.Generator().manual_seed(seed)
+    quadratures: list[torch.Tensor] = []
+    linears: list[torch.Tensor] = []
+    estimate, half_width, count = 0.0, float("inf"), 0
+    while count < max(max_probes, 1):
+        signs = torch.randint(0, 2, (n, block), generator=generator, dtype=torch.int8)  # (n, block)
+        V = (2 * signs - 1).to(device=device, dtype=torch.float32)  # (n, block)
+        quadratures.append(lanczos_entropy_quadrature(matvec, V, steps).cpu())
+        linears.append((V.to(torch.float64) * matvec(V).to(torch.float64)).sum(0).cpu())  # (block,)
+        q, l = torch.cat(quadratures), torch.cat(linears)  # (count,)
+        count = int(q.numel())
+        centred = l - l.mean()
+        spread = float((centred * centred).sum())
+        beta = float((centred * (q - q.mean())).sum()) / spread if spread > 0 else 0.0
+        residuals = q - beta * (l - trace)  # (count,)
+        estimate = float(residuals.mean())
+        half_width = Z_95 * float(residuals.std()) / count**0.5
+        if half_width <= tol:
+            break
+    return SLQEstimate(estimate, half_width, count)
+
+
 def slq_joint_entropy(
     W: torch.Tensor,
     M: torch.Tensor,
@@ -123,5 +172,9 @@ def slq_joint_entropy(
 
     ``explicit``: the matvec reads K_W∘K_M held in float32 (4·C² bytes); else the factored matvec."""
     operator = ExplicitHadamard(W, M, budget_bytes) if explicit else FactoredHadamard(W, M)
+    U, V = unit_rows(W), unit_rows(M)
     C = int(W.shape[0])
-    return slq_entropy(operator, C, tol=tol, max_probes=max_probes, steps=steps, seed=seed, device=W.device)
+    trace = float(((U * U).sum(1) * (V * V).sum(1)).sum()) / C  # tr (K_W∘K_M)/C, exact
+    return slq_entropy_controlled(
+        operator, C, trace, tol=tol, max_probes=max_probes, steps=steps, seed=seed, device=W.device
+    )
