@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from reference import gram, information, mir_nc
@@ -99,6 +98,7 @@ def test_slq_joint_entropy_lies_within_its_own_interval_on_20_seeds() -> None:
 def test_tiled_pairs_equal_dense_for_any_tile(tile: int) -> None:
     """Exact sums over all pairs, whatever the tile (7 and 16 do not divide C = 150)."""
     W, M = random_rows(150, 5, seed=11)
+    assert tiled_angles(W, tile) == pytest.approx((equiangular(W), maxangle(W)), abs=1e-12)
     variances = torch.rand(150, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     equiangular_t, maxangle_t = tiled_angles(M, tile)
     assert equiangular_t == pytest.approx(equiangular(M), abs=1e-12)
