@@ -26,6 +26,7 @@ if __name__ == "__main__" and "--threads" in sys.argv:  # before NumPy/torch loa
 import bench_sample_level
 import bench_streaming
 import bench_trajectory
+import bench_vocab
 import torch
 from bench_common import Limits, Row, machine_info, measure_limits, number, seconds, verdict
 from rich.console import Console
@@ -54,6 +55,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         help="Threads for torch, NumPy and the measure subprocess (default: the libraries' own); "
         "1 avoids OpenMP oversubscription on a loaded machine.",
+    )
+    parser.add_argument(
+        "--vocab-full", action="store_true", help="Also the GPT-2-shaped vocabulary row (C = 50,257; long)."
     )
     parser.add_argument(
         "--dense-budget", type=float, default=300.0, help="Skip a dense N×N run estimated above this (s)."
@@ -173,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(Row("streaming passes", None, notes=["skipped (--skip-large)"]))
     else:
         rows += streaming(N, args.data_dir, args.keep, limits, repeats, err)
+
+    err.print("[dim]vocabulary-sized class sets ...[/dim]")
+    rows += bench_vocab.run(limits, args.data_dir, args.vocab_full, args.quick)
 
     wall_s = time.perf_counter() - started
     print_table(console, rows)
