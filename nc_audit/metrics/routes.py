@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 
 from nc_audit.core.errors import InputError
+from nc_audit.metrics.tiled import MAX_TILE
 
 ROUTES = ("auto", "dense", "factored")
 #: Memory the class-level routes may take for their largest temporaries (bytes).
@@ -91,9 +92,10 @@ def dense_bytes(C: int, batch: int = 1) -> int:
 
 
 def tile_size(C: int, budget_bytes: int) -> int:
-    """Rows per tile side so that TILE_TEMPORARIES float64 tiles fit ``budget_bytes`` (at least 1)."""
+    """Rows per tile side so that TILE_TEMPORARIES float64 tiles fit ``budget_bytes`` (at least 1, at most
+    MAX_TILE: larger tiles only cost cache misses)."""
     side = math.isqrt(max(1, budget_bytes // (8 * TILE_TEMPORARIES)))
-    return max(1, min(C, side))
+    return max(1, min(C, side, MAX_TILE))
 
 
 def plan_routes(
