@@ -33,7 +33,7 @@ def random_rows(C: int, d: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return W, M - M.mean(0)
 
 
-@pytest.mark.parametrize(("C", "d"), [(900, 12), (1500, 30)], ids=["d2<C", "d2<C-larger"])
+@pytest.mark.parametrize(("C", "d"), [(900, 12), (1100, 30)], ids=["d2<C", "d2<C-larger"])
 def test_factored_route_equals_dense_when_d_squared_fits(C: int, d: int) -> None:
     """d² ≤ C: every information metric exact on the factored route, to 1e-10 of the dense eigvalsh."""
     W, M = random_rows(C, d, seed=C)
