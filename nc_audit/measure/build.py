@@ -25,7 +25,8 @@ def build_report(
     sub = stats.subset(stats.present)
     C, d = sub.num_classes, sub.feature_dim
     targets = nc_targets(C)
-    notes = [*inputs.notes, *build_notes(stats, C, d, inputs.head, metrics)]
+    min_samples = collected.class_set.min_samples if collected.class_set is not None else 1
+    notes = [*inputs.notes, *build_notes(stats, C, d, inputs.head, metrics, min_samples)]
     if collected.feature_scale != 1.0:
         notes.append(
             f"The float64 features were read multiplied by 2^{math.frexp(collected.feature_scale)[1] - 1} "

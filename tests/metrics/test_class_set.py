@@ -50,6 +50,7 @@ def test_min_class_samples_matches_the_reference_on_the_kept_classes(min_samples
     assert line.startswith(f"{C} of the head's 40 classes kept (>= {min_samples} samples each)")
     if min_samples > 1:
         assert f"({dropped} samples dropped)" in line and dropped > 0
+        assert any(f"use the {C} kept classes" in note for note in report.notes), report.notes
     for key in COMPARED:
         assert report.metrics[key] == pytest.approx(expected[key], rel=1e-8, abs=1e-12), key
     assert "class_set = " in render_markdown(report.to_dict())
