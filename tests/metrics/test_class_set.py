@@ -155,3 +155,30 @@ def test_thirty_thousand_classes_under_rlimit_as() -> None:
     done = run_bounded(30_000, 16, 1400)
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     assert done.stdout.startswith("factored kronecker tiled"), done.stdout
+
+
+def test_a_million_head_rows_with_three_present_classes() -> None:
+    """Issue 19 §8's shape: C = 1,000,000 head rows, d = 8, labels 0, 5 and 999,999 only. The class
+    set is the 3 present classes; the class-level metrics never touch the other rows."""
+    import torch
+
+    from nc_audit.core.class_stats import ClassStats
+    from nc_audit.engine.accumulators import DecisionCounter
+    from nc_audit.io.checkpoints import Head
+    from nc_audit.measure.class_set import select_classes
+    from nc_audit.measure.compute import batched_class_level
+
+    C, d = 1_000_000, 8
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(C, d, generator=g, dtype=torch.float64)
+    labels = torch.tensor([0, 5, 999_999] * 3)
+    features = W[labels] + 0.1 * torch.randn(9, d, generator=g, dtype=torch.float64)
+    stats = ClassStats.from_batch(features, labels, C)
+    chosen = select_classes(stats, 1, "dump.h5")
+    assert (chosen.kept, chosen.empty, chosen.dropped_samples) == (3, C - 3, 0)
+    present = stats.present.nonzero().flatten()
+    counter = DecisionCounter(stats.class_means[present], present, W[present], None)
+    counter.update(features, labels)
+    metrics, routes, _ = batched_class_level([(stats, Head("head", W, None), counter)])
+    assert routes.entropies == "dense"  # 3 classes
+    assert all(value is None or np.isfinite(value) for value in metrics[0].values())
