@@ -2,7 +2,9 @@
 
 Song, Tan, Zou, Chen, Ma & Huang (2024), "Unveiling the Dynamics of Information Interplay in Supervised
 Learning", ICML, arXiv 2406.03999. K_W is the Gram of the head rows, K_M the Gram of the centred class
-means; both are C×C, so many checkpoints (or layers) are stacked into one batched eigvalsh.
+means; both are C×C, so on the dense route many checkpoints (or layers) are stacked into one batched
+eigvalsh. For large C the factored routes (:mod:`nc_audit.metrics.routes`, :mod:`nc_audit.metrics.factored`)
+give the same entropies from d×d and d²×d² Grams, or H(K_W∘K_M) by SLQ with a 95% interval.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Pairwise class metrics over C×C tiles: NC2 equiangularity and maximal angle, CDNV (docs/METRICS.md).
 
 Exact float64 sums over all C(C−1)/2 pairs c < c', one tile of ``tile × tile`` pairs at a time (the
-tiles of the upper triangle, the diagonal tiles masked to c < c'), so memory is O(tile²) whatever C.
+tiles of the upper triangle; a diagonal tile is symmetric, so its pairs are half its sum less its
+diagonal), in reused buffers, so memory is O(tile²) whatever C.
 The mean cosine comes first in closed form, Σ_{c<c'} cos = (‖Σ_c û_c‖² − Σ_c ‖û_c‖²)/2, so the spread is
 one pass of Σ (cos − mean)²: no cancellation. Same formulas as :mod:`nc_audit.metrics.collapse`.
 """
