@@ -27,6 +27,7 @@ import bench_floor
 import bench_sample_level
 import bench_streaming
 import bench_trajectory
+import bench_vocab
 import torch
 from bench_common import Limits, Row, machine_info, measure_limits, number, seconds, verdict
 from rich.console import Console
@@ -60,6 +61,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--floor-vocabulary",
         action="store_true",
         help="Also the second pass at GPT-2 shapes (C = 50,257, d = 768, N = 200,000; minutes).",
+    )
+    parser.add_argument(
+        "--vocab-full", action="store_true", help="Also the GPT-2-shaped vocabulary row (C = 50,257; long)."
     )
     parser.add_argument(
         "--dense-budget", type=float, default=300.0, help="Skip a dense N×N run estimated above this (s)."
@@ -182,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
 
     err.print("[dim]the common case at its floor (200,000 × 512, C = 100) ...[/dim]")
     rows += bench_floor.floor_rows(args.data_dir, args.quick, repeats, args.floor_vocabulary)
+    err.print("[dim]vocabulary-sized class sets ...[/dim]")
+    rows += bench_vocab.run(limits, args.data_dir, args.vocab_full, args.quick)
 
     wall_s = time.perf_counter() - started
     print_table(console, rows)

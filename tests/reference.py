@@ -185,3 +185,18 @@ def relative_difference(value: float | None, reference: float | None) -> float:
         return 0.0 if value is None and reference is None else math.inf
     scale = abs(reference)
     return abs(value - reference) / scale if scale > 0 else abs(value - reference)
+
+
+# --- --min-class-samples --------------------------------------------------------------------------
+def keep_classes(
+    features: np.ndarray, labels: np.ndarray, W: np.ndarray, b: np.ndarray | None, min_samples: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, int]:
+    """The problem restricted to the classes with at least ``min_samples`` samples: their rows, their
+    labels renumbered 0..C'−1, their head rows and biases, and the number of samples left out."""
+    counts = np.bincount(labels, minlength=W.shape[0])  # (C,)
+    kept = np.flatnonzero(counts >= max(min_samples, 1))  # (C',)
+    renumber = np.full(W.shape[0], -1)
+    renumber[kept] = np.arange(kept.size)
+    rows = renumber[labels] >= 0  # (N,)
+    bias = None if b is None else np.asarray(b)[kept]
+    return features[rows], renumber[labels[rows]], W[kept], bias, int((~rows).sum())

@@ -21,6 +21,14 @@ FORMAT_METAVAR = "[table|json|markdown]"
 DEVICE_METAVAR = "[auto|cpu|cuda]"
 
 
+class ClassRoute(str, Enum):
+    """How the class-level Grams and pairs are computed (nc_audit.metrics.routes)."""
+
+    auto = "auto"
+    dense = "dense"
+    factored = "factored"
+
+
 class Gate(str, Enum):
     """Which checkpoints of a trajectory the rules and the baseline hold (nc_audit.gating.trajectory)."""
 
@@ -221,5 +229,25 @@ TextColumnOpt = Annotated[
     str,
     Opt(
         metavar="NAME", help="--task next-token with a .jsonl corpus: the field holding each document's text."
+    ),
+]
+ClassRouteOpt = Annotated[
+    ClassRoute,
+    Opt(
+        "--class-route",
+        metavar="[auto|dense|factored]",
+        help="Class-level Grams and pairs: dense C x C matrices, factored (d x d and Kronecker Grams, SLQ with "
+        "a 95% interval when d^2 > C, tiled pairs; never a C x C matrix), or auto (dense for small C, "
+        "factored above a memory budget). The report names the route.",
+    ),
+]
+MinClassSamplesOpt = Annotated[
+    int,
+    Opt(
+        "--min-class-samples",
+        min=1,
+        metavar="K",
+        help="Measure only the classes with at least K samples (head rows and samples of the other classes "
+        "are left out; the report says how many). Classes without samples are always left out.",
     ),
 ]

@@ -21,6 +21,8 @@ from nc_audit.cli.options import (
     BaselineOpt,
     CacheDirOpt,
     ChunkRowsOpt,
+    ClassRoute,
+    ClassRouteOpt,
     DataOpt,
     DecisionSamplesOpt,
     DeviceOpt,
@@ -34,6 +36,7 @@ from nc_audit.cli.options import (
     JunitOpt,
     MarkdownOpt,
     MeansSplitOpt,
+    MinClassSamplesOpt,
     ModelArgOpt,
     ModelOpt,
     QuietOpt,
@@ -81,6 +84,8 @@ def track_command(
     device: DeviceOpt = None,
     chunk_rows: ChunkRowsOpt = None,
     decision_samples: DecisionSamplesOpt = None,
+    class_route: ClassRouteOpt = ClassRoute.auto,
+    min_class_samples: MinClassSamplesOpt = 1,
     quiet: QuietOpt = False,
     allow_external_data: AllowExternalOpt = False,
 ) -> None:
@@ -138,6 +143,8 @@ def track_command(
                 device=settings.device,
                 chunk_rows=chunk_rows,
                 decision_samples=decision_samples,
+                class_route=class_route.value,
+                min_class_samples=min_class_samples,
                 allow_external_data=allow_external_data,
             )
             reports = measure_trajectory(inputs, options, tracker)

@@ -54,6 +54,17 @@ class ClassStats:
         because classes without samples contribute nothing to it."""
         return ClassStats(self.counts[classes], self.sums[classes], self.scatter, self.sq_dev[classes])
 
+    def restricted_to(self, keep: torch.Tensor) -> ClassStats:
+        """The same C classes with those outside ``keep`` (C,) bool emptied (no samples, so no longer
+        ``present``); the scatter, which would still hold their samples, is dropped (None)."""
+        keep = keep.to(self.counts.device)
+        return ClassStats(
+            torch.where(keep, self.counts, 0.0),
+            torch.where(keep[:, None], self.sums, 0.0),
+            None,
+            torch.where(keep, self.sq_dev, 0.0),
+        )
+
     @property
     def num_classes(self) -> int:
         return int(self.counts.shape[0])

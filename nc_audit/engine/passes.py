@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -104,11 +105,16 @@ def stream(
     description: str,
     updates: list[Update] | list[RowUpdate],
     with_rows: bool = False,
+    keep: torch.Tensor | None = None,
 ) -> None:
     """One pass over this rank's rows: chunk i goes to ``updates[i % W]``, each on its own thread with
     its own read buffer (:mod:`nc_audit.io.chunks`, :mod:`nc_audit.engine.workers`); labels are checked
     here, in file order, and nothing more is handed out once one is out of range. ``with_rows``: the
-    updates also take the chunk's first row within the split."""
+    updates also take the chunk's first row within the split. ``keep`` (C,) bool: only rows whose label
+    it marks reach the updates (--min-class-samples; with ``with_rows`` the first row is the chunk's, so
+    row-numbered decision samples and ``keep`` do not go together, see :func:`count_decisions`)."""
+    if keep is not None:
+        updates = [_kept_rows(update, keep.cpu(), with_rows) for update in updates]
     with (
         open_chunks(info, chunk_rows, ctx.row_range(info.num_samples)) as reader,
         tracker.stage(description, info.num_samples, unit="rows") as advance,
@@ -119,6 +125,19 @@ def stream(
             if validator.check_labels(chunk.labels):
                 pool.submit(chunk)
             advance(chunk.num_rows)
+
+
+def _kept_rows(update: Any, keep: torch.Tensor, with_rows: bool) -> Any:
+    """``update`` fed only the rows whose label ``keep`` marks (and the chunk's first row, ``with_rows``)."""
+
+    def filtered(features: torch.Tensor, labels: torch.Tensor, *first_row: int) -> None:
+        rows = keep[labels.to(torch.long).cpu()]  # (n,)
+        if bool(rows.all()):
+            update(features, labels, *first_row)
+        elif bool(rows.any()):
+            update(features[rows.to(features.device)], labels[rows.to(labels.device)], *first_row)
+
+    return filtered
 
 
 def _reading(reader: ChunkReader, update: Update | RowUpdate, with_rows: bool) -> Callable[[Chunk], None]:
@@ -144,15 +163,15 @@ def _first_pass(
     ctx: DistributedContext,
     validator: RowValidator,
     shifts: torch.Tensor | None,
+    keep: torch.Tensor | None = None,
 ) -> ShiftedSums:
     """One streaming pass of ShiftedSums (one per worker, merged, then merged across ranks)."""
     workers = worker_count(device)
     sums = [ShiftedSums(num_classes, info.feature_dim, device, with_scatter, shifts) for _ in range(workers)]
     exact = " (per-class centring)" if shifts is not None else ""
     description = f"statistics {Path(info.path).name}{exact}"
-    stream(
-        info, chunk_rows, ctx, validator, tracker, description, [accumulator.update for accumulator in sums]
-    )
+    updates = [accumulator.update for accumulator in sums]
+    stream(info, chunk_rows, ctx, validator, tracker, description, updates, keep=keep)
     total = merge_all(sums)
     validator.nonfinite_rows = total.nonfinite_rows
     return reduce_over_ranks(total, ctx)  # every rank merges every rank's sums, in rank order
@@ -166,6 +185,7 @@ def accumulate_stats(
     chunk_rows: int | None = None,
     with_scatter: bool = True,
     ctx: DistributedContext | None = None,
+    keep: torch.Tensor | None = None,
 ) -> ClassStats:
     """First pass: ClassStats of one split, validating every row; errors name the file and what is wrong.
 
@@ -178,13 +198,15 @@ def accumulate_stats(
     centring every class on its mean from the first run."""
     ctx = ctx or DistributedContext()
     validator = RowValidator(info, num_classes)
-    total = _first_pass(info, num_classes, device, tracker, chunk_rows, with_scatter, ctx, validator, None)
+    total = _first_pass(
+        info, num_classes, device, tracker, chunk_rows, with_scatter, ctx, validator, None, keep
+    )
     validator.raise_if_bad(ctx)
     if total.ill_conditioned():  # identical on every rank: all of them run the exact pass again
         means = total.class_stats().class_means  # (C, d)
         validator = RowValidator(info, num_classes)
         total = _first_pass(
-            info, num_classes, device, tracker, chunk_rows, with_scatter, ctx, validator, means
+            info, num_classes, device, tracker, chunk_rows, with_scatter, ctx, validator, means, keep
         )
     stats = total.class_stats()
     present = int(stats.present.sum())
@@ -208,6 +230,7 @@ def count_decisions(
     decision_samples: int | None = None,
     decision_seed: int = 0,
     float32: bool | None = None,
+    keep: torch.Tensor | None = None,
 ) -> SecondPass:
     """Second pass: classifier vs nearest-class-mean decisions (NC4), with the means of ``stats``; the
     sample-level scatters (``sample_stats``, empty, centred on the global mean of pass 1) and the NC1
@@ -220,14 +243,22 @@ def count_decisions(
     (:mod:`nc_audit.engine.decision_sample`; ``.counter.subset`` says so). ``float32``: decide by float32
     GEMMs with the near-ties re-decided in float64 (default: where the device allows,
     :mod:`nc_audit.engine.second_pass`); a chunk with more near-ties than its blocks re-decide is
-    recounted in float64 (on an accelerator: the pass, once), so the counts are always the float64 ones."""
+    recounted in float64 (on an accelerator: the pass, once), so the counts are always the float64 ones.
+    ``keep`` (C,) bool: only the rows of those classes (--min-class-samples)."""
     ctx = ctx or DistributedContext()
+    if keep is not None and decision_samples is not None:
+        raise InputError(
+            "--decision-samples draws rows by their number in the split and --min-class-samples leaves "
+            "rows out: use one of them"
+        )
     sample = DecisionSample.draw(info.num_samples, decision_samples, decision_seed)
     main = _second_pass(
-        info, stats, head, device, tracker, chunk_rows, sample_stats, projection, ctx, sample, float32
+        info, stats, head, device, tracker, chunk_rows, sample_stats, projection, ctx, sample, float32, keep
     )
     if not main.recounts_chunks and main.spilled_rows:  # this rank's rows, before the ranks merge
-        exact = _second_pass(info, stats, head, device, tracker, chunk_rows, None, None, ctx, sample, False)
+        exact = _second_pass(
+            info, stats, head, device, tracker, chunk_rows, None, None, ctx, sample, False, keep
+        )
         main.counter = exact.counter
     if sample is not None:
         main.counter.subset = sample.describe()
@@ -246,6 +277,7 @@ def _second_pass(
     ctx: DistributedContext,
     sample: DecisionSample | None,
     float32: bool | None,
+    keep: torch.Tensor | None,
 ) -> SecondPass:
     """One second pass over this rank's rows, its workers merged (not yet the ranks)."""
     present = stats.present.nonzero().flatten()  # (C',)
@@ -270,7 +302,7 @@ def _second_pass(
     parts = [main] + [main.replica() for _ in range(workers - 1)]
     description = f"decisions {Path(info.path).name}"
     updates = [part.update_rows for part in parts]
-    stream(info, chunk_rows, ctx, validator, tracker, description, updates, with_rows=True)
+    stream(info, chunk_rows, ctx, validator, tracker, description, updates, with_rows=True, keep=keep)
     merge_all(parts)
     validator.nonfinite_rows = main.nonfinite_rows
     validator.raise_if_bad(ctx)

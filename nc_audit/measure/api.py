@@ -28,7 +28,7 @@ from nc_audit.gating.rules import (
 )
 from nc_audit.measure.build import build_report
 from nc_audit.measure.collect import collect
-from nc_audit.measure.compute import batched_metrics
+from nc_audit.measure.compute import batched_class_level
 from nc_audit.measure.modules import arrays_dump, module_dump
 from nc_audit.measure.options import MeasureOptions
 from nc_audit.metrics.catalog import METRICS
@@ -51,8 +51,13 @@ def _gate(report: Report, options: MeasureOptions, rules: list[Rule]) -> Report:
 
 def _measure_dump(source: Path | str, options: MeasureOptions, tracker: Tracker | None) -> Report:
     collected = collect(source, options, tracker)
-    metrics = batched_metrics([(collected.stats, collected.inputs.head, collected.counter)], [collected.nc1])
-    return build_report(collected, metrics[0])
+    metrics, routes, information = batched_class_level(
+        [(collected.stats, collected.inputs.head, collected.counter)],
+        [collected.nc1],
+        options.class_route,
+        options.class_budget_bytes,
+    )
+    return build_report(collected, metrics[0], (routes, information[0]))
 
 
 def measure(

@@ -27,6 +27,7 @@ from nc_audit.io.datasets import splits_for_measure
 from nc_audit.io.dumps import SplitInfo, feature_magnitude, iter_chunks, read_head, scale_for
 from nc_audit.io.hdf5_guard import external_allowed, external_data_allowed
 from nc_audit.measure.cache import cached_dump, errors_name_the_data
+from nc_audit.measure.class_set import ClassSet, select_classes
 from nc_audit.measure.degenerate import without_zero_samples
 from nc_audit.measure.options import MeasureOptions
 from nc_audit.measure.resolve import (
@@ -53,6 +54,7 @@ class Collected:
     sample_level: SampleLevelResult | None = None
     nc1: float | None = None  # from the streamed WithinProjection, when pass 1 kept no scatter
     feature_scale: float = 1.0  # the power of two the features were read with (io/dumps.py, feature_scale)
+    class_set: ClassSet | None = None  # the kept classes (--min-class-samples)
 
 
 def _features_of(
@@ -167,10 +169,21 @@ def _collect(source: Path | str, options: MeasureOptions, tracker: Tracker | Non
     # need the means split's own Σ_W, so then pass 1 keeps the full scatter.
     same_split = inputs.decisions_split == inputs.means_split
 
-    def first_pass(split: SplitInfo, with_scatter: bool = True) -> ClassStats:
-        return accumulate_stats(split, C, device, tracker, options.chunk_rows, with_scatter, ctx)
+    def first_pass(
+        split: SplitInfo, with_scatter: bool = True, keep: torch.Tensor | None = None
+    ) -> ClassStats:
+        return accumulate_stats(split, C, device, tracker, options.chunk_rows, with_scatter, ctx, keep)
 
     stats = first_pass(inputs.means_split, with_scatter=not same_split)
+    class_set = select_classes(stats, options.min_class_samples, str(inputs.means_split.path))
+    keep = class_set.keep if class_set.dropped_samples else None  # rows of sparse classes left out
+    if keep is not None:
+        if options.sample_level:
+            raise InputError(
+                "--min-class-samples that leaves out classes with samples does not combine with --sample-level"
+            )
+        # the scatter would still hold the left-out rows: pass 1 again without them
+        stats = stats.restricted_to(keep) if same_split else first_pass(inputs.means_split, True, keep)
     projection = None
     if same_split:
         projection = WithinProjection(stats.class_means, centred_means(stats.subset(stats.present)))
@@ -190,6 +203,7 @@ def _collect(source: Path | str, options: MeasureOptions, tracker: Tracker | Non
         ctx,
         decision_samples=options.decision_samples,
         decision_seed=options.decision_seed,
+        keep=keep,
     )
     result = None
     if second.sample_stats is not None:
@@ -205,7 +219,9 @@ def _collect(source: Path | str, options: MeasureOptions, tracker: Tracker | Non
         without_zero_samples(result, sums.dual_gram, sums.num_samples)  # measure/degenerate.py
     nc1 = second.projection.nc1() if second.projection is not None else None
     dump_path = Path(inputs.decisions_split.path)
-    return Collected(inputs, stats, second.counter, device, dump_path, cache_hit, result, nc1, scale)
+    return Collected(
+        inputs, stats, second.counter, device, dump_path, cache_hit, result, nc1, scale, class_set
+    )
 
 
 def _rescaled(inputs: MeasureInputs, ctx: DistributedContext) -> tuple[MeasureInputs, float]:

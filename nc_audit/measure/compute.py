@@ -19,7 +19,9 @@ from nc_audit.metrics.collapse import (
     means_coincide,
     nc1_batched,
 )
-from nc_audit.metrics.information import class_level_information
+from nc_audit.metrics.information import InformationResult, routed_information
+from nc_audit.metrics.routes import CLASS_BUDGET_BYTES, ClassRoutes, plan_routes
+from nc_audit.metrics.tiled import tiled_angles
 
 
 def compute_metrics(stats: ClassStats, head: Head, counter: DecisionCounter) -> dict[str, float | None]:
@@ -28,10 +30,25 @@ def compute_metrics(stats: ClassStats, head: Head, counter: DecisionCounter) -> 
 
 
 def batched_metrics(
-    items: list[tuple[ClassStats, Head, DecisionCounter]], nc1_values: list[float | None] | None = None
+    items: list[tuple[ClassStats, Head, DecisionCounter]],
+    nc1_values: list[float | None] | None = None,
+    route: str = "auto",
+    budget_bytes: int = CLASS_BUDGET_BYTES,
 ) -> list[dict[str, float | None]]:
     """Metrics of many checkpoints (same C and d) at once: NC1 through one batched SVD, the Gram entropies
-    through ONE batched eigvalsh of all C×C matrices; the rest are cheap per-checkpoint reductions."""
+    through ONE batched eigvalsh of all C×C matrices on the dense route (``route``, see
+    :func:`nc_audit.metrics.routes.plan_routes`); the rest are cheap per-checkpoint reductions."""
+    return batched_class_level(items, nc1_values, route, budget_bytes)[0]
+
+
+def batched_class_level(
+    items: list[tuple[ClassStats, Head, DecisionCounter]],
+    nc1_values: list[float | None] | None = None,
+    route: str = "auto",
+    budget_bytes: int = CLASS_BUDGET_BYTES,
+) -> tuple[list[dict[str, float | None]], ClassRoutes, list[InformationResult]]:
+    """:func:`batched_metrics` with the routes it took and each checkpoint's information result (the
+    SLQ error bars and probe counts a report shows)."""
     subsets = [stats.subset(stats.present) for stats, _, _ in items]
     device = subsets[0].sums.device
     W = torch.stack([head.weight.to(device)[stats.present] for stats, head, _ in items])  # (B, C, d)
@@ -42,44 +59,53 @@ def batched_metrics(
         Sigma_W = torch.stack([subsets[index].within_cov for index in missing])  # (B', d, d)
         for index, value in zip(missing, nc1_batched(M[missing], Sigma_W).tolist(), strict=True):
             nc1_all[index] = value
+    routes = plan_routes(int(W.shape[1]), int(W.shape[2]), len(items), route, budget_bytes)
     # zero head rows / zero centred means never enter a cosine Gram (measure/degenerate.py)
     degenerate = [degenerate_classes(stats, head.weight) for stats, head, _ in items]
     clean = [index for index, found in enumerate(degenerate) if not found.excluded]
-    information: dict[int, dict[str, float | None]] = {}
+    by_index: dict[int, InformationResult] = {}
     if clean:
-        information.update(zip(clean, class_level_information(W[clean], M[clean]), strict=True))
+        by_index.update(zip(clean, routed_information(W[clean], M[clean], routes), strict=True))
     for index, found in enumerate(degenerate):
         if found.excluded:
-            information[index] = _kept_information(W[index], M[index], found)
+            by_index[index] = _kept_information(W[index], M[index], found, routes)
+    information = [by_index[index] for index in range(len(items))]
     results = []
     for index, (sub, (_, _, counter)) in enumerate(zip(subsets, items, strict=True)):
-        metrics: dict[str, float | None] = collapse_metrics(sub, W[index], nc1_value=nc1_all[index])
+        metrics: dict[str, float | None] = collapse_metrics(sub, W[index], nc1_all[index], routes)
         metrics["nc4"] = counter.nc4
-        metrics.update(information[index])
+        metrics.update(information[index].metrics)
         found = degenerate[index]
         if found.zero_head:
-            metrics.update(_cosines(W[index][found.mask(found.zero_head, W.device)], "head"))
+            metrics.update(_cosines(W[index][found.mask(found.zero_head, W.device)], "head", routes))
         if found.zero_means:
-            metrics.update(_cosines(M[index][found.mask(found.zero_means, M.device)], "means"))
+            metrics.update(_cosines(M[index][found.mask(found.zero_means, M.device)], "means", routes))
         if means_coincide(sub):  # zero between-class spread: undefined, never a "perfect collapse"
             metrics.update(dict.fromkeys(MEANS_DEPENDENT))
         results.append(metrics)
-    return results
+    return results, routes, information
 
 
-def _kept_information(W: torch.Tensor, M: torch.Tensor, found: Degenerate) -> dict[str, float | None]:
+def _kept_information(
+    W: torch.Tensor, M: torch.Tensor, found: Degenerate, routes: ClassRoutes
+) -> InformationResult:
     """The information metrics over the kept classes only (W, M: (C_p, d)); null with fewer than 2."""
     keep = found.mask(found.excluded, W.device)  # (C_p,)
     if int(keep.sum()) < 2:
-        return dict.fromkeys(INFORMATION_KEYS)
-    return class_level_information(W[keep][None], M[keep][None])[0]
+        return InformationResult(dict.fromkeys(INFORMATION_KEYS))
+    return routed_information(W[keep][None], M[keep][None], routes)[0]
 
 
-def _cosines(X: torch.Tensor, side: str) -> dict[str, float | None]:
-    """The NC2 cosine metrics of the non-zero rows X (n, d) of one side; null with fewer than 2 rows."""
+def _cosines(X: torch.Tensor, side: str, routes: ClassRoutes) -> dict[str, float | None]:
+    """The NC2 cosine metrics of the non-zero rows X (n, d) of one side (tiled where the routes say so);
+    null with fewer than 2 rows."""
     if X.shape[0] < 2:
         return {f"nc2_equiangular_{side}": None, f"nc2_maxangle_{side}": None}
-    return {f"nc2_equiangular_{side}": equiangular(X), f"nc2_maxangle_{side}": maxangle(X)}
+    if routes.pairwise == "tiled" and routes.tile is not None:
+        equiangular_value, maxangle_value = tiled_angles(X.to(torch.float64), routes.tile)
+    else:
+        equiangular_value, maxangle_value = equiangular(X), maxangle(X)
+    return {f"nc2_equiangular_{side}": equiangular_value, f"nc2_maxangle_{side}": maxangle_value}
 
 
 def metrics_from_arrays(

@@ -28,8 +28,12 @@ def conventions(head: Head, means_split: SplitInfo, decisions_split: SplitInfo) 
     }
 
 
-def build_notes(stats: ClassStats, C: int, d: int, head: Head, metrics: dict) -> list[str]:
-    """Notes a reader needs: undefined ratios, impossible simplex ETF, absent classes, missing bias."""
+def build_notes(
+    stats: ClassStats, C: int, d: int, head: Head, metrics: dict, min_samples: int = 1
+) -> list[str]:
+    """Notes a reader needs: undefined ratios, impossible simplex ETF, absent classes (and, with
+    ``min_samples`` > 1, those left out by --min-class-samples), zero head rows or centred means left
+    out of the cosine Grams, missing bias."""
     found = degenerate_classes(stats, head.weight)
     notes = found.notes()
     coincide = means_coincide(stats.subset(stats.present))
@@ -50,9 +54,15 @@ def build_notes(stats: ClassStats, C: int, d: int, head: Head, metrics: dict) ->
     absent = (~stats.present).nonzero().flatten().tolist()
     if absent:
         shown = ", ".join(map(str, absent[:10])) + (" ..." if len(absent) > 10 else "")
+        why = (
+            "have no samples"
+            if min_samples <= 1
+            else f"have fewer than {min_samples} samples (--min-class-samples)"
+        )
+        kind = "present" if min_samples <= 1 else "kept"
         notes.append(
-            f"{len(absent)} of the head's {head.num_classes} classes have no samples ({shown}); "
-            f"class-level metrics use the {C} present classes."
+            f"{len(absent)} of the head's {head.num_classes} classes {why} ({shown}); "
+            f"class-level metrics use the {C} {kind} classes."
         )
     if head.bias is None:
         notes.append("The head has no bias: NC4 uses argmax of W h.")

@@ -8,6 +8,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from nc_audit.metrics.routes import CLASS_BUDGET_BYTES
+
 #: Memory the sample-level per-class scatters (8·C·d² bytes) may take before SLQ takes over.
 SAMPLE_BUDGET_BYTES = 2**30
 
@@ -33,6 +35,10 @@ class MeasureOptions:
     sample_budget_bytes  memory the sample-level per-class scatters may take
     decision_samples  count NC4/accuracy on a seeded random subset of this many rows (default: all)
     decision_seed the seed of that subset (named in the report's conventions)
+    class_route   class-level Grams and pairs: 'auto' | 'dense' | 'factored' (nc_audit.metrics.routes)
+    min_class_samples  measure only the classes with at least this many samples (classes without
+                  samples are always left out); the report says how many classes and samples that drops
+    class_budget_bytes  memory the class-level routes may take; ``auto`` leaves dense above it
     fail_on       rules ``METRIC OP VALUE`` (``"nc1<=0.5"``); the report's checks, exit 1 in the CLI
     baseline      a report or trajectory JSON to compare with (checks fail when a metric moved away
                   from its NC target by more than ``tolerance``)
@@ -60,6 +66,9 @@ class MeasureOptions:
     sample_budget_bytes: int = SAMPLE_BUDGET_BYTES
     decision_samples: int | None = None
     decision_seed: int = 0
+    class_route: str = "auto"
+    min_class_samples: int = 1
+    class_budget_bytes: int = CLASS_BUDGET_BYTES
     fail_on: tuple[str, ...] = ()
     baseline: Path | None = None
     tolerance: float | dict[str, float] = 0.0

@@ -20,7 +20,7 @@ from nc_audit.core.progress import SilentTracker, Tracker
 from nc_audit.io.checkpoints import read_step
 from nc_audit.measure.build import build_report
 from nc_audit.measure.collect import Collected, collect
-from nc_audit.measure.compute import batched_metrics
+from nc_audit.measure.compute import batched_class_level
 from nc_audit.measure.discover import CHECKPOINT_SUFFIXES, discover, features_beside, natural_key
 from nc_audit.measure.options import MeasureOptions
 from nc_audit.measure.resolve import DUMP_SUFFIXES
@@ -87,12 +87,15 @@ def measure_trajectory(
             collected.append(collect(path, replace(options, features=features), tracker))
             advance(1)
     _check_compatible(collected, [path for path, _ in ordered])
-    metrics = batched_metrics(
-        [(c.stats, c.inputs.head, c.counter) for c in collected], [c.nc1 for c in collected]
+    metrics, routes, information = batched_class_level(
+        [(c.stats, c.inputs.head, c.counter) for c in collected],
+        [c.nc1 for c in collected],
+        options.class_route,
+        options.class_budget_bytes,
     )
     reports = []
-    for (path, step), item, values in zip(ordered, collected, metrics, strict=True):
-        report = build_report(item, values)
+    for (path, step), item, values, info in zip(ordered, collected, metrics, information, strict=True):
+        report = build_report(item, values, (routes, info))
         report.step, report.label = step, path.name
         reports.append(report)
     return reports

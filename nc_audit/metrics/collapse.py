@@ -12,6 +12,8 @@ import torch
 
 from nc_audit.core.class_stats import ClassStats
 from nc_audit.core.linalg import PINV_RTOL, pairwise_upper
+from nc_audit.metrics.routes import ClassRoutes
+from nc_audit.metrics.tiled import tiled_angles, tiled_cdnv
 
 
 def centred_means(stats: ClassStats) -> torch.Tensor:
@@ -130,21 +132,34 @@ def nc3(head_weight: torch.Tensor, stats: ClassStats) -> float:
 
 
 def collapse_metrics(
-    stats: ClassStats, head_weight: torch.Tensor, nc1_value: float | None = None
+    stats: ClassStats,
+    head_weight: torch.Tensor,
+    nc1_value: float | None = None,
+    routes: ClassRoutes | None = None,
 ) -> dict[str, float]:
     """NC1–NC3 and their variants (every key of docs/METRICS.md except nc4, which needs a second pass).
 
-    ``nc1_value`` passes in an NC1 already computed in a batch (see :func:`nc1_batched`)."""
+    ``nc1_value`` passes in an NC1 already computed in a batch (see :func:`nc1_batched`); ``routes``
+    (:func:`nc_audit.metrics.routes.plan_routes`) picks dense C×C pairs or the tiled kernels
+    (:mod:`nc_audit.metrics.tiled`, same values without a C×C matrix); default: dense."""
     W = head_weight.to(torch.float64)  # (C, d)
     M = centred_means(stats)  # (C, d)
-    return {
+    values = {
         "nc1": nc1(stats) if nc1_value is None else nc1_value,
-        "nc1_cdnv": nc1_cdnv(stats),
         "nc2_equinorm_means": equinorm(M),
         "nc2_equinorm_head": equinorm(W),
-        "nc2_equiangular_means": equiangular(M),
-        "nc2_equiangular_head": equiangular(W),
-        "nc2_maxangle_means": maxangle(M),
-        "nc2_maxangle_head": maxangle(W),
         "nc3": nc3(W, stats),
     }
+    if routes is not None and routes.pairwise == "tiled" and routes.tile is not None:
+        values["nc1_cdnv"] = tiled_cdnv(M, stats.class_variances, routes.tile)
+        angles_means, angles_head = tiled_angles(M, routes.tile), tiled_angles(W, routes.tile)
+    else:
+        values["nc1_cdnv"] = nc1_cdnv(stats)
+        angles_means, angles_head = (equiangular(M), maxangle(M)), (equiangular(W), maxangle(W))
+    values["nc2_equiangular_means"], values["nc2_maxangle_means"] = angles_means
+    values["nc2_equiangular_head"], values["nc2_maxangle_head"] = angles_head
+    order = (
+        "nc1", "nc1_cdnv", "nc2_equinorm_means", "nc2_equinorm_head", "nc2_equiangular_means",
+        "nc2_equiangular_head", "nc2_maxangle_means", "nc2_maxangle_head", "nc3",
+    )  # fmt: skip
+    return {key: values[key] for key in order}

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from nc_audit.metrics.catalog import METRICS
 from nc_audit.report.escape import terminal
+from nc_audit.report.numbers import half_widths, with_error
 from nc_audit.report.numbers import precise as fmt
 
 
@@ -38,11 +39,16 @@ def metrics_table(report: dict[str, Any], title: str | None = None, meanings: bo
     table.add_column("NC target", justify="right")
     table.add_column("|Δ| to NC", justify="right")
     table.add_column("meaning")
+    errors = half_widths(report)  # 95% half-widths of SLQ estimates (MI, MIR)
     for key, value in report["metrics"].items():
         target = report["targets"].get(key)
         info = METRICS.get(key)
         table.add_row(
-            terminal(key), fmt(value), fmt(target), fmt(distance(value, target)), info.meaning if info else ""
+            terminal(key),
+            with_error(fmt(value), key, errors, fmt),
+            fmt(target),
+            fmt(distance(value, target)),
+            info.meaning if info else "",
         )
     return table
 

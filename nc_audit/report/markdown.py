@@ -13,7 +13,7 @@ from typing import Any
 from nc_audit.core.errors import InputError
 from nc_audit.report.escape import markdown_cell, markdown_code, markdown_text
 from nc_audit.report.model import record_label
-from nc_audit.report.numbers import UNDEFINED, as_number, short
+from nc_audit.report.numbers import UNDEFINED, as_number, half_widths, short, with_error
 
 PASS, FAIL = "✅", "❌"
 
@@ -128,10 +128,11 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     metrics: Mapping[str, Any] = report.get("metrics") or {}
     targets: Mapping[str, Any] = report.get("targets") or {}
     rows = []
+    errors = half_widths(dict(report))  # 95% half-widths of SLQ estimates (MI, MIR)
     for key, value in metrics.items():
         number, target = as_number(value), as_number(targets.get(key))
         distance = abs(number - target) if number is not None and target is not None else None
-        rows.append([key, short(value), short(target), short(distance)])
+        rows.append([key, with_error(short(value), key, errors), short(target), short(distance)])
     lines += [*_table(["metric", "value", "NC target", "distance"], rows), ""]
     conventions: Mapping[str, Any] = report.get("conventions") or {}
     if conventions:

@@ -42,3 +42,19 @@ def fixed(value: Any, undefined: str = UNDEFINED) -> str:
     if isinstance(value, float) and not math.isnan(value):
         return f"{value:.4f}"
     return undefined if value is None or isinstance(value, float) else str(value)
+
+
+def half_widths(report: Any) -> dict[str, float]:
+    """The 95% half-widths of a report's estimated metrics (details.class_level.interval_95: MI and MIR
+    on the SLQ route), by key; empty when every number is exact or the record is hand-written."""
+    details = report.get("details") if isinstance(report, dict) else None
+    level = details.get("class_level") if isinstance(details, dict) else None
+    interval = level.get("interval_95") if isinstance(level, dict) else None
+    if not isinstance(interval, dict):
+        return {}
+    return {str(key): float(value) for key, value in interval.items() if as_number(value) is not None}
+
+
+def with_error(text: str, key: str, errors: dict[str, float], form: Any = short) -> str:
+    """``text`` with `` ± half-width`` when ``key`` has an error bar."""
+    return f"{text} ± {form(errors[key])}" if key in errors else text

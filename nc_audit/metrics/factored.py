@@ -1,0 +1,180 @@
+"""Class-level matrix entropies without a C×C matrix (docs/METRICS.md, "Routes for large class counts").
+
+For unit rows Û (C, d) the Gram K = ÛÛᵀ (C×C) and ÛᵀÛ (d×d) share their non-zero eigenvalues, so
+H(K) needs only the smaller one: exact, O(C·d²). The Hadamard product K_W∘K_M = ZZᵀ with Z's rows the
+Kronecker products ŵ_c⊗m̂_c, so H(K_W∘K_M) is exact from the d²×d² Gram ZᵀZ, accumulated over row
+blocks without forming Z whole (O(C·d⁴)). When d² > C that is no cheaper than C×C, and the joint entropy
+is estimated by stochastic Lanczos quadrature (:mod:`nc_audit.metrics.slq`) with the factored matvec
+(K_W∘K_M)v = rowsum((Ŵ(Ŵᵀ diag(v) M̂)) ∘ M̂), O(C·d²) per vector, or, when 4·C² bytes fit the budget,
+with K_W∘K_M held once in float32. Every entropy is of K/C, as on the dense route.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nc_audit.core.linalg import entropy_from_eigenvalues, unit_rows
+from nc_audit.metrics.eigen_backend import batched_eigvalsh
+from nc_audit.metrics.slq import (
+    LANCZOS_STEPS,
+    PROBE_BLOCK,
+    Z_95,
+    Matvec,
+    SLQEstimate,
+    lanczos_entropy_quadrature,
+)
+
+#: SLQ stops when its 95% half-width is at most this fraction of min(H(K_W), H(K_M)) (so MIR's
+#: half-width is at most this, MI's relative one this / MIR), or at SLQ_MAX_PROBES probes.
+SLQ_RTOL = 2e-3
+#: Absolute floor of the SLQ target half-width (nats).
+SLQ_ATOL = 1e-4
+#: Most SLQ probes per joint entropy.
+SLQ_MAX_PROBES = 512
+#: Elements of the factored matvec's (C, k·d) float32 temporaries per column group.
+FACTORED_GROUP_ELEMENTS = 2**25
+#: Rows per block when forming K_W∘K_M or ZᵀZ by blocks (bounded further by the budget).
+MAX_BLOCK_ROWS = 4096
+
+
+def smaller_gram_entropy(X: torch.Tensor) -> float:
+    """H(K) of the cosine Gram K of the rows of X (C, d), from the smaller of ÛᵀÛ (d×d) and ÛÛᵀ (C×C).
+
+    Exact: both have the same non-zero eigenvalues; the entropy is of K/C as on the dense route."""
+    U = unit_rows(X)  # (C, d) float64; zero rows stay zero
+    C, d = U.shape
+    G = U.T @ U if d <= C else U @ U.T  # (min(C, d), min(C, d))
+    return float(entropy_from_eigenvalues(batched_eigvalsh(G), float(C)))
+
+
+def kronecker_gram(U: torch.Tensor, V: torch.Tensor, budget_bytes: int) -> torch.Tensor:
+    """ZᵀZ = Σ_c (u_c⊗v_c)(u_c⊗v_c)ᵀ for rows u_c of U (C, p), v_c of V (C, q), by row blocks: no Z whole.
+
+    Returns (p·q, p·q) float64; each block of Z (rows, p·q) fits a quarter of ``budget_bytes``."""
+    C, p = U.shape
+    q = V.shape[1]
+    rows = max(1, min(MAX_BLOCK_ROWS, budget_bytes // (4 * 8 * p * q)))
+    G = torch.zeros(p * q, p * q, dtype=torch.float64, device=U.device)  # (pq, pq)
+    for start in range(0, C, rows):
+        Ub, Vb = U[start : start + rows], V[start : start + rows]  # (b, p), (b, q)
+        Z = (Ub[:, :, None] * Vb[:, None, :]).reshape(Ub.shape[0], p * q)  # (b, pq)
+        G.addmm_(Z.T, Z)
+    return G
+
+
+def kronecker_joint_entropy(W: torch.Tensor, M: torch.Tensor, budget_bytes: int) -> float:
+    """H(K_W∘K_M) exactly from the d²×d² Gram of the Kronecker rows ŵ_c⊗m̂_c. W, M: (C, d)."""
+    U, V = unit_rows(W), unit_rows(M)  # (C, d), (C, d)
+    G = kronecker_gram(U, V, budget_bytes)  # (d², d²)
+    return float(entropy_from_eigenvalues(batched_eigvalsh(G), float(U.shape[0])))
+
+
+class FactoredHadamard:
+    """v ↦ (K_W∘K_M)v / C by the factored matvec, O(C·d²) per vector, no C×C matrix; float32.
+
+    Column k: X = Ŵᵀ diag(v_k) M̂ (d×d), then rowsum((Ŵ X) ∘ M̂). Memory: two (C, d) temporaries."""
+
+    def __init__(self, W: torch.Tensor, M: torch.Tensor) -> None:
+        self.U = unit_rows(W).to(torch.float32)  # (C, d)
+        self.V = unit_rows(M).to(torch.float32)  # (C, d)
+        self.C = int(self.U.shape[0])
+
+    def __call__(self, X: torch.Tensor) -> torch.Tensor:
+        """(C, b) -> (C, b), a group of columns per pair of GEMMs (each group's (C, k·d) temporaries
+        within FACTORED_GROUP_ELEMENTS)."""
+        C, d = self.U.shape
+        X = X.to(torch.float32)
+        out = torch.empty(X.shape, dtype=torch.float32, device=X.device)  # (C, b)
+        group = max(1, min(X.shape[1], FACTORED_GROUP_ELEMENTS // max(1, C * d)))
+        for start in range(0, X.shape[1], group):
+            Xg = X[:, start : start + group]  # (C, k)
+            k = Xg.shape[1]
+            scaled = (Xg[:, :, None] * self.V[:, None, :]).reshape(C, k * d)  # (C, k·d) rows x_cj m̂_c
+            inner = self.U.T @ scaled  # (d, k·d): column j's block is Ŵᵀ diag(x_j) M̂
+            rows = (self.U @ inner).reshape(C, k, d)  # (C, k, d)
+            out[:, start : start + k] = torch.einsum("ckd,cd->ck", rows, self.V)
+        return out / self.C
+
+
+class ExplicitHadamard:
+    """v ↦ (K_W∘K_M)v / C with K_W∘K_M held once in float32 (4·C² bytes), formed by row blocks."""
+
+    def __init__(self, W: torch.Tensor, M: torch.Tensor, budget_bytes: int) -> None:
+        U = unit_rows(W).to(torch.float32)  # (C, d)
+        V = unit_rows(M).to(torch.float32)  # (C, d)
+        C = int(U.shape[0])
+        self.K = torch.empty(C, C, dtype=torch.float32, device=U.device)  # (C, C)
+        rows = max(1, min(MAX_BLOCK_ROWS, budget_bytes // (8 * 4 * C)))
+        for start in range(0, C, rows):
+            stop = min(start + rows, C)
+            torch.mul(U[start:stop] @ U.T, V[start:stop] @ V.T, out=self.K[start:stop])
+        self.K /= C
+
+    def __call__(self, X: torch.Tensor) -> torch.Tensor:
+        """(C, b) -> (C, b)."""
+        return self.K @ X.to(torch.float32)
+
+
+def slq_entropy_controlled(
+    matvec: Matvec,
+    n: int,
+    trace: float,
+    *,
+    tol: float,
+    max_probes: int = SLQ_MAX_PROBES,
+    steps: int = LANCZOS_STEPS,
+    block: int = PROBE_BLOCK,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+) -> SLQEstimate:
+    """tr(−A log A) of an n×n PSD operator by SLQ with a control variate (docs/PERFORMANCE.md).
+
+    Each Rademacher probe v gives q = vᵀ f(A) v (Lanczos quadrature, :func:`lanczos_entropy_quadrature`)
+    and l = vᵀ A v (one more matvec), whose mean is the known ``trace`` = tr A. The estimate is the mean
+    of q − β(l − tr A), β the regression coefficient of q on l over the probes so far: f(A) ≈ a·I + β·A
+    to first order, so this removes the first-order part of the Hutchinson variance (the bulk when the
+    off-diagonal of A is small). The half-width is 1.96·s/√p of these residuals; probes are added a
+    block at a time until it is at most ``tol`` or ``max_probes`` (rounded up to whole blocks)."""
+    generator = torch.Generator().manual_seed(seed)
+    quadratures: list[torch.Tensor] = []
+    linears: list[torch.Tensor] = []
+    estimate, half_width, count = 0.0, float("inf"), 0
+    while count < max(max_probes, 1):
+        signs = torch.randint(0, 2, (n, block), generator=generator, dtype=torch.int8)  # (n, block)
+        V = (2 * signs - 1).to(device=device, dtype=torch.float32)  # (n, block)
+        quadratures.append(lanczos_entropy_quadrature(matvec, V, steps).cpu())
+        linears.append((V.to(torch.float64) * matvec(V).to(torch.float64)).sum(0).cpu())  # (block,)
+        q, l = torch.cat(quadratures), torch.cat(linears)  # (count,)
+        count = int(q.numel())
+        centred = l - l.mean()
+        spread = float((centred * centred).sum())
+        beta = float((centred * (q - q.mean())).sum()) / spread if spread > 0 else 0.0
+        residuals = q - beta * (l - trace)  # (count,)
+        estimate = float(residuals.mean())
+        half_width = Z_95 * float(residuals.std()) / count**0.5
+        if half_width <= tol:
+            break
+    return SLQEstimate(estimate, half_width, count)
+
+
+def slq_joint_entropy(
+    W: torch.Tensor,
+    M: torch.Tensor,
+    *,
+    explicit: bool,
+    tol: float,
+    budget_bytes: int,
+    seed: int = 0,
+    max_probes: int = SLQ_MAX_PROBES,
+    steps: int = LANCZOS_STEPS,
+) -> SLQEstimate:
+    """H(K_W∘K_M) by stochastic Lanczos quadrature to a 95% half-width ``tol`` (nats), or ``max_probes``.
+
+    ``explicit``: the matvec reads K_W∘K_M held in float32 (4·C² bytes); else the factored matvec."""
+    operator = ExplicitHadamard(W, M, budget_bytes) if explicit else FactoredHadamard(W, M)
+    U, V = unit_rows(W), unit_rows(M)
+    C = int(W.shape[0])
+    trace = float(((U * U).sum(1) * (V * V).sum(1)).sum()) / C  # tr (K_W∘K_M)/C, exact
+    return slq_entropy_controlled(
+        operator, C, trace, tol=tol, max_probes=max_probes, steps=steps, seed=seed, device=W.device
+    )
