@@ -12,7 +12,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from generate import Case, case, copy_sample, hdf5, make_fifo, sample_arrays
+from generate import TRANSFORMERS_LOCK, Case, case, copy_sample, hdf5, make_fifo, sample_arrays
 
 PASSWD = "/etc/passwd"
 
@@ -464,9 +464,15 @@ def case_track_vds_passwd(root: Path) -> Case:
 
 
 # --- 2. shard indexes of Hugging Face folders ---------------------------------------------------------------
-@functools.lru_cache(maxsize=1)
 def _tiny_bert() -> tuple[dict[str, object], dict[str, object]]:
-    """config.json and the state dict of a tiny BERT classifier (2 classes)."""
+    """config.json and the state dict of a tiny BERT classifier (2 classes), built once: cases are
+    generated from threads, and neither lru_cache nor transformers' lazy module is safe under them."""
+    with TRANSFORMERS_LOCK:
+        return _build_tiny_bert()
+
+
+@functools.lru_cache(maxsize=1)
+def _build_tiny_bert() -> tuple[dict[str, object], dict[str, object]]:
     import torch
     import transformers
 

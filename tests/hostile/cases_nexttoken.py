@@ -12,17 +12,14 @@ import importlib.util
 import json
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 
 import numpy as np
-from generate import REPO, SLOW_CASES, Case, case, make_fifo
-
-_LOCK = threading.Lock()  # cases are generated from threads; transformers' lazy imports are not thread-safe
+from generate import REPO, SLOW_CASES, TRANSFORMERS_LOCK, Case, case, make_fifo
 
 
 def _built() -> Path:
-    with _LOCK:
+    with TRANSFORMERS_LOCK:
         return _build()
 
 

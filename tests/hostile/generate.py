@@ -28,6 +28,7 @@ import stat
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -100,6 +101,9 @@ def hdf5(path: Path | str, mode: str = "r") -> h5py.File:
 
 
 GENERATORS: dict[str, Generator] = {}
+#: Held while a generator builds anything with transformers: cases are generated from threads, and neither
+#: transformers' lazy module nor functools.lru_cache is safe when two threads build at once.
+TRANSFORMERS_LOCK = threading.Lock()
 #: Cases marked ``slow`` by the round-2 case modules (``cases_*.py``): name -> why it is slow.
 SLOW_CASES: dict[str, str] = {}
 if __name__ == "__main__":  # run as a script: the case modules' ``import generate`` must find this module
