@@ -376,3 +376,13 @@ def case_markdown_onto_hardlinked_data(root: Path) -> Case:
         [["measure", str(pt), "--data", str(data), "--markdown", str(root / "alias.npz"), "--no-progress"]],
         "alias.npz", data.name,
     )  # fmt: skip
+
+
+#: The cases `make test` runs; the other variants of this class are marked slow (`make test-all`, CI).
+FAST = (
+    "json_onto_hf_config",
+    "json_onto_model_source",
+    "prune_json_onto_checkpoint",
+    "json_onto_external_link_target",
+    "step_summary_onto_checkpoint",
+)

@@ -345,3 +345,14 @@ def case_hf_hidden_huge(root: Path) -> Case:
 # fast by tests/models/test_factory_rule.py and test_properties_factory.py
 generate.SLOW_CASES["factory_os_system"] = "6 runs: every command that builds a model"
 generate.SLOW_CASES["factory_dangerous_callables"] = "8 runs: one a dangerous callable"
+
+
+#: The cases `make test` runs; the other variants of this class are marked slow (`make test-all`, CI).
+FAST = (
+    "factory_import_module",
+    "factory_sys_exit_gate",
+    "factory_cwd_timm",
+    "factory_linear_huge",
+    "hf_auto_map",
+    "hf_config_60mb",
+)

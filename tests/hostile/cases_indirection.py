@@ -569,3 +569,16 @@ def case_shard_fifo(root: Path) -> Case:
     )
     make_fifo(root / "hf" / "model-00002-of-00002.safetensors")
     return made
+
+
+#: The cases `make test` runs; the other variants of this class are marked slow (`make test-all`, CI).
+FAST = (
+    "vds_same_file_passwd",
+    "vds_self_cycle",
+    "vds_cycle_ab",
+    "vds_unmapped_region",
+    "chunked_unwritten",
+    "vds_tall",
+    "shard_dotdot",
+    "head_name_100mb",
+)

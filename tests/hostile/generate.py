@@ -1292,8 +1292,14 @@ def _import_case_modules() -> None:
     here = str(Path(__file__).resolve().parent)
     if here not in sys.path:
         sys.path.insert(0, here)
-    for module in sorted(Path(here).glob("cases_*.py")):
-        importlib.import_module(module.stem)
+    for path in sorted(Path(here).glob("cases_*.py")):
+        module = importlib.import_module(path.stem)
+        fast = getattr(module, "FAST", None)
+        if fast is None:  # every case of the module runs in make test
+            continue
+        for name, generator in GENERATORS.items():
+            if generator.__module__ == module.__name__ and name not in fast:
+                SLOW_CASES.setdefault(name, "a variant of its class: make test runs the module's FAST cases")
 
 
 _import_case_modules()
