@@ -107,6 +107,7 @@ def test_measure_passes_and_leaves_every_report(tmp_path: Path) -> None:
     assert "install skipped" in ran["log"]
 
 
+@pytest.mark.slow  # runs the action script end to end
 def test_a_failing_track_gate_fails_the_step_with_code_1_and_still_writes_the_reports(tmp_path: Path) -> None:
     ran = run_steps(tmp_path, {"command": "track", "args": f"{SAMPLES} --fail-on 'nc1<=0.001'", "install": "",
                                "output-dir": "out/audit"})  # fmt: skip

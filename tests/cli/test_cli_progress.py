@@ -88,6 +88,7 @@ def extract(tmp_path: Path, *flags: str, interval: str = "0") -> tuple[int, str]
     return code, log.read_text()
 
 
+@pytest.mark.slow  # a real training run logged to a file
 def test_a_log_without_a_terminal_gets_plain_progress_lines(tmp_path: Path) -> None:
     code, log = extract(tmp_path)
     assert code == 0, log

@@ -55,7 +55,8 @@ SETTINGS = {
 }
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# torchrun launches of finetune (about 8 s): make test-all runs them
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

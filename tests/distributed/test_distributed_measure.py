@@ -133,6 +133,7 @@ def dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow  # launches torchrun (2 ranks)
 def test_torchrun_measure_prints_the_one_process_report_on_rank_0(dump: Path, tmp_path: Path) -> None:
     stdout = torchrun(["-m", "nc_audit"], ["measure", str(dump), "--format", "json"], cwd=tmp_path)
     report = json.loads(stdout)  # one JSON document: rank 1 printed nothing
@@ -141,6 +142,7 @@ def test_torchrun_measure_prints_the_one_process_report_on_rank_0(dump: Path, tm
     assert_same_report(report, reference)
 
 
+@pytest.mark.slow  # launches torchrun (2 ranks)
 def test_torchrun_measure_splits_the_rows_and_merges_sample_level_stats(dump: Path, tmp_path: Path) -> None:
     script = tmp_path / "record_reads.py"
     script.write_text(RECORDER)

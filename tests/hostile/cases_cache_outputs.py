@@ -383,6 +383,4 @@ FAST = (
     "json_onto_hf_config",
     "json_onto_model_source",
     "prune_json_onto_checkpoint",
-    "json_onto_external_link_target",
-    "step_summary_onto_checkpoint",
 )

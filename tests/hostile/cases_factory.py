@@ -352,7 +352,5 @@ FAST = (
     "factory_import_module",
     "factory_sys_exit_gate",
     "factory_cwd_timm",
-    "factory_linear_huge",
     "hf_auto_map",
-    "hf_config_60mb",
 )

@@ -575,10 +575,6 @@ def case_shard_fifo(root: Path) -> Case:
 FAST = (
     "vds_same_file_passwd",
     "vds_self_cycle",
-    "vds_cycle_ab",
     "vds_unmapped_region",
-    "chunked_unwritten",
-    "vds_tall",
     "shard_dotdot",
-    "head_name_100mb",
 )

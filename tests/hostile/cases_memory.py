@@ -63,7 +63,4 @@ def case_head_rows_million_sparse_labels(root: Path) -> Case:
 
 
 #: The cases `make test` runs; the other variants of this class are marked slow (`make test-all`, CI).
-FAST = (
-    "second_pass_classes_3000",
-    "head_rows_million_sparse_labels",
-)
+FAST = ("second_pass_classes_3000",)

@@ -84,6 +84,7 @@ def assert_identical(a: Path, b: Path) -> None:
     assert (a / "history.jsonl").read_text() == (b / "history.jsonl").read_text()
 
 
+@pytest.mark.slow  # trains, is killed, trains again
 def test_a_run_killed_mid_way_resumes_to_bit_identical_weights(start: Path, tmp_path: Path) -> None:
     epochs = 12
     runner = tmp_path / "run_finetune.py"
