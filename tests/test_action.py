@@ -83,6 +83,7 @@ def test_the_action_is_composite_and_uploads_the_reports_even_after_a_failure() 
         assert "inputs." not in step.get("run", "")
 
 
+@pytest.mark.slow  # runs the action script end to end
 def test_measure_passes_and_leaves_every_report(tmp_path: Path) -> None:
     args = f"{LAST} --features {LAST.with_suffix('.h5')} --fail-on 'nc1<=0.5' --fail-on 'nc4 <= 0.05'"
 

@@ -169,6 +169,7 @@ def test_a_pickled_whole_model_is_refused_with_how_to_save_a_state_dict(command:
 
 
 # --- a killed extraction ----------------------------------------------------------------------------------
+@pytest.mark.slow  # extracts until killed
 def test_a_killed_extraction_leaves_no_dump_under_the_final_name(tmp_path: Path) -> None:
     checkpoint = save_mlp(tmp_path / "model.pt", hidden=[32])
     out_folder = tmp_path / "out"

@@ -93,6 +93,8 @@ SLOW: dict[str, str] = {
     "extract_sigterm": "extracts 200,000 samples until SIGTERM",
     "finetune_disk_full": "fine-tunes until the disk is full",
     "finetune_huge_lr": "fine-tunes one epoch",
+    "extract_disk_full": "extracts until the disk is full",
+    "attr_injection_console": "four runs (table and Markdown, twice)",
     **generate.SLOW_CASES,
 }
 

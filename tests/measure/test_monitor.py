@@ -142,6 +142,7 @@ def test_bad_input(tmp_path: Path, change: dict, message: str) -> None:
     assert not (tmp_path / "run.jsonl").exists() or read_trajectory_jsonl(tmp_path / "run.jsonl") == []
 
 
+@pytest.mark.slow  # trains the example script
 def test_example_runs_and_track_reads_it(tmp_path: Path) -> None:
     out = tmp_path / "runs" / "monitor.jsonl"
     result = subprocess.run(
