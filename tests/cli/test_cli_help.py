@@ -126,13 +126,16 @@ def test_fail_on_offers_nothing_once_the_operator_is_typed() -> None:
 
 @pytest.mark.parametrize(
     "shell",
-    ["bash", pytest.param("zsh", marks=pytest.mark.slow), pytest.param("fish", marks=pytest.mark.slow)],
+    [
+        pytest.param(shell, marks=pytest.mark.slow) for shell in ("bash", "zsh", "fish")
+    ],  # completion subprocesses,
 )
 def test_data_completes_dataset_names(shell: str) -> None:
     found = "\n".join(completions(shell, "nc-audit measure x.pt --data g"))
     assert "gaussian" in found and "digits" not in found
 
 
+@pytest.mark.slow  # a completion subprocess
 def test_data_completes_data_files_too(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "val.npz").write_bytes(b"")

@@ -405,6 +405,7 @@ def test_the_console_script_exits_0_on_success_and_2_on_bad_input(tmp_path: Path
     ]
 
 
+@pytest.mark.slow  # a CLI subprocess (the console script test runs in make test)
 def test_python_dash_m_runs_the_same_cli(tmp_path: Path) -> None:
     problem = make_random_problem(seed=3, num_classes=4, feature_dim=5)
     with_head = tmp_path / "small.h5"

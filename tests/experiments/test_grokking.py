@@ -111,6 +111,7 @@ def grok(out: Path, *args: str) -> None:
     assert result.exit_code == 0, (result.output, result.exception)
 
 
+@pytest.mark.slow  # trains the transformer
 def test_transformer_quick_run_has_the_same_outputs(tmp_path: Path) -> None:
     out = tmp_path / "transformer"
     grok(out, "--model", "transformer", "--quick", "--steps", "200")

@@ -78,6 +78,7 @@ def test_fine_tuning_keeps_the_masks(last_sample: Path, tmp_path: Path) -> None:
     assert len(tuned["finetune_losses"]) == 1 and tuned["kept"]["fraction"] == pytest.approx(0.1, abs=1e-3)
 
 
+@pytest.mark.slow  # prunes and resumes through the CLI
 def test_the_command_writes_table_json_plot_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = ("prune", SAMPLES / "epoch_0300.pt", "--data", "digits", "--sparsities", "0,0.5,0.9", "--out", out)
