@@ -127,8 +127,8 @@ def run_command(spec: str, work: Path) -> str:
         return result.stdout.rstrip() + "\n"
     if "show" in options:
         text, fence = (work / options["show"]).read_text(encoding="utf-8"), Path(options["show"]).suffix[1:]
-    else:
-        text, fence = result.stdout, "text"
+    else:  # the scratch folder's name is random: paths inside it are shown relative to it
+        text, fence = result.stdout.replace(str(work) + os.sep, ""), "text"
     lines = [line.rstrip() for line in text.rstrip("\n").splitlines()]
     if "tail" in options:
         lines = lines[-int(options["tail"]) :]
