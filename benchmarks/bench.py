@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += streaming(N, args.data_dir, args.keep, limits, repeats, err)
 
     err.print("[dim]the common case at its floor (200,000 × 512, C = 100) ...[/dim]")
-    rows += bench_floor.floor_rows(args.data_dir, args.quick, repeats, args.floor_vocabulary)
+    rows += bench_floor.floor_rows(args.data_dir, args.quick, repeats, args.floor_vocabulary, args.keep)
     err.print("[dim]vocabulary-sized class sets ...[/dim]")
     rows += bench_vocab.run(limits, args.data_dir, args.vocab_full, args.quick)
 

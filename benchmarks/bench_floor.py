@@ -167,14 +167,20 @@ def vocabulary_row(data: Path, N: int = 200_000, d: int = 768, C: int = 50_257) 
     return row
 
 
-def floor_rows(data: Path, quick: bool, repeats: int, vocabulary: bool) -> list[Row]:
-    """Generate the dump under ``data`` (kept for later runs) and measure the rows."""
+def floor_rows(data: Path, quick: bool, repeats: int, vocabulary: bool, keep: bool = True) -> list[Row]:
+    """Generate the dump under ``data`` (reused when there; removed afterwards unless ``keep``, as
+    ``bench.py`` does with every dump it generates) and measure the rows."""
     data.mkdir(parents=True, exist_ok=True)
     N, d, C = (20_000 if quick else 200_000), 512, 100
     path = data / f"floor_{N}_{d}_{C}.h5"
-    if not path.exists():
+    generated = not path.exists()
+    if generated:
         generate_dump(path, N, d, C)
-    rows = run(path, N, d, C, repeats)
+    try:
+        rows = run(path, N, d, C, repeats)
+    finally:
+        if generated and not keep:
+            path.unlink(missing_ok=True)
     if vocabulary:
         rows.append(vocabulary_row(data))
     return rows
