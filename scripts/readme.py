@@ -87,8 +87,10 @@ def execute(
     if not words or words[0] != "nc-audit":
         raise SystemExit(f"readme: only nc-audit commands are run, not {shlex.join(words)!r}")
     base = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "NC_AUDIT_", "FORCE_COLOR"))}
+    # a scratch cache and proof key: a README run never reads or creates the user's own
     env = {**base, "COLUMNS": "120", "PYTHONUNBUFFERED": "1", "NC_AUDIT_PROGRESS_INTERVAL": "1e9",
-           "NO_COLOR": "1", "NC_AUDIT_CACHE": str(work / ".cache"), **env}  # fmt: skip
+           "NO_COLOR": "1", "NC_AUDIT_CACHE": str(work / ".cache"),
+           "NC_AUDIT_CACHE_KEY": str(work / "cache.key"), **env}  # fmt: skip
     return subprocess.run([NC_AUDIT, *words[1:]], cwd=work, env=env, text=True, timeout=900,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merge else None)  # fmt: skip
 
