@@ -59,8 +59,9 @@ def beside(where: Path | str, name: str) -> str:
     return name if os.path.isabs(name) else os.path.join(os.path.dirname(os.path.abspath(where)), name)
 
 
-def candidates(where: Path | str, name: str) -> list[str]:
-    """Every path HDF5 may open for ``name`` found in the file ``where`` (real paths, existing ones)."""
+def candidates(where: Path | str, name: str, existing: bool = True) -> list[str]:
+    """Every path HDF5 may open for ``name`` found in the file ``where``: the real paths of the existing
+    ones, or (``existing=False``, for the output guard) every place as named, existing or not."""
     if os.path.isabs(name):
         places = [name]
     else:
@@ -69,6 +70,8 @@ def candidates(where: Path | str, name: str) -> list[str]:
         for variable in PREFIX_VARIABLES:
             for prefix in filter(None, os.environ.get(variable, "").split(os.pathsep)):
                 places.append(os.path.join(prefix.replace("${ORIGIN}", folder), name))
+    if not existing:
+        return list(dict.fromkeys(places))
     found = {os.path.realpath(place) for place in places if os.path.lexists(place)}
     return sorted(found)
 

@@ -8,7 +8,8 @@ An input is more than the path on the command line:
   sources and raw external storage name, and theirs in turn. The walk reads link and layout records
   only (h5py's link API, ``Dataset.virtual_sources()``, ``Dataset.external``), never a data byte, and
   never opens an external link's object. A relative name is taken both from the file's folder and
-  from the working folder (HDF5 tries both), so either file is protected;
+  from the working folder and under the ``HDF5_*_PREFIX`` folders (HDF5 tries them all: the same
+  places the reader checks, :func:`nc_audit.io.hdf5_links.candidates`), so each file is protected;
 - a ``--model file.py:CALLABLE`` (or ``pkg.mod:CALLABLE``) names its source file.
 
 A file that cannot be opened as HDF5 is just itself. The walk is bounded (files, links, depth).
@@ -47,15 +48,6 @@ def _is_hdf5(path: Path) -> bool:
     except OSError:
         return False
     return path.suffix.lower() in HDF5_SUFFIXES
-
-
-def _candidates(name: str, base: Path) -> list[Path]:
-    """Where HDF5 may look for a file named in ``base``: as given (absolute, or from the working
-    folder) and from ``base``'s folder."""
-    named = Path(name)
-    if named.is_absolute():
-        return [named]
-    return [named, base.parent / named]
 
 
 def _linked_names(path: Path) -> list[str]:
@@ -106,6 +98,8 @@ def _dataset_files(handle: object, name: str) -> list[str]:
 
 def reached_files(path: Path) -> list[Path]:
     """``path`` and, for an HDF5 file, every file it reaches (see the module docstring)."""
+    from nc_audit.io.hdf5_links import candidates  # h5py: imported only when an HDF5 input is walked
+
     found: list[Path] = [path]
     seen = {os.path.realpath(path)}
     frontier = [(path, 0)]
@@ -114,7 +108,7 @@ def reached_files(path: Path) -> list[Path]:
         if depth >= _MAX_DEPTH or not current.is_file() or not _is_hdf5(current):
             continue
         for name in _linked_names(current):
-            for candidate in _candidates(name, current):
+            for candidate in map(Path, candidates(current, name, existing=False)):
                 real = os.path.realpath(candidate)
                 if real in seen:
                     continue

@@ -46,6 +46,22 @@ def test_external_links_vds_sources_and_raw_storage_are_followed_through_chains(
     assert found == {"top.h5", "middle.h5", "leaf.h5", "raw.bin"}
 
 
+def test_a_target_under_an_hdf5_prefix_folder_is_reached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HDF5 also looks for a relative link target under HDF5_EXT_PREFIX: that file is an input too."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    _target(elsewhere / "leaf.h5")
+    (tmp_path / "dump").mkdir()
+    with h5py.File(tmp_path / "dump" / "top.h5", "w") as handle:
+        handle["x"] = h5py.ExternalLink("leaf.h5", "/x")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HDF5_EXT_PREFIX", str(elsewhere))
+    reached = {os.path.realpath(path) for path in reached_files(tmp_path / "dump" / "top.h5")}
+    assert os.path.realpath(elsewhere / "leaf.h5") in reached
+
+
 def test_a_link_cycle_ends_and_a_file_that_is_not_hdf5_is_itself(tmp_path: Path) -> None:
     with h5py.File(tmp_path / "a.h5", "w") as handle:
         handle["to_b"] = h5py.ExternalLink("b.h5", "/")
