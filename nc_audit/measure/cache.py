@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from nc_audit.core.errors import InputError
@@ -185,7 +186,6 @@ def cached_dump(
     unproven entry of the user's own cache (:func:`default_cache_dir`), is removed and rebuilt; an
     unproven entry elsewhere (a project's cache-dir) is never touched: the user's own cache is used.
     ``on_rebuild`` receives a note saying so."""
-    from nc_audit.io.cache_proof import load_key, proof_path, write_proof
     from nc_audit.io.checkpoint_files import check_checkpoint_file
     from nc_audit.io.checkpoints import source_sha256
     from nc_audit.io.datasets import dataset_splits, load_dataset
@@ -196,6 +196,66 @@ def cached_dump(
     check_checkpoint_file(checkpoint_path)  # a regular file (or a folder), not a zip bomb: before hashing
     splits = splits or dataset_splits(data)
     spec = load_dataset(data, splits[0]).spec
+    sha = source_sha256(checkpoint_path)
+
+    def fields_of(where: Path) -> tuple[Path, dict[str, str]]:
+        path = cache_path(where, sha, spec, splits, model_spec, head, tuple(model_args))
+        return path, entry_fields(path, sha, spec, splits, model_spec, head, tuple(model_args))
+
+    entry = proven_entry(cache_dir, splits, fields_of, on_rebuild)
+    if entry.hit:
+        return entry.path, True
+    # a failed fill (disk full) leaves no empty cache folder behind
+    with new_folder(entry.path.parent, "the feature cache; pass --cache-dir"):
+        extract(
+            checkpoint_path,
+            data,
+            entry.path,
+            splits=splits,
+            model_spec=model_spec,
+            head=head,
+            model_args=parse_model_args(model_args),
+            device=device,
+            tracker=tracker,
+        )
+    entry.sign()
+    return entry.path, False
+
+
+@dataclass(frozen=True)
+class ProvenEntry:
+    """Where a cache entry is (or is to be written) and whether it was reused; :meth:`sign` writes the
+    proof of a freshly written entry (nothing without a usable key)."""
+
+    path: Path
+    fields: dict[str, str]
+    key: bytes | None
+    hit: bool
+
+    def sign(self) -> None:
+        from nc_audit.io.cache_proof import proof_path, write_proof
+
+        if self.key is None:
+            return
+        try:
+            write_proof(self.path, self.key, self.fields)
+        except OSError as error:
+            raise InputError(
+                f"{proof_path(self.path)}: cannot write the cache entry's proof ({error.strerror or error})"
+            ) from None
+
+
+def proven_entry(
+    cache_dir: Path | None,
+    splits: list[str],
+    fields_of: Callable[[Path], tuple[Path, dict[str, str]]],
+    on_note: Callable[[str], None] | None = None,
+) -> ProvenEntry:
+    """The entry ``fields_of(folder)`` names in ``cache_dir`` (default: the user's own cache), reused only
+    when proven (see :func:`cached_dump`), else where to write it; the notes go to ``on_note``. Every
+    cache (classification dumps, next-token dumps) looks up its entries through this one function."""
+    from nc_audit.io.cache_proof import load_key
+
     own = default_cache_dir()
     folder = Path(cache_dir) if cache_dir is not None else own
     notes: list[str] = []
@@ -204,39 +264,11 @@ def cached_dump(
     except InputError as error:
         key = None
         notes.append(f"{error}: the feature cache is not reused")
-    sha = source_sha256(checkpoint_path)
-
-    def fields_of(where: Path) -> tuple[Path, dict[str, str]]:
-        path = cache_path(where, sha, spec, splits, model_spec, head, tuple(model_args))
-        return path, entry_fields(path, sha, spec, splits, model_spec, head, tuple(model_args))
-
     path, fields, hit = _lookup(folder, own, splits, key, fields_of, notes)
     for note in notes:
-        if on_rebuild is not None:
-            on_rebuild(note)
-    if hit:
-        return path, True
-    # a failed fill (disk full) leaves no empty cache folder behind
-    with new_folder(path.parent, "the feature cache; pass --cache-dir"):
-        extract(
-            checkpoint_path,
-            data,
-            path,
-            splits=splits,
-            model_spec=model_spec,
-            head=head,
-            model_args=parse_model_args(model_args),
-            device=device,
-            tracker=tracker,
-        )
-    if key is not None:
-        try:
-            write_proof(path, key, fields)
-        except OSError as error:
-            raise InputError(
-                f"{proof_path(path)}: cannot write the cache entry's proof ({error.strerror or error})"
-            ) from None
-    return path, False
+        if on_note is not None:
+            on_note(note)
+    return ProvenEntry(path, fields, key, hit)
 
 
 _ENTRY_AT_START = re.compile(r"^(.*?[0-9a-f]{12}-[0-9a-f]{20}\.h5)(?=[ :]|$)")

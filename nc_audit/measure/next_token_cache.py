@@ -4,14 +4,14 @@ The key covers the folder's digest (config and weights), the corpus's content ha
 (text corpora), ``--context`` and ``--text-column`` (jsonl), so a change to any of them extracts anew.
 Entries are named like the classification cache's (``<sha256[:12]>-<key[:20]>.h5``), so ``nc-audit
 cache list|clear`` see them, and so is an interrupted extraction's partial file (``.<name>.*.tmp``),
-which the next run with the same inputs resumes. Under torchrun every rank takes part in the
+which the next run with the same inputs resumes. An entry is reused only when proven, as every cache
+entry is (:func:`nc_audit.measure.cache.proven_entry`: signed by this user's key). Under torchrun every rank takes part in the
 extraction (each its contiguous share of the windows) and all agree on a hit.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,9 +20,9 @@ import torch
 from nc_audit.core.progress import Tracker
 from nc_audit.distributed import DistributedContext
 from nc_audit.io.atomic import new_folder
-from nc_audit.measure.cache import _remove_entry, default_cache_dir, entry_problem
+from nc_audit.measure.cache import entry_fields, proven_entry
 from nc_audit.models.causal_lm import load_causal_lm
-from nc_audit.models.next_token import extract_next_token, extraction_key, resolve_context
+from nc_audit.models.next_token import extract_next_token, extraction_key, next_token_dataset, resolve_context
 
 
 def next_token_cache_path(cache_dir: Path, model_sha256: str, key: str) -> Path:
@@ -45,24 +45,21 @@ def cached_next_token_dump(
     lm = load_causal_lm(folder)
     context = resolve_context(lm, context)
     key = extraction_key(lm, Path(corpus), context, text_column)
-    path = next_token_cache_path(
-        Path(cache_dir) if cache_dir is not None else default_cache_dir(), lm.sha256, key
-    )
+    dataset = next_token_dataset(Path(corpus))
+
+    def fields_of(where: Path) -> tuple[Path, dict[str, str]]:
+        path = next_token_cache_path(where, lm.sha256, key)
+        return path, entry_fields(path, lm.sha256, dataset, ["train"], None, None, ())
+
     ctx = DistributedContext.from_env(device)
-    usable = os.path.lexists(path) and entry_problem(path, ["train"]) is None
+    # proven like every cache entry (measure.cache.proven_entry): a planted entry is never reused
+    entry = proven_entry(cache_dir, ["train"], fields_of, on_rebuild if ctx.is_main else None)
+    hit = entry.hit
     if ctx.distributed:  # a hit only when every rank sees it
-        usable = bool(ctx.all_reduce_sum(torch.tensor([0 if usable else 1])).item() == 0)
-    if usable:
-        try:
-            os.utime(path)
-        except OSError:
-            pass
+        hit = bool(ctx.all_reduce_sum(torch.tensor([0 if hit else 1])).item() == 0)
+    path = entry.path
+    if hit:
         return path, True
-    if ctx.is_main and os.path.lexists(path):
-        problem = entry_problem(path, ["train"]) or "unusable"
-        _remove_entry(path, problem)
-        if on_rebuild is not None:
-            on_rebuild(f"The feature cache entry {path} was damaged ({problem}); it was rebuilt.")
     with new_folder(path.parent, "the feature cache; pass --cache-dir"):
         extract_next_token(
             folder,
@@ -75,4 +72,7 @@ def cached_next_token_dump(
             ctx=ctx,
             lm=lm,
         )
+    if ctx.is_main:
+        entry.sign()
+    ctx.barrier()  # every rank returns once the entry is proven
     return path, False

@@ -77,6 +77,11 @@ def resolve_context(lm: CausalLM, context: int | None) -> int:
     return context
 
 
+def next_token_dataset(corpus: Path) -> str:
+    """The ``dataset`` attribute of a next-token dump (and the data its cache proof names)."""
+    return f"{corpus.resolve()}:sha256={corpus_sha256(corpus)}"
+
+
 def extraction_key(lm: CausalLM, corpus: Path, context: int, text_column: str) -> str:
     """What the rows depend on: model, corpus bytes, tokenizer files (text corpora), context, column."""
     kind = corpus_kind(corpus)
@@ -193,7 +198,7 @@ def extract_next_token(
     attrs = {
         "checkpoint_sha256": lm.sha256,
         "checkpoint_path": str(lm.folder),
-        "dataset": f"{corpus.resolve()}:sha256={corpus_sha256(corpus)}",
+        "dataset": next_token_dataset(corpus),
         "task": "next-token",
         "context": str(context),
         "head": lm.head_name,

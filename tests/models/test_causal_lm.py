@@ -205,6 +205,27 @@ def test_cache_key_covers_context_and_corpus(models: dict[str, tuple[Path, Path]
     assert cached_next_token_dump(folder, str(changed), cache_dir=cache, context=16)[0] not in (first, other)
 
 
+def test_an_unproven_next_token_entry_is_never_reused(
+    models: dict[str, tuple[Path, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A next-token cache entry is proven like any other: one planted from a project's cache folder (its
+    proof missing) is ignored and left as it is; the features come from the user's own cache."""
+    folder, corpus = models["gpt2"]
+    project = tmp_path / "project-cache"
+    planted, hit = cached_next_token_dump(folder, str(corpus), cache_dir=project, context=16)
+    assert not hit
+    planted.with_name(planted.name + ".proof").unlink()  # what a pull request ships: a dump, no proof
+    before = planted.read_bytes()
+    monkeypatch.setenv("NC_AUDIT_CACHE", str(tmp_path / "own"))
+    notes: list[str] = []
+    path, hit = cached_next_token_dump(
+        folder, str(corpus), cache_dir=project, context=16, on_rebuild=notes.append
+    )
+    assert not hit and path.parent == tmp_path / "own" and path.name == planted.name
+    assert planted.read_bytes() == before and "ignored" in notes[0]
+    assert cached_next_token_dump(folder, str(corpus), cache_dir=project, context=16)[0] == path
+
+
 def test_measure_a_llama_folder_on_a_text_corpus(
     models: dict[str, tuple[Path, Path]], tmp_path: Path
 ) -> None:
