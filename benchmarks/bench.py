@@ -33,7 +33,7 @@ from bench_common import Limits, Row, machine_info, measure_limits, number, seco
 from rich.console import Console
 from rich.table import Table
 
-from nc_audit.io.atomic import atomic_write_text
+from nc_audit.io.guards.atomic import atomic_write_text
 from nc_audit.metrics.eigen_backend import backend_choices
 
 HERE = Path(__file__).resolve().parent

@@ -25,8 +25,8 @@ from nc_audit.core.class_stats import ClassStats
 from nc_audit.core.progress import SilentTracker
 from nc_audit.engine.accumulators import WithinProjection
 from nc_audit.engine.passes import accumulate_stats, count_decisions
-from nc_audit.io.dumps import read_head, resolve_split
-from nc_audit.measure.api import measure
+from nc_audit.io.dumps.reader import read_head, resolve_split
+from nc_audit.measurement.api import measure
 from nc_audit.metrics.collapse import centred_means
 
 #: Goals of issue 23 (deliverable 7): in process, against the reference's float64 and float32 passes.

@@ -26,7 +26,7 @@ from bench_common import REPEAT_BUDGET_S, Limits, Row, best_of
 from nc_audit.core.class_stats import ClassStats
 from nc_audit.core.progress import SilentTracker
 from nc_audit.engine.passes import accumulate_stats, count_decisions
-from nc_audit.io.dumps import SplitInfo, default_chunk_rows, iter_chunks, read_head, resolve_split
+from nc_audit.io.dumps.reader import SplitInfo, default_chunk_rows, iter_chunks, read_head, resolve_split
 
 HDF5_CHUNK_ROWS = 4096
 #: Rows per read in the per-sample-loop check (small, so that per-chunk calls show up per row).
@@ -36,7 +36,7 @@ MEASURE_SCRIPT = """
 import json, sys, time
 start = time.perf_counter()
 import torch
-from nc_audit.measure.api import measure
+from nc_audit.measurement.api import measure
 device = sys.argv[2] if len(sys.argv) > 2 else "cpu"
 if device.startswith("cuda"):
     torch.zeros(1, device=device)  # CUDA context, not timed
@@ -214,7 +214,7 @@ def run(path: Path, N: int, d: int, C: int, limits: Limits, repeats: int) -> lis
     raw.extra["throughput"] = f"{nbytes / raw_s / 1e9:.2f} GB/s ({rows_per_read} rows per read)"
     direct_s, _ = best_of(repeats, lambda: direct_read(info))
     raw.extra["the same bytes, read directly"] = (
-        f"nc-audit reads uncompressed dumps with one preadv per stored chunk (nc_audit.io.direct), "
+        f"nc-audit reads uncompressed dumps with one preadv per stored chunk (nc_audit.io.hdf5.direct), "
         f"not h5py: {direct_s:.3f} s, {nbytes / direct_s / 1e9:.2f} GB/s with a float32 sum touching every byte"
     )
 

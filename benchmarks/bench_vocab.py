@@ -64,7 +64,7 @@ def generate_dump(path: Path, N: int, d: int, C: int, seed: int = 0, block: int 
 MEASURE_SCRIPT = """
 import json, sys, time
 start = time.perf_counter()
-from nc_audit.measure.api import measure
+from nc_audit.measurement.api import measure
 imported = time.perf_counter()
 report = measure(sys.argv[1], device="cpu", class_route=sys.argv[2])
 elapsed = time.perf_counter() - imported

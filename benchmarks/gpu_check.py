@@ -39,7 +39,7 @@ from gpu_rows import CheckRow, Context  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from nc_audit.io.atomic import atomic_write_text  # noqa: E402
+from nc_audit.io.guards.atomic import atomic_write_text  # noqa: E402
 from nc_audit.metrics.eigen_backend import backend_choices  # noqa: E402
 
 DEFAULT_OUT = HERE / "GPU_RESULTS.md"

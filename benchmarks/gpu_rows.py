@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from bench_common import best_of
 
-from nc_audit.io.dumps import default_chunk_rows, resolve_split
-from nc_audit.measure.api import measure
+from nc_audit.io.dumps.reader import default_chunk_rows, resolve_split
+from nc_audit.measurement.api import measure
 from nc_audit.metrics.eigen_backend import backend_choices
 from nc_audit.train.losses import cma_loss
 

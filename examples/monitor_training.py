@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch.nn.functional import cross_entropy
 
-from nc_audit.io.datasets import load_dataset
-from nc_audit.measure.monitor import Monitor
+from nc_audit.io.data.datasets import load_dataset
+from nc_audit.measurement.monitor import Monitor
 from nc_audit.models.hooks import forward_with_features
 from nc_audit.models.registry import architecture_record, build_model
 

@@ -5,6 +5,7 @@ The Python API (imported lazily, so ``import nc_audit`` stays cheap for the CLI'
 - ``nc_audit.measure(checkpoint, features=... | data=...)`` or ``nc_audit.measure(model, loader)``
 - ``nc_audit.measure_arrays(features, labels, head_weight, head_bias)``
 - ``nc_audit.features(model, batch_or_loader)``: the head's input and the logits
+- ``nc_audit.measure_trajectory(paths, features=... | data=...)``: reports in training order
 - ``nc_audit.MeasureOptions``: every option of ``nc-audit measure`` (``fail_on`` and ``baseline`` too)
 """
 
@@ -15,19 +16,12 @@ from typing import Any
 
 from nc_audit.core.version import __version__
 
-__all__ = ["MeasureOptions", "__version__", "features", "measure", "measure_arrays"]
+__all__ = ["MeasureOptions", "__version__", "features", "measure", "measure_arrays", "measure_trajectory"]
 
-_LAZY = {
-    "measure_arrays": ("nc_audit.measure.api", "measure_arrays"),
-    "features": ("nc_audit.measure.modules", "features"),
-    "MeasureOptions": ("nc_audit.measure.options", "MeasureOptions"),
-}
+_API = frozenset(__all__) - {"__version__"}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "measure":  # the package itself, which is callable as nc_audit.measure.api.measure
-        return importlib.import_module("nc_audit.measure")
-    if name in _LAZY:
-        module, attribute = _LAZY[name]
-        return getattr(importlib.import_module(module), attribute)
+    if name in _API:  # plain functions of nc_audit.api, imported on first use
+        return getattr(importlib.import_module("nc_audit.api"), name)
     raise AttributeError(f"module 'nc_audit' has no attribute {name!r}")

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.atomic import atomic_write_text
+from nc_audit.io.guards.atomic import atomic_write_text
 from nc_audit.train import FinetuneConfig, finetune
 
 SAMPLE_GLOB = "sample_checkpoints/digits-mlp/*.pt"

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nc_audit.io.datasets import load_dataset
-from nc_audit.io.save import save_checkpoint
+from nc_audit.io.checkpoints.save import save_checkpoint
+from nc_audit.io.data.datasets import load_dataset
 from nc_audit.models.extract import extract
 from nc_audit.models.registry import architecture_record
 from nc_audit.train.recipe import Recipe, train_from_scratch

@@ -186,7 +186,7 @@ MLP_HIDDEN = [24, 16]
 
 def mlp_checkpoint(path: Path, hidden: list[int] = MLP_HIDDEN, seed: int = 0) -> Path:
     """A freshly initialised digits MLP (64 → hidden → 10), saved the way nc-audit saves checkpoints."""
-    from nc_audit.io.save import save_checkpoint
+    from nc_audit.io.checkpoints.save import save_checkpoint
     from nc_audit.models.registry import architecture_record, build_model
 
     torch.manual_seed(seed)

@@ -19,8 +19,8 @@ from reference import Problem
 from typer.testing import CliRunner, Result
 
 from nc_audit.cli import app
-from nc_audit.io.save import save_checkpoint
-from nc_audit.measure.monitor import Monitor, read_trajectory_jsonl
+from nc_audit.io.checkpoints.save import save_checkpoint
+from nc_audit.measurement.monitor import Monitor, read_trajectory_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_checkpoints" / "digits-mlp"

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from nc_audit.io.checkpoints import load_checkpoint
-from nc_audit.measure.api import measure
-from nc_audit.measure.trajectory import discover, order_by_step
+from nc_audit.io.checkpoints.load import load_checkpoint
+from nc_audit.measurement.api import measure
+from nc_audit.measurement.trajectory import discover, order_by_step
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_checkpoints" / "digits-mlp"

@@ -25,7 +25,7 @@ CacheDirOpt = Annotated[
 
 def _folder(cache_dir: Path | None) -> Path:
     from nc_audit.gating.config import load_defaults
-    from nc_audit.measure.cache_files import default_cache_dir
+    from nc_audit.measurement.cache_files import default_cache_dir
 
     return cache_dir or load_defaults().get("cache_dir") or default_cache_dir()
 
@@ -43,7 +43,7 @@ def human_size(size: int) -> str:
 def _proof(path: Path, size: int, key: bytes | None) -> str:
     """ "proven" when the entry's proof is signed by this user's key for a file of this size (measure
     also checks the bytes' sha256 before reusing it), else "unproven" (never reused)."""
-    from nc_audit.io.cache_proof import signed_proof
+    from nc_audit.io.guards.cache_proof import signed_proof
 
     document = signed_proof(path, key) if key is not None else None
     return "proven" if document is not None and document.get("size") == size else "unproven (not reused)"
@@ -51,7 +51,7 @@ def _proof(path: Path, size: int, key: bytes | None) -> str:
 
 def _describe(path: Path) -> str:
     """Dataset and checkpoint a cached dump was extracted from (its root attributes), or why not."""
-    from nc_audit.io.dumps import read_attrs
+    from nc_audit.io.dumps.reader import read_attrs
 
     try:
         attrs = read_attrs(path)
@@ -64,7 +64,7 @@ def _describe(path: Path) -> str:
 
 def _key(folder: Path) -> bytes | None:
     from nc_audit.core.errors import InputError
-    from nc_audit.io.cache_proof import load_key
+    from nc_audit.io.guards.cache_proof import load_key
 
     try:
         return load_key(folder)
@@ -77,7 +77,7 @@ def _key(folder: Path) -> bytes | None:
 def list_command(cache_dir: CacheDirOpt = None) -> None:
     """List nc-audit's cached feature dumps: size, days since last use, dataset, checkpoint, and whether
     the entry is proven (written by your nc-audit: only those are reused)."""
-    from nc_audit.measure.cache_files import cache_entries
+    from nc_audit.measurement.cache_files import cache_entries
 
     folder = _folder(cache_dir)
     entries = cache_entries(folder)
@@ -105,7 +105,7 @@ def clear_command(
 ) -> None:
     """Remove nc-audit's cached dumps and their proofs (only its own files; never other files, folders or
     links)."""
-    from nc_audit.measure.cache_files import cache_entries, clear_cache
+    from nc_audit.measurement.cache_files import cache_entries, clear_cache
 
     folder = _folder(cache_dir)
     removed = clear_cache(folder, older_than)

@@ -121,7 +121,7 @@ def write_outputs(
     junit_path: Path | None,
 ) -> None:
     """Write the machine formats requested in this run (atomically) and the GitHub step summary."""
-    from nc_audit.io.atomic import atomic_write_text
+    from nc_audit.io.guards.atomic import atomic_write_text
     from nc_audit.report.json_report import dumps_report
     from nc_audit.report.junit import render_junit
     from nc_audit.report.markdown import append_step_summary
@@ -137,7 +137,7 @@ def write_outputs(
 
 def write_html(path: Path, html: str) -> None:
     """Write an HTML report atomically and say where."""
-    from nc_audit.io.atomic import atomic_write_text
+    from nc_audit.io.guards.atomic import atomic_write_text
 
     atomic_write_text(path, html)
     wrote(path)

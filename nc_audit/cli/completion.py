@@ -31,8 +31,8 @@ def complete_rule(incomplete: str) -> list[tuple[str, str]]:
 
 def complete_dataset(incomplete: str) -> list[tuple[str, str]]:
     """Built-in dataset names, then folders and .npz/.h5 files under the typed path."""
-    from nc_audit.io.data_specs import USER_SUFFIXES
-    from nc_audit.io.datasets import BUILTIN_DATASETS  # here: the CLI starts without torch
+    from nc_audit.io.data.datasets import BUILTIN_DATASETS  # here: the CLI starts without torch
+    from nc_audit.io.data.specs import USER_SUFFIXES
 
     found = [
         (name, DATASET_HELP.get(name, "built-in dataset"))

@@ -14,7 +14,7 @@ import typer
 
 from nc_audit.cli.common import Command, cli_errors, command_group, stderr, wrote
 from nc_audit.cli.options import QuietOpt
-from nc_audit.io.atomic import atomic_write_text
+from nc_audit.io.guards.atomic import atomic_write_text
 from nc_audit.report.numbers import fixed
 
 Opt = typer.Option
@@ -101,7 +101,7 @@ def grokking_command(
     Writes DIR/trajectory.json (both splits), DIR/grokking.png and DIR/SUMMARY.md, which states the
     steps where train and test accuracy first reach 0.99 and how much MIR/HDR moved around each.
     """
-    from nc_audit.io.outputs import plan_outputs
+    from nc_audit.io.plan.outputs import plan_outputs
 
     names = ("trajectory.json", "grokking.png", "SUMMARY.md")
     plan_outputs({f"--out {out / name}": out / name for name in names})

@@ -72,10 +72,10 @@ def extract_command(
     text_column: TextColumnOpt = "text",
 ) -> None:
     """Extract features (the head's input), labels, logits and the head into an HDF5 dump."""
-    from nc_audit.io.checkpoint_files import check_checkpoint_file
-    from nc_audit.io.hdf5_guard import external_data_allowed
-    from nc_audit.io.outputs import plan_outputs
-    from nc_audit.io.preflight import data_file
+    from nc_audit.io.checkpoints.container import check_checkpoint_file
+    from nc_audit.io.hdf5.guard import external_data_allowed
+    from nc_audit.io.plan.outputs import plan_outputs
+    from nc_audit.io.plan.preflight import data_file
 
     plan_outputs(
         {"--out": out}, [checkpoint, data_file(data)], model=model
@@ -104,7 +104,7 @@ def extract_command(
         if is_main_process():
             wrote(path)
         return
-    from nc_audit.io.corpus import is_corpus
+    from nc_audit.io.data.corpus import is_corpus
 
     if is_corpus(data):
         raise InputError(

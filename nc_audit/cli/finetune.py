@@ -135,9 +135,9 @@ def finetune_command(
 
     Runs under torchrun too (DistributedDataParallel; rank 0 writes). Exit codes: 0 done, 2 bad input.
     """
-    from nc_audit.io.hdf5_guard import external_data_allowed
-    from nc_audit.io.outputs import plan_outputs
-    from nc_audit.io.preflight import data_file, finetune_outputs
+    from nc_audit.io.hdf5.guard import external_data_allowed
+    from nc_audit.io.plan.outputs import plan_outputs
+    from nc_audit.io.plan.preflight import data_file, finetune_outputs
 
     inputs = [checkpoint, features, anchors, data_file(data)]
     outputs = {**finetune_outputs(out, inputs), "--html": html_path}

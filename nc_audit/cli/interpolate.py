@@ -94,13 +94,13 @@ def interpolate_command(
     At each α: accuracy, mean cross-entropy, and every Neural Collapse and class-level matrix metric
     of the split's features with the interpolated head. Exit 2 on bad input (e.g. two architectures).
     """
-    from nc_audit.io.outputs import plan_outputs
-    from nc_audit.io.preflight import data_file
+    from nc_audit.io.plan.outputs import plan_outputs
+    from nc_audit.io.plan.preflight import data_file
 
     plan_outputs({"--json": json_path, "--plot": plot}, [a, b, data_file(data)], model=model)
     from nc_audit.cli.progress import make_tracker
     from nc_audit.experiments.interpolate import plot_interpolation, run_interpolation
-    from nc_audit.io.atomic import atomic_write_text
+    from nc_audit.io.guards.atomic import atomic_write_text
     from nc_audit.models.factories import parse_model_args
 
     with make_tracker(quiet) as tracker:

@@ -114,9 +114,9 @@ def measure_command(
 
     Exit codes: 0 all checks passed, 1 a check or baseline comparison failed, 2 bad usage or bad input.
     """
-    from nc_audit.io.hdf5_guard import external_data_allowed
-    from nc_audit.io.outputs import plan_outputs
-    from nc_audit.io.preflight import check_measure_inputs, data_file
+    from nc_audit.io.hdf5.guard import external_data_allowed
+    from nc_audit.io.plan.outputs import plan_outputs
+    from nc_audit.io.plan.preflight import check_measure_inputs, data_file
 
     settings = resolve_settings(
         fail_on,
@@ -135,8 +135,8 @@ def measure_command(
         check_measure_inputs(source, features, split)  # bad files fail here, before torch is loaded
     from nc_audit.cli.progress import make_tracker
     from nc_audit.distributed import is_main_process
-    from nc_audit.measure.api import measure
-    from nc_audit.measure.options import MeasureOptions
+    from nc_audit.measurement.api import measure
+    from nc_audit.measurement.options import MeasureOptions
     from nc_audit.report.markdown import render_markdown
 
     main_rank = is_main_process()  # under torchrun every rank measures its rows; rank 0 reports

@@ -113,8 +113,8 @@ def prune_command(
     sparsity from the checkpoint's own weights; writes DIR/sparsity_S.pt, DIR/pruning.json, the table
     and the plot. Sparsity 0 is `measure CHECKPOINT --data DATA`. A killed run continues with --resume.
     """
-    from nc_audit.io.outputs import files_in, plan_outputs
-    from nc_audit.io.preflight import STUDY_FILES, data_file
+    from nc_audit.io.plan.outputs import files_in, plan_outputs
+    from nc_audit.io.plan.preflight import STUDY_FILES, data_file
 
     parsed = parse_numbers(sparsities, "--sparsities")
     markdown, plot = markdown or out / "RESULTS.md", plot or out / "pruning.png"
@@ -153,7 +153,7 @@ def prune_command(
         print_stdout(json_text(document))
     else:
         print_stdout(table if output_format == Format.table else text)
-    from nc_audit.io.atomic import atomic_write_text
+    from nc_audit.io.guards.atomic import atomic_write_text
 
     if json_path is not None:
         atomic_write_text(json_path, json_text(document))

@@ -93,9 +93,9 @@ def plan_study_outputs(
     out: Path, markdown: Path | None, plot: Path | None, plot_name: str, data: str | None
 ) -> tuple[Path, Path]:
     """The study's Markdown page and plot (defaults in --out), checked with its records against its
-    data file before anything is created (nc_audit.io.outputs)."""
-    from nc_audit.io.outputs import files_in, plan_outputs
-    from nc_audit.io.preflight import STUDY_FILES, data_file
+    data file before anything is created (nc_audit.io.plan.outputs)."""
+    from nc_audit.io.plan.outputs import files_in, plan_outputs
+    from nc_audit.io.plan.preflight import STUDY_FILES, data_file
 
     markdown, plot = markdown or out / "RESULTS.md", plot or out / plot_name
     plan_outputs({**files_in(out, STUDY_FILES), "--markdown": markdown, "--plot": plot}, [data_file(data)])
@@ -103,7 +103,7 @@ def plan_study_outputs(
 
 
 def write_outputs(text: str, markdown: Path, plot: Path, draw: Callable[[Path], None]) -> None:
-    from nc_audit.io.atomic import atomic_write_text
+    from nc_audit.io.guards.atomic import atomic_write_text
 
     atomic_write_text(markdown, text)
     draw(plot)

@@ -97,8 +97,8 @@ def track_command(
 
     Exit codes: 0 all checks passed, 1 a check or baseline comparison failed, 2 bad usage or bad input.
     """
-    from nc_audit.io.outputs import plan_outputs
-    from nc_audit.io.preflight import data_file
+    from nc_audit.io.plan.outputs import plan_outputs
+    from nc_audit.io.plan.preflight import data_file
 
     settings = resolve_settings(
         fail_on,
@@ -112,15 +112,15 @@ def track_command(
     }  # fmt: skip
     if len(inputs) == 1 and inputs[0].suffix.lower() == ".jsonl":
         from nc_audit.core.formats import TRAJECTORY_SCHEMA
-        from nc_audit.measure.jsonl import read_trajectory_jsonl
+        from nc_audit.measurement.jsonl import read_trajectory_jsonl
 
         plan_outputs(outputs, [inputs[0], settings.baseline_path], step_summary=True)
         trajectory = {"schema": TRAJECTORY_SCHEMA, "records": read_trajectory_jsonl(inputs[0])}
         if not trajectory["records"] and (settings.rules or settings.baseline is not None):
             raise InputError(f"{inputs[0]}: the trajectory holds no records: nothing to gate")
     else:
-        from nc_audit.io.hdf5_guard import external_data_allowed
-        from nc_audit.measure.discover import check_trajectory_inputs, discover
+        from nc_audit.io.hdf5.guard import external_data_allowed
+        from nc_audit.measurement.discover import check_trajectory_inputs, discover
 
         with external_data_allowed(allow_external_data):  # every file the run reads, checked without torch
             read = check_trajectory_inputs(discover(inputs), split, with_data=data is not None)
@@ -128,8 +128,8 @@ def track_command(
             outputs, [*read, settings.baseline_path, data_file(data)], model=model, step_summary=True
         )
         from nc_audit.cli.progress import make_tracker
-        from nc_audit.measure.options import MeasureOptions
-        from nc_audit.measure.trajectory import measure_trajectory
+        from nc_audit.measurement.options import MeasureOptions
+        from nc_audit.measurement.trajectory import measure_trajectory
 
         with make_tracker(quiet) as tracker:
             options = MeasureOptions(

@@ -3,7 +3,7 @@
 By default SIGTERM kills Python at once: no ``finally`` runs, and a half-written temporary file (a
 600 MB dump) stays on disk. Within :func:`exceptions_on_signals`, SIGTERM and SIGHUP raise
 ``SystemExit(128 + signal)`` and SIGINT raises ``KeyboardInterrupt`` in the main thread, so every
-``with`` block on the way out runs: :func:`nc_audit.io.atomic.atomic_path` removes its temporary file
+``with`` block on the way out runs: :func:`nc_audit.io.guards.atomic.atomic_path` removes its temporary file
 and an HDF5 file being written is abandoned cleanly. A second signal while that clean-up runs is
 ignored, so the clean-up finishes; and a signal whose exception was swallowed on the way (it arrived
 in a weakref callback or an extension's deallocator, which cannot raise) is not printed as "Exception
@@ -46,7 +46,7 @@ def _handler(number: int, frame: FrameType | None) -> None:
 def raise_if_terminated() -> None:
     """Raise the pending signal's exception again. The first raise happens in the handler, wherever the
     main thread was; an extension's deallocator may swallow it ("Exception ignored"), so code that is
-    about to make a write final calls this first (:func:`nc_audit.io.atomic.atomic_path`)."""
+    about to make a write final calls this first (:func:`nc_audit.io.guards.atomic.atomic_path`)."""
     if _pending is None:
         return
     if _pending == signal.SIGINT:

@@ -26,10 +26,10 @@ from nc_audit.engine.sample_stats import SampleLevelStats
 from nc_audit.engine.second_pass import SecondPass
 from nc_audit.engine.state import merge_all, reduce_over_ranks
 from nc_audit.engine.workers import RoundRobin
-from nc_audit.io.checkpoints import Head
-from nc_audit.io.chunks import Chunk, ChunkReader
-from nc_audit.io.dumps import SplitInfo, open_chunks
-from nc_audit.io.overflow import overflow_rows
+from nc_audit.io.checkpoints.load import Head
+from nc_audit.io.dumps.chunks import Chunk, ChunkReader
+from nc_audit.io.dumps.overflow import overflow_rows
+from nc_audit.io.dumps.reader import SplitInfo, open_chunks
 
 #: The second pass gives each worker its own copy of the sample-level scatters (C·d² float64) only when
 #: they are at most this large; larger ones are filled by one worker.
@@ -108,7 +108,7 @@ def stream(
     keep: torch.Tensor | None = None,
 ) -> None:
     """One pass over this rank's rows: chunk i goes to ``updates[i % W]``, each on its own thread with
-    its own read buffer (:mod:`nc_audit.io.chunks`, :mod:`nc_audit.engine.workers`); labels are checked
+    its own read buffer (:mod:`nc_audit.io.dumps.chunks`, :mod:`nc_audit.engine.workers`); labels are checked
     here, in file order, and nothing more is handed out once one is out of range. ``with_rows``: the
     updates also take the chunk's first row within the split. ``keep`` (C,) bool: only rows whose label
     it marks reach the updates (--min-class-samples; with ``with_rows`` the first row is the chunk's, so

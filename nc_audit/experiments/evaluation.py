@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 from torch.nn.functional import cross_entropy
 
-from nc_audit.io.checkpoints import Head
-from nc_audit.io.datasets import ArrayDataset
-from nc_audit.io.inputs import to_device
-from nc_audit.measure.compute import metrics_from_arrays
+from nc_audit.core.inputs import to_device
+from nc_audit.io.checkpoints.load import Head
+from nc_audit.io.data.datasets import ArrayDataset
+from nc_audit.measurement.compute import metrics_from_arrays
 from nc_audit.models.hooks import find_head_module, forward_with_features
 from nc_audit.report.model import finite_or_none
 from nc_audit.report.ranges import check_ranges

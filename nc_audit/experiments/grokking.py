@@ -41,8 +41,8 @@ from nc_audit.core.formats import GROKKING_SCHEMA
 from nc_audit.core.progress import SilentTracker, Tracker
 from nc_audit.core.version import __version__
 from nc_audit.experiments.grokking_train import OPTIMIZER, train
-from nc_audit.io.atomic import atomic_write_text
-from nc_audit.io.datasets import load_dataset
+from nc_audit.io.data.datasets import load_dataset
+from nc_audit.io.guards.atomic import atomic_write_text
 from nc_audit.report.model import Report, finite_or_none, trajectory_dict
 
 #: Per model: its config and the run's defaults. The steps leave room after the test accuracy reaches 0.99
@@ -82,8 +82,8 @@ class GrokkingResult:
 
 def measure_splits(paths: list[Path], spec: str, tracker: Tracker) -> tuple[list[Report], list[Report]]:
     """Train and test reports of every checkpoint via measure_trajectory (features in a temporary cache)."""
-    from nc_audit.measure.options import MeasureOptions
-    from nc_audit.measure.trajectory import measure_trajectory
+    from nc_audit.measurement.options import MeasureOptions
+    from nc_audit.measurement.trajectory import measure_trajectory
 
     with tempfile.TemporaryDirectory(prefix="nc-audit-grokking-") as cache:
         options = MeasureOptions(data=spec, cache_dir=Path(cache), device="cpu")
@@ -103,8 +103,8 @@ def measure_splits(paths: list[Path], spec: str, tracker: Tracker) -> tuple[list
 
 def own_class_means(dump: Path) -> dict[str, float | None]:
     """Every class-level metric of the dump's test split with the test features' own class means."""
-    from nc_audit.io.dumps import iter_chunks, read_head, resolve_split
-    from nc_audit.measure.compute import metrics_from_arrays
+    from nc_audit.io.dumps.reader import iter_chunks, read_head, resolve_split
+    from nc_audit.measurement.compute import metrics_from_arrays
 
     chunks = list(iter_chunks(resolve_split(dump, "test")))
     H = torch.cat([features for features, _ in chunks])  # (N_test, d)

@@ -18,8 +18,8 @@ from torch.nn.functional import cross_entropy
 
 from nc_audit.core.errors import InputError
 from nc_audit.core.progress import Tracker
-from nc_audit.io.datasets import ArrayDataset, load_dataset
-from nc_audit.io.save import save_checkpoint
+from nc_audit.io.checkpoints.save import save_checkpoint
+from nc_audit.io.data.datasets import ArrayDataset, load_dataset
 from nc_audit.models.registry import architecture_record, build_model
 
 OPTIMIZER: dict[str, Any] = {"name": "AdamW", "lr": 1e-3, "weight_decay": 1.0, "betas": (0.9, 0.98)}

@@ -27,11 +27,11 @@ import torch
 from nc_audit.core.devices import resolve_device
 from nc_audit.core.errors import InputError
 from nc_audit.core.formats import INTERPOLATION_SCHEMA
+from nc_audit.core.inputs import to_device
 from nc_audit.core.progress import SilentTracker, Tracker
 from nc_audit.core.version import __version__
 from nc_audit.experiments.evaluation import BATCH_SIZE, evaluate
-from nc_audit.io.datasets import ArrayDataset, check_two_classes, dataset_splits, load_dataset
-from nc_audit.io.inputs import to_device
+from nc_audit.io.data.datasets import ArrayDataset, check_two_classes, dataset_splits, load_dataset
 from nc_audit.metrics.information import nc_targets
 from nc_audit.models.hooks import call_model, find_head_module
 from nc_audit.models.input_fit import check_inputs_fit

@@ -27,12 +27,12 @@ from nc_audit.core.formats import PRUNING_SCHEMA
 from nc_audit.core.progress import SilentTracker, Tracker
 from nc_audit.core.version import __version__
 from nc_audit.experiments.studies.records import OnRecord, Run, StudyRecords, json_text, plain, run_study
-from nc_audit.io.atomic import atomic_write_text
-from nc_audit.io.checkpoints import file_sha256
-from nc_audit.io.datasets import dataset_splits, load_dataset
-from nc_audit.io.save import save_checkpoint
-from nc_audit.measure.api import measure
-from nc_audit.measure.options import MeasureOptions
+from nc_audit.io.checkpoints.load import file_sha256
+from nc_audit.io.checkpoints.save import save_checkpoint
+from nc_audit.io.data.datasets import dataset_splits, load_dataset
+from nc_audit.io.guards.atomic import atomic_write_text
+from nc_audit.measurement.api import measure
+from nc_audit.measurement.options import MeasureOptions
 from nc_audit.models.factories import parse_model_args
 from nc_audit.models.loading import load_model
 from nc_audit.models.pruning import SCOPES, apply_masks, magnitude_masks, prunable_weights

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.files import read_capped
+from nc_audit.io.guards.files import read_capped
 
 try:  # Python >= 3.11
     import tomllib

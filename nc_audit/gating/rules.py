@@ -21,7 +21,7 @@ from typing import Any
 
 from nc_audit.core.errors import InputError
 from nc_audit.core.formats import REPORT_SCHEMA, TRAJECTORY_SCHEMA
-from nc_audit.io.files import load_json
+from nc_audit.io.guards.files import load_json
 
 #: Comparison operators a rule may use; two-character ones first so that "<=" is not read as "<".
 OPERATORS: dict[str, Callable[[float, float], bool]] = {

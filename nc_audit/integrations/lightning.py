@@ -27,8 +27,8 @@ from typing import Any
 
 from nc_audit.core.errors import InputError
 from nc_audit.integrations.capture import HeadRecorder, log_values
-from nc_audit.measure.modules import split_batch
-from nc_audit.measure.monitor import Monitor
+from nc_audit.measurement.modules import split_batch
+from nc_audit.measurement.monitor import Monitor
 
 
 def _lightning() -> Any:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from nc_audit.core.errors import InputError
 from nc_audit.integrations.capture import HeadRecorder, log_values
-from nc_audit.measure.monitor import Monitor
+from nc_audit.measurement.monitor import Monitor
 
 
 def _transformers() -> Any:

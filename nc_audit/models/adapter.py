@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.checkpoints import Head
+from nc_audit.io.checkpoints.load import Head
 
 
 class ResidualAdapter(nn.Module):

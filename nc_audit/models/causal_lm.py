@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from nc_audit.core.errors import InputError, first_line
-from nc_audit.io.checkpoints import file_sha256, source_sha256
-from nc_audit.io.files import human_bytes, load_json, regular_file
+from nc_audit.io.checkpoints.load import file_sha256, source_sha256
+from nc_audit.io.guards.files import human_bytes, load_json, regular_file
 from nc_audit.models.huggingface import load_pretrained, require_transformers
 
 #: The files a Hugging Face tokenizer is read from (those present make its identity).

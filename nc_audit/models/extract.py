@@ -13,16 +13,16 @@ from typing import Any
 import torch
 
 from nc_audit.core.errors import InputError, did_you_mean
+from nc_audit.core.inputs import describe, to_device
 from nc_audit.core.progress import SilentTracker, Tracker
-from nc_audit.io.datasets import (
+from nc_audit.io.data.datasets import (
     ArrayDataset,
     dataset_splits,
     holds_features,
     holds_split_groups,
     load_dataset,
 )
-from nc_audit.io.dump_writer import write_dump
-from nc_audit.io.inputs import describe, to_device
+from nc_audit.io.dumps.writer import write_dump
 from nc_audit.models.hooks import find_head_module, forward_with_features
 from nc_audit.models.input_fit import check_inputs_fit
 from nc_audit.models.loading import LoadedModel, load_model

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.hf_files import MAX_CONFIG_BYTES
+from nc_audit.io.checkpoints.hf_folder import MAX_CONFIG_BYTES
 
 MAX_LAYERS = 1024
 MAX_LABELS = 100_000

@@ -13,8 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from nc_audit.core.errors import InputError, did_you_mean
-from nc_audit.io.heads import is_usual_head_name
-from nc_audit.io.inputs import Inputs
+from nc_audit.core.inputs import Inputs
+from nc_audit.io.checkpoints.heads import is_usual_head_name
 
 
 def _last_linear(prefix: str, module: nn.Module) -> tuple[str, nn.Linear] | None:

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from nc_audit.core.errors import InputError, first_line
-from nc_audit.io.heads import USUAL_HEAD_NAMES
+from nc_audit.io.checkpoints.heads import USUAL_HEAD_NAMES
 from nc_audit.models.hf_config import check_config, check_config_file
 from nc_audit.models.hooks import find_head_module
 from nc_audit.models.meta_build import check_model_size

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.inputs import Inputs
+from nc_audit.core.inputs import Inputs
 
 #: Modules that hold no parameters and only reshape: a Linear after them still sees the flattened input.
 _RESHAPING = (nn.Flatten, nn.Identity, nn.Dropout)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.checkpoints import Checkpoint, find_head, load_checkpoint
+from nc_audit.io.checkpoints.load import Checkpoint, find_head, load_checkpoint
 from nc_audit.models.factories import factory_from_record, load_factory
 from nc_audit.models.factory_rule import check_args
 from nc_audit.models.hf_config import MAX_LABELS

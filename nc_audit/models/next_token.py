@@ -2,9 +2,9 @@
 
 Every position g of the corpus's token stream whose next token is in the same document gives one
 sample: features = the unembedding's input at g (after the final norm), label = token g+1; the head is
-the unembedding (V classes). Windows, padding and document boundaries: :mod:`nc_audit.io.token_stream`;
-corpus formats: :mod:`nc_audit.io.corpus`. The dump is written batch by batch with bounded memory and
-resumes after an interruption (:mod:`nc_audit.io.token_dump`). Under ``torchrun`` each rank extracts a
+the unembedding (V classes). Windows, padding and document boundaries: :mod:`nc_audit.io.data.token_stream`;
+corpus formats: :mod:`nc_audit.io.data.corpus`. The dump is written batch by batch with bounded memory and
+resumes after an interruption (:mod:`nc_audit.io.dumps.token_dump`). Under ``torchrun`` each rank extracts a
 contiguous range of batches (so a contiguous token range) into its own part; rank 0 joins them in rank
 order, and the dump is the same as one process writes.
 """
@@ -22,9 +22,8 @@ import torch
 from nc_audit.core.errors import InputError
 from nc_audit.core.progress import SilentTracker, Tracker
 from nc_audit.distributed import DistributedContext
-from nc_audit.io.corpus import PIECE_CHARS, corpus_kind, corpus_sha256, text_pieces, token_blocks
-from nc_audit.io.token_dump import PartialDump, finish, join_parts, output_target, partial_path
-from nc_audit.io.token_stream import (
+from nc_audit.io.data.corpus import PIECE_CHARS, corpus_kind, corpus_sha256, text_pieces, token_blocks
+from nc_audit.io.data.token_stream import (
     IdCheck,
     Plan,
     TokenStream,
@@ -33,6 +32,7 @@ from nc_audit.io.token_stream import (
     batch_arrays,
     plan_windows,
 )
+from nc_audit.io.dumps.token_dump import PartialDump, finish, join_parts, output_target, partial_path
 from nc_audit.models.causal_lm import (
     DEFAULT_CONTEXT,
     CausalLM,

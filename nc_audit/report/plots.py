@@ -22,7 +22,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from nc_audit.io.atomic import atomic_write_bytes
+from nc_audit.io.guards.atomic import atomic_write_bytes
 from nc_audit.report.model import record_label
 from nc_audit.report.numbers import as_number
 

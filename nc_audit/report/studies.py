@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nc_audit.io.atomic import atomic_write_bytes
+from nc_audit.io.guards.atomic import atomic_write_bytes
 
 
 def cell(stat: Mapping[str, Any] | None, digits: int = 4) -> str:

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.files import regular_file
-from nc_audit.io.hdf5_guard import check_dataset, lookup, read_small
-from nc_audit.io.npy_header import check_npy_header
+from nc_audit.io.data.npy_header import check_npy_header
+from nc_audit.io.guards.files import regular_file
+from nc_audit.io.hdf5.guard import check_dataset, lookup, read_small
 
 ANCHOR_SUFFIXES: tuple[str, ...] = (".safetensors", ".npy", ".h5", ".hdf5")
 ANCHOR_KEY = "anchors"

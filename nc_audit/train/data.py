@@ -18,11 +18,11 @@ import torch
 from torch import Tensor
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.checkpoints import file_sha256
-from nc_audit.io.datasets import check_two_classes, dataset_splits, load_dataset
-from nc_audit.io.dumps import SplitInfo, dump_splits, iter_chunks, open_dump, resolve_split
-from nc_audit.io.hdf5_guard import dataset_at, read_small
-from nc_audit.io.inputs import Inputs, take
+from nc_audit.core.inputs import Inputs, take
+from nc_audit.io.checkpoints.load import file_sha256
+from nc_audit.io.data.datasets import check_two_classes, dataset_splits, load_dataset
+from nc_audit.io.dumps.reader import SplitInfo, dump_splits, iter_chunks, open_dump, resolve_split
+from nc_audit.io.hdf5.guard import dataset_at, read_small
 
 #: Largest train split of a dump read into memory, in bytes of float32 features (2 GiB).
 MAX_TRAIN_BYTES = 2 * 2**30

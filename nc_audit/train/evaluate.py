@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from nc_audit.core.errors import InputError
+from nc_audit.core.inputs import to_device
 from nc_audit.distributed import DistributedContext
-from nc_audit.io.checkpoints import Head
-from nc_audit.io.inputs import to_device
-from nc_audit.measure.compute import metrics_from_arrays
+from nc_audit.io.checkpoints.load import Head
+from nc_audit.measurement.compute import metrics_from_arrays
 from nc_audit.models.hooks import find_head_module, forward_with_features
 from nc_audit.train.data import EvalSplit, TrainData
 

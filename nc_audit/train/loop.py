@@ -18,10 +18,10 @@ from typing import Any
 from nc_audit.core.errors import InputError
 from nc_audit.core.progress import SilentTracker, Tracker
 from nc_audit.distributed import DistributedContext
-from nc_audit.io.atomic import new_folder
-from nc_audit.io.checkpoints import file_sha256
-from nc_audit.io.dump_writer import write_dump
-from nc_audit.io.save import save_checkpoint
+from nc_audit.io.checkpoints.load import file_sha256
+from nc_audit.io.checkpoints.save import save_checkpoint
+from nc_audit.io.dumps.writer import write_dump
+from nc_audit.io.guards.atomic import new_folder
 from nc_audit.models.extract import ADAPTED_DUMP_NAME
 from nc_audit.train.config import FinetuneConfig
 from nc_audit.train.evaluate import DivergedError, current_head, evaluate, features_in_order

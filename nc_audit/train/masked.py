@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from nc_audit.core.inputs import take, to_device
 from nc_audit.core.progress import SilentTracker, Tracker
-from nc_audit.io.datasets import ArrayDataset
-from nc_audit.io.inputs import take, to_device
+from nc_audit.io.data.datasets import ArrayDataset
 from nc_audit.models.hooks import call_model, logits_of
 from nc_audit.train.losses import classification_loss
 

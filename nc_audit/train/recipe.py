@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from nc_audit.core.errors import InputError
+from nc_audit.core.inputs import take
 from nc_audit.core.progress import SilentTracker, Tracker
-from nc_audit.io.datasets import ArrayDataset
-from nc_audit.io.inputs import take
+from nc_audit.io.data.datasets import ArrayDataset
 from nc_audit.models.registry import build_model
 from nc_audit.train.losses import classification_loss
 

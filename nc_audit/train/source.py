@@ -9,8 +9,8 @@ from typing import Any
 from torch import nn
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.checkpoints import Head, find_head, load_checkpoint
-from nc_audit.io.dumps import read_head
+from nc_audit.io.checkpoints.load import Head, find_head, load_checkpoint
+from nc_audit.io.dumps.reader import read_head
 from nc_audit.models.adapter import build_adapter
 from nc_audit.models.factories import parse_model_args
 from nc_audit.models.hooks import find_head_module

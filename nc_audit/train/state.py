@@ -24,8 +24,8 @@ import torch
 
 from nc_audit.core.errors import InputError, changed_settings
 from nc_audit.core.formats import TRAIN_FORMAT
-from nc_audit.io.atomic import atomic_write_text
-from nc_audit.io.save import save_checkpoint
+from nc_audit.io.checkpoints.save import save_checkpoint
+from nc_audit.io.guards.atomic import atomic_write_text
 
 HISTORY_NAME = "history.jsonl"
 FINAL_NAME = "final.pt"

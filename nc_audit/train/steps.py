@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nc_audit.core.inputs import take, to_device
 from nc_audit.distributed import DistributedContext
-from nc_audit.io.inputs import take, to_device
 from nc_audit.models.hooks import forward_with_features
 from nc_audit.train.config import FinetuneConfig
 from nc_audit.train.data import MemorySplit

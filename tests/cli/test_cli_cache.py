@@ -14,7 +14,7 @@ from runs import assert_bad_input
 from typer.testing import CliRunner, Result
 
 from nc_audit.cli import app
-from nc_audit.measure.cache import cache_entries, cached_dump, clear_cache
+from nc_audit.measurement.cache import cache_entries, cached_dump, clear_cache
 
 pytestmark = pytest.mark.usefixtures("isolated_cli")
 DAY = 86400.0
@@ -93,7 +93,7 @@ def test_clear_never_touches_other_files_folders_or_link_targets(folder: Path, t
 def test_a_file_replaced_after_listing_is_left_alone(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each file goes whole or not at all, and only the file that was listed: a dump rewritten in between
     (a concurrent extraction renaming a new one into place) survives."""
-    import nc_audit.measure.cache_files as module
+    import nc_audit.measurement.cache_files as module
 
     listed = module._entries
 

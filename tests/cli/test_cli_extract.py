@@ -23,7 +23,7 @@ from typer.testing import CliRunner, Result
 
 from nc_audit.cli import app
 from nc_audit.core.formats import ARCH_FORMAT
-from nc_audit.io.save import save_checkpoint
+from nc_audit.io.checkpoints.save import save_checkpoint
 from nc_audit.models.extract import extract
 from nc_audit.models.registry import architecture_record, build_model
 

@@ -36,7 +36,7 @@ from runs import (
     write_run,
 )
 
-from nc_audit.measure.trajectory import measure_trajectory
+from nc_audit.measurement.trajectory import measure_trajectory
 
 BETTER_NOISE, WORSE_NOISE = 0.4, 0.8
 pytestmark = pytest.mark.usefixtures("isolated_cli")

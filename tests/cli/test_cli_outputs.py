@@ -1,4 +1,4 @@
-"""One output guard for every command (nc_audit/io/outputs.py called by each command before it creates
+"""One output guard for every command (nc_audit/io/plan/outputs.py called by each command before it creates
 anything): prune and the studies included, and nothing left behind by a run refused for its inputs."""
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import torch
 from reference import ALL_KEYS, Problem, relative_difference
 
 from nc_audit.core.class_stats import ClassStats
-from nc_audit.measure.api import measure
+from nc_audit.measurement.api import measure
 
 TIGHT = 1e-12
 

@@ -16,7 +16,7 @@ from nc_audit.core import signals
 WRITER = r"""
 import sys, time
 from nc_audit.core.signals import exceptions_on_signals
-from nc_audit.io.atomic import atomic_path
+from nc_audit.io.guards.atomic import atomic_path
 with exceptions_on_signals():
     with atomic_path(sys.argv[1]) as tmp:
         tmp.write_bytes(b"partial")

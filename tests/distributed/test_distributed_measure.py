@@ -39,9 +39,9 @@ from nc_audit.distributed import DistributedContext
 from nc_audit.engine.accumulators import DecisionCounter
 from nc_audit.engine.passes import accumulate_stats, count_decisions
 from nc_audit.engine.state import reduce_over_ranks
-from nc_audit.io.dumps import read_head, resolve_split
-from nc_audit.measure.api import measure
-from nc_audit.measure.compute import compute_metrics
+from nc_audit.io.dumps.reader import read_head, resolve_split
+from nc_audit.measurement.api import measure
+from nc_audit.measurement.compute import compute_metrics
 
 TOLERANCE = 1e-12
 pytestmark = pytest.mark.distributed
@@ -73,7 +73,7 @@ RECORDER = textwrap.dedent(
     # the rows mapped straight from the file).
     import atexit, json, os, runpy, sys
     import h5py
-    from nc_audit.io.direct import DirectRows
+    from nc_audit.io.hdf5.direct import DirectRows
     reads, original, original_direct = [], h5py.Dataset.__getitem__, DirectRows.read
     def recording(self, key):
         if self.name.endswith("/features") and isinstance(key, slice):

@@ -21,8 +21,8 @@ from nc_audit.engine import decision_sample, passes
 from nc_audit.engine.accumulators import DecisionCounter, WithinProjection
 from nc_audit.engine.decision_sample import DecisionSample
 from nc_audit.engine.passes import accumulate_stats, count_decisions
-from nc_audit.io.checkpoints import Head
-from nc_audit.io.dumps import resolve_split
+from nc_audit.io.checkpoints.load import Head
+from nc_audit.io.dumps.reader import resolve_split
 from nc_audit.metrics.collapse import centred_means
 
 CPU = torch.device("cpu")

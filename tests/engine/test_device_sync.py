@@ -33,7 +33,7 @@ from nc_audit.engine.first_pass import ShiftedSums
 from nc_audit.engine.passes import accumulate_stats, count_decisions
 from nc_audit.engine.sample_stats import SampleLevelStats
 from nc_audit.engine.second_pass import SecondPass
-from nc_audit.io.dumps import read_head, resolve_split
+from nc_audit.io.dumps.reader import read_head, resolve_split
 from nc_audit.metrics.collapse import centred_means
 from nc_audit.metrics.sample_level import group_by_class
 

@@ -26,7 +26,7 @@ from nc_audit.engine.first_pass import ShiftedSums
 from nc_audit.engine.passes import accumulate_stats
 from nc_audit.engine.state import merge, pack, unpack
 from nc_audit.engine.workers import RoundRobin
-from nc_audit.io.dumps import resolve_split
+from nc_audit.io.dumps.reader import resolve_split
 
 TIGHT = 1e-12
 CPU = torch.device("cpu")

@@ -16,8 +16,8 @@ from nc_audit.engine.accumulators import DecisionCounter, WithinProjection
 from nc_audit.engine.decision_bound import MarginBound
 from nc_audit.engine.passes import accumulate_stats, count_decisions
 from nc_audit.engine.second_pass import SecondPass
-from nc_audit.io.checkpoints import Head
-from nc_audit.io.dumps import resolve_split
+from nc_audit.io.checkpoints.load import Head
+from nc_audit.io.dumps.reader import resolve_split
 from nc_audit.metrics.collapse import centred_means
 
 CPU = torch.device("cpu")

@@ -19,7 +19,7 @@ import torch
 from nc_audit.core.progress import SilentTracker
 from nc_audit.engine.accumulators import WithinProjection
 from nc_audit.engine.passes import accumulate_stats, count_decisions
-from nc_audit.io.dumps import read_head, resolve_split
+from nc_audit.io.dumps.reader import read_head, resolve_split
 from nc_audit.metrics.collapse import centred_means
 
 def status(key):

@@ -16,7 +16,7 @@ from nc_audit.cli.demo import demo_app
 from nc_audit.core.formats import GROKKING_SCHEMA
 from nc_audit.experiments.grokking import THRESHOLD, first_step, window_change
 from nc_audit.experiments.grokking_train import save_steps
-from nc_audit.io.checkpoints import load_checkpoint
+from nc_audit.io.checkpoints.load import load_checkpoint
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

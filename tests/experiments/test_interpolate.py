@@ -20,10 +20,10 @@ from nc_audit.experiments.interpolate import (
     interpolated_state,
     run_interpolation,
 )
-from nc_audit.io.checkpoints import Checkpoint
-from nc_audit.io.datasets import load_dataset
-from nc_audit.io.save import save_checkpoint
-from nc_audit.measure.api import measure
+from nc_audit.io.checkpoints.load import Checkpoint
+from nc_audit.io.checkpoints.save import save_checkpoint
+from nc_audit.io.data.datasets import load_dataset
+from nc_audit.measurement.api import measure
 from nc_audit.models.hooks import forward_with_features
 from nc_audit.models.loading import LoadedModel
 from nc_audit.models.registry import architecture_record, build_model

@@ -12,7 +12,7 @@ from runs import SAMPLES, invoke, sample_checkpoints
 
 from nc_audit.core.formats import PRUNING_SCHEMA
 from nc_audit.experiments.prune import PruneSettings, run_pruning
-from nc_audit.measure.api import measure
+from nc_audit.measurement.api import measure
 
 pytestmark = pytest.mark.usefixtures("one_thread", "isolated_cli")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -61,7 +61,7 @@ def test_label_smoothing_quick_runs_end_to_end(tmp_path: Path) -> None:
 
 def test_label_smoothing_changes_the_training_and_the_run_is_measurable(tmp_path: Path) -> None:
     """The two runs differ only in ε; their checkpoints measure like the study says."""
-    from nc_audit.measure.api import measure
+    from nc_audit.measurement.api import measure
 
     study = LabelSmoothingStudy.quick()
     document = run_label_smoothing(tmp_path / "ls", study)

@@ -203,7 +203,7 @@ def case_ranges_wrong_width(root: Path) -> Case:
 def case_ranges_token_ids_beyond_vocab(root: Path) -> Case:
     checkpoint = root / "transformer.pt"
     script = (
-        "import sys; from pathlib import Path; from nc_audit.io.save import save_checkpoint; "
+        "import sys; from pathlib import Path; from nc_audit.io.checkpoints.save import save_checkpoint; "
         "from nc_audit.models.registry import architecture_record, build_model; "
         "r = architecture_record('transformer', {'p': 11, 'd_model': 8, 'heads': 2, 'd_mlp': 8}, 11); "
         "save_checkpoint(Path(sys.argv[1]), build_model(r).state_dict(), r, {'step': 0})"

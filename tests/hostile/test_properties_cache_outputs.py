@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.outputs import plan_outputs
+from nc_audit.io.plan.outputs import plan_outputs
 
 OPTIONS = ("--json", "--markdown", "--junit", "--html", "--plot", "--out")
 REACHED = ("plain", "folder", "link", "vds", "model")

@@ -25,8 +25,8 @@ from typer.testing import CliRunner
 
 from nc_audit.cli import app
 from nc_audit.core.errors import InputError
-from nc_audit.io.data_files import _file_keys
-from nc_audit.io.dumps import iter_chunks, resolve_split
+from nc_audit.io.data.user_files import _file_keys
+from nc_audit.io.dumps.reader import iter_chunks, resolve_split
 
 INDIRECTION_EXAMPLES = 30 * (10 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 1)
 ROWS = (np.arange(24 * 2, dtype=np.float64) % 7).reshape(24, 2)  # what every in-file dataset holds

@@ -11,7 +11,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nc_audit.measure.api import measure_arrays
+from nc_audit.measurement.api import measure_arrays
 from nc_audit.report.ranges import OUT_OF_RANGE, metric_range
 
 DEGENERACIES = ("none", "zero_head_rows", "all_zero_head", "duplicate_means", "mean_at_global", "constant")

@@ -1,4 +1,4 @@
-"""What a write does to its target (nc_audit/io/atomic.py): through symlinks, straight into FIFOs and
+"""What a write does to its target (nc_audit/io/guards/atomic.py): through symlinks, straight into FIFOs and
 devices, a full disk said as such, created folders removed when the block fails."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.atomic import atomic_path, atomic_write_text, new_folder, write_error
+from nc_audit.io.guards.atomic import atomic_path, atomic_write_text, new_folder, write_error
 
 
 def test_a_symlinked_output_stays_a_link_and_its_target_gets_the_bytes(tmp_path: Path) -> None:

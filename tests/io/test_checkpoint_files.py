@@ -1,4 +1,4 @@
-"""A checkpoint's container checked before torch.load (nc_audit/io/checkpoint_files.py)."""
+"""A checkpoint's container checked before torch.load (nc_audit/io/checkpoints/container.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.checkpoint_files import check_checkpoint_file
-from nc_audit.io.checkpoints import load_checkpoint
+from nc_audit.io.checkpoints.container import check_checkpoint_file
+from nc_audit.io.checkpoints.load import load_checkpoint
 
 
 def test_a_deflated_record_declaring_far_more_than_the_file_is_a_zip_bomb(tmp_path: Path) -> None:

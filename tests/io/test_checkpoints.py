@@ -16,7 +16,7 @@ from conftest import CheckpointWriter, CreatesAFile, backbone_state
 from reference import Problem
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.checkpoints import find_head, load_checkpoint
+from nc_audit.io.checkpoints.load import find_head, load_checkpoint
 
 StateDict = dict[str, torch.Tensor]
 
@@ -218,7 +218,7 @@ def test_file_sha256_reads_a_file_once_and_sees_a_rewrite(tmp_path: Path) -> Non
     the cache key and again for the report), and recomputed after a same-size rewrite."""
     import hashlib
 
-    from nc_audit.io.checkpoints import _sha256, file_sha256
+    from nc_audit.io.checkpoints.load import _sha256, file_sha256
 
     path = tmp_path / "weights.bin"
     path.write_bytes(b"a" * 4096)

@@ -12,7 +12,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.datasets import BUILTIN_DATASETS, ArrayDataset, dataset_splits, load_dataset
+from nc_audit.io.data.datasets import BUILTIN_DATASETS, ArrayDataset, dataset_splits, load_dataset
 
 
 def _sorted_rows(inputs: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -14,8 +14,8 @@ import pytest
 from runs import SAMPLES, invoke
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.datasets import load_dataset
-from nc_audit.io.save import save_checkpoint
+from nc_audit.io.checkpoints.save import save_checkpoint
+from nc_audit.io.data.datasets import load_dataset
 from nc_audit.models.registry import architecture_record, build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread", "isolated_cli")

@@ -1,7 +1,7 @@
 """Reading a dump straight from its bytes gives exactly what h5py reads, or falls back to h5py.
 
 ``iter_chunks(direct=True)`` reads uncompressed, full-row layouts (either byte order) straight from the
-file (:mod:`nc_audit.io.direct`); every other layout must be refused by ``DirectRows.open`` and
+file (:mod:`nc_audit.io.hdf5.direct`); every other layout must be refused by ``DirectRows.open`` and
 read through h5py. Either way the rows, their order and the labels must be those that were written.
 """
 
@@ -17,9 +17,9 @@ import pytest
 import torch
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.direct import DirectRows
-from nc_audit.io.dumps import SplitInfo, iter_chunks, resolve_split
-from nc_audit.io.hdf5_guard import external_data_allowed
+from nc_audit.io.dumps.reader import SplitInfo, iter_chunks, resolve_split
+from nc_audit.io.hdf5.direct import DirectRows
+from nc_audit.io.hdf5.guard import external_data_allowed
 
 N, D = 333, 12  # rows and width of the test dumps (N is not a multiple of the 37-row HDF5 chunks)
 STORED_CHUNK = 37

@@ -14,7 +14,7 @@ WRITER = r"""
 import resource, signal, sys
 import numpy as np, torch
 from nc_audit.core.errors import InputError
-from nc_audit.io.dump_writer import write_dump
+from nc_audit.io.dumps.writer import write_dump
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
 try:

@@ -1,4 +1,4 @@
-"""Bounded reads of input files (nc_audit/io/files.py): regular files only, sizes, JSON depth and digits."""
+"""Bounded reads of input files (nc_audit/io/guards/files.py): regular files only, sizes, JSON depth and digits."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.files import JSONSyntaxError, load_json, read_capped, regular_file
+from nc_audit.io.guards.files import JSONSyntaxError, load_json, read_capped, regular_file
 
 
 def test_a_fifo_is_refused_at_once_without_waiting_for_a_writer(tmp_path: Path) -> None:
@@ -56,6 +56,6 @@ def test_json_nested_too_deep_or_with_huge_integers_is_refused(tmp_path: Path) -
 
 def test_text_that_is_not_json_says_where() -> None:
     with pytest.raises(JSONSyntaxError, match=r"x.json: not valid JSON .* at line 1, column 2"):
-        from nc_audit.io.files import parse_json
+        from nc_audit.io.guards.files import parse_json
 
         parse_json(b"{x", "x.json")

@@ -1,4 +1,4 @@
-"""Attributes and inflation of untrusted HDF5 files bounded before reading (nc_audit/io/hdf5_attrs.py, the
+"""Attributes and inflation of untrusted HDF5 files bounded before reading (nc_audit/io/hdf5/attrs.py, the
 head name and root attributes of dumps, the ``--data`` loader's byte cap)."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from nc_audit.core.errors import InputError
-from nc_audit.io import data_files, hdf5_attrs
-from nc_audit.io.dumps import check_head, read_attrs
+from nc_audit.io.data import user_files as data_files
+from nc_audit.io.dumps.reader import check_head, read_attrs
+from nc_audit.io.hdf5 import attrs as hdf5_attrs
 
 W = np.eye(2, 3)
 

@@ -1,4 +1,4 @@
-"""Every HDF5 indirection followed before a byte is read (nc_audit/io/hdf5_graph.py, hdf5_mapping.py,
+"""Every HDF5 indirection followed before a byte is read (nc_audit/io/hdf5/graph.py, hdf5_mapping.py,
 hdf5_links.py): same-file virtual sources, links and raw external storage checked at their final storage,
 cycles refused, unmapped regions and unwritten rows refused, virtual datasets sized by their sources."""
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from nc_audit.core.errors import InputError
-from nc_audit.io import hdf5_mapping
-from nc_audit.io.dumps import iter_chunks, resolve_split
-from nc_audit.io.hdf5_guard import external_data_allowed
+from nc_audit.io.dumps.reader import iter_chunks, resolve_split
+from nc_audit.io.hdf5 import mapping as hdf5_mapping
+from nc_audit.io.hdf5.guard import external_data_allowed
 
 ROWS = np.arange(40 * 3, dtype=np.float64).reshape(40, 3)
 

@@ -1,4 +1,4 @@
-"""Untrusted HDF5 (nc_audit/io/hdf5_guard.py): data from other files refused unless allowed, and then read
+"""Untrusted HDF5 (nc_audit/io/hdf5/guard.py): data from other files refused unless allowed, and then read
 from the right file; links walked without following; sparse, giant-chunk and tiny-chunk datasets refused."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.chunks import MAX_CHUNKS_PER_READ, rows_per_read
-from nc_audit.io.dumps import feature_scale, iter_chunks, resolve_split
-from nc_audit.io.hdf5_guard import external_data_allowed
+from nc_audit.io.dumps.chunks import MAX_CHUNKS_PER_READ, rows_per_read
+from nc_audit.io.dumps.reader import feature_scale, iter_chunks, resolve_split
+from nc_audit.io.hdf5.guard import external_data_allowed
 
 ROWS = np.arange(40 * 3, dtype=np.float64).reshape(40, 3)
 

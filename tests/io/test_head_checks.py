@@ -1,4 +1,4 @@
-"""What a head may be (nc_audit/io/head_checks.py), the same for checkpoints and dumps: real, dense,
+"""What a head may be (nc_audit/io/checkpoints/head_checks.py), the same for checkpoints and dumps: real, dense,
 (C, d), with a bias of C values; a non-real head is refused, never skipped for a hidden layer."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from conftest import CheckpointWriter, DumpWriter, backbone_state
 from reference import Problem
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.checkpoints import find_head, load_checkpoint
-from nc_audit.io.dumps import read_head
+from nc_audit.io.checkpoints.load import find_head, load_checkpoint
+from nc_audit.io.dumps.reader import read_head
 
 
 @pytest.mark.parametrize(

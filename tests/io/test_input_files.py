@@ -1,5 +1,5 @@
-"""Every file a run reads through one input (nc_audit/io/input_files.py), and the output guard over them
-(nc_audit/io/outputs.py): model folder files, --model sources, HDF5 link / VDS / external storage targets."""
+"""Every file a run reads through one input (nc_audit/io/plan/input_files.py), and the output guard over them
+(nc_audit/io/plan/outputs.py): model folder files, --model sources, HDF5 link / VDS / external storage targets."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.input_files import expand_inputs, model_source_files, reached_files
-from nc_audit.io.outputs import plan_outputs
+from nc_audit.io.plan.input_files import expand_inputs, model_source_files, reached_files
+from nc_audit.io.plan.outputs import plan_outputs
 
 ARRAY = np.arange(12, dtype=np.float32).reshape(4, 3)
 

@@ -1,4 +1,4 @@
-"""Output planning (nc_audit/io/outputs.py): an output never replaces an input or another output."""
+"""Output planning (nc_audit/io/plan/outputs.py): an output never replaces an input or another output."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.outputs import plan_outputs
+from nc_audit.io.plan.outputs import plan_outputs
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Shard indexes of Hugging Face folders (nc_audit/io/shard_index.py): every shard a plain file inside the
+"""Shard indexes of Hugging Face folders (nc_audit/io/checkpoints/shard_index.py): every shard a plain file inside the
 folder, the index bounded; refused otherwise, naming the index and the shard."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from nc_audit.core.errors import InputError
-from nc_audit.io import shard_index
-from nc_audit.io.hf_files import weight_files
+from nc_audit.io.checkpoints import shard_index
+from nc_audit.io.checkpoints.hf_folder import weight_files
 
 INDEX = "model.safetensors.index.json"
 

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nc_audit.core.errors import InputError
-from nc_audit.io import corpus as corpus_module
-from nc_audit.io.corpus import Piece, corpus_sha256, text_pieces, token_blocks
-from nc_audit.io.token_stream import (
+from nc_audit.io.data import corpus as corpus_module
+from nc_audit.io.data.corpus import Piece, corpus_sha256, text_pieces, token_blocks
+from nc_audit.io.data.token_stream import (
     TokenStream,
     TokenStreamWriter,
     add_blocks,

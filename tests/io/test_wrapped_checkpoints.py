@@ -17,8 +17,8 @@ from typer.testing import CliRunner, Result
 
 from nc_audit.cli import app
 from nc_audit.core.errors import InputError
-from nc_audit.io.checkpoints import load_checkpoint
-from nc_audit.measure.api import measure
+from nc_audit.io.checkpoints.load import load_checkpoint
+from nc_audit.measurement.api import measure
 
 pl = pytest.importorskip("pytorch_lightning")
 

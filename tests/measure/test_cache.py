@@ -19,9 +19,9 @@ from typer.testing import CliRunner, Result
 import nc_audit.models.extract as extract_module
 from nc_audit.cli import app
 from nc_audit.core.errors import InputError
-from nc_audit.io.save import save_checkpoint
-from nc_audit.measure.api import measure
-from nc_audit.measure.cache import cache_path, default_cache_dir
+from nc_audit.io.checkpoints.save import save_checkpoint
+from nc_audit.measurement.api import measure
+from nc_audit.measurement.cache import cache_path, default_cache_dir
 from nc_audit.models.builtins import MLP
 from nc_audit.models.registry import architecture_record, build_model
 from nc_audit.report.model import Report

@@ -1,4 +1,4 @@
-"""Feature-cache entries are proven, not trusted (nc_audit/io/cache_proof.py, nc_audit/measure/cache.py).
+"""Feature-cache entries are proven, not trusted (nc_audit/io/guards/cache_proof.py, nc_audit/measurement/cache.py).
 
 An entry is reused only when its proof is signed with this user's key (kept outside the cache) for this
 checkpoint, data and settings, and the dump's bytes are the ones signed. An unproven entry outside the
@@ -20,9 +20,9 @@ import pytest
 from conftest import mlp_checkpoint
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.cache_proof import file_digest, key_path, load_key, proof_path, verify
-from nc_audit.measure.api import measure
-from nc_audit.measure.cache import clear_cache
+from nc_audit.io.guards.cache_proof import file_digest, key_path, load_key, proof_path, verify
+from nc_audit.measurement.api import measure
+from nc_audit.measurement.cache import clear_cache
 from nc_audit.report.model import Report
 
 
@@ -115,8 +115,8 @@ def test_an_unproven_entry_outside_the_own_cache_is_ignored_left_alone_and_not_m
                 del handle.attrs[key]
     elif how == "another user's key":
         monkeypatch.setenv("NC_AUDIT_CACHE_KEY", str(tmp_path / "other-user" / "cache.key"))
-        from nc_audit.io.cache_proof import write_proof
-        from nc_audit.measure.cache import entry_fields
+        from nc_audit.io.guards.cache_proof import write_proof
+        from nc_audit.measurement.cache import entry_fields
 
         attrs_sha = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
         fields = entry_fields(entry, attrs_sha, "digits:layout=flat", ["train", "test"], None, None, ())

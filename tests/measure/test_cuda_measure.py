@@ -18,9 +18,9 @@ from conftest import mlp_checkpoint
 from reference import relative_difference
 from runs import SAMPLES
 
-from nc_audit.io.checkpoints import load_checkpoint
-from nc_audit.measure.api import measure
-from nc_audit.measure.trajectory import measure_trajectory
+from nc_audit.io.checkpoints.load import load_checkpoint
+from nc_audit.measurement.api import measure
+from nc_audit.measurement.trajectory import measure_trajectory
 from nc_audit.models.extract import extract
 from nc_audit.train import FinetuneConfig, finetune
 

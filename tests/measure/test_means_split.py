@@ -14,8 +14,8 @@ from conftest import make_random_problem
 from typer.testing import CliRunner, Result
 
 from nc_audit.cli import app
-from nc_audit.io.save import save_checkpoint
-from nc_audit.measure.api import measure
+from nc_audit.io.checkpoints.save import save_checkpoint
+from nc_audit.measurement.api import measure
 from nc_audit.models.registry import architecture_record, build_model
 
 

@@ -14,7 +14,7 @@ from reference import ALL_KEYS, Problem, reference_metrics, relative_difference
 
 from nc_audit.core.errors import InputError
 from nc_audit.core.formats import REPORT_SCHEMA
-from nc_audit.measure.monitor import Monitor, TruncatedLineWarning, read_trajectory_jsonl
+from nc_audit.measurement.monitor import Monitor, TruncatedLineWarning, read_trajectory_jsonl
 from nc_audit.metrics.information import nc_targets
 
 ROOT = Path(__file__).resolve().parents[2]

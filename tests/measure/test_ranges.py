@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from nc_audit.core.errors import InputError
-from nc_audit.measure.api import measure_arrays
-from nc_audit.measure.monitor import Monitor
+from nc_audit.measurement.api import measure_arrays
+from nc_audit.measurement.monitor import Monitor
 from nc_audit.metrics.information import mir_at_collapse
 from nc_audit.report.model import Report
 from nc_audit.report.ranges import OUT_OF_RANGE, check_ranges

@@ -34,9 +34,9 @@ from runs import (
 )
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.save import save_checkpoint
-from nc_audit.measure.api import measure
-from nc_audit.measure.trajectory import discover, measure_trajectory, order_by_step, step_from_name
+from nc_audit.io.checkpoints.save import save_checkpoint
+from nc_audit.measurement.api import measure
+from nc_audit.measurement.trajectory import discover, measure_trajectory, order_by_step, step_from_name
 from nc_audit.metrics.catalog import CLASS_LEVEL_KEYS
 from nc_audit.report.model import Report
 

@@ -12,7 +12,7 @@ import pytest
 from reference import keep_classes, reference_metrics
 
 from nc_audit.core.errors import InputError
-from nc_audit.measure.api import measure_arrays
+from nc_audit.measurement.api import measure_arrays
 from nc_audit.report.markdown import render_markdown
 
 #: NC4 is left out: the classifier's argmax still runs over every head row (docs/METRICS.md).
@@ -94,8 +94,8 @@ BOUNDED = textwrap.dedent(
     import torch
     from nc_audit.core.class_stats import ClassStats
     from nc_audit.engine.accumulators import DecisionCounter
-    from nc_audit.io.checkpoints import Head
-    from nc_audit.measure.compute import batched_class_level
+    from nc_audit.io.checkpoints.load import Head
+    from nc_audit.measurement.compute import batched_class_level
     from nc_audit.metrics.factored import FactoredHadamard
 
     C, d, headroom, route = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]) * 2**20, sys.argv[4]
@@ -164,9 +164,9 @@ def test_a_million_head_rows_with_three_present_classes() -> None:
 
     from nc_audit.core.class_stats import ClassStats
     from nc_audit.engine.accumulators import DecisionCounter
-    from nc_audit.io.checkpoints import Head
-    from nc_audit.measure.class_set import select_classes
-    from nc_audit.measure.compute import batched_class_level
+    from nc_audit.io.checkpoints.load import Head
+    from nc_audit.measurement.class_set import select_classes
+    from nc_audit.measurement.compute import batched_class_level
 
     C, d = 1_000_000, 8
     g = torch.Generator().manual_seed(0)

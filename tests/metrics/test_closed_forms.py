@@ -13,7 +13,7 @@ import pytest
 from conftest import DumpWriter, make_etf_problem, make_random_problem
 from reference import NC_KEYS, matrix_entropy, mir_nc, simplex_etf_gram
 
-from nc_audit.measure.api import measure
+from nc_audit.measurement.api import measure
 from nc_audit.metrics.information import mir_at_collapse, nc_targets
 
 EXACT = 1e-9

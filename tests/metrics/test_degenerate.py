@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from nc_audit.core.class_stats import ClassStats
-from nc_audit.io.checkpoints import Head
-from nc_audit.measure.compute import metrics_from_arrays
-from nc_audit.measure.describe import build_notes
+from nc_audit.io.checkpoints.load import Head
+from nc_audit.measurement.compute import metrics_from_arrays
+from nc_audit.measurement.describe import build_notes
 from nc_audit.metrics.collapse import MEANS_DEPENDENT, means_coincide, nc1_batched, nc1_from_projections
 
 

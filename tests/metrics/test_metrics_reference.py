@@ -14,7 +14,7 @@ import pytest
 from conftest import DumpWriter, make_random_problem
 from reference import ALL_KEYS, Problem, reference_metrics, relative_difference
 
-from nc_audit.measure.api import measure
+from nc_audit.measurement.api import measure
 
 RTOL = 1e-8
 #: Values that are 0 in exact arithmetic (e.g. H(K_M) for C = 2) are round-off on both sides.

@@ -22,8 +22,8 @@ from typer.testing import CliRunner, Result
 from nc_audit.cli import app
 from nc_audit.core.errors import InputError
 from nc_audit.core.progress import Advance, SilentTracker
-from nc_audit.io.token_dump import partial_path
-from nc_audit.measure.next_token_cache import cached_next_token_dump
+from nc_audit.io.dumps.token_dump import partial_path
+from nc_audit.measurement.next_token_cache import cached_next_token_dump
 from nc_audit.models.causal_lm import load_causal_lm, load_tokenizer
 from nc_audit.models.next_token import extract_next_token
 

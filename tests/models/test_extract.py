@@ -22,9 +22,9 @@ from torch import nn
 
 import nc_audit.models.extract as extract_module
 from nc_audit.core.errors import InputError
-from nc_audit.io.datasets import load_dataset
-from nc_audit.io.save import save_checkpoint
-from nc_audit.measure.api import measure
+from nc_audit.io.checkpoints.save import save_checkpoint
+from nc_audit.io.data.datasets import load_dataset
+from nc_audit.measurement.api import measure
 from nc_audit.models.builtins import MLP, ModMLP, SmallCNN
 from nc_audit.models.extract import extract
 from nc_audit.models.loading import load_model

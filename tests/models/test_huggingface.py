@@ -20,8 +20,8 @@ from typer.testing import CliRunner, Result
 
 from nc_audit.cli import app
 from nc_audit.core.errors import InputError
-from nc_audit.io.datasets import load_dataset
-from nc_audit.measure.api import measure
+from nc_audit.io.data.datasets import load_dataset
+from nc_audit.measurement.api import measure
 from nc_audit.models.extract import extract
 from nc_audit.models.hooks import forward_with_features
 from nc_audit.models.loading import load_model

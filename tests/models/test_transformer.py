@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.datasets import load_dataset
-from nc_audit.io.save import save_checkpoint
-from nc_audit.measure.api import measure
+from nc_audit.io.checkpoints.save import save_checkpoint
+from nc_audit.io.data.datasets import load_dataset
+from nc_audit.measurement.api import measure
 from nc_audit.models.hooks import forward_with_features
 from nc_audit.models.registry import architecture_record, build_model
 

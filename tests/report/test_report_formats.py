@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.atomic import atomic_write_bytes, atomic_write_text
+from nc_audit.io.guards.atomic import atomic_write_bytes, atomic_write_text
 from nc_audit.report.markdown import append_step_summary, render_markdown, render_trajectory_markdown
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -24,10 +24,10 @@ from typer.testing import CliRunner, Result
 
 from nc_audit.core.errors import InputError
 from nc_audit.core.formats import TRAIN_FORMAT
-from nc_audit.io.checkpoints import Head, load_checkpoint
-from nc_audit.io.datasets import load_dataset
-from nc_audit.measure.api import measure
-from nc_audit.measure.compute import metrics_from_arrays
+from nc_audit.io.checkpoints.load import Head, load_checkpoint
+from nc_audit.io.data.datasets import load_dataset
+from nc_audit.measurement.api import measure
+from nc_audit.measurement.compute import metrics_from_arrays
 from nc_audit.models.hooks import forward_with_features
 from nc_audit.models.registry import build_model, load_weights
 from nc_audit.train import FinetuneConfig, finetune

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nc_audit.core.errors import InputError
-from nc_audit.io.datasets import load_dataset
+from nc_audit.io.data.datasets import load_dataset
 from nc_audit.models.registry import architecture_record, build_model
 from nc_audit.train.recipe import Recipe, batch_starts, train_from_scratch
 

@@ -30,8 +30,8 @@ from nc_audit.experiments.studies.records import (
     write_results,
 )
 from nc_audit.experiments.studies.summary import summarise
-from nc_audit.io.datasets import load_dataset
-from nc_audit.io.save import save_checkpoint
+from nc_audit.io.checkpoints.save import save_checkpoint
+from nc_audit.io.data.datasets import load_dataset
 from nc_audit.models.registry import architecture_record
 from nc_audit.train.recipe import Recipe, train_from_scratch
 

@@ -2,7 +2,7 @@
 
 A study is a list of runs, each with a key (``eps=0.1,seed=2``). :func:`run_study` runs them in order and,
 after each, rewrites DIR/runs.jsonl with every record so far — atomically (temporary file, fsync, rename;
-nc_audit.io.atomic), so the file on disk always holds whole records, as ``finetune``'s history.jsonl does.
+nc_audit.io.guards.atomic), so the file on disk always holds whole records, as ``finetune``'s history.jsonl does.
 A killed study started again with ``resume=True`` reads the records, skips the runs they hold and runs
 the rest; its settings must be the ones DIR/study.json holds (anything else would mix two studies).
 Without ``resume`` a folder that already holds a study is refused, never overwritten. A run is the
@@ -24,8 +24,8 @@ from nc_audit.core.formats import STUDY_RESULTS_SCHEMA, STUDY_SCHEMA
 from nc_audit.core.progress import Tracker
 from nc_audit.core.version import __version__
 from nc_audit.experiments.studies.record_checks import check_record
-from nc_audit.io.atomic import atomic_write_text
-from nc_audit.io.files import MAX_JSON_BYTES, load_json, parse_json, read_capped
+from nc_audit.io.guards.atomic import atomic_write_text
+from nc_audit.io.guards.files import MAX_JSON_BYTES, load_json, parse_json, read_capped
 from nc_audit.metrics.information import nc_targets
 
 STUDY_NAME = "study.json"

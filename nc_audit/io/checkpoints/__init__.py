@@ -1,0 +1,1 @@
+"""Checkpoints: loaded without code execution, their head found, written self-describing."""

@@ -1,0 +1,1 @@
+"""What a command will read and write, checked before it reads or computes anything."""

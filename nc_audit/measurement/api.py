@@ -1,0 +1,123 @@
+"""`measure`: from a checkpoint, a module and its data, or arrays, to a Report — the library's main entry.
+
+Two streaming passes over a dump (:mod:`nc_audit.measurement.collect`), metrics from their results
+(:mod:`nc_audit.measurement.compute`), a Report that names its conventions (:mod:`nc_audit.measurement.build`),
+and the checks of ``fail_on`` and ``baseline`` (:mod:`nc_audit.gating.rules`). A module with a loader,
+or arrays, are first written to a temporary dump, so every path runs the same passes as the CLI.
+Nothing here renders anything.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from nc_audit.core.progress import Tracker
+from nc_audit.gating.rules import (
+    Rule,
+    compare_to_baseline,
+    evaluate_rules,
+    gateable,
+    load_baseline,
+    parse_rule,
+)
+from nc_audit.measurement.build import build_report
+from nc_audit.measurement.collect import collect
+from nc_audit.measurement.compute import batched_class_level
+from nc_audit.measurement.modules import arrays_dump, module_dump
+from nc_audit.measurement.options import MeasureOptions
+from nc_audit.metrics.catalog import METRICS
+from nc_audit.report.model import Report
+
+
+def _rules(options: MeasureOptions) -> list[Rule]:
+    """The ``fail_on`` rules, parsed before anything is measured (a typo fails at once)."""
+    return [parse_rule(text, METRICS) for text in options.fail_on]
+
+
+def _gate(report: Report, options: MeasureOptions, rules: list[Rule]) -> Report:
+    record = report.to_dict()
+    checks = evaluate_rules(gateable(record), rules)
+    if options.baseline is not None:
+        checks += compare_to_baseline(record, load_baseline(options.baseline), options.tolerance)
+    report.checks = checks
+    return report
+
+
+def _measure_dump(source: Path | str, options: MeasureOptions, tracker: Tracker | None) -> Report:
+    collected = collect(source, options, tracker)
+    metrics, routes, information = batched_class_level(
+        [(collected.stats, collected.inputs.head, collected.counter)],
+        [collected.nc1],
+        options.class_route,
+        options.class_budget_bytes,
+    )
+    return build_report(collected, metrics[0], (routes, information[0]))
+
+
+def measure(
+    source: Path | str | nn.Module,
+    loader: Any = None,
+    options: MeasureOptions | None = None,
+    *,
+    tracker: Tracker | None = None,
+    **changes: Any,
+) -> Report:
+    """Measure Neural Collapse and matrix information of a classifier's last layer.
+
+    ``source`` is a checkpoint (with ``features=DUMP``, or ``data=NAME``: a dataset name or file,
+    extracted on the fly into the feature cache and reused), a dump with ``/head``, or an ``nn.Module``
+    with ``loader``: an iterable of ``(inputs, labels)`` batches (or dicts holding ``labels``), or a dict
+    of such loaders by split name (``{"train": ..., "test": ...}``, for ``split``/``means_split``).
+    The options are the fields of :class:`MeasureOptions` — the CLI's, ``fail_on`` and ``baseline``
+    included — given as one object or by name (``measure("ckpt.pt", features="f.h5", split="test",
+    fail_on=["nc1<=0.5"])``); ``report.checks`` and ``report.passed`` hold the verdict. ``tracker``
+    shows progress.
+    """
+    if isinstance(loader, MeasureOptions):  # measure(source, options): the positional form of before
+        options, loader = loader, None
+    options = MeasureOptions.of(options, **changes)
+    rules = _rules(options)
+    if not isinstance(source, nn.Module):
+        if loader is not None:
+            raise TypeError("a loader goes with a model (nn.Module); a checkpoint takes features= or data=")
+        return _gate(_measure_dump(source, options, tracker), options, rules)
+    if loader is None:
+        raise TypeError("measure(model, loader): a model needs a loader of (inputs, labels) batches")
+    loaders = dict(loader) if isinstance(loader, Mapping) else {"train": loader}
+    with tempfile.TemporaryDirectory(prefix="nc-audit-") as folder:
+        dump = Path(folder) / "features.h5"
+        head_name = module_dump(source, loaders, dump, options.head)
+        report = _measure_dump(dump, replace(options, features=None, data=None, head=None), tracker)
+    report.checkpoint = {"path": None, "sha256": None, "head": head_name, "model": type(source).__name__}
+    report.features["path"] = None
+    return _gate(report, options, rules)
+
+
+def measure_arrays(
+    features: Any,
+    labels: Any,
+    head_weight: Any,
+    head_bias: Any = None,
+    options: MeasureOptions | None = None,
+    *,
+    tracker: Tracker | None = None,
+    **changes: Any,
+) -> Report:
+    """Measure features (N, d) with their labels (N,) against a head W (C, d) and bias b (C,) or None —
+    NumPy arrays or tensors, or dicts of features and labels by split name — with every option of
+    :func:`measure`."""
+    options = MeasureOptions.of(options, **changes)
+    rules = _rules(options)
+    with tempfile.TemporaryDirectory(prefix="nc-audit-") as folder:
+        dump = Path(folder) / "features.h5"
+        arrays_dump(features, labels, head_weight, head_bias, dump)
+        report = _measure_dump(dump, replace(options, features=None, data=None, head=None), tracker)
+    report.checkpoint = {"path": None, "sha256": None, "head": "head"}
+    report.features["path"] = None
+    return _gate(report, options, rules)
