@@ -20,7 +20,7 @@ import safetensors.torch
 import torch
 from reference import Problem
 
-#: The feature cache's proof key (io/cache_proof.py) of this test session, inherited by every CLI
+#: The feature cache's proof key (io/guards/cache_proof.py) of this test session, inherited by every CLI
 #: subprocess: tests never create or read the key of the user who runs them (~/.config/nc-audit).
 os.environ.setdefault(
     "NC_AUDIT_CACHE_KEY", os.path.join(tempfile.mkdtemp(prefix="nc-audit-test-key-"), "cache.key")
