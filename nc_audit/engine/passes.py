@@ -7,9 +7,8 @@ say how many.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -94,6 +93,8 @@ class RowValidator:
 Update = Callable[[torch.Tensor, torch.Tensor], None]
 #: An update that also takes the chunk's first row within the split.
 RowUpdate = Callable[[torch.Tensor, torch.Tensor, int], None]
+#: An Update, or a RowUpdate where ``with_rows`` says so (the flag, not the type, tells them apart).
+AnyUpdate = Callable[..., None]
 
 
 def stream(
@@ -103,7 +104,7 @@ def stream(
     validator: RowValidator,
     tracker: Tracker,
     description: str,
-    updates: list[Update] | list[RowUpdate],
+    updates: Sequence[Update] | Sequence[RowUpdate],
     with_rows: bool = False,
     keep: torch.Tensor | None = None,
 ) -> None:
@@ -127,7 +128,7 @@ def stream(
             advance(chunk.num_rows)
 
 
-def _kept_rows(update: Any, keep: torch.Tensor, with_rows: bool) -> Any:
+def _kept_rows(update: AnyUpdate, keep: torch.Tensor, with_rows: bool) -> AnyUpdate:
     """``update`` fed only the rows whose label ``keep`` marks (and the chunk's first row, ``with_rows``)."""
 
     def filtered(features: torch.Tensor, labels: torch.Tensor, *first_row: int) -> None:
@@ -140,15 +141,15 @@ def _kept_rows(update: Any, keep: torch.Tensor, with_rows: bool) -> Any:
     return filtered
 
 
-def _reading(reader: ChunkReader, update: Update | RowUpdate, with_rows: bool) -> Callable[[Chunk], None]:
+def _reading(reader: ChunkReader, update: AnyUpdate, with_rows: bool) -> Callable[[Chunk], None]:
     """A worker's handler: read the chunk's features into this worker's buffer, then ``update``."""
     buffer = reader.buffer()
 
     def handle(chunk: Chunk) -> None:
         if with_rows:
-            update(reader.features(chunk, buffer), chunk.labels, chunk.begin)  # type: ignore[call-arg]
+            update(reader.features(chunk, buffer), chunk.labels, chunk.begin)
         else:
-            update(reader.features(chunk, buffer), chunk.labels)  # type: ignore[call-arg]
+            update(reader.features(chunk, buffer), chunk.labels)
 
     return handle
 

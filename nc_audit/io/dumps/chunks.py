@@ -110,7 +110,7 @@ class ChunkReader:
         if self._direct is not None:
             return self._direct.read(begin, end, out)
         if out is None:
-            rows = self._features[begin:end]
+            rows: np.ndarray = self._features[begin:end]
             return rows if rows.dtype.isnative else rows.astype(self.dtype)
         self._features.read_direct(out[: end - begin], np.s_[begin:end])
         return out[: end - begin]
