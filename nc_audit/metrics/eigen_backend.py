@@ -29,8 +29,6 @@ from nc_audit.core.threads import single_threaded_kernels, worker_count
 
 ENV_VAR = "NC_AUDIT_EIGH_BACKEND"
 BACKENDS = ("cusolver", "magma")
-#: Default when nothing could be measured (both failed) — PyTorch's own default library on CUDA.
-FALLBACK = "cusolver"
 
 #: Runs eigvalsh of a batch with one backend: (backend, K (B, n, n)) -> eigenvalues (B, n).
 Runner = Callable[[str, torch.Tensor], torch.Tensor]
