@@ -25,10 +25,11 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q
 
-lint: $(STAMP) typecheck
+lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/lint-imports
+	$(MAKE) --no-print-directory typecheck
 
 # mypy on the package, configured in pyproject.toml [tool.mypy] (warm runs reuse .mypy_cache).
 typecheck: $(STAMP)

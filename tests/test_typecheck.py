@@ -80,8 +80,8 @@ def test_mypy_runs_in_a_strict_enough_mode_from_make_lint() -> None:
     assert config["files"] == ["nc_audit"]
     assert [flag for flag in STRICT if config.get(flag) is not True] == []
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    lint = re.search(r"^lint:(.*)$", makefile, re.MULTILINE)
-    assert lint is not None and "typecheck" in lint.group(1).split()
+    lint = re.search(r"^lint:.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)  # the rule and its recipe
+    assert lint is not None and re.search(r"\$\(MAKE\).* typecheck$", lint.group(1), re.MULTILINE)
     assert re.search(r"^typecheck:.*\n\t\$\(PY\) -m mypy\s*$", makefile, re.MULTILINE)
 
 
