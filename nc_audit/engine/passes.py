@@ -76,7 +76,8 @@ class RowValidator:
                 f"({example}); the head has {self.num_classes} classes — is --head the right layer?"
             )
         if self.nonfinite_rows and self.may_overflow and not (ctx is not None and ctx.distributed):
-            cause = overflow_rows(self.info).describe(self.num_samples)  # name the rows (io/dumps/overflow.py)
+            # name the rows (io/dumps/overflow.py)
+            cause = overflow_rows(self.info).describe(self.num_samples)
             if cause is not None:
                 raise InputError(f"{self.where}: {cause}")
         if self.nonfinite_rows:

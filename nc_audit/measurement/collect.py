@@ -53,7 +53,7 @@ class Collected:
     cache_hit: bool | None
     sample_level: SampleLevelResult | None = None
     nc1: float | None = None  # from the streamed WithinProjection, when pass 1 kept no scatter
-    feature_scale: float = 1.0  # the power of two the features were read with (io/dumps/reader.py, feature_scale)
+    feature_scale: float = 1.0  # the power of two the features were read with (io/dumps/reader.py)
     class_set: ClassSet | None = None  # the kept classes (--min-class-samples)
 
 
