@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 # The CPU build of torch lies on this machine's disk; users with GPUs install any torch in the package's range.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install test test-all demo lint bench gpu-check samples cma-experiment readme studies study-label-smoothing study-prune study-semi-supervised grokking-transformer clean
+.PHONY: install test test-all demo lint typecheck bench gpu-check samples cma-experiment readme studies study-label-smoothing study-prune study-semi-supervised grokking-transformer clean
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/lint-imports
+	$(MAKE) --no-print-directory typecheck
+
+# mypy on the package, configured in pyproject.toml [tool.mypy] (warm runs reuse .mypy_cache).
+typecheck: $(STAMP)
+	$(PY) -m mypy
 
 SAMPLES    := sample_checkpoints/digits-mlp
 LAST_CKPT   = $(lastword $(sort $(wildcard $(SAMPLES)/epoch_*.pt)))

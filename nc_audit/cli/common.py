@@ -56,7 +56,7 @@ class Command(TyperCommand):
         super().__init__(*args, **kwargs)
         for param in self.params:
             if getattr(param, "param_type_name", "") == "argument" and param.metavar:
-                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+                param.display_type_rich = lambda ctx: None  # type: ignore[attr-defined]  # typer's TyperArgument method; self.params is typed click.Parameter
 
 
 def debug_enabled() -> bool:
@@ -110,7 +110,7 @@ def cli_errors(command: F) -> F:
                 raise
             raise fail(f"{type(error).__name__}: {error} (rerun with --debug for the traceback)") from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # functools.wraps: the wrapper takes and returns what command does
 
 
 def write_outputs(

@@ -44,7 +44,7 @@ def finetune_command(
             help="λ in [0, 1]: loss = (1 − λ)·cross-entropy + λ·CMA.",
             show_default=False,
         ),
-    ] = ...,  # type: ignore[assignment]
+    ] = ...,  # type: ignore[assignment]  # typer's mark of a required option
     data: Annotated[
         str | None,
         Opt(

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import torch
 
 from nc_audit.core.errors import InputError
+
+
+class TensorPlacement(TypedDict):
+    """The keyword arguments ``dtype=`` and ``device=`` of torch.zeros, Tensor.to, ... (``**placement``)."""
+
+    dtype: torch.dtype
+    device: torch.device
 
 
 def resolve_device(device: torch.device | str | None = "auto", local_rank: int | None = None) -> torch.device:

@@ -15,6 +15,8 @@ CHECKPOINT_FORMAT = "nc-audit-checkpoint/1"
 ARCH_FORMAT = "nc-audit-arch/1"
 #: A fine-tuning checkpoint (with optimizer and RNG state).
 TRAIN_FORMAT = "nc-audit-finetune/1"
+#: The loss columns of a fine-tuning history line (DIR/history.jsonl), in the order train.steps sums them.
+LOSS_KEYS = ("loss", "ce", "cma", "reg")
 #: The JSON of `nc-audit interpolate`.
 INTERPOLATION_SCHEMA = "nc-audit-interpolation/1"
 #: The JSON of `nc-audit demo grokking`.

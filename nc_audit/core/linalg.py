@@ -15,7 +15,7 @@ PINV_RTOL = 1e-10
 def unit_rows(X: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     """Rows of X divided by their Euclidean norm (a zero row stays zero). X: (..., n, d) -> (..., n, d)."""
     X = X.to(torch.float64)
-    norms = torch.linalg.vector_norm(X, dim=-1, keepdim=True)  # (..., n, 1)
+    norms: torch.Tensor = torch.linalg.vector_norm(X, dim=-1, keepdim=True)  # (..., n, 1)
     return X / norms.clamp_min(eps if eps > 0 else torch.finfo(torch.float64).tiny)
 
 
@@ -31,7 +31,8 @@ def entropy_from_eigenvalues(eigenvalues: torch.Tensor, trace: float | torch.Ten
     Negative round-off eigenvalues are clamped to 0 (0·log 0 = 0 via torch.special.entr).
     """
     lam = eigenvalues.to(torch.float64) / trace  # (..., n)
-    return torch.special.entr(lam.clamp_min(0.0)).sum(-1)
+    terms: torch.Tensor = torch.special.entr(lam.clamp_min(0.0))  # (..., n)
+    return terms.sum(-1)
 
 
 def pairwise_upper(A: torch.Tensor) -> torch.Tensor:

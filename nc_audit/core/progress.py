@@ -8,7 +8,7 @@ plain line now and then to a log (:mod:`nc_audit.cli.progress`); library callers
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
 Advance = Callable[[int], None]
@@ -21,7 +21,9 @@ class Tracker(Protocol):
     "checkpoints", ...).
     """
 
-    def stage(self, description: str, total: int | None, unit: str = "") -> Iterator[Advance]: ...
+    def stage(
+        self, description: str, total: int | None, unit: str = ""
+    ) -> AbstractContextManager[Advance]: ...
 
 
 class SilentTracker:

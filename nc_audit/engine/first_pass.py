@@ -30,6 +30,7 @@ from typing import ClassVar
 import torch
 
 from nc_audit.core.class_stats import ClassStats
+from nc_audit.core.devices import TensorPlacement
 from nc_audit.engine.blocks import Blockwise, add_class_counts, block_rows, count_nonfinite
 from nc_audit.engine.state import Accumulator, Reduction
 
@@ -69,7 +70,7 @@ class ShiftedSums(Blockwise, Accumulator):
         shifts: torch.Tensor | None = None,
     ) -> None:
         C, d = num_classes, feature_dim
-        kw = {"dtype": torch.float64, "device": device}
+        kw: TensorPlacement = {"dtype": torch.float64, "device": device}
         self.device = device
         per_class = shifts is not None
         self.rows_per_block = block_rows(d, device)

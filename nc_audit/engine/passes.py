@@ -7,9 +7,8 @@ say how many.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -77,7 +76,8 @@ class RowValidator:
                 f"({example}); the head has {self.num_classes} classes — is --head the right layer?"
             )
         if self.nonfinite_rows and self.may_overflow and not (ctx is not None and ctx.distributed):
-            cause = overflow_rows(self.info).describe(self.num_samples)  # name the rows (io/overflow.py)
+            # name the rows (io/dumps/overflow.py)
+            cause = overflow_rows(self.info).describe(self.num_samples)
             if cause is not None:
                 raise InputError(f"{self.where}: {cause}")
         if self.nonfinite_rows:
@@ -94,6 +94,8 @@ class RowValidator:
 Update = Callable[[torch.Tensor, torch.Tensor], None]
 #: An update that also takes the chunk's first row within the split.
 RowUpdate = Callable[[torch.Tensor, torch.Tensor, int], None]
+#: An Update, or a RowUpdate where ``with_rows`` says so (the flag, not the type, tells them apart).
+AnyUpdate = Callable[..., None]
 
 
 def stream(
@@ -103,7 +105,7 @@ def stream(
     validator: RowValidator,
     tracker: Tracker,
     description: str,
-    updates: list[Update] | list[RowUpdate],
+    updates: Sequence[Update] | Sequence[RowUpdate],
     with_rows: bool = False,
     keep: torch.Tensor | None = None,
 ) -> None:
@@ -127,7 +129,7 @@ def stream(
             advance(chunk.num_rows)
 
 
-def _kept_rows(update: Any, keep: torch.Tensor, with_rows: bool) -> Any:
+def _kept_rows(update: AnyUpdate, keep: torch.Tensor, with_rows: bool) -> AnyUpdate:
     """``update`` fed only the rows whose label ``keep`` marks (and the chunk's first row, ``with_rows``)."""
 
     def filtered(features: torch.Tensor, labels: torch.Tensor, *first_row: int) -> None:
@@ -140,15 +142,15 @@ def _kept_rows(update: Any, keep: torch.Tensor, with_rows: bool) -> Any:
     return filtered
 
 
-def _reading(reader: ChunkReader, update: Update | RowUpdate, with_rows: bool) -> Callable[[Chunk], None]:
+def _reading(reader: ChunkReader, update: AnyUpdate, with_rows: bool) -> Callable[[Chunk], None]:
     """A worker's handler: read the chunk's features into this worker's buffer, then ``update``."""
     buffer = reader.buffer()
 
     def handle(chunk: Chunk) -> None:
         if with_rows:
-            update(reader.features(chunk, buffer), chunk.labels, chunk.begin)  # type: ignore[call-arg]
+            update(reader.features(chunk, buffer), chunk.labels, chunk.begin)
         else:
-            update(reader.features(chunk, buffer), chunk.labels)  # type: ignore[call-arg]
+            update(reader.features(chunk, buffer), chunk.labels)
 
     return handle
 

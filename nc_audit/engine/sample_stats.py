@@ -14,6 +14,7 @@ from typing import ClassVar
 
 import torch
 
+from nc_audit.core.devices import TensorPlacement
 from nc_audit.core.errors import InputError
 from nc_audit.core.linalg import unit_rows
 from nc_audit.engine.blocks import add_class_counts
@@ -51,7 +52,7 @@ class SampleLevelStats(Accumulator):
         self.num_classes = num_classes
         self.per_class = per_class
         d = int(self.global_mean.shape[0])
-        kw = {"dtype": torch.float64, "device": self.device}
+        kw: TensorPlacement = {"dtype": torch.float64, "device": self.device}
         self.counts = torch.zeros(num_classes, **kw)  # (C,)
         self.gram = torch.zeros((num_classes, d, d) if per_class else (d, d), **kw)  # (C, d, d) | (d, d)
 

@@ -69,6 +69,6 @@ class RoundRobin(Generic[Item]):
             if self._errors:
                 continue  # another worker failed: drain the queue so the reader never blocks
             try:
-                handler(item)  # type: ignore[arg-type]
+                handler(item)  # type: ignore[arg-type]  # more=True: a submitted Item (None only with more=False)
             except BaseException as error:  # re-raised in the calling thread
                 self._errors.append(error)

@@ -34,7 +34,7 @@ def evaluate(model: torch.nn.Module, head_name: str, dataset: ArrayDataset, devi
         Z = torch.cat(logits)  # (N, C)
     labels = dataset.labels.to(H.device)  # (N,)
     head_module = find_head_module(model, head_name)[1]
-    head = Head(head_name, _float64(head_module.weight), _float64(head_module.bias))
+    head = Head(head_name, head_module.weight.detach().to(torch.float64), _float64(head_module.bias))
     metrics, counter = metrics_from_arrays(H, labels, head)
     loss = cross_entropy(Z.double(), labels)  # mean over the N samples, float64
     metrics, notes = check_ranges(metrics, int(head.weight.shape[0]), int(H.shape[0]))  # report/ranges.py

@@ -73,11 +73,13 @@ class GrokkingResult:
 
     @property
     def seconds(self) -> dict[str, float]:
-        return self.document["seconds"]
+        seconds: dict[str, float] = self.document["seconds"]
+        return seconds
 
     @property
     def events(self) -> dict[str, Any]:
-        return self.document["events"]
+        found: dict[str, Any] = self.document["events"]
+        return found
 
 
 def measure_splits(paths: list[Path], spec: str, tracker: Tracker) -> tuple[list[Report], list[Report]]:
@@ -132,9 +134,10 @@ def window_change(steps: list[int], values: list[float | None], event: int | Non
     i = steps.index(event)
     lo, hi = max(i - WINDOW, 0), min(i + WINDOW, len(steps) - 1)
     window = values[lo : hi + 1]
+    known = [value for value in window if value is not None]
     change = None
-    if None not in window:
-        change = sum(abs(b - a) for a, b in itertools.pairwise(window))
+    if len(known) == len(window):
+        change = sum(abs(b - a) for a, b in itertools.pairwise(known))
     return {"from_step": steps[lo], "to_step": steps[hi], "change": change}
 
 
@@ -163,8 +166,8 @@ def events(steps: list[int], values: dict[str, list[Any]]) -> dict[str, Any]:
         larger = None
         if around_train and around_test and None not in (around_train["change"], around_test["change"]):
             larger = "test" if around_test["change"] > around_train["change"] else "train"
-        typical = [window_change(steps, column, step)["change"] for step in steps]
-        known = sorted(change for change in typical if change is not None)
+        typical = [window_change(steps, column, step) for step in steps]  # never None: step is given
+        known = sorted(c["change"] for c in typical if c is not None and c["change"] is not None)
         changes[name] = {
             "around_train_event": around_train,
             "around_test_event": around_test,
@@ -189,7 +192,7 @@ def run_config(
     if model not in MODELS:
         raise InputError(f"--model {model!r}: the grokking demo trains one of {', '.join(MODELS)}")
     defaults = MODELS[model]
-    config = {
+    config: dict[str, Any] = {
         "p": defaults["p"] if p is None else p,
         "train_fraction": defaults["train_fraction"] if train_fraction is None else train_fraction,
         "steps": defaults["steps"] if steps is None else steps,
@@ -234,7 +237,9 @@ def run_grokking(
     trained = time.perf_counter()
     train_reports, test_reports = measure_splits(paths, spec, tracker)
     measured = time.perf_counter()
-    steps_saved = [int(r.step) for r in train_reports]
+    steps_saved = [r.step for r in train_reports if r.step is not None]
+    if len(steps_saved) != len(train_reports):  # every checkpoint train() writes records its step
+        raise RuntimeError(f"{out}: a checkpoint of the run records no step")
     values = series(train_reports, test_reports)
     document = {
         "schema": GROKKING_SCHEMA,

@@ -58,7 +58,7 @@ def _resume_state(out: Path, config: dict[str, Any]) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a damaged file of any kind: say which and why
         raise InputError(f"--resume: {path} is not readable ({str(error).splitlines()[0][:120]})") from None
     stored = dict(state.get("config", {}))

@@ -76,7 +76,7 @@ def alphas(steps: int) -> list[float]:
 def _normalised(record: dict[str, Any] | None) -> dict[str, Any] | None:
     """A built-in record with its defaults filled in the current way (records of other kinds as they are)."""
     try:
-        return architecture_record(record["name"], record["config"], record["num_classes"])  # type: ignore[index]
+        return architecture_record(record["name"], record["config"], record["num_classes"])  # type: ignore[index]  # None: TypeError, caught
     except (InputError, KeyError, TypeError):
         return record
 

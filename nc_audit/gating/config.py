@@ -17,6 +17,7 @@ CLI does that merging.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,13 @@ from typing import Any
 from nc_audit.core.errors import InputError
 from nc_audit.io.guards.files import read_capped
 
-try:  # Python >= 3.11
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10 reads TOML with the tomli backport
+else:  # pragma: no cover - Python 3.10 reads TOML with the tomli backport
     try:
-        import tomli as tomllib  # type: ignore[no-redef]
+        import tomli as tomllib
     except ModuleNotFoundError:
-        tomllib = None  # type: ignore[assignment]
+        tomllib = None
 
 FORMATS = ("table", "json", "markdown")
 #: Largest pyproject.toml read for [tool.nc-audit].
@@ -39,7 +40,7 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 #: Built-in defaults; ``load_defaults`` returns this dict updated with the project's values.
 BUILTIN_DEFAULTS: dict[str, Any] = {
-    "fail_on": [],  # list[str]: rules as typed; the CLI parses them with gate.parse_rule
+    "fail_on": [],  # list[str]: rules as typed; parsed by nc_audit.gating.rules.parse_rule
     "baseline": None,  # Path | None: a report or trajectory JSON to compare against
     "tolerance": 0.0,  # float | dict[str, float]: allowed move away from the NC target (gate)
     "format": "table",  # str: console format, one of FORMATS

@@ -44,7 +44,7 @@ def _lightning() -> Any:
     return pl
 
 
-class NCAuditCallback(_lightning().Callback):  # type: ignore[misc]
+class NCAuditCallback(_lightning().Callback):  # type: ignore[misc]  # base class imported when used (optional extra): Any
     """Records and logs the metrics every ``every`` optimizer steps (see the module docstring)."""
 
     def __init__(

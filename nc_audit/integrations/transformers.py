@@ -42,7 +42,7 @@ def _transformers() -> Any:
     return transformers
 
 
-class NCAuditCallback(_transformers().TrainerCallback):  # type: ignore[misc]
+class NCAuditCallback(_transformers().TrainerCallback):  # type: ignore[misc]  # base class imported when used (optional extra): Any
     """Records and logs the metrics every ``every`` optimizer steps (see the module docstring)."""
 
     def __init__(

@@ -47,17 +47,6 @@ def cache_path(
     return cache_dir / f"{checkpoint_sha256[:12]}-{digest}.h5"
 
 
-def ensure_cache_dir(cache_dir: Path) -> Path:
-    """Create the cache folder; an unusable one is an InputError naming it."""
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(
-            f"{cache_dir}: cannot create the feature cache ({error.strerror}); pass --cache-dir"
-        ) from None
-    return cache_dir
-
-
 def entry_problem(path: Path, splits: list[str]) -> str | None:
     """Why a cache entry cannot be used as it is (None when it can): not a regular file (a symlink is
     never followed: the cache folder may be shared), not a readable dump, or a split missing."""
@@ -299,7 +288,6 @@ __all__ = [
     "cached_dump",
     "clear_cache",
     "default_cache_dir",
-    "ensure_cache_dir",
     "entry_fields",
     "entry_problem",
     "errors_name_the_data",

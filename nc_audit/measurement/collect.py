@@ -53,7 +53,7 @@ class Collected:
     cache_hit: bool | None
     sample_level: SampleLevelResult | None = None
     nc1: float | None = None  # from the streamed WithinProjection, when pass 1 kept no scatter
-    feature_scale: float = 1.0  # the power of two the features were read with (io/dumps.py, feature_scale)
+    feature_scale: float = 1.0  # the power of two the features were read with (io/dumps/reader.py)
     class_set: ClassSet | None = None  # the kept classes (--min-class-samples)
 
 
@@ -216,7 +216,7 @@ def _collect(source: Path | str, options: MeasureOptions, tracker: Tracker | Non
             budget_bytes=options.sample_budget_bytes,
             chunks=lambda: iter_chunks(decisions, options.chunk_rows),
         )
-        without_zero_samples(result, sums.dual_gram, sums.num_samples)  # measure/degenerate.py
+        without_zero_samples(result, sums.dual_gram, sums.num_samples)  # measurement/degenerate.py
     nc1 = second.projection.nc1() if second.projection is not None else None
     dump_path = Path(inputs.decisions_split.path)
     return Collected(
@@ -226,7 +226,7 @@ def _collect(source: Path | str, options: MeasureOptions, tracker: Tracker | Non
 
 def _rescaled(inputs: MeasureInputs, ctx: DistributedContext) -> tuple[MeasureInputs, float]:
     """The inputs with both splits read at one power-of-two scale (1 for ordinary magnitudes): float64
-    features of extreme magnitude would overflow or underflow their squares (io/dumps.py, scale_for).
+    features of extreme magnitude would overflow or underflow their squares (io/dumps/reader.py, scale_for).
     Each rank looks at the first of its own rows; the ranks agree on the largest magnitude."""
     if np.dtype(inputs.means_split.feature_dtype).itemsize < 8:  # the same on every rank
         return inputs, 1.0

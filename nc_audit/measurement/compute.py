@@ -60,7 +60,7 @@ def batched_class_level(
         for index, value in zip(missing, nc1_batched(M[missing], Sigma_W).tolist(), strict=True):
             nc1_all[index] = value
     routes = plan_routes(int(W.shape[1]), int(W.shape[2]), len(items), route, budget_bytes)
-    # zero head rows / zero centred means never enter a cosine Gram (measure/degenerate.py)
+    # zero head rows / zero centred means never enter a cosine Gram (measurement/degenerate.py)
     degenerate = [degenerate_classes(stats, head.weight) for stats, head, _ in items]
     clean = [index for index, found in enumerate(degenerate) if not found.excluded]
     by_index: dict[int, InformationResult] = {}

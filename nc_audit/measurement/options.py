@@ -48,7 +48,7 @@ class MeasureOptions:
     context       next-token: tokens per window (default: the model's longest sequence, at most 1024)
     text_column   next-token with a .jsonl corpus: the field holding each document's text
     allow_external_data  follow external links, external storage and virtual-dataset sources into other
-                  files (trusted multi-file dumps; refused by default, see io/hdf5_guard.py)
+                  files (trusted multi-file dumps; refused by default, see io/hdf5/guard.py)
     """
 
     features: Path | None = None

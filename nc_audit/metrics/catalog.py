@@ -1,4 +1,8 @@
-"""What each metric key means, its family (for tables and plot panels) and which way is "closer to NC"."""
+"""What each metric key means and its family (for tables and plot panels); the keys ``--fail-on`` accepts.
+
+Each value at Neural Collapse is :func:`nc_audit.metrics.information.nc_targets`. Only keys a report can
+hold are listed: a rule on any other key is refused with the closest known key suggested.
+"""
 
 from __future__ import annotations
 
@@ -35,8 +39,6 @@ _ROWS = [
     ("hdr_samples", "information", "sample-level HDR of K_Z and K_Y"),
     ("mi_samples_onehot", "information", "sample-level MI of K_Z and the one-hot label Gram"),
     ("accuracy", "accuracy", "classifier accuracy on the measured split"),
-    ("accuracy_train", "accuracy", "classifier accuracy on the training split"),
-    ("accuracy_test", "accuracy", "classifier accuracy on the test split"),
 ]
 
 METRICS: dict[str, MetricInfo] = {key: MetricInfo(key, family, meaning) for key, family, meaning in _ROWS}

@@ -29,8 +29,6 @@ from nc_audit.core.threads import single_threaded_kernels, worker_count
 
 ENV_VAR = "NC_AUDIT_EIGH_BACKEND"
 BACKENDS = ("cusolver", "magma")
-#: Default when nothing could be measured (both failed) — PyTorch's own default library on CUDA.
-FALLBACK = "cusolver"
 
 #: Runs eigvalsh of a batch with one backend: (backend, K (B, n, n)) -> eigenvalues (B, n).
 Runner = Callable[[str, torch.Tensor], torch.Tensor]
@@ -50,7 +48,8 @@ def run_with_library(backend: str, K: torch.Tensor) -> torch.Tensor:
     previous = torch.backends.cuda.preferred_linalg_library()
     try:
         torch.backends.cuda.preferred_linalg_library(backend)
-        return torch.linalg.eigvalsh(K)
+        eigenvalues: torch.Tensor = torch.linalg.eigvalsh(K)
+        return eigenvalues
     finally:
         torch.backends.cuda.preferred_linalg_library(previous)
 
@@ -112,12 +111,15 @@ class EighBackendSelector:
         if K.ndim < 2 or K.shape[-1] != K.shape[-2]:
             raise ValueError(f"expected square matrices (..., n, n), got {tuple(K.shape)}")
         n = K.shape[-1]
+        plain: torch.Tensor
         if K.numel() == 0:
-            return torch.linalg.eigvalsh(K)
+            plain = torch.linalg.eigvalsh(K)
+            return plain
         if not self.selects(K.device):
             if K.device.type == "cpu":
                 return cpu_eigvalsh(K.reshape(-1, n, n)).reshape(K.shape[:-1])
-            return torch.linalg.eigvalsh(K)
+            plain = torch.linalg.eigvalsh(K)
+            return plain
         return self._eigvalsh_batch(K.reshape(-1, n, n)).reshape(K.shape[:-1])
 
     def _eigvalsh_batch(self, K: torch.Tensor) -> torch.Tensor:
@@ -183,7 +185,8 @@ def cpu_eigvalsh(K: torch.Tensor) -> torch.Tensor:
     B, n = int(K.shape[0]), int(K.shape[-1])
     workers = min(worker_count(K.device), B)
     if workers < 2 or B * 4 / 3 * n**3 < PARALLEL_FLOPS:
-        return torch.linalg.eigvalsh(K)
+        eigenvalues: torch.Tensor = torch.linalg.eigvalsh(K)
+        return eigenvalues
     parts = torch.tensor_split(K, workers)
     with single_threaded_kernels(True), ThreadPoolExecutor(workers) as pool:
         return torch.cat(list(pool.map(torch.linalg.eigvalsh, parts)))

@@ -102,6 +102,8 @@ def _smaller_side(Z: torch.Tensor) -> torch.Tensor:
 
 def _label_factor(G: torch.Tensor) -> torch.Tensor:
     """L (C×r) with G = L Lᵀ from the eigenpairs above PINV_RTOL·λ_max; r = numerical rank of G."""
+    eigenvalues: torch.Tensor
+    V: torch.Tensor
     eigenvalues, V = torch.linalg.eigh(G)  # (C,), (C, C)
     keep = eigenvalues > PINV_RTOL * eigenvalues[-1].clamp_min(0.0)
     return V[:, keep] * eigenvalues[keep].sqrt()  # (C, r)
@@ -219,7 +221,7 @@ def sample_level_metrics(
     exact_rows = primal or any(plan.option is not None and plan.option.source == "rows" for plan in plans)
     need_rows = exact_rows or (chunks is not None and any(plan.option is None for plan in plans))
     dtype = torch.float64 if exact_rows else torch.float32  # SLQ alone works in float32 (docs/PERFORMANCE.md)
-    blocks = _load_class_rows(stats, chunks, dtype) if need_rows else []
+    blocks = _load_class_rows(stats, chunks, dtype) if need_rows and chunks is not None else []
 
     result = SampleLevelResult({}, {"h_samples": "primal" if primal else "dual", "h_labels": "counts"})
     gram_side = _smaller_side(torch.cat(blocks)) if primal else stats.dual_gram  # (N, N) | (d, d)

@@ -76,10 +76,13 @@ def lanczos_entropy_quadrature(matvec: Matvec, V: torch.Tensor, steps: int = LAN
         safe = residual.to(torch.float32).clamp_min(torch.finfo(torch.float32).tiny)  # (b,)
         Q[:, j + 1] = torch.where(alive[:, None], R / safe[:, None], 0.0)  # (b, n)
     T = torch.diag_embed(alpha.T) + torch.diag_embed(beta.T[:, :-1], 1) + torch.diag_embed(beta.T[:, :-1], -1)
+    theta: torch.Tensor
+    U: torch.Tensor
     theta, U = torch.linalg.eigh(T)  # (b, m), (b, m, m)
     theta = torch.where(theta < RITZ_RTOL * theta.amax(-1, keepdim=True), 0.0, theta)  # (b, m)
     tau_sq = U[:, 0, :] ** 2  # (b, m) Gauss quadrature weights
-    return norms_sq * (tau_sq * torch.special.entr(theta)).sum(-1)
+    entropies: torch.Tensor = torch.special.entr(theta)  # (b, m)
+    return norms_sq * (tau_sq * entropies).sum(-1)
 
 
 def slq_entropy(

@@ -26,7 +26,8 @@ class ResidualAdapter(nn.Module):
 
     def forward(self, h: Tensor) -> Tensor:
         """Adapted features (N, d) from features (N, d)."""
-        return h + self.up(torch.relu(self.down(h)))  # (N, d)
+        adapted: Tensor = h + self.up(torch.relu(self.down(h)))  # (N, d)
+        return adapted
 
 
 class FeatureAdapter(nn.Module):
@@ -43,7 +44,8 @@ class FeatureAdapter(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits (N, C) from cached features (N, d)."""
-        return self.head(self.body(x.to(self.head.weight.dtype)))  # (N, C)
+        logits: Tensor = self.head(self.body(x.to(self.head.weight.dtype)))  # (N, C)
+        return logits
 
 
 def build_adapter(head: Head, hidden: int | None) -> FeatureAdapter:

@@ -64,7 +64,8 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits (N, C) from inputs (N, ...) whose trailing dimensions hold ``input_dim`` numbers."""
-        return self.head(self.body(x.to(self.head.weight.dtype)))  # (N, C)
+        logits: Tensor = self.head(self.body(x.to(self.head.weight.dtype)))  # (N, C)
+        return logits
 
 
 class SmallCNN(nn.Module):
@@ -98,7 +99,8 @@ class SmallCNN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Logits (N, C) from images (N, in_channels, S, S) or flat rows (N, in_channels·S·S)."""
         x = x.to(self.head.weight.dtype).reshape(-1, self.in_channels, self.image_size, self.image_size)
-        return self.head(self.body(x))  # (N, C)
+        logits: Tensor = self.head(self.body(x))  # (N, C)
+        return logits
 
 
 class ModMLP(nn.Module):
@@ -115,4 +117,5 @@ class ModMLP(nn.Module):
     def forward(self, pairs: Tensor) -> Tensor:
         """Logits (N, p) from integer pairs (N, 2) of operands a, b in [0, p)."""
         E = self.embed(pairs.long())  # (N, 2, embed_dim)
-        return self.head(self.body(E.flatten(1)))  # (N, p)
+        logits: Tensor = self.head(self.body(E.flatten(1)))  # (N, p)
+        return logits

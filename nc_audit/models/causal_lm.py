@@ -58,7 +58,7 @@ class CausalLM:
     @property
     def vocab_size(self) -> int:
         """Ids the model takes and predicts: the smaller of the input and output embeddings' rows."""
-        inputs = self.model.get_input_embeddings()
+        inputs = self.model.get_input_embeddings()  # type: ignore[operator]  # a transformers method; nn.Module types unknown attributes Tensor | Module
         rows = getattr(inputs, "num_embeddings", None) or self.head.out_features
         return min(int(rows), int(self.head.out_features))
 

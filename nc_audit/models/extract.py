@@ -36,7 +36,7 @@ def check_adapter_inputs(loaded: LoadedModel, dataset: ArrayDataset, data: str) 
     are refused with a message naming the dumps that fit."""
     if loaded.kind != "adapter":
         return
-    d = int(loaded.architecture["config"]["feature_dim"])  # type: ignore[index]
+    d = int(loaded.architecture["config"]["feature_dim"])  # type: ignore[index]  # kind "adapter" is read from this record
     inputs = dataset.inputs
     shape_fits = not isinstance(inputs, dict) and inputs.dim() == 2 and inputs.shape[1] == d
     if not (shape_fits and inputs.is_floating_point() and holds_features(data)):

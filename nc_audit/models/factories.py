@@ -144,7 +144,7 @@ class ModelFactory:
             with only_installed_path() if self.installed_only else contextlib.nullcontext():
                 model = self.factory(**args)
         except TypeError as error:
-            if injected is None or not through_kwargs or name not in str(error):
+            if injected is None or name is None or not through_kwargs or name not in str(error):
                 raise self._failed(error) from None
             args.pop(name)  # **kwargs did not accept it after all: build as asked
             injected = None
@@ -237,7 +237,8 @@ def factory_from_record(record: dict[str, Any], source: str) -> ModelFactory:
         ) from None
     except InputError as error:  # the library is shadowed, or installed oddly
         raise InputError(f"{label} is not built ({error}); pass --model MODULE:CALLABLE") from None
-    built = ModelFactory(spec, factory, checked.kept, label=label, installed_only=True)
+    # resolve_recorded accepted spec, so it is a MODULE:NAME str
+    built = ModelFactory(str(spec), factory, checked.kept, label=label, installed_only=True)
     if checked.dropped:
         built.notes.append(
             f"{label}: dropped the argument(s) {', '.join(checked.dropped)} (they ask for nothing)"

@@ -86,7 +86,7 @@ def _model_class(transformers: ModuleType, architecture: str | None, where: str)
         if architecture and architecture.endswith(suffix):
             return getattr(transformers, auto_name)
     named = isinstance(architecture, str) and _CLASS_NAME.fullmatch(architecture) is not None
-    cls = getattr(transformers, architecture, None) if named else None
+    cls = getattr(transformers, architecture, None) if named and architecture is not None else None
     if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
         raise InputError(
             f"{where}: config.json names architecture {architecture!r}, which transformers "
@@ -97,10 +97,13 @@ def _model_class(transformers: ModuleType, architecture: str | None, where: str)
 
 def _probe(cls: Any, config: Any) -> nn.Module:
     """The model ``cls`` builds from ``config``, on the meta device (shapes only, no memory)."""
+    model: nn.Module
     with torch.device("meta"):
         if cls.__name__.startswith("AutoModel"):
-            return cls.from_config(config, trust_remote_code=False)
-        return cls(config)
+            model = cls.from_config(config, trust_remote_code=False)
+            return model
+        model = cls(config)
+        return model
 
 
 def load_pretrained(folder: Path, values: Any = None, file_bytes: int | None = None) -> nn.Module:
@@ -122,7 +125,9 @@ def load_pretrained(folder: Path, values: Any = None, file_bytes: int | None = N
             cls = _model_class(transformers, architecture, str(folder))
             if file_bytes is not None:
                 check_model_size(_probe(cls, config), file_bytes, str(folder), "config.json")
-            model = cls.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+            model: nn.Module = cls.from_pretrained(
+                str(folder), local_files_only=True, trust_remote_code=False
+            )
         except InputError:
             raise
         except Exception as error:  # transformers raises OSError, ValueError, KeyError, ...
@@ -147,19 +152,14 @@ def head_name(model: nn.Module, num_classes: int | None = None) -> str:
     return find_head_module(model, None, num_classes or labels)[0]
 
 
-def is_huggingface(model: nn.Module) -> bool:
-    """Whether ``model`` is a transformers PreTrainedModel (without importing transformers)."""
-    return any(cls.__name__ == "PreTrainedModel" for cls in type(model).__mro__)
-
-
 def hf_record(model: nn.Module, head: str) -> dict[str, Any]:
     """The ``huggingface`` architecture record (nc-audit-arch/1): class name and config as plain data."""
-    config = model.config.to_dict()
+    hf_config: Any = model.config  # a transformers PretrainedConfig
     return {
         "format": "nc-audit-arch/1",
         "name": HF_RECORD_NAME,
-        "config": {"class": type(model).__name__, "config": config},
-        "num_classes": int(model.config.num_labels),
+        "config": {"class": type(model).__name__, "config": hf_config.to_dict()},
+        "num_classes": int(hf_config.num_labels),
         "head": head,
     }
 
@@ -176,14 +176,14 @@ def build_from_record(record: dict[str, Any], where: str = "the checkpoint") -> 
     except InputError as error:
         raise InputError(f"{where}: {error}") from None
     named = isinstance(name, str) and _CLASS_NAME.fullmatch(name) is not None
-    cls = getattr(transformers, name, None) if named else None
+    cls: type[Any] | None = getattr(transformers, name, None) if named and name is not None else None
     if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
         shown = name[:80] if isinstance(name, str) else type(name).__name__
         raise InputError(f"{where}: the huggingface record names {shown!r}, not a transformers model class")
     with _quiet(transformers):
         try:
             hf_config = cls.config_class.from_dict(values)
-            model = cls(hf_config)
+            model: nn.Module = cls(hf_config)
         except Exception as error:  # transformers validates configs with several error types
             raise InputError(
                 f"{where}: rebuilding {name} from its record failed ({type(error).__name__}: {first_line(error)})"

@@ -216,6 +216,7 @@ def load_model(
             f"--head {put_back + wanted}", f"the head {wanted!r} its record names", 1
         )
         raise InputError(f"{where}: {message}") from None
+    architecture: dict[str, Any] | None
     if model_spec is not None:
         architecture = factory.record(int(linear.out_features), name)
     else:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +24,7 @@ import torch
 from nc_audit.core.errors import InputError
 from nc_audit.core.progress import SilentTracker, Tracker
 from nc_audit.distributed import DistributedContext
-from nc_audit.io.data.corpus import PIECE_CHARS, corpus_kind, corpus_sha256, text_pieces, token_blocks
+from nc_audit.io.data.corpus import PIECE_CHARS, Piece, corpus_kind, corpus_sha256, text_pieces, token_blocks
 from nc_audit.io.data.token_stream import (
     IdCheck,
     Plan,
@@ -118,13 +120,17 @@ def tokenize_corpus(lm: CausalLM, corpus: Path, folder: Path, text_column: str =
     return writer.close()
 
 
-def _tokenize_text(tokenizer: object, corpus: Path, text_column: str, writer: TokenStreamWriter) -> None:
-    pending: list = []
+#: A transformers tokenizer called on a batch of texts: a BatchEncoding whose "input_ids" are lists of ids.
+Tokenizer = Callable[..., Mapping[str, Any]]
+
+
+def _tokenize_text(tokenizer: Tokenizer, corpus: Path, text_column: str, writer: TokenStreamWriter) -> None:
+    pending: list[Piece] = []
 
     def flush() -> None:
         if pending:
             with quiet_transformers():
-                encoded = tokenizer([piece.text for piece in pending], add_special_tokens=False)  # type: ignore[operator]
+                encoded = tokenizer([piece.text for piece in pending], add_special_tokens=False)
             for piece, ids in zip(pending, encoded["input_ids"], strict=True):
                 writer.add(np.asarray(ids, dtype=np.int64), piece.new_document)
             pending.clear()

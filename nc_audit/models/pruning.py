@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from nc_audit.core.errors import InputError
 
-PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 SCOPES = ("global", "layer")
 
 
@@ -34,7 +34,7 @@ class PrunedTensor:
     kept: int
 
 
-def prunable_weights(model: nn.Module, head_name: str, include_head: bool = False) -> dict[str, nn.Parameter]:
+def prunable_weights(model: nn.Module, head_name: str, include_head: bool = False) -> dict[str, Tensor]:
     """``{module name: weight}`` of every nn.Linear/Conv module, in module order; the head only when
     ``include_head``. InputError when nothing is left to prune."""
     weights = {
@@ -82,7 +82,7 @@ def magnitude_masks(weights: dict[str, Tensor], sparsity: float, scope: str = "g
 
 
 @torch.no_grad()
-def apply_masks(weights: dict[str, nn.Parameter], masks: dict[str, Tensor]) -> list[PrunedTensor]:
+def apply_masks(weights: dict[str, Tensor], masks: dict[str, Tensor]) -> list[PrunedTensor]:
     """Zero the pruned entries in place; what each tensor holds and keeps."""
     summary = []
     for name, weight in weights.items():

@@ -55,7 +55,7 @@ def _plain(value: Any) -> Any:
     raise ValueError(f"{value!r} is not plain data (str, int, float, bool, list, dict)")
 
 
-def _full_config(name: str, config: dict[str, Any], num_classes: int) -> dict[str, Any]:
+def _full_config(name: object, config: object, num_classes: int) -> dict[str, Any]:
     """The config with defaults filled in, checked by building the model on the meta device (no memory)."""
     factory = _architecture(name)
     params = {k: p for k, p in inspect.signature(factory).parameters.items() if k != "num_classes"}
@@ -84,11 +84,12 @@ def _full_config(name: str, config: dict[str, Any], num_classes: int) -> dict[st
     return {k: v for k, v in full.items() if not (k in OMITTED_AT_DEFAULT and v == OMITTED_AT_DEFAULT[k])}
 
 
-def architecture_record(name: str, config: dict[str, Any], num_classes: int) -> dict[str, Any]:
+def architecture_record(name: object, config: object, num_classes: object) -> dict[str, Any]:
     """Plain-data record of a built-in architecture, to store in a checkpoint and rebuild with build_model.
 
     Format ``{"format": "nc-audit-arch/1", "name", "config" (defaults filled in), "num_classes", "head"}``.
-    An unknown name, unknown or missing config keys and bad values raise InputError.
+    An unknown name, unknown or missing config keys and bad values raise InputError (so the arguments
+    may come from a file as they are).
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise InputError(f"num_classes must be a positive integer, got {num_classes!r}")

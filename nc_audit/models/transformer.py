@@ -74,4 +74,5 @@ class OneLayerTransformer(nn.Module):
         z = torch.einsum("nhp,nhpe->nhe", attention, v)  # (N, h, dh)
         residual = r[:, -1] + torch.einsum("nhe,hed->nd", z, self.W_O)  # (N, d)
         residual = residual + torch.relu(residual @ self.W_in + self.b_in) @ self.W_out + self.b_out
-        return self.head(residual)  # (N, p)
+        logits: Tensor = self.head(residual)  # (N, p)
+        return logits

@@ -125,10 +125,11 @@ def import_installed(name: str) -> ModuleType:
     if top not in DISTRIBUTIONS:
         raise InputError(f"{name} is not one of the model libraries {', '.join(DISTRIBUTIONS)}")
     for prefix in (top, name):  # the package first: its file decides where the rest comes from
-        module = sys.modules.get(prefix)
-        if module is None:
+        loaded = sys.modules.get(prefix)
+        if loaded is None:
             with only_installed_path():
-                module = importlib.import_module(prefix)
+                loaded = importlib.import_module(prefix)
+        module = loaded
         if not _installed_file(module):
             where = getattr(module, "__file__", None)
             raise InputError(

@@ -13,6 +13,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from nc_audit.core.formats import LOSS_KEYS
 from nc_audit.report.plots import TARGET_LABEL, Panel, number, panel_figure
 
 
@@ -106,10 +107,6 @@ def grokking_figure(document: Mapping[str, Any]) -> Figure:
         f"dotted: accuracy ≥ {events['threshold']} (train, test)"
     )
     return panel_figure(steps, panels, xlabel="step", title=title, marks=marks)
-
-
-#: Keys of a fine-tuning history line that hold losses (nc_audit.train.steps.LOSS_KEYS).
-LOSS_KEYS = ("loss", "ce", "cma", "reg")
 
 
 def finetune_figure(document: Mapping[str, Any]) -> Figure:

@@ -30,10 +30,13 @@ def _read_safetensors(path: Path) -> torch.Tensor:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             keys = list(handle.keys())
+            anchors: torch.Tensor
             if ANCHOR_KEY in keys:
-                return handle.get_tensor(ANCHOR_KEY)
+                anchors = handle.get_tensor(ANCHOR_KEY)
+                return anchors
             if len(keys) == 1:
-                return handle.get_tensor(keys[0])
+                anchors = handle.get_tensor(keys[0])
+                return anchors
     except (SafetensorError, OSError, ValueError) as error:
         raise InputError(f"{path}: not a readable safetensors file ({error})") from None
     raise InputError(

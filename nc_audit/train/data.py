@@ -40,7 +40,8 @@ def derived_seed(seed: int, purpose: str) -> int:
 class EvalSplit(Protocol):
     """A split read in order, in chunks of (inputs, labels); ``rows`` picks a half-open range (a shard)."""
 
-    num_samples: int
+    @property
+    def num_samples(self) -> int: ...
 
     def chunks(self, rows: tuple[int, int]) -> Iterator[tuple[Inputs, Tensor]]: ...
 
@@ -130,6 +131,8 @@ def _read_train_rows(info: SplitInfo, rows: np.ndarray | None) -> Tensor:
         )
     with open_dump(info.path) as handle:
         dataset = dataset_at(handle, f"{info.group()}/features", info.path)
+        if dataset is None:  # the split was resolved from this file; it changed since
+            raise InputError(f"{info.path}: cannot read the train features ({info.group()}/features is gone)")
         try:
             array = dataset[()] if rows is None else dataset[rows]
         except (OSError, TypeError) as error:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nc_audit.core.errors import InputError
+from nc_audit.core.formats import LOSS_KEYS
 from nc_audit.core.progress import SilentTracker, Tracker
 from nc_audit.distributed import DistributedContext
 from nc_audit.io.checkpoints.load import file_sha256
@@ -27,7 +28,7 @@ from nc_audit.train.config import FinetuneConfig
 from nc_audit.train.evaluate import DivergedError, current_head, evaluate, features_in_order
 from nc_audit.train.session import Run, open_run
 from nc_audit.train.state import FINAL_NAME, epoch_path, save_training_checkpoint, write_history
-from nc_audit.train.steps import LOSS_KEYS, train_epoch
+from nc_audit.train.steps import train_epoch
 
 
 @dataclass(frozen=True)

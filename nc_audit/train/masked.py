@@ -21,7 +21,7 @@ from nc_audit.train.losses import classification_loss
 def finetune_with_masks(
     model: nn.Module,
     train: ArrayDataset,
-    masks: dict[nn.Parameter, Tensor],
+    masks: dict[Tensor, Tensor],
     *,
     epochs: int,
     lr: float = 1e-3,
@@ -30,7 +30,7 @@ def finetune_with_masks(
     device: torch.device | None = None,
     tracker: Tracker | None = None,
 ) -> list[float]:
-    """Fine-tune ``model`` on ``train`` for ``epochs``; ``masks`` maps a weight to its keep-mask.
+    """Fine-tune ``model`` on ``train`` for ``epochs``; ``masks`` maps a weight (a parameter of ``model``) to its keep-mask.
     Returns the mean training loss of every epoch."""
     tracker = tracker or SilentTracker()
     device = device or torch.device("cpu")

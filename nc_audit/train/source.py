@@ -67,12 +67,12 @@ def _initial_head(config: FinetuneConfig, feature_dim: int) -> tuple[Head, dict[
             checkpoint, feature_dim=feature_dim, head_name=config.head, num_classes=checkpoint.num_classes
         )
         return head, {"path": str(Path(config.checkpoint).resolve()), "sha256": checkpoint.sha256}
-    head = read_head(config.features)
-    if head is None:
+    stored = read_head(config.features)
+    if stored is None:
         raise InputError(
             f"{config.features}: holds no /head/weight; pass the CHECKPOINT whose head the features feed"
         )
-    return head, {"path": str(Path(config.features).resolve()), "sha256": None}
+    return stored, {"path": str(Path(config.features).resolve()), "sha256": None}
 
 
 def adapter_model(config: FinetuneConfig) -> StartingModel:

@@ -17,7 +17,7 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from nc_audit.core.errors import InputError, changed_settings
 from nc_audit.core.formats import TRAIN_FORMAT
 from nc_audit.io.checkpoints.save import save_checkpoint
 from nc_audit.io.guards.atomic import atomic_write_text
+
+#: numpy's legacy RNG state: (kind, keys (624,) uint32, position, has_gauss, cached_gaussian).
+NumpyState = tuple[str, np.ndarray, int, int, float]
 
 HISTORY_NAME = "history.jsonl"
 FINAL_NAME = "final.pt"
@@ -45,7 +48,7 @@ def epoch_path(out: Path, epoch: int) -> Path:
 
 def capture_rng(data_order: torch.Generator) -> dict[str, Any]:
     """Every RNG state the run may draw from, as tensors, lists and numbers (weights_only-safe)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    kind, keys, pos, has_gauss, cached = cast(NumpyState, np.random.get_state())  # legacy=True: the tuple
     version, internal, gauss_next = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),

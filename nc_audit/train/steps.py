@@ -16,15 +16,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nc_audit.core.formats import LOSS_KEYS
 from nc_audit.core.inputs import take, to_device
 from nc_audit.distributed import DistributedContext
 from nc_audit.models.hooks import forward_with_features
 from nc_audit.train.config import FinetuneConfig
 from nc_audit.train.data import MemorySplit
 from nc_audit.train.losses import total_loss
-
-#: Order of the loss parts in the per-epoch sums.
-LOSS_KEYS = ("loss", "ce", "cma", "reg")
 
 
 @dataclass

@@ -73,7 +73,8 @@ class LabelSmoothingStudy:
         replace(self.recipe, label_smoothing=max(self.epsilons)).validate()
 
     def settings(self) -> dict[str, Any]:
-        return plain(asdict(self))
+        document: dict[str, Any] = plain(asdict(self))
+        return document
 
 
 def run_name(epsilon: float, seed: int) -> str:

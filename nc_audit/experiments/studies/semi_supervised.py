@@ -81,7 +81,8 @@ class SemiSupervisedStudy:
         self.recipe.validate()
 
     def settings(self) -> dict[str, Any]:
-        return plain(asdict(self))
+        document: dict[str, Any] = plain(asdict(self))
+        return document
 
 
 def _setting(method: str, weight: float | None) -> str:
@@ -102,7 +103,12 @@ def run_semi_supervised(
     tracker = tracker or SilentTracker()
     out = Path(out)
     train, test = load_dataset(study.data, "train"), load_dataset(study.data, "test")
-    if len(train.input_shape) == 0 or not torch.is_floating_point(train.inputs):
+    images = train.inputs
+    if (
+        len(train.input_shape) == 0
+        or not isinstance(images, torch.Tensor)
+        or not torch.is_floating_point(images)
+    ):
         raise InputError(f"{study.data}: the semi-supervised study needs images (one float array of inputs)")
     config = {"input_dim": math.prod(train.input_shape), "hidden": list(study.hidden), "batch_norm": True}
     record = architecture_record("mlp", config, train.num_classes)
@@ -119,7 +125,7 @@ def run_semi_supervised(
             recipe = replace(study.recipe, unlabeled_weight=0.0 if method == "supervised" else 1.0,
                              mir_weight=lam, hdr_weight=lam)  # fmt: skip
             model, stats = train_semi_supervised(
-                record, (train.inputs[subset], train.labels[subset]), train.inputs[rest], recipe, seed,
+                record, (images[subset], train.labels[subset]), images[rest], recipe, seed,
                 unlabeled_labels=train.labels[rest], tracker=inner,
                 description=f"train K={k} {_setting(method, weight)} seed {seed}",
             )  # fmt: skip
@@ -134,7 +140,7 @@ def run_semi_supervised(
 
         return one_run
 
-    settings = [("supervised", None)] if study.supervised_baseline else []
+    settings: list[tuple[str, float | None]] = [("supervised", None)] if study.supervised_baseline else []
     settings += [("fixmatch", weight) for weight in study.weights]
     runs = [
         Run(

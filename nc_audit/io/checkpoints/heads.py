@@ -113,12 +113,12 @@ def prefer_heads(
 
 def _matrices(state: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
     """Every 2-D ``*weight`` tensor, whatever its dtype: a non-real one that sits where the head belongs
-    is refused with the reason (io/head_checks.py), never skipped for a hidden layer."""
+    is refused with the reason (io/checkpoints/head_checks.py), never skipped for a hidden layer."""
     return [(key, value) for key, value in state.items() if key.endswith("weight") and value.ndim == 2]
 
 
 def _checked_head(checkpoint: Checkpoint, name: str, weight: torch.Tensor) -> Head:
-    """The Head ``name`` after the checks of io/head_checks.py (real, dense, a bias of C values)."""
+    """The Head ``name`` after the checks of io/checkpoints/head_checks.py (real, dense, a bias of C values)."""
     W = head_weight(checkpoint.path, f"{name}.weight" if name else "weight", weight)
     bias_key = f"{name}.bias" if name else "bias"
     return Head(

@@ -62,7 +62,8 @@ class _GuardedFile:
     RuntimeError ("enforce fail at inline_container.cc") that no longer says the disk is full."""
 
     def __init__(self, handle: BinaryIO) -> None:
-        self.handle, self.error = handle, None
+        self.handle = handle
+        self.error: OSError | None = None
 
     def write(self, data: bytes) -> int:
         try:

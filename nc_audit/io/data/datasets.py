@@ -300,7 +300,7 @@ def holds_features(spec: str) -> bool:
     if not path.is_file() or is_pseudo_file(path):  # a FIFO is never opened (it would block)
         return False
     try:
-        with h5py.File(path, "r") as handle:  # links are looked at, not followed (io/hdf5_guard.py)
+        with h5py.File(path, "r") as handle:  # links are looked at, not followed (io/hdf5/guard.py)
             return handle.id.links.exists(b"features") or bool(dump_splits(handle))
     except (OSError, InputError):
         return False

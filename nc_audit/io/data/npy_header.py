@@ -4,14 +4,14 @@ numpy trusts the header's shape, so a few-byte file claiming terabytes would end
 from __future__ import annotations
 
 import math
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 
 from nc_audit.core.errors import InputError
 
 
-def check_npy_header(stream: BinaryIO, size: int, where: str) -> None:
+def check_npy_header(stream: IO[bytes], size: int, where: str) -> None:
     """Refuse (InputError naming ``where``) an .npy stream of ``size`` bytes whose header is unreadable,
     declares Python objects, or claims a shape whose bytes differ from what follows the header."""
     try:

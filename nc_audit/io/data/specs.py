@@ -4,7 +4,7 @@ way."""
 
 from __future__ import annotations
 
-#: Suffixes of user data files (io/data_files.py reads them).
+#: Suffixes of user data files (io/data/user_files.py reads them).
 USER_SUFFIXES: tuple[str, ...] = (".npz", ".h5", ".hdf5")
 
 

@@ -89,7 +89,7 @@ def _file_keys(path: Path) -> tuple[dict[str, Any], Any]:
 
 
 def _check_npy_header(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
-    """An .npz member's .npy header, checked before numpy allocates its array (io/npy_header.py)."""
+    """An .npz member's .npy header, checked before numpy allocates its array (io/data/npy_header.py)."""
     with archive.open(info) as member:
         check_npy_header(member, info.file_size, f"{path}: array {info.filename}")
 

@@ -78,7 +78,7 @@ class ChunkReader:
         read_by_h5py = [labels] if self._direct is not None else [features, labels]
         self.step = min(step, rows_per_read(*read_by_h5py))
         self.dtype = features.dtype.newbyteorder("=")  # rows arrive in native byte order
-        self.scale = scale  # a power of two every row is multiplied by (io/dumps.py, feature_scale)
+        self.scale = scale  # a power of two every row is multiplied by (io/dumps/reader.py, feature_scale)
         self.width = int(features.shape[1])
 
     def __iter__(self) -> Iterator[Chunk]:
@@ -110,7 +110,7 @@ class ChunkReader:
         if self._direct is not None:
             return self._direct.read(begin, end, out)
         if out is None:
-            rows = self._features[begin:end]
+            rows: np.ndarray = self._features[begin:end]
             return rows if rows.dtype.isnative else rows.astype(self.dtype)
         self._features.read_direct(out[: end - begin], np.s_[begin:end])
         return out[: end - begin]

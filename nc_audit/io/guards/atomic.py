@@ -67,7 +67,9 @@ def error_number(error: BaseException) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def write_error(target: Path | str, error: BaseException, folder: Path | str | None = None) -> InputError:
+def write_error(
+    target: str | os.PathLike[str], error: BaseException, folder: Path | str | None = None
+) -> InputError:
     """An InputError for a failed write of ``target`` (disk full and size limits said as such)."""
     folder = folder if folder is not None else (Path(target).parent if str(Path(target).parent) else ".")
     number = error_number(error)

@@ -31,9 +31,9 @@ class DirectRows:
         self, dataset: h5py.Dataset, fd: int, contiguous_offset: int | None, chunk_rows: int
     ) -> None:
         self.dataset = dataset
-        self.dtype = dataset.dtype
+        self.dtype: np.dtype = dataset.dtype
         self.rows, self.width = (int(n) for n in dataset.shape)
-        self.row_bytes = self.width * self.dtype.itemsize
+        self.row_bytes: int = self.width * self.dtype.itemsize
         self._fd = fd
         self._contiguous_offset = contiguous_offset
         self._chunk_rows = chunk_rows  # rows per stored chunk (all rows for a contiguous dataset)
@@ -72,12 +72,12 @@ class DirectRows:
         Raises OSError when the file ends before the rows do (it shrank after it was opened) or their
         chunk is not stored."""
         native = self.dtype.newbyteorder("=")
-        rows = np.empty((end - begin, self.width), native) if out is None else out[: end - begin]
+        rows: np.ndarray = np.empty((end - begin, self.width), native) if out is None else out[: end - begin]
         offset = self._offset_of(begin)
         if offset is None:  # a chunk stored with some filter skipped: h5py reads it (from this file)
             self.dataset.read_direct(rows, np.s_[begin:end])
             return rows
-        view = memoryview(rows).cast("B")
+        view = rows.data.cast("B")  # memoryview(rows): its buffer as bytes
         done = 0
         while done < view.nbytes:
             got = os.preadv(self._fd, [view[done:]], offset + done)

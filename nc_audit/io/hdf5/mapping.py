@@ -64,7 +64,7 @@ def _intervals_cover(starts: np.ndarray, ends: np.ndarray, size: int) -> bool:
 def _covers(found: np.ndarray, shape: tuple[int, ...]) -> bool:
     """Whether the inclusive boxes ``found`` (n, 2, rank) cover every element of ``shape``."""
     if not shape:
-        return found.shape[0] > 0
+        return bool(found.shape[0] > 0)
     starts, ends = found[:, 0, 0], found[:, 1, 0] + 1
     if len(shape) == 1:
         return _intervals_cover(starts, ends, shape[0])

@@ -20,6 +20,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: h5py is only needed when an input is HDF5
+    import h5py
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5", ".nc")
 _MAX_FILES = 10_000
@@ -81,11 +85,11 @@ def _linked_names(path: Path) -> list[str]:
     return names
 
 
-def _dataset_files(handle: object, name: str) -> list[str]:
+def _dataset_files(handle: h5py.File, name: str) -> list[str]:
     import h5py
 
     try:
-        item = handle.get(name)  # type: ignore[attr-defined]
+        item = handle.get(name)
         if not isinstance(item, h5py.Dataset):
             return []
         found = [entry[0] for entry in (item.external or [])]

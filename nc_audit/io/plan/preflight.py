@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from nc_audit.io.checkpoints.container import check_checkpoint_file
@@ -34,8 +35,8 @@ def check_measure_inputs(
         return
     check_checkpoint_file(source)
     if features is not None:
-        resolve_split(features, split)
-        check_head(features)
+        resolve_split(Path(features), split)
+        check_head(Path(features))
 
 
 #: What every study (and ``prune``) writes into its --out folder (nc_audit.experiments.studies.records).
@@ -45,7 +46,9 @@ STUDY_FILES = ("study.json", "runs.jsonl", "results.json")
 FINETUNE_FILES = ("final.pt", "history.jsonl", "final_features.h5")
 
 
-def finetune_outputs(out: str | os.PathLike[str], inputs: list[object]) -> dict[str, Path]:
+def finetune_outputs(
+    out: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str] | None]
+) -> dict[str, Path]:
     """The files ``finetune --out DIR`` writes, as outputs for :func:`nc_audit.io.plan.outputs.plan_outputs`,
     with every input that is named like an epoch checkpoint of DIR among them (it would be replaced)."""
     folder = Path(out)
@@ -54,7 +57,7 @@ def finetune_outputs(out: str | os.PathLike[str], inputs: list[object]) -> dict[
     for item in inputs:
         if item is None:
             continue
-        path = Path(os.fspath(item))  # type: ignore[arg-type]
+        path = Path(os.fspath(item))
         if os.path.realpath(path.parent) == real_folder and re.fullmatch(r"epoch_\d+\.pt", path.name):
             outputs[f"--out {folder / path.name}"] = folder / path.name
     return outputs
