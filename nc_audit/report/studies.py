@@ -1,7 +1,9 @@
-"""Rendering a study's summary: a Markdown table of mean ± std cells, and a PNG with error bars.
+"""A study's summary as a typed table of mean ± std cells (:mod:`nc_audit.report.tables`), and as a PNG
+with error bars.
 
 A summary row (nc_audit.experiments.studies.summary) holds its group's values (ε, λ, labels per class,
-sparsity, ...) and, per column, ``{"mean", "std", "n"}``. Both renderers take the row order as given.
+sparsity, ...) and, per column, ``{"mean", "std", "n"}``. Both take the row order as given; every string
+drawn on the plot passes :func:`plot_text`.
 """
 
 from __future__ import annotations
@@ -14,37 +16,39 @@ from pathlib import Path
 from typing import Any
 
 from nc_audit.io.guards.atomic import atomic_write_bytes
+from nc_audit.report.escape import visible
+from nc_audit.report.tables import Column, Number, Spread, Table, cell
 
 
-def cell(stat: Mapping[str, Any] | None, digits: int = 4) -> str:
-    """``0.9822 ± 0.0031`` (``—`` when undefined; no ± for a single run)."""
-    if not stat or stat.get("mean") is None:
-        return "—"
-    if stat.get("n", 0) <= 1:
-        return f"{stat['mean']:.{digits}f}"
-    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
-
-
-def markdown_table(
+def summary_table(
     rows: Sequence[Mapping[str, Any]],
     groups: Sequence[tuple[str, str]],
     columns: Sequence[tuple[str, str]],
     digits: int = 4,
-) -> str:
-    """Markdown: the group columns (key, header) as given, then one mean ± std cell per (key, header)."""
-    headers = [header for _, header in groups] + [header for _, header in columns]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---:|" * len(headers)]
-    for row in rows:
-        cells = [_group_value(row[key]) for key, _ in groups]
-        cells += [cell(row.get(key), digits) for key, _ in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+) -> Table:
+    """The group columns (key, header) as given, then one mean ± std cell per (key, header)."""
+    headers = tuple(Column(header) for _, header in (*groups, *columns))
+    body = tuple(
+        tuple(
+            [
+                *(cell(row[key], None) for key, _ in groups),
+                *((Spread.of(row.get(key), digits),) for key, _ in columns),
+            ]
+        )
+        for row in rows
+    )
+    return Table(headers, body)
+
+
+def plot_text(value: Any) -> str:
+    """Text for a matplotlib title, label or tick: one printable line (:func:`visible`) whose ``$`` cannot
+    open mathtext (a checkpoint named ``a$\\frac$.pt`` stopped the plot with a parse error)."""
+    return visible(value).replace("$", r"\$")
 
 
 def _group_value(value: Any) -> str:
-    if value is None:
-        return "—"
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """A group's value on the plot: text as text, a number in its shortest form."""
+    return plot_text(value if isinstance(value, str) else Number(value, None).text())
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,7 @@ def plot_study(
             x = [position[row[x_key]] for row in members]
             y = [math.nan if s.get("mean") is None else s["mean"] for s in stats]
             spread = [0.0 if s.get("std") is None else s["std"] for s in stats]
-            label = None if name is None else f"{line_key} = {_group_value(name)}"
+            label = None if name is None else f"{plot_text(line_key)} = {_group_value(name)}"
             ax.errorbar(x, y, yerr=spread, marker="o", markersize=4, capsize=3, label=label)
         if panel.target is not None:
             ax.axhline(panel.target, linestyle="--", color="grey", linewidth=1, label="NC target")
@@ -105,14 +109,14 @@ def plot_study(
             ax.set_yscale("log")
         if categorical:
             ax.set_xticks(range(len(x_values)), [_group_value(v).replace(" ", "\n") for v in x_values])
-        ax.set_title(panel.title, fontsize="medium")
-        ax.set_xlabel(xlabel)
+        ax.set_title(plot_text(panel.title), fontsize="medium")
+        ax.set_xlabel(plot_text(xlabel))
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small")
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
-    figure.suptitle(title)
+    figure.suptitle(plot_text(title))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     atomic_write_bytes(path, buffer.getvalue())
