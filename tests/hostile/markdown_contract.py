@@ -7,6 +7,7 @@ Nothing here imports nc_audit: it reads text as a Markdown reader would.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 #: Characters that break a line or the terminal: C0 (tab and newline aside), DEL, C1, U+2028/U+2029.
 RAW_BREAK = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
@@ -43,3 +44,14 @@ def assert_clean_console(text: str) -> None:
     """No raw control character or line separator on stdout/stderr (each escaped)."""
     found = RAW_BREAK.search(text)
     assert found is None, f"a raw {found.group()!r} on the console"
+
+
+def check_outputs(result: Any, pages: list[str], stdout_is_markdown: bool) -> None:
+    """A hostile corpus run (test_corpus.CaseResult): each page written and clean, the console clean."""
+    for rel in pages:
+        assert rel in result.outputs, f"{rel} was not written"
+        assert_clean_markdown(result.outputs[rel].decode("utf-8"))
+    for run in result.runs:
+        assert_clean_console(run.stdout + run.stderr)
+        if stdout_is_markdown:
+            assert_clean_markdown(run.stdout)
