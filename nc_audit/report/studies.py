@@ -3,12 +3,11 @@ with error bars.
 
 A summary row (nc_audit.experiments.studies.summary) holds its group's values (ε, λ, labels per class,
 sparsity, ...) and, per column, ``{"mean", "std", "n"}``. Both take the row order as given; every string
-drawn on the plot passes :func:`plot_text`.
+drawn on the plot is one printable line, shown without mathtext.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 from nc_audit.io.guards.atomic import atomic_write_bytes
 from nc_audit.report.escape import visible
+from nc_audit.report.plots import figure_png
 from nc_audit.report.tables import Column, Number, Spread, Table, cell
 
 
@@ -40,15 +40,16 @@ def summary_table(
     return Table(headers, body)
 
 
-def plot_text(value: Any) -> str:
-    """Text for a matplotlib title, label or tick: one printable line (:func:`visible`) whose ``$`` cannot
-    open mathtext (a checkpoint named ``a$\\frac$.pt`` stopped the plot with a parse error)."""
-    return visible(value).replace("$", r"\$")
-
-
 def _group_value(value: Any) -> str:
-    """A group's value on the plot: text as text, a number in its shortest form."""
-    return plot_text(value if isinstance(value, str) else Number(value, None).text())
+    """A group's value as one printable line (:func:`visible`): text as text, a number in its shortest
+    form. Titles, labels and legends are shown without mathtext (nc_audit.report.figure_text)."""
+    return visible(value if isinstance(value, str) else Number(value, None).text())
+
+
+def tick_text(value: Any) -> str:
+    """A group's value as a tick label, which keeps mathtext: ``$`` escaped (``a$\\frac$`` stopped the
+    plot with a parse error)."""
+    return _group_value(value).replace("$", r"\$")
 
 
 @dataclass(frozen=True)
@@ -101,22 +102,20 @@ def plot_study(
             x = [position[row[x_key]] for row in members]
             y = [math.nan if s.get("mean") is None else s["mean"] for s in stats]
             spread = [0.0 if s.get("std") is None else s["std"] for s in stats]
-            label = None if name is None else f"{plot_text(line_key)} = {_group_value(name)}"
+            label = None if name is None else f"{visible(line_key)} = {_group_value(name)}"
             ax.errorbar(x, y, yerr=spread, marker="o", markersize=4, capsize=3, label=label)
         if panel.target is not None:
             ax.axhline(panel.target, linestyle="--", color="grey", linewidth=1, label="NC target")
         if panel.log:
             ax.set_yscale("log")
         if categorical:
-            ax.set_xticks(range(len(x_values)), [_group_value(v).replace(" ", "\n") for v in x_values])
-        ax.set_title(plot_text(panel.title), fontsize="medium")
-        ax.set_xlabel(plot_text(xlabel))
+            ax.set_xticks(range(len(x_values)), [tick_text(v).replace(" ", "\n") for v in x_values])
+        ax.set_title(visible(panel.title), fontsize="medium")
+        ax.set_xlabel(visible(xlabel))
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small")
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
-    figure.suptitle(plot_text(title))
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    atomic_write_bytes(path, buffer.getvalue())
+    figure.suptitle(visible(title))
+    atomic_write_bytes(path, figure_png(figure))

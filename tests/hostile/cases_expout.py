@@ -14,7 +14,9 @@ from generate import SAMPLES, SLOW_CASES, Case, case
 #: A newline opening a heading, a table break, HTML, a backtick, CR, a line separator and mathtext.
 INJECTED = "a`b\n## injected|<script>x<img src=x>\r\u2028$\\frac$"
 PRUNE_ONE = ["--sparsities", "0", "--no-progress"]
-#: Every case of this module (each slow; tests/report/test_experiment_output.py checks the same pages fast).
+#: Mathtext that does not parse, for a figure's title.
+MATHTEXT = "a$\\frac$ b$x^2$"
+#: The slow cases of this module (tests/report/test_experiment_output.py checks the same pages fast).
 GENERATED = (
     "expout_prune_injected_checkpoint_name", "expout_prune_injected_data_name", "expout_prune_long_name",
     "expout_study_injected_data_name",
@@ -86,6 +88,20 @@ def case_expout_study_injected_data_name(root: Path) -> Case:
         "title, the plot drawn (mathtext escaped)",
         [["study", "label-smoothing", "--quick", "--data", str(data), "--out", str(root / "st"), "--no-progress"]],
         "ok", outputs=["st", "st/*"], extra={"markdown_clean": ["st/RESULTS.md"], "exists": "st/label_smoothing.png"},
+    )  # fmt: skip
+
+
+@case
+def case_expout_measure_html_mathtext_name(root: Path) -> Case:
+    pt, h5 = _checkpoint(root, MATHTEXT), root / f"{MATHTEXT}.h5"
+    shutil.copyfile(SAMPLES / "epoch_0300.h5", h5)
+    page = root / "report.html"
+    return Case(
+        "expout_measure_html_mathtext_name", 2,
+        "measure a$\\frac$.pt --features a$\\frac$.h5 --html: the figure's title shows the name as written "
+        "('ValueError: ... Expected \\frac{num}{den}' and exit 2 before)",
+        [["measure", str(pt), "--features", str(h5), "--html", str(page), "--no-progress"]],
+        "ok", outputs=[page.name],
     )  # fmt: skip
 
 

@@ -172,3 +172,30 @@ def test_torch_threads_sets_and_restores() -> None:
     with pytest.raises(RuntimeError), torch_threads(1):
         raise RuntimeError
     assert torch.get_num_threads() == before
+
+
+MATHTEXT = "a$\\frac$ b$x^2$.pt"
+
+
+def test_figures_show_input_without_mathtext(tmp_path: Path) -> None:
+    """A name with ``$\\frac$`` stopped measure --html, prune, the studies and interpolate --plot."""
+    from nc_audit.report.figures import interpolation_figure, report_figure
+    from nc_audit.report.plots import figure_png
+    from nc_audit.report.study_pages import plot_semi_supervised
+
+    report = {
+        "checkpoint": {"path": MATHTEXT},
+        "metrics": {"nc1": 0.5, "mir": 0.9},
+        "targets": {"nc1": 0, "mir": 1},
+    }
+    figure = report_figure(report)
+    assert figure_png(figure).startswith(b"\x89PNG")
+    assert figure.axes[0].title.get_text().endswith(MATHTEXT) and not figure.axes[0].title.get_parse_math()
+    assert all(label.get_parse_math() for label in figure.axes[0].get_xticklabels())  # log ticks: 10^{-1}
+    records = [
+        {"alpha": a, "accuracy": 0.5, "loss": 1.0, "metrics": {"nc1": 1.0, "mir": 0.9}} for a in (0, 1)
+    ]
+    interpolation = {"a": {"path": MATHTEXT}, "b": {"path": "b.pt"}, "data": MATHTEXT, "records": records}
+    assert figure_png(interpolation_figure(interpolation)).startswith(b"\x89PNG")
+    plot_semi_supervised(semi_supervised_document(setting=MATHTEXT), tmp_path / "s.png")
+    assert (tmp_path / "s.png").read_bytes().startswith(b"\x89PNG")
