@@ -22,8 +22,8 @@ def literal_texts(figure: Figure) -> None:
     for ax in figure.axes:
         texts += [ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts]
         texts += [child for child in ax.get_children() if isinstance(child, Text)]  # left/right titles
-        legend = ax.get_legend()
-        if legend is not None:
-            texts += legend.get_texts()
+        own = ax.get_legend()
+        if own is not None:
+            texts += own.get_texts()
     for text in texts:
         text.set_parse_math(False)

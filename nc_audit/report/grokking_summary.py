@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from nc_audit.report.tables import Bullets, Column, Line, Markup, Number, Page, Paragraph, Table
+from nc_audit.report.tables import Block, Bullets, Column, Line, Markup, Number, Page, Paragraph, Table
 
 Document = Mapping[str, Any]
 
@@ -88,7 +88,7 @@ def grokking_page(document: Document) -> Page:
                        "(test features): K_W vs the test features' own class means.")  # fmt: skip
     events_list = Bullets((_event(document, "train", events["train_accuracy_step"]),
                            _event(document, "test", events["test_accuracy_step"])))  # fmt: skip
-    blocks = [Paragraph(setup), events_list, Paragraph(statistic), _changes_table(events["changes"]),
+    blocks: list[Block] = [Paragraph(setup), events_list, Paragraph(statistic), _changes_table(events["changes"]),
               Paragraph(_answer(events["changes"]))]  # fmt: skip
     seconds = document.get("seconds") or {}
     if seconds:

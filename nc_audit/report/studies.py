@@ -17,7 +17,7 @@ from typing import Any
 from nc_audit.io.guards.atomic import atomic_write_bytes
 from nc_audit.report.escape import visible
 from nc_audit.report.plots import figure_png
-from nc_audit.report.tables import Column, Number, Spread, Table, cell
+from nc_audit.report.tables import Column, Line, Number, Spread, Table, cell
 
 
 def summary_table(
@@ -28,16 +28,12 @@ def summary_table(
 ) -> Table:
     """The group columns (key, header) as given, then one mean ± std cell per (key, header)."""
     headers = tuple(Column(header) for _, header in (*groups, *columns))
-    body = tuple(
-        tuple(
-            [
-                *(cell(row[key], None) for key, _ in groups),
-                *((Spread.of(row.get(key), digits),) for key, _ in columns),
-            ]
-        )
-        for row in rows
-    )
-    return Table(headers, body)
+
+    def cells(row: Mapping[str, Any]) -> tuple[Line, ...]:
+        values = tuple(cell(row[key], None) for key, _ in groups)
+        return values + tuple((Spread.of(row.get(key), digits),) for key, _ in columns)
+
+    return Table(headers, tuple(cells(row) for row in rows))
 
 
 def _group_value(value: Any) -> str:
