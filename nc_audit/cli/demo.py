@@ -1,21 +1,20 @@
 """`nc-audit demo ...`: self-contained demonstrations that train a small model and audit it.
 
-The library (nc_audit.experiments.grokking) trains and measures; nc_audit.report.figures draws its document;
-this module writes the PNG and a Markdown summary, and computes nothing.
+The library (nc_audit.experiments.grokking) trains and measures; nc_audit.report.figures draws its document
+and nc_audit.report.grokking_summary writes its summary; this module parses options and computes nothing.
 """
 
 from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from nc_audit.cli.common import Command, cli_errors, command_group, stderr, wrote
+from nc_audit.cli.common import Command, cli_errors, command_group, wrote
+from nc_audit.cli.experiment_output import say
 from nc_audit.cli.options import QuietOpt
-from nc_audit.io.guards.atomic import atomic_write_text
-from nc_audit.report.numbers import fixed
 
 Opt = typer.Option
 
@@ -106,116 +105,34 @@ def grokking_command(
     names = ("trajectory.json", "grokking.png", "SUMMARY.md")
     plan_outputs({f"--out {out / name}": out / name for name in names})
 
-    import torch
-
     from nc_audit.cli.progress import make_tracker
+    from nc_audit.core.threads import torch_threads
     from nc_audit.experiments.grokking import run_grokking
+    from nc_audit.io.guards.atomic import atomic_write_text
     from nc_audit.report.figures import grokking_figure
+    from nc_audit.report.grokking_summary import event_lines, grokking_page, timing_line
     from nc_audit.report.plots import save_figure
+    from nc_audit.report.tables_markdown import page_text
 
     if quick:
         p, steps = p or QUICK["p"], steps or QUICK["steps"]
         save_every = save_every or QUICK["save_every"]
-    before = torch.get_num_threads()
-    torch.set_num_threads(thread_count or before)
-    try:
-        with make_tracker(quiet) as tracker:
-            result = run_grokking(
-                out,
-                model=model.value,
-                p=p,
-                train_fraction=train_fraction,
-                steps=steps,
-                save_every=save_every,
-                seed=seed,
-                resume=resume,
-                tracker=tracker,
-            )
-    finally:
-        torch.set_num_threads(before)
+    with torch_threads(thread_count), make_tracker(quiet) as tracker:
+        result = run_grokking(
+            out,
+            model=model.value,
+            p=p,
+            train_fraction=train_fraction,
+            steps=steps,
+            save_every=save_every,
+            seed=seed,
+            resume=resume,
+            tracker=tracker,
+        )
     plot_path, summary_path = out / "grokking.png", out / "SUMMARY.md"
     save_figure(grokking_figure(result.document), plot_path)
-    atomic_write_text(summary_path, summary_markdown(result.document))
-    events, seconds = result.events, result.seconds
-    for name in ("train", "test"):
-        step = events[f"{name}_accuracy_step"]
-        within = result.document["config"]["steps"]
-        reached = f"at step {step}" if step is not None else f"never within {within} steps"
-        stderr.print(f"{name} accuracy ≥ {events['threshold']}: {reached}")
-    stderr.print(
-        f"time: training {seconds['train']:.1f} s, measurement {seconds['measure']:.1f} s, total {seconds['total']:.1f} s"
-    )
+    atomic_write_text(summary_path, page_text(grokking_page(result.document)))
+    for line in event_lines(result.document):
+        say(line)
+    say(("time: ", *timing_line(result.seconds)))
     wrote(f"{result.trajectory_path}, {plot_path}, {summary_path}")
-
-
-def _change_cell(change: dict[str, Any] | None) -> str:
-    """A window change with the steps it spans."""
-    if change is None:
-        return "n/a (no event)"
-    return f"{fixed(change['change'], undefined='n/a')} (steps {change['from_step']}–{change['to_step']})"
-
-
-def _model_text(model: dict[str, Any]) -> str:
-    """``transformer (d_model 64, heads 4, d_mlp 256)`` from the document's model entry."""
-    settings = ", ".join(f"{key} {value}" for key, value in model.items() if key != "name")
-    return f"{model.get('name', 'modmlp')} ({settings})"
-
-
-def summary_markdown(document: dict[str, Any]) -> str:
-    """SUMMARY.md: setup, the two event steps, the window changes and their comparison, timing."""
-    config, ev, values = document["config"], document["events"], document["series"]
-    best, threshold, window = ev["best_test_accuracy"], ev["threshold"], ev["window_checkpoints"]
-
-    def event_line(name: str, step: int | None) -> str:
-        if step is None:
-            extra = f" (best {best['accuracy']:.4f} at step {best['step']})" if name == "test" else ""
-            return f"- {name} accuracy: never reached ≥ {threshold} within {config['steps']} steps{extra}"
-        accuracy = values[f"{name} accuracy"][document["steps"].index(step)]
-        return f"- {name} accuracy first ≥ {threshold} at step **{step}** (measured {accuracy:.4f})"
-
-    lines = [
-        f"# Grokking on a+b mod {config['p']} (train fraction {config['train_fraction']}, seed {config['seed']})",
-        "",
-        f"{_model_text(config['model'])}; AdamW lr 1e-3, "
-        f"weight decay 1.0, betas (0.9, 0.98), full batch, {config['steps']} steps, a checkpoint every "
-        f"{config['save_every']} steps ({len(document['steps'])} checkpoints), measured with nc-audit's "
-        "measure_trajectory on the train and test splits.",
-        "",
-        event_line("train", ev["train_accuracy_step"]),
-        event_line("test", ev["test_accuracy_step"]),
-        "",
-        f"Statistic: Σ_j |m(s_(j+1)) − m(s_j)| for j from i−{window} to i+{window}−1, the total variation of a metric over the "
-        f"{window} checkpoints either side of the event's checkpoint i (clipped at the ends). MIR/HDR (train features): K_W vs the train class means; "
-        "(test features): K_W vs the test features' own class means.",
-        "",
-        "| metric | change around train event | change around test event | larger around | median change over the run |",
-        "|---|---|---|---|---|",
-    ]
-    for name, change in ev["changes"].items():
-        larger = {"test": "test-accuracy jump", "train": "train-accuracy jump", None: "n/a"}[
-            change["larger_around"]
-        ]
-        lines.append(
-            f"| {name} | {_change_cell(change['around_train_event'])} | {_change_cell(change['around_test_event'])} | {larger} | {fixed(change['median_over_run'], undefined='n/a')} |"
-        )
-    answers = [
-        f"{name} changed more around the {change['larger_around']}-accuracy jump"
-        for name, change in ev["changes"].items()
-        if change["larger_around"]
-    ]
-    lines += [
-        "",
-        "Answer: "
-        + (
-            "; ".join(answers) + "."
-            if answers
-            else "no comparison: test accuracy never reached the threshold."
-        ),
-    ]
-    seconds = document.get("seconds", {})
-    if seconds:
-        lines += [
-            "",
-            f"Time: training {seconds['train']:.1f} s, measurement {seconds['measure']:.1f} s, total {seconds['total']:.1f} s.",
-        ]
-    return "\n".join(lines) + "\n"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from nc_audit.cli.common import Device, Format, cli_errors, print_stdout, stderr
+from nc_audit.cli.common import Device, Format, cli_errors, print_stdout, wrote
+from nc_audit.cli.experiment_output import parse_numbers, run_line
 from nc_audit.cli.options import (
     DEVICE_METAVAR,
     FORMAT_METAVAR,
@@ -17,21 +18,8 @@ from nc_audit.cli.options import (
     QuietOpt,
     required_data,
 )
-from nc_audit.cli.study import parse_numbers, run_line, threads
 
 Opt = typer.Option
-
-#: Table columns: (summary column, header, how to read it from a record).
-COLUMNS = (
-    ("kept", "kept", lambda r: r["kept"]["fraction"]),
-    ("accuracy", "accuracy", lambda r: r["accuracy"]),
-    ("test_accuracy", "test accuracy", lambda r: r["test_accuracy"]),
-    ("nc1", "NC1", lambda r: r["report"]["metrics"]["nc1"]),
-    ("nc4", "NC4", lambda r: r["report"]["metrics"]["nc4"]),
-    ("mir", "MIR", lambda r: r["report"]["metrics"]["mir"]),
-    ("hdr", "HDR", lambda r: r["report"]["metrics"]["hdr"]),
-)
-
 
 DataArg = required_data("Dataset to measure on (and to fine-tune on)")
 
@@ -122,8 +110,13 @@ def prune_command(
     outputs = {**files_in(out, names), "--markdown": markdown, "--plot": plot, "--json": json_path}
     plan_outputs(outputs, [checkpoint, data_file(data)], model=model)  # before anything is created
     from nc_audit.cli.progress import make_tracker
+    from nc_audit.core.threads import torch_threads
     from nc_audit.experiments.prune import PruneSettings, run_pruning
+    from nc_audit.experiments.prune_summary import HEADERS, pruning_summary
     from nc_audit.experiments.studies.records import json_text
+    from nc_audit.io.guards.atomic import atomic_write_text
+    from nc_audit.report.prune import plot_pruning, pruning_line, pruning_page, pruning_table
+    from nc_audit.report.tables_markdown import page_text, table_text
 
     settings = PruneSettings(
         sparsities=parsed,
@@ -135,80 +128,19 @@ def prune_command(
         seed=seed,
         split=split,
     )
-
-    def describe(record: dict[str, Any]) -> str:
-        metrics = record["report"]["metrics"]
-        test = record["test_accuracy"]
-        return (f"sparsity {record['sparsity']:g} (kept {record['kept']['fraction']:.4f}): accuracy "
-                f"{record['accuracy']:.4f}{'' if test is None else f', test {test:.4f}'}, NC1 {_num(metrics['nc1'])}, "
-                f"MIR {_num(metrics['mir'])}, HDR {_num(metrics['hdr'])}")  # fmt: skip
-
-    with threads(thread_count), make_tracker(quiet) as tracker:
+    with torch_threads(thread_count), make_tracker(quiet) as tracker:
         document = run_pruning(checkpoint, data, out, settings, model=model, model_args=tuple(model_arg or ()),
                                head=head, device=device.value, resume=resume, tracker=tracker,
-                               on_record=run_line(describe))  # fmt: skip
-    table = pruning_table(document)
-    text = pruning_markdown(document, table)
+                               on_record=run_line(pruning_line))  # fmt: skip
+    rows = pruning_summary(document)
+    table = pruning_table(rows, HEADERS)
+    text = page_text(pruning_page(document, table))
     if output_format == Format.json:
         print_stdout(json_text(document))
     else:
-        print_stdout(table if output_format == Format.table else text)
-    from nc_audit.io.guards.atomic import atomic_write_text
-
+        print_stdout(table_text(table) if output_format == Format.table else text)
     if json_path is not None:
         atomic_write_text(json_path, json_text(document))
     atomic_write_text(markdown, text)
-    plot_pruning(document, plot)
-    stderr.print(f"wrote {out / 'pruning.json'}, {markdown}, {plot}", markup=False)
-
-
-def _num(value: float | None) -> str:
-    return "—" if value is None else f"{value:.4f}"
-
-
-def _rows(document: dict[str, Any]) -> list[dict[str, Any]]:
-    from nc_audit.experiments.studies.summary import summarise
-
-    return summarise(document["records"], ["sparsity"], [(name, get) for name, _, get in COLUMNS])
-
-
-def pruning_table(document: dict[str, Any]) -> str:
-    from nc_audit.report.studies import markdown_table
-
-    return markdown_table(
-        _rows(document), [("sparsity", "sparsity")], [(name, header) for name, header, _ in COLUMNS]
-    )
-
-
-def pruning_markdown(document: dict[str, Any], table: str) -> str:
-    settings = document["settings"]
-    head = "the head included" if settings["include_head"] else "the head left dense"
-    tuned = (
-        f"every model (sparsity 0 too, the control) fine-tuned {settings['finetune_epochs']} epoch(s) with its masks kept (Adam, lr "
-        f"{settings['lr']:g}, batch {settings['batch_size']})"
-        if settings["finetune_epochs"]
-        else "no fine-tuning after pruning"
-    )
-    mir_nc = document["targets"].get("mir")
-    return "\n".join([
-        f"# Magnitude pruning of `{document['checkpoint']['path']}` on {document['data']} (`nc-audit prune`)",
-        "",
-        f"Scope {settings['scope']} (weights of every Linear/Conv layer, {head}); {tuned}. \"kept\": share of "
-        f"the pruned layers' weights kept. Accuracy, NC1, NC4, MIR, HDR on the {settings['split']} split "
-        f"(MIR_NC = {mir_nc:.4f}); test accuracy on the test split.",
-        "",
-        table,
-    ])  # fmt: skip
-
-
-def plot_pruning(document: dict[str, Any], path: Path) -> None:
-    from nc_audit.report.studies import Panel, geometry_panels, plot_study
-
-    panels = [Panel("accuracy", f"accuracy ({document['settings']['split']})"), Panel("test_accuracy", "test accuracy"),
-              *geometry_panels(document["targets"])]  # fmt: skip
-    rows = _rows(document)
-    if all(row["test_accuracy"]["mean"] is None for row in rows):
-        panels = [panel for panel in panels if panel.column != "test_accuracy"]
-    name = Path(document["checkpoint"]["path"]).name
-    plot_study(rows, "sparsity", panels, path, xlabel="sparsity",
-               title=f"magnitude pruning ({document['settings']['scope']}) of {name} on {document['data']}")  # fmt: skip
+    plot_pruning(document, rows, plot)
+    wrote(f"{out / 'pruning.json'}, {markdown}, {plot}")

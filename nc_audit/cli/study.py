@@ -1,21 +1,21 @@
 """`nc-audit study ...`: the paper's claims measured on small models — label smoothing, semi-supervised.
 
 The library (nc_audit.experiments.studies) trains, measures and keeps resumable records; this module
-parses options, prints one line per finished run, and renders the results as a Markdown table and a PNG.
+parses options and hands the results to nc_audit.report.study_pages (the page, the table, the per-run
+line, the PNG).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from nc_audit.cli.common import Command, cli_errors, command_group, print_stdout, stderr
+from nc_audit.cli.common import Command, cli_errors, command_group, print_stdout, wrote
+from nc_audit.cli.experiment_output import parse_numbers, run_line
 from nc_audit.cli.options import QuietOpt
-from nc_audit.core.errors import InputError
 
 Opt = typer.Option
 
@@ -54,41 +54,6 @@ ThreadsOpt = Annotated[
 ]
 
 
-def parse_numbers(text: str, option: str, kind: type[float] | type[int] = float) -> tuple[Any, ...]:
-    """``0,0.05,0.1`` → (0.0, 0.05, 0.1) (``kind=int``: ``4,10`` → (4, 10)); InputError naming the option
-    otherwise."""
-    noun, example = ("integers", "4,10") if kind is int else ("numbers", "0,0.1,0.2")
-    try:
-        values = tuple(kind(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise InputError(f"{option} {text!r}: expected comma-separated {noun} such as {example}") from None
-    if not values:
-        raise InputError(f"{option} {text!r}: give at least one {noun[:-1]}")
-    return values
-
-
-@contextlib.contextmanager
-def threads(count: int) -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def run_line(describe: Callable[[dict[str, Any]], str]) -> Callable[[int, int, dict[str, Any], bool], None]:
-    """The per-run callback: ``[3/12] ε=0.1 seed 2: test accuracy 0.9822, … (12.3 s)`` on stderr."""
-
-    def show(index: int, total: int, record: dict[str, Any], resumed: bool) -> None:
-        when = "read back from runs.jsonl" if resumed else f"{record.get('seconds', 0.0):.1f} s"
-        stderr.print(f"[{index}/{total}] {describe(record)} ({when})", markup=False)
-
-    return show
-
-
 def plan_study_outputs(
     out: Path, markdown: Path | None, plot: Path | None, plot_name: str, data: str | None
 ) -> tuple[Path, Path]:
@@ -107,11 +72,7 @@ def write_outputs(text: str, markdown: Path, plot: Path, draw: Callable[[Path], 
 
     atomic_write_text(markdown, text)
     draw(plot)
-    stderr.print(f"wrote {markdown}, {plot}", markup=False)
-
-
-def _metric(value: float | None) -> str:
-    return "—" if value is None else f"{value:.4f}"
+    wrote(f"{markdown}, {plot}")
 
 
 @study_app.command("label-smoothing", cls=Command)
@@ -150,9 +111,16 @@ def label_smoothing_command(
     from dataclasses import replace
 
     from nc_audit.cli.progress import make_tracker
-    from nc_audit.cli.study_render import label_smoothing_markdown, plot_label_smoothing
-    from nc_audit.experiments.studies.label_smoothing import LabelSmoothingStudy, run_label_smoothing
-    from nc_audit.report.studies import markdown_table
+    from nc_audit.core.threads import torch_threads
+    from nc_audit.experiments.studies.label_smoothing import COLUMNS, LabelSmoothingStudy, run_label_smoothing
+    from nc_audit.report.study_pages import (
+        LABEL_SMOOTHING_GROUPS,
+        label_smoothing_line,
+        label_smoothing_page,
+        plot_label_smoothing,
+        study_table,
+    )
+    from nc_audit.report.tables_markdown import page_text, table_text
 
     markdown, plot = plan_study_outputs(out, markdown, plot, "label_smoothing.png", data)
     study = LabelSmoothingStudy.quick() if quick else LabelSmoothingStudy()
@@ -164,23 +132,14 @@ def label_smoothing_command(
     if epochs is not None:
         study = replace(study, recipe=replace(study.recipe, epochs=epochs))
 
-    def describe(record: dict[str, Any]) -> str:
-        metrics = record["train"]["metrics"]
-        return (f"ε={record['epsilon']:g} seed {record['seed']}: test accuracy {record['test']['accuracy']:.4f}, "
-                f"NC1 {_metric(metrics['nc1'])}, MIR {_metric(metrics['mir'])}, HDR {_metric(metrics['hdr'])}")  # fmt: skip
-
-    with threads(thread_count), make_tracker(quiet) as tracker:
+    with torch_threads(thread_count), make_tracker(quiet) as tracker:
         document = run_label_smoothing(
-            out, study, resume=resume, tracker=tracker, on_record=run_line(describe)
+            out, study, resume=resume, tracker=tracker, on_record=run_line(label_smoothing_line)
         )
-    from nc_audit.experiments.studies.label_smoothing import COLUMNS
-
-    table = markdown_table(
-        document["summary"], [("epsilon", "ε")], [(name, header) for name, header, _ in COLUMNS]
-    )
-    text = label_smoothing_markdown(document, table)
-    print_stdout(table)
-    write_outputs(text, markdown, plot, lambda path: plot_label_smoothing(document, path))
+    table = study_table(document, LABEL_SMOOTHING_GROUPS, [(name, header) for name, header, _ in COLUMNS])
+    print_stdout(table_text(table))
+    write_outputs(page_text(label_smoothing_page(document, table)), markdown, plot,
+                  lambda path: plot_label_smoothing(document, path))  # fmt: skip
 
 
 @study_app.command("semi-supervised", cls=Command)
@@ -222,9 +181,16 @@ def semi_supervised_command(
     from dataclasses import replace
 
     from nc_audit.cli.progress import make_tracker
-    from nc_audit.cli.study_render import plot_semi_supervised, semi_supervised_markdown
+    from nc_audit.core.threads import torch_threads
     from nc_audit.experiments.studies.semi_supervised import COLUMNS, SemiSupervisedStudy, run_semi_supervised
-    from nc_audit.report.studies import markdown_table
+    from nc_audit.report.study_pages import (
+        SEMI_SUPERVISED_GROUPS,
+        plot_semi_supervised,
+        semi_supervised_line,
+        semi_supervised_page,
+        study_table,
+    )
+    from nc_audit.report.tables_markdown import page_text, table_text
 
     markdown, plot = plan_study_outputs(out, markdown, plot, "semi_supervised.png", None)
     study = SemiSupervisedStudy.quick() if quick else SemiSupervisedStudy()
@@ -238,18 +204,11 @@ def semi_supervised_command(
         study = replace(study, recipe=replace(study.recipe, steps=steps))
     study = replace(study, supervised_baseline=baseline)
 
-    def describe(record: dict[str, Any]) -> str:
-        metrics, stats = record["train"]["metrics"], record["stats"]
-        share = "" if stats["mask_rate"] is None else f", confident share {stats['mask_rate']:.3f}"
-        return (f"K={record['labels_per_class']} {record['setting']} seed {record['seed']}: test accuracy "
-                f"{record['test']['accuracy']:.4f}{share}, MIR {_metric(metrics['mir'])}, HDR {_metric(metrics['hdr'])}")  # fmt: skip
-
-    with threads(thread_count), make_tracker(quiet) as tracker:
+    with torch_threads(thread_count), make_tracker(quiet) as tracker:
         document = run_semi_supervised(
-            out, study, resume=resume, tracker=tracker, on_record=run_line(describe)
+            out, study, resume=resume, tracker=tracker, on_record=run_line(semi_supervised_line)
         )
-    groups = [("labels_per_class", "labels/class"), ("setting", "setting")]
-    table = markdown_table(document["summary"], groups, [(name, header) for name, header, _ in COLUMNS])
-    print_stdout(table)
-    write_outputs(semi_supervised_markdown(document, table), markdown, plot,
+    table = study_table(document, SEMI_SUPERVISED_GROUPS, [(name, header) for name, header, _ in COLUMNS])
+    print_stdout(table_text(table))
+    write_outputs(page_text(semi_supervised_page(document, table)), markdown, plot,
                   lambda path: plot_semi_supervised(document, path))  # fmt: skip

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import torch
 
@@ -21,14 +21,20 @@ def worker_count(device: torch.device) -> int:
 
 
 @contextmanager
-def single_threaded_kernels(active: bool) -> Iterator[None]:
-    """Run PyTorch's CPU kernels on one intra-op thread while ``active`` (restored afterwards)."""
-    if not active:
+def torch_threads(count: int | None) -> Iterator[None]:
+    """PyTorch's intra-op thread count set to ``count`` while inside (None: left as it is), restored
+    afterwards: the one way nc-audit changes it (kernels, ``--threads`` of the studies, prune and demo)."""
+    if count is None:
         yield
         return
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(count)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def single_threaded_kernels(active: bool) -> AbstractContextManager[None]:
+    """Run PyTorch's CPU kernels on one intra-op thread while ``active`` (restored afterwards)."""
+    return torch_threads(1 if active else None)

@@ -58,3 +58,18 @@ def half_widths(report: Any) -> dict[str, float]:
 def with_error(text: str, key: str, errors: dict[str, float], form: Any = short) -> str:
     """``text`` with `` ± half-width`` when ``key`` has an error bar."""
     return f"{text} ± {form(errors[key])}" if key in errors else text
+
+
+# --- experiment output (studies, prune, demo): settings, timings, shares -----------------------------------
+def general(value: Any, undefined: str = UNDEFINED) -> str:
+    """The shortest form (``{:g}``) of a setting such as ε, λ, a sparsity or a learning rate; an int as is."""
+    number = as_number(value)
+    if number is None:
+        return undefined
+    return str(value) if isinstance(value, int) else f"{number:g}"
+
+
+def decimals(value: Any, digits: int, undefined: str = UNDEFINED) -> str:
+    """``digits`` decimals whatever the type (an int too: ``1.0000``); seconds (1), shares (3), metrics (4)."""
+    number = as_number(value)
+    return undefined if number is None else f"{number:.{digits}f}"

@@ -136,7 +136,10 @@ def panel_figure(
 
 
 def figure_png(figure: Figure, dpi: int = 100) -> bytes:
-    """The figure as PNG bytes."""
+    """The figure as PNG bytes; its titles, labels and legends shown as written (no mathtext from input)."""
+    from nc_audit.report.figure_text import literal_texts
+
+    literal_texts(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
     return buffer.getvalue()

@@ -1,12 +1,13 @@
-"""Rendering a study's summary: a Markdown table of mean ± std cells, and a PNG with error bars.
+"""A study's summary as a typed table of mean ± std cells (:mod:`nc_audit.report.tables`), and as a PNG
+with error bars.
 
 A summary row (nc_audit.experiments.studies.summary) holds its group's values (ε, λ, labels per class,
-sparsity, ...) and, per column, ``{"mean", "std", "n"}``. Both renderers take the row order as given.
+sparsity, ...) and, per column, ``{"mean", "std", "n"}``. Both take the row order as given; every string
+drawn on the plot is one printable line, shown without mathtext.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,37 +15,37 @@ from pathlib import Path
 from typing import Any
 
 from nc_audit.io.guards.atomic import atomic_write_bytes
+from nc_audit.report.escape import visible
+from nc_audit.report.plots import figure_png
+from nc_audit.report.tables import Column, Line, Number, Spread, Table, cell
 
 
-def cell(stat: Mapping[str, Any] | None, digits: int = 4) -> str:
-    """``0.9822 ± 0.0031`` (``—`` when undefined; no ± for a single run)."""
-    if not stat or stat.get("mean") is None:
-        return "—"
-    if stat.get("n", 0) <= 1:
-        return f"{stat['mean']:.{digits}f}"
-    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
-
-
-def markdown_table(
+def summary_table(
     rows: Sequence[Mapping[str, Any]],
     groups: Sequence[tuple[str, str]],
     columns: Sequence[tuple[str, str]],
     digits: int = 4,
-) -> str:
-    """Markdown: the group columns (key, header) as given, then one mean ± std cell per (key, header)."""
-    headers = [header for _, header in groups] + [header for _, header in columns]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---:|" * len(headers)]
-    for row in rows:
-        cells = [_group_value(row[key]) for key, _ in groups]
-        cells += [cell(row.get(key), digits) for key, _ in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+) -> Table:
+    """The group columns (key, header) as given, then one mean ± std cell per (key, header)."""
+    headers = tuple(Column(header) for _, header in (*groups, *columns))
+
+    def cells(row: Mapping[str, Any]) -> tuple[Line, ...]:
+        values = tuple(cell(row[key], None) for key, _ in groups)
+        return values + tuple((Spread.of(row.get(key), digits),) for key, _ in columns)
+
+    return Table(headers, tuple(cells(row) for row in rows))
 
 
 def _group_value(value: Any) -> str:
-    if value is None:
-        return "—"
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """A group's value as one printable line (:func:`visible`): text as text, a number in its shortest
+    form. Titles, labels and legends are shown without mathtext (nc_audit.report.figure_text)."""
+    return visible(value if isinstance(value, str) else Number(value, None).text())
+
+
+def tick_text(value: Any) -> str:
+    """A group's value as a tick label, which keeps mathtext: ``$`` escaped (``a$\\frac$`` stopped the
+    plot with a parse error)."""
+    return _group_value(value).replace("$", r"\$")
 
 
 @dataclass(frozen=True)
@@ -97,22 +98,20 @@ def plot_study(
             x = [position[row[x_key]] for row in members]
             y = [math.nan if s.get("mean") is None else s["mean"] for s in stats]
             spread = [0.0 if s.get("std") is None else s["std"] for s in stats]
-            label = None if name is None else f"{line_key} = {_group_value(name)}"
+            label = None if name is None else f"{visible(line_key)} = {_group_value(name)}"
             ax.errorbar(x, y, yerr=spread, marker="o", markersize=4, capsize=3, label=label)
         if panel.target is not None:
             ax.axhline(panel.target, linestyle="--", color="grey", linewidth=1, label="NC target")
         if panel.log:
             ax.set_yscale("log")
         if categorical:
-            ax.set_xticks(range(len(x_values)), [_group_value(v).replace(" ", "\n") for v in x_values])
-        ax.set_title(panel.title, fontsize="medium")
-        ax.set_xlabel(xlabel)
+            ax.set_xticks(range(len(x_values)), [tick_text(v).replace(" ", "\n") for v in x_values])
+        ax.set_title(visible(panel.title), fontsize="medium")
+        ax.set_xlabel(visible(xlabel))
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small")
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
-    figure.suptitle(title)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    atomic_write_bytes(path, buffer.getvalue())
+    figure.suptitle(visible(title))
+    atomic_write_bytes(path, figure_png(figure))

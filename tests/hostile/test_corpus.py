@@ -45,6 +45,7 @@ from typing import Any
 
 import contract
 import generate
+import markdown_contract
 import numpy as np
 import pytest
 from generate import PASSWD_MARK, SECRET_NAME, Case
@@ -587,6 +588,8 @@ def _check_extras(result: CaseResult) -> None:
         assert target is not None and target.get("schema") == "nc-audit-report/1", (
             "the link's target is stale"
         )
+    if extra.get("markdown_clean"):  # cases_expout.py: names that would open Markdown blocks
+        markdown_contract.check_outputs(result, extra["markdown_clean"], extra.get("stdout_markdown", False))
     if extra.get("stays_char_device"):
         assert stat.S_ISCHR((root / extra["stays_char_device"]).lstat().st_mode), "the device was replaced"
     if extra.get("stays_fifo"):
