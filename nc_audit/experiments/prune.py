@@ -147,6 +147,7 @@ def run_pruning(
     settings.validate()
     tracker = tracker or SilentTracker()
     checkpoint, out = Path(checkpoint), Path(out)
+    model.torch_device()  # so does a device that is not there
     load_dataset(data, settings.split)  # an unknown dataset or split fails before anything is written
     if settings.finetune_epochs > 0:
         load_dataset(data, "train")

@@ -42,6 +42,7 @@ def _project(folder: Path, **settings: str) -> None:
 def test_the_project_device_holds_for_every_command_with_device(command: str, tmp_path: Path) -> None:
     _project(tmp_path, device="cuda")
     assert_bad_input(_invoke(command, *DEVICE_RUNS[command]), "no CUDA device is available")
+    assert [path.name for path in tmp_path.iterdir()] == ["pyproject.toml"]  # refused before any write
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA: device = cuda must fail")
