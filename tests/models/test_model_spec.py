@@ -20,7 +20,9 @@ def test_arguments_are_kept_as_typed_and_read_as_a_typed_mapping() -> None:
         spec.args["width"] = 1  # type: ignore[index]  # read-only on purpose
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec.head = "other"  # type: ignore[misc]  # frozen on purpose
-    assert hash(spec) == hash(ModelSpec("zoo.py:build", ("width=64", "name=resnet10t", "dims=[2, 3]"), "fc", "cpu"))
+    assert hash(spec) == hash(
+        ModelSpec("zoo.py:build", ("width=64", "name=resnet10t", "dims=[2, 3]"), "fc", "cpu")
+    )
 
 
 @pytest.mark.parametrize(
@@ -32,7 +34,9 @@ def test_arguments_are_kept_as_typed_and_read_as_a_typed_mapping() -> None:
         ("zoo.py:build", ("width=2", "width=3"), "--model-arg width is given twice"),
     ],
 )
-def test_bad_arguments_are_refused_on_construction(factory: str | None, args: tuple[str, ...], message: str) -> None:
+def test_bad_arguments_are_refused_on_construction(
+    factory: str | None, args: tuple[str, ...], message: str
+) -> None:
     with pytest.raises(InputError, match=message):
         ModelSpec(factory, args)
 
