@@ -21,6 +21,7 @@ from nc_audit.io.checkpoints.save import save_checkpoint
 from nc_audit.io.data.datasets import load_dataset
 from nc_audit.models.extract import extract
 from nc_audit.models.registry import architecture_record
+from nc_audit.models.spec import ModelSpec
 from nc_audit.train.recipe import Recipe, train_from_scratch
 
 SAVE_AT = (1, 2, 5, 12, 30, 70, 150, 300)
@@ -52,7 +53,7 @@ def train(out: Path, seed: int = 0) -> None:
         path = out / f"epoch_{epoch:04d}.pt"
         meta = {"epoch": epoch, "step": epoch, "dataset": DATA, "recipe": RECIPE.to_dict(), "seed": seed}
         save_checkpoint(path, model.state_dict(), record, meta)
-        extract(path, DATA, path.with_suffix(".h5"))
+        extract(path, DATA, path.with_suffix(".h5"), model=ModelSpec(device="cpu"))
         print(
             f"epoch {epoch:4d}  loss {loss:.5f}  train accuracy {accuracy(model, 'train'):.4f}  "
             f"test accuracy {accuracy(model, 'test'):.4f}  ({time.perf_counter() - started:.1f} s) -> {path}",

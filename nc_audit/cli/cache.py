@@ -24,10 +24,10 @@ CacheDirOpt = Annotated[
 
 
 def _folder(cache_dir: Path | None) -> Path:
-    from nc_audit.gating.config import load_defaults
+    from nc_audit.cli.project import project_cache_dir
     from nc_audit.measurement.cache_files import default_cache_dir
 
-    return cache_dir or load_defaults().get("cache_dir") or default_cache_dir()
+    return project_cache_dir(cache_dir) or default_cache_dir()
 
 
 def human_size(size: int) -> str:

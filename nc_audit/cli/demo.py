@@ -14,7 +14,7 @@ import typer
 
 from nc_audit.cli.common import Command, cli_errors, command_group, wrote
 from nc_audit.cli.experiment_output import say
-from nc_audit.cli.options import QuietOpt
+from nc_audit.cli.options import QuietOpt, TorchThreadsOpt
 
 Opt = typer.Option
 
@@ -84,15 +84,7 @@ def grokking_command(
     resume: Annotated[
         bool, Opt("--resume", help="Continue the run in --out from its last save (DIR/resume.state).")
     ] = False,
-    thread_count: Annotated[
-        int | None,
-        Opt(
-            "--threads",
-            min=1,
-            metavar="N",
-            help="Torch CPU threads; 1 is best on shared cores. [default: PyTorch's]",
-        ),
-    ] = None,
+    thread_count: TorchThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Grokking: train a model on modular addition, checkpoint it, track MIR/HDR on train and test features.

@@ -7,11 +7,12 @@ from typing import Annotated
 
 import typer
 
-from nc_audit.cli.common import Device, cli_errors, wrote
+from nc_audit.cli.common import cli_errors, wrote
 from nc_audit.cli.options import (
-    DEVICE_METAVAR,
     AllowExternalOpt,
     ContextOpt,
+    DeviceOpt,
+    HeadOpt,
     ModelArgOpt,
     ModelOpt,
     QuietOpt,
@@ -54,17 +55,9 @@ def extract_command(
     ] = None,
     model: ModelOpt = None,
     model_arg: ModelArgOpt = None,
-    head: Annotated[
-        str | None,
-        Opt(
-            metavar="NAME",
-            help="Name of the head module (an nn.Linear). [default: the architecture's head, else the last nn.Linear]",
-        ),
-    ] = None,
+    head: HeadOpt = None,
     batch_size: Annotated[int, Opt(min=1, metavar="N", help="Samples per forward pass.")] = 512,
-    device: Annotated[
-        Device, Opt(metavar=DEVICE_METAVAR, help="Where the model runs (auto: CUDA when present).")
-    ] = Device.auto,
+    device: DeviceOpt = None,
     quiet: QuietOpt = False,
     allow_external_data: AllowExternalOpt = False,
     task: TaskOpt = Task.classification,
@@ -82,10 +75,11 @@ def extract_command(
     )  # the dump never replaces an input
     check_checkpoint_file(checkpoint)  # before torch is loaded
     from nc_audit.cli.progress import make_tracker
+    from nc_audit.cli.project import project_device
     from nc_audit.core.devices import resolve_device
     from nc_audit.distributed import is_main_process
     from nc_audit.models.extract import extract
-    from nc_audit.models.factories import parse_model_args
+    from nc_audit.models.spec import ModelSpec
 
     if task is Task.next_token:
         from nc_audit.models.next_token import check_next_token_options, extract_next_token
@@ -98,7 +92,7 @@ def extract_command(
                 out,
                 context=context,
                 text_column=text_column,
-                device=resolve_device(device.value),
+                device=resolve_device(project_device(device)),
                 tracker=tracker,
             )
         if is_main_process():
@@ -111,17 +105,9 @@ def extract_command(
             f"{data}: a corpus; extract a causal language model folder's features with --task next-token"
         )
     splits = [name.strip() for name in split.split(",") if name.strip()] if split else None
+    spec = ModelSpec.from_options(model, model_arg, head, project_device(device))
     with make_tracker(quiet) as tracker, external_data_allowed(allow_external_data):
         path = extract(
-            checkpoint,
-            data,
-            out,
-            splits=splits,
-            model_spec=model,
-            head=head,
-            model_args=parse_model_args(model_arg),
-            batch_size=batch_size,
-            device=resolve_device(device.value),
-            tracker=tracker,
+            checkpoint, data, out, splits=splits, model=spec, batch_size=batch_size, tracker=tracker
         )
     wrote(path)

@@ -7,12 +7,22 @@ from typing import Annotated, Any
 
 import typer
 
-from nc_audit.cli.common import Device, cli_errors, write_html
-from nc_audit.cli.completion import complete_dataset
-from nc_audit.cli.options import DEVICE_METAVAR, AllowExternalOpt, HtmlOpt, QuietOpt
+from nc_audit.cli.common import cli_errors, write_html
+from nc_audit.cli.options import (
+    AllowExternalOpt,
+    DeviceOpt,
+    HeadOpt,
+    HtmlOpt,
+    ModelArgOpt,
+    ModelOpt,
+    QuietOpt,
+    required_data,
+)
 from nc_audit.report.numbers import fixed
 
 Opt = typer.Option
+
+DataOpt = required_data("Dataset to fine-tune on (instead of --features)", required=False)
 
 #: Rows of the before/after table: (history key, label).
 SUMMARY_ROWS = (
@@ -45,15 +55,7 @@ def finetune_command(
             show_default=False,
         ),
     ] = ...,  # type: ignore[assignment]  # typer's mark of a required option
-    data: Annotated[
-        str | None,
-        Opt(
-            "--data",
-            metavar="NAME|PATH",
-            autocompletion=complete_dataset,
-            help="Dataset: digits, gaussian:..., modadd:..., or a .npz/.h5 file.",
-        ),
-    ] = None,
+    data: DataOpt = None,
     features: Annotated[
         Path | None,
         Opt(
@@ -92,25 +94,9 @@ def finetune_command(
     resume: Annotated[
         bool, Opt("--resume", help="Continue the run in --out from its newest complete checkpoint.")
     ] = False,
-    model: Annotated[
-        str | None,
-        Opt(
-            metavar="FACTORY",
-            help="Your model's callable, MODULE:CALLABLE (for checkpoints without a record); recorded in the "
-            "run's checkpoints, so measure needs no --model.",
-        ),
-    ] = None,
-    model_arg: Annotated[
-        list[str] | None,
-        Opt(
-            "--model-arg",
-            metavar="KEY=VALUE",
-            help="Argument of --model's callable, KEY=VALUE (JSON, else a string); repeatable.",
-        ),
-    ] = None,
-    head: Annotated[
-        str | None, Opt(metavar="NAME", help="Module name of the classifier head. [default: detected]")
-    ] = None,
+    model: ModelOpt = None,
+    model_arg: ModelArgOpt = None,
+    head: HeadOpt = None,
     train_samples_per_class: Annotated[
         int | None, Opt(metavar="K", help="Few-shot: train on K seeded samples of every class.")
     ] = None,
@@ -124,17 +110,18 @@ def finetune_command(
             help="Compute each batch's loss on N strided shards, as N torchrun ranks do (reproduces a DDP run).",
         ),
     ] = 1,
-    device: Annotated[
-        Device, Opt(metavar=DEVICE_METAVAR, help="Where training runs (auto: CUDA when present).")
-    ] = Device.auto,
+    device: DeviceOpt = None,
     html_path: HtmlOpt = None,
     quiet: QuietOpt = False,
     allow_external_data: AllowExternalOpt = False,
 ) -> None:
     """Fine-tune with L = (1 − λ)·CE + λ·CMA; checkpoint every epoch; print metrics before vs after.
 
-    Runs under torchrun too (DistributedDataParallel; rank 0 writes). Exit codes: 0 done, 2 bad input.
+    Runs under torchrun too (DistributedDataParallel; rank 0 writes). The run's checkpoints record
+    --model and --model-arg, so measure needs no --model. Exit codes: 0 done, 2 bad input.
     """
+    options = dict(locals())  # the parameters by name (nothing else is local yet): the run's settings
+    from nc_audit.cli.finetune_options import finetune_config
     from nc_audit.io.hdf5.guard import external_data_allowed
     from nc_audit.io.plan.outputs import plan_outputs
     from nc_audit.io.plan.preflight import data_file, finetune_outputs
@@ -144,33 +131,9 @@ def finetune_command(
     plan_outputs(outputs, inputs, model=model)  # no file the run writes may be one it reads
     from nc_audit.cli.progress import make_tracker
     from nc_audit.distributed import is_main_process
-    from nc_audit.train import FinetuneConfig, finetune
+    from nc_audit.train import finetune
 
-    config = FinetuneConfig(
-        out=out,
-        cma_weight=cma_weight,
-        checkpoint=checkpoint,
-        data=data,
-        features=features,
-        anchors=anchors,
-        mir_weight=mir_weight,
-        hdr_weight=hdr_weight,
-        label_smoothing=label_smoothing,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        freeze_body=freeze_body,
-        seed=seed,
-        resume=resume,
-        model=model,
-        model_args=tuple(model_arg or ()),
-        head=head,
-        train_samples_per_class=train_samples_per_class,
-        adapter_hidden=adapter_hidden,
-        loss_shards=loss_shards,
-        device=device.value,
-    )
-    config.validate()
+    config = finetune_config(options)  # checked on construction: one range check per setting
     is_main = is_main_process()
     with make_tracker(quiet, enabled=is_main) as tracker, external_data_allowed(allow_external_data):
         result = finetune(config, tracker)

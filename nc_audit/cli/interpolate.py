@@ -8,10 +8,12 @@ from typing import Annotated, Any
 
 import typer
 
-from nc_audit.cli.common import Device, Format, cli_errors, print_stdout, stderr, wrote
+from nc_audit.cli.common import Format, cli_errors, print_stdout, stderr, wrote
 from nc_audit.cli.options import (
-    DEVICE_METAVAR,
-    FORMAT_METAVAR,
+    DeviceOpt,
+    FormatOpt,
+    HeadOpt,
+    JsonOpt,
     ModelArgOpt,
     ModelOpt,
     QuietOpt,
@@ -60,22 +62,11 @@ def interpolate_command(
             help="Write a PNG: accuracy, loss, NC1, NC4, MIR and HDR against α (NC targets dashed).",
         ),
     ] = None,
-    json_path: Annotated[
-        Path | None,
-        Opt("--json", metavar="PATH", help="Also write the JSON (schema nc-audit-interpolation/1) to PATH."),
-    ] = None,
-    output_format: Annotated[
-        Format, Opt("--format", metavar=FORMAT_METAVAR, help="What to print on stdout.")
-    ] = Format.table,
+    json_path: JsonOpt = None,
+    output_format: FormatOpt = None,
     model: ModelOpt = None,
     model_arg: ModelArgOpt = None,
-    head: Annotated[
-        str | None,
-        Opt(
-            metavar="NAME",
-            help="Name of the head module (an nn.Linear). [default: the architecture's head, else the last nn.Linear]",
-        ),
-    ] = None,
+    head: HeadOpt = None,
     reset_endpoints: Annotated[
         bool,
         Opt(
@@ -84,24 +75,25 @@ def interpolate_command(
             "endpoints no longer equal measure.",
         ),
     ] = False,
-    device: Annotated[
-        Device, Opt(metavar=DEVICE_METAVAR, help="Where the models run (auto: CUDA when present).")
-    ] = Device.auto,
+    device: DeviceOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Evaluate the straight line θ(α) = (1−α)·θ_A + α·θ_B between two checkpoints of one architecture.
 
     At each α: accuracy, mean cross-entropy, and every Neural Collapse and class-level matrix metric
-    of the split's features with the interpolated head. Exit 2 on bad input (e.g. two architectures).
+    of the split's features with the interpolated head; --json writes schema nc-audit-interpolation/1.
+    Exit 2 on bad input (e.g. two architectures).
     """
+    from nc_audit.cli.project import project_device, project_format
     from nc_audit.io.plan.outputs import plan_outputs
     from nc_audit.io.plan.preflight import data_file
 
+    stdout_format = project_format(output_format)
     plan_outputs({"--json": json_path, "--plot": plot}, [a, b, data_file(data)], model=model)
     from nc_audit.cli.progress import make_tracker
     from nc_audit.experiments.interpolate import plot_interpolation, run_interpolation
     from nc_audit.io.guards.atomic import atomic_write_text
-    from nc_audit.models.factories import parse_model_args
+    from nc_audit.models.spec import ModelSpec
 
     with make_tracker(quiet) as tracker:
         result = run_interpolation(
@@ -110,22 +102,19 @@ def interpolate_command(
             data,
             steps=steps,
             split=split,
-            model=model,
-            model_args=parse_model_args(model_arg),
-            head=head,
-            device=device.value,
+            model=ModelSpec.from_options(model, model_arg, head, project_device(device)),
             tracker=tracker,
             reset_endpoints=reset_endpoints,
         )
     document = result.to_dict()
     text = json.dumps(document, indent=2, allow_nan=False) + "\n"
-    if output_format == Format.json:
+    if stdout_format == Format.json:
         print_stdout(text)
-    elif output_format == Format.markdown:
+    elif stdout_format == Format.markdown:
         print_stdout(render_markdown(document))
     else:
         render_table(document)
-    if output_format == Format.table:
+    if stdout_format == Format.table:
         for note in result.notes:
             stderr.print(f"note: {terminal(note)}")
     if json_path is not None:

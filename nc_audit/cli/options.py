@@ -1,7 +1,9 @@
 """Options shared by several commands, declared once (help text a newcomer can act on).
 
 Every option names its value with a metavar (PATH, RULE, FLOAT, ...) and shows its default; options whose
-default may come from ``[tool.nc-audit]`` are None here and state the built-in default in their help.
+default may come from ``[tool.nc-audit]`` are None here and state the built-in default in their help
+(nc_audit.cli.project fills them in). A command declares a shared option as ``device: DeviceOpt = None``;
+tests/cli/test_options_declared_once.py checks that every command with the option uses the one here.
 """
 
 from __future__ import annotations
@@ -50,10 +52,11 @@ DataOpt = Annotated[
 ]
 
 
-def required_data(purpose: str) -> Any:
-    """A required ``--data/-d NAME|PATH`` with dataset completion; ``purpose`` starts its help."""
+def required_data(purpose: str, *, required: bool = True) -> Any:
+    """A ``--data/-d NAME|PATH`` with dataset completion (required unless ``required=False``: then None
+    when not given); ``purpose`` starts its help."""
     return Annotated[
-        str,
+        str if required else str | None,
         Opt(
             "--data",
             "-d",
@@ -161,6 +164,28 @@ ToleranceOpt = Annotated[
 DeviceOpt = Annotated[
     Device | None,
     Opt(metavar=DEVICE_METAVAR, help="Where the kernels run (auto: CUDA when present). [default: auto]"),
+]
+PageMarkdownOpt = Annotated[
+    Path | None,
+    Opt("--markdown", metavar="PATH", help="Where to write the Markdown page. [default: --out/RESULTS.md]"),
+]
+ThreadsOpt = Annotated[
+    int,
+    Opt(
+        "--threads",
+        min=1,
+        metavar="N",
+        help="Torch CPU threads; on shared cores more threads spin-wait.",
+    ),
+]
+TorchThreadsOpt = Annotated[
+    int | None,
+    Opt(
+        "--threads",
+        min=1,
+        metavar="N",
+        help="Torch CPU threads; 1 is best on shared cores. [default: PyTorch's]",
+    ),
 ]
 ChunkRowsOpt = Annotated[
     int | None,

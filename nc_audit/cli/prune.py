@@ -7,15 +7,18 @@ from typing import Annotated
 
 import typer
 
-from nc_audit.cli.common import Device, Format, cli_errors, print_stdout, wrote
+from nc_audit.cli.common import Format, cli_errors, print_stdout, wrote
 from nc_audit.cli.experiment_output import parse_numbers, run_line
 from nc_audit.cli.options import (
-    DEVICE_METAVAR,
-    FORMAT_METAVAR,
+    DeviceOpt,
+    FormatOpt,
     HeadOpt,
+    JsonOpt,
     ModelArgOpt,
     ModelOpt,
+    PageMarkdownOpt,
     QuietOpt,
+    ThreadsOpt,
     required_data,
 )
 
@@ -68,31 +71,14 @@ def prune_command(
         Path | None,
         Opt(metavar="PATH", help="PNG of accuracy, NC1, MIR, HDR against sparsity. [default: in --out]"),
     ] = None,
-    json_path: Annotated[
-        Path | None,
-        Opt("--json", metavar="PATH", help="Also write the JSON (schema nc-audit-pruning/1) to PATH."),
-    ] = None,
-    markdown: Annotated[
-        Path | None,
-        Opt(
-            "--markdown", metavar="PATH", help="Where to write the Markdown page. [default: --out/RESULTS.md]"
-        ),
-    ] = None,
-    output_format: Annotated[
-        Format,
-        Opt(
-            "--format",
-            metavar=FORMAT_METAVAR,
-            help="stdout: the table (Markdown), json or the Markdown page.",
-        ),
-    ] = Format.table,
+    json_path: JsonOpt = None,
+    markdown: PageMarkdownOpt = None,
+    output_format: FormatOpt = None,
     model: ModelOpt = None,
     model_arg: ModelArgOpt = None,
     head: HeadOpt = None,
-    device: Annotated[
-        Device, Opt(metavar=DEVICE_METAVAR, help="Where the models run (auto: CUDA when present).")
-    ] = Device.auto,
-    thread_count: Annotated[int, Opt("--threads", min=1, metavar="N", help="Torch CPU threads.")] = 1,
+    device: DeviceOpt = None,
+    thread_count: ThreadsOpt = 1,
     quiet: QuietOpt = False,
 ) -> None:
     """Magnitude pruning at a list of sparsities, each pruned model measured (accuracy and every metric).
@@ -100,10 +86,13 @@ def prune_command(
     Prunes the weights of every Linear/Conv layer (the head stays dense unless --include-head), each
     sparsity from the checkpoint's own weights; writes DIR/sparsity_S.pt, DIR/pruning.json, the table
     and the plot. Sparsity 0 is `measure CHECKPOINT --data DATA`. A killed run continues with --resume.
+    --format prints the table (Markdown), the JSON (schema nc-audit-pruning/1) or the Markdown page.
     """
+    from nc_audit.cli.project import project_device, project_format
     from nc_audit.io.plan.outputs import files_in, plan_outputs
     from nc_audit.io.plan.preflight import STUDY_FILES, data_file
 
+    stdout_format = project_format(output_format)
     parsed = parse_numbers(sparsities, "--sparsities")
     markdown, plot = markdown or out / "RESULTS.md", plot or out / "pruning.png"
     names = [*STUDY_FILES, "pruning.json", *(f"sparsity_{s:.3f}.pt" for s in parsed)]
@@ -115,8 +104,11 @@ def prune_command(
     from nc_audit.experiments.prune_summary import HEADERS, pruning_summary
     from nc_audit.experiments.studies.records import json_text
     from nc_audit.io.guards.atomic import atomic_write_text
+    from nc_audit.models.spec import ModelSpec
     from nc_audit.report.prune import plot_pruning, pruning_line, pruning_page, pruning_table
     from nc_audit.report.tables_markdown import page_text, table_text
+
+    spec = ModelSpec.from_options(model, model_arg, head, project_device(device))
 
     settings = PruneSettings(
         sparsities=parsed,
@@ -129,16 +121,15 @@ def prune_command(
         split=split,
     )
     with torch_threads(thread_count), make_tracker(quiet) as tracker:
-        document = run_pruning(checkpoint, data, out, settings, model=model, model_args=tuple(model_arg or ()),
-                               head=head, device=device.value, resume=resume, tracker=tracker,
+        document = run_pruning(checkpoint, data, out, settings, model=spec, resume=resume, tracker=tracker,
                                on_record=run_line(pruning_line))  # fmt: skip
     rows = pruning_summary(document)
     table = pruning_table(rows, HEADERS)
     text = page_text(pruning_page(document, table))
-    if output_format == Format.json:
+    if stdout_format == Format.json:
         print_stdout(json_text(document))
     else:
-        print_stdout(table_text(table) if output_format == Format.table else text)
+        print_stdout(table_text(table) if stdout_format == Format.table else text)
     if json_path is not None:
         atomic_write_text(json_path, json_text(document))
     atomic_write_text(markdown, text)

@@ -15,7 +15,7 @@ import typer
 
 from nc_audit.cli.common import Command, cli_errors, command_group, print_stdout, wrote
 from nc_audit.cli.experiment_output import parse_numbers, run_line
-from nc_audit.cli.options import QuietOpt
+from nc_audit.cli.options import PageMarkdownOpt, QuietOpt, ThreadsOpt
 
 Opt = typer.Option
 
@@ -39,19 +39,6 @@ SeedsOpt = Annotated[
     int | None, Opt(min=1, metavar="N", help="Seeds 0..N-1 per setting. [default: 3; --quick: 1]")
 ]
 PlotOpt = Annotated[Path | None, Opt(metavar="PATH", help="Where to write the PNG. [default: in --out]")]
-MarkdownOpt = Annotated[
-    Path | None,
-    Opt("--markdown", metavar="PATH", help="Where to write the Markdown page. [default: --out/RESULTS.md]"),
-]
-ThreadsOpt = Annotated[
-    int,
-    Opt(
-        "--threads",
-        min=1,
-        metavar="N",
-        help="Torch CPU threads; the models are tiny, and on shared cores more threads spin-wait.",
-    ),
-]
 
 
 def plan_study_outputs(
@@ -99,7 +86,7 @@ def label_smoothing_command(
     quick: QuickOpt = False,
     resume: ResumeOpt = False,
     plot: PlotOpt = None,
-    markdown: MarkdownOpt = None,
+    markdown: PageMarkdownOpt = None,
     thread_count: ThreadsOpt = 1,
     quiet: QuietOpt = False,
 ) -> None:
@@ -168,7 +155,7 @@ def semi_supervised_command(
     quick: QuickOpt = False,
     resume: ResumeOpt = False,
     plot: PlotOpt = None,
-    markdown: MarkdownOpt = None,
+    markdown: PageMarkdownOpt = None,
     thread_count: ThreadsOpt = 1,
     quiet: QuietOpt = False,
 ) -> None:

@@ -24,7 +24,6 @@ from typing import Any
 
 import torch
 
-from nc_audit.core.devices import resolve_device
 from nc_audit.core.errors import InputError
 from nc_audit.core.formats import INTERPOLATION_SCHEMA
 from nc_audit.core.inputs import to_device
@@ -35,8 +34,9 @@ from nc_audit.io.data.datasets import ArrayDataset, check_two_classes, dataset_s
 from nc_audit.metrics.information import nc_targets
 from nc_audit.models.hooks import call_model, find_head_module
 from nc_audit.models.input_fit import check_inputs_fit
-from nc_audit.models.loading import LoadedModel, load_model
+from nc_audit.models.loading import LoadedModel
 from nc_audit.models.registry import architecture_record
+from nc_audit.models.spec import NO_MODEL, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -181,26 +181,23 @@ def run_interpolation(
     *,
     steps: int = 11,
     split: str = "train",
-    model: str | None = None,
-    head: str | None = None,
-    device: str = "auto",
+    model: ModelSpec = NO_MODEL,
     tracker: Tracker | None = None,
-    model_args: dict[str, Any] | None = None,
     reset_endpoints: bool = False,
 ) -> Interpolation:
     """The models along θ(α) = (1 − α)·θ_A + α·θ_B, α = 0 … 1.
 
     ``data`` is a dataset spec (``digits``, ``modadd:p=23``, a .npz/.h5 file) and ``split`` its split;
-    ``model`` a factory for checkpoints without an architecture record; ``head`` the head module's
-    name. Checkpoints of different architectures, tensor sets or shapes raise InputError. The result's
+    ``model`` the factory (for checkpoints without an architecture record), its arguments, the head
+    module's name and the device. Checkpoints of different architectures, tensor sets or shapes raise InputError. The result's
     ``records`` hold ``{alpha, accuracy, loss, metrics}`` per α, and for a model with BatchNorm
     ``bn_stats``: "saved" or "recomputed" (see the module docstring).
     """
     grid = alphas(steps)
     tracker = tracker or SilentTracker()
-    target = resolve_device(device)
-    loaded_a = load_model(a_path, model, head, model_args)
-    loaded_b = load_model(b_path, model, head, model_args)
+    target = model.torch_device()
+    loaded_a = model.load(a_path)
+    loaded_b = model.load(b_path)
     notes = check_same_architecture(loaded_a, loaded_b)
     dataset = load_dataset(data, split)
     net = loaded_a.model.to(target)

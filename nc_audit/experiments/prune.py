@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from nc_audit.core.devices import resolve_device
 from nc_audit.core.errors import InputError
 from nc_audit.core.formats import PRUNING_SCHEMA
 from nc_audit.core.progress import SilentTracker, Tracker
@@ -33,9 +32,8 @@ from nc_audit.io.data.datasets import dataset_splits, load_dataset
 from nc_audit.io.guards.atomic import atomic_write_text
 from nc_audit.measurement.api import measure
 from nc_audit.measurement.options import MeasureOptions
-from nc_audit.models.factories import parse_model_args
-from nc_audit.models.loading import load_model
 from nc_audit.models.pruning import SCOPES, apply_masks, magnitude_masks, prunable_weights
+from nc_audit.models.spec import NO_MODEL, ModelSpec
 from nc_audit.train.masked import finetune_with_masks
 
 KIND = "prune"
@@ -82,19 +80,15 @@ class _Source:
 
     checkpoint: Path
     data: str
-    model: str | None
-    model_args: tuple[str, ...]
-    head: str | None
-    device: str
+    model: ModelSpec
     out: Path
     cache: Path
 
 
 def _prune_one(source: _Source, settings: PruneSettings, sparsity: float, tracker: Tracker) -> dict[str, Any]:
     """Prune (and fine-tune) a fresh copy of the checkpoint's model at ``sparsity``, save and measure it."""
-    device = resolve_device(source.device)
-    args = parse_model_args(list(source.model_args)) if source.model_args else None
-    loaded = load_model(source.checkpoint, source.model, source.head, args)
+    device = source.model.torch_device()
+    loaded = source.model.load(source.checkpoint)
     model = loaded.model.to(device)
     weights = prunable_weights(model, loaded.head_name, settings.include_head)
     masks = magnitude_masks(weights, sparsity, settings.scope)
@@ -111,8 +105,9 @@ def _prune_one(source: _Source, settings: PruneSettings, sparsity: float, tracke
             "include_head": settings.include_head, "finetune_epochs": settings.finetune_epochs,
             "source": str(source.checkpoint)}}  # fmt: skip
     save_checkpoint(path, model.cpu().state_dict(), loaded.architecture, meta)
-    options = MeasureOptions(data=source.data, model=source.model, model_args=source.model_args,
-                             head=loaded.head_name, cache_dir=source.cache, device=source.device)  # fmt: skip
+    spec = source.model
+    options = MeasureOptions(data=source.data, model=spec.factory, model_args=spec.arg_texts,
+                             head=loaded.head_name, cache_dir=source.cache, device=spec.device)  # fmt: skip
     report = measure(path, replace(options, split=settings.split), tracker=tracker)
     test_accuracy = None
     if settings.split != "test" and "test" in dataset_splits(source.data):
@@ -140,33 +135,31 @@ def run_pruning(
     out: Path | str,
     settings: PruneSettings | None = None,
     *,
-    model: str | None = None,
-    model_args: tuple[str, ...] = (),
-    head: str | None = None,
-    device: str = "auto",
+    model: ModelSpec = NO_MODEL,
     resume: bool = False,
     tracker: Tracker | None = None,
     on_record: OnRecord | None = None,
 ) -> dict[str, Any]:
-    """Prune ``checkpoint`` at every sparsity and measure it on ``data`` (see the module docstring).
-    Returns the document also written to DIR/pruning.json."""
+    """Prune ``checkpoint`` at every sparsity and measure it on ``data`` (see the module docstring);
+    ``model``: the factory, its arguments, the head and the device. Returns the document also written
+    to DIR/pruning.json."""
     settings = settings or PruneSettings()
     settings.validate()
     tracker = tracker or SilentTracker()
     checkpoint, out = Path(checkpoint), Path(out)
+    model.torch_device()  # so does a device that is not there
     load_dataset(data, settings.split)  # an unknown dataset or split fails before anything is written
     if settings.finetune_epochs > 0:
         load_dataset(data, "train")
-    args = parse_model_args(list(model_args)) if model_args else None
-    loaded = load_model(checkpoint, model, head, args)  # so does a bad checkpoint: no study.json left
+    loaded = model.load(checkpoint)  # so does a bad checkpoint: no study.json left
     prunable_weights(loaded.model, loaded.head_name, settings.include_head)
     del loaded
     identity = {**plain(asdict(settings)), "checkpoint": str(checkpoint.resolve()),
-                "checkpoint_sha256": file_sha256(checkpoint), "data": data, "model": model,
-                "model_args": list(model_args), "head": head}  # fmt: skip
+                "checkpoint_sha256": file_sha256(checkpoint), "data": data, "model": model.factory,
+                "model_args": list(model.arg_texts), "head": model.head}  # fmt: skip
     records = StudyRecords.open(out, KIND, identity, resume)
     with tempfile.TemporaryDirectory(prefix=".nc-audit-cache-", dir=out) as cache:
-        source = _Source(checkpoint, data, model, model_args, head, device, out, Path(cache))
+        source = _Source(checkpoint, data, model, out, Path(cache))
         runs = [
             Run(f"sparsity={s:g}", f"sparsity {s:g}", lambda t, s=s: _prune_one(source, settings, s, t))
             for s in settings.sparsities

@@ -27,18 +27,15 @@ from nc_audit.measurement.cache_files import (  # re-exported: the cache's one i
     clear_cache,
     default_cache_dir,
 )
+from nc_audit.models.spec import NO_MODEL, ModelSpec
 
 
 def cache_path(
-    cache_dir: Path,
-    checkpoint_sha256: str,
-    dataset_spec: str,
-    splits: list[str],
-    model_spec: str | None,
-    head: str | None = None,
-    model_args: tuple[str, ...] = (),
+    cache_dir: Path, checkpoint_sha256: str, dataset_spec: str, splits: list[str], model: ModelSpec = NO_MODEL
 ) -> Path:
-    """The dump file for one (checkpoint, dataset, splits, model factory and arguments, head) combination."""
+    """The dump file for one (checkpoint, dataset, splits, model factory and arguments, head) combination
+    (the device is not part of it: the features are the same wherever they were computed)."""
+    model_spec, head, model_args = model.factory, model.head, model.arg_texts
     parts = [checkpoint_sha256, dataset_spec, ",".join(sorted(splits)), model_spec or "", head or ""]
     if model_args:  # only then, so the keys of earlier caches stay valid
         parts.append("\x1f".join(model_args))
@@ -78,18 +75,17 @@ def _remove_entry(path: Path, problem: str) -> None:
 
 
 def entry_fields(
-    path: Path, sha: str, spec: str, splits: list[str], model_spec: str | None, head: str | None,
-    model_args: tuple[str, ...],
-) -> dict[str, str]:  # fmt: skip
+    path: Path, sha: str, spec: str, splits: list[str], model: ModelSpec = NO_MODEL
+) -> dict[str, str]:
     """What an entry claims to hold, as its proof records it (see nc_audit.io.guards.cache_proof)."""
     return {
         "entry": path.name,
         "checkpoint_sha256": sha,
         "dataset": spec,
         "splits": ",".join(sorted(splits)),
-        "model": model_spec or "",
-        "head": head or "",
-        "model_args": "\x1f".join(model_args),
+        "model": model.factory or "",
+        "head": model.head or "",
+        "model_args": "\x1f".join(model.arg_texts),
     }
 
 
@@ -158,17 +154,15 @@ def cached_dump(
     checkpoint_path: Path | str,
     data: str,
     *,
+    model: ModelSpec = NO_MODEL,
     cache_dir: Path | None = None,
-    model_spec: str | None = None,
-    head: str | None = None,
-    device: str = "cpu",
     tracker: Tracker | None = None,
     splits: list[str] | None = None,
-    model_args: tuple[str, ...] = (),
     on_rebuild: Callable[[str], None] | None = None,
 ) -> tuple[Path, bool]:
     """The dump of ``splits`` (default: every split) of ``data`` through the checkpoint's model: from the
-    cache, or extracted into it now. Returns (path, hit) — hit is True when no forward pass was needed.
+    cache, or extracted into it now through ``model`` (factory, arguments, head, device). Returns (path,
+    hit) — hit is True when no forward pass was needed.
 
     An entry is reused only when proven (nc_audit.io.guards.cache_proof: signed by this user's key, for this
     checkpoint, data and settings, its bytes unchanged). A damaged entry of nc-audit's own, or any
@@ -179,7 +173,6 @@ def cached_dump(
     from nc_audit.io.checkpoints.load import source_sha256
     from nc_audit.io.data.datasets import dataset_splits, load_dataset
     from nc_audit.models.extract import extract
-    from nc_audit.models.factories import parse_model_args
 
     checkpoint_path = Path(checkpoint_path)
     check_checkpoint_file(checkpoint_path)  # a regular file (or a folder), not a zip bomb: before hashing
@@ -188,25 +181,15 @@ def cached_dump(
     sha = source_sha256(checkpoint_path)
 
     def fields_of(where: Path) -> tuple[Path, dict[str, str]]:
-        path = cache_path(where, sha, spec, splits, model_spec, head, tuple(model_args))
-        return path, entry_fields(path, sha, spec, splits, model_spec, head, tuple(model_args))
+        path = cache_path(where, sha, spec, splits, model)
+        return path, entry_fields(path, sha, spec, splits, model)
 
     entry = proven_entry(cache_dir, splits, fields_of, on_rebuild)
     if entry.hit:
         return entry.path, True
     # a failed fill (disk full) leaves no empty cache folder behind
     with new_folder(entry.path.parent, "the feature cache; pass --cache-dir"):
-        extract(
-            checkpoint_path,
-            data,
-            entry.path,
-            splits=splits,
-            model_spec=model_spec,
-            head=head,
-            model_args=parse_model_args(model_args),
-            device=device,
-            tracker=tracker,
-        )
+        extract(checkpoint_path, data, entry.path, splits=splits, model=model, tracker=tracker)
     entry.sign()
     return entry.path, False
 

@@ -91,13 +91,10 @@ def _features_of(
     dump, hit = cached_dump(
         source,
         data,
+        model=options.model_spec(str(device)),
         cache_dir=options.cache_dir,
-        model_spec=options.model,
-        head=options.head,
-        device=str(device),
         tracker=tracker,
         splits=splits,
-        model_args=options.model_args,
         on_rebuild=notes.append,
     )
     head = options.head or read_head(dump).name

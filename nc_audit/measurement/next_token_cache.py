@@ -49,7 +49,7 @@ def cached_next_token_dump(
 
     def fields_of(where: Path) -> tuple[Path, dict[str, str]]:
         path = next_token_cache_path(where, lm.sha256, key)
-        return path, entry_fields(path, lm.sha256, dataset, ["train"], None, None, ())
+        return path, entry_fields(path, lm.sha256, dataset, ["train"])
 
     ctx = DistributedContext.from_env(device)
     # proven like every cache entry (measure.cache.proven_entry): a planted entry is never reused

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nc_audit.metrics.routes import CLASS_BUDGET_BYTES
+from nc_audit.models.spec import ModelSpec
 
 #: Memory the sample-level per-class scatters (8·C·d² bytes) may take before SLQ takes over.
 SAMPLE_BUDGET_BYTES = 2**30
@@ -76,6 +77,11 @@ class MeasureOptions:
     task: str = "classification"
     context: int | None = None
     text_column: str = "text"
+
+    def model_spec(self, device: str | None = None) -> ModelSpec:
+        """The model these options build from a checkpoint (``model``, ``model_args``, ``head``) and where
+        it runs: ``device`` (a resolved one, e.g. this rank's GPU), else the ``device`` field."""
+        return ModelSpec(self.model, self.model_args, self.head, device or self.device)
 
     @classmethod
     def of(cls, options: MeasureOptions | None = None, **changes: Any) -> MeasureOptions:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -25,7 +24,8 @@ from nc_audit.io.data.datasets import (
 from nc_audit.io.dumps.writer import write_dump
 from nc_audit.models.hooks import find_head_module, forward_with_features
 from nc_audit.models.input_fit import check_inputs_fit
-from nc_audit.models.loading import LoadedModel, load_model
+from nc_audit.models.loading import LoadedModel
+from nc_audit.models.spec import NO_MODEL, ModelSpec
 
 #: The dump a ``finetune --features`` run writes with the adapted features (see nc_audit.train.loop).
 ADAPTED_DUMP_NAME = "final_features.h5"
@@ -54,14 +54,12 @@ def extract(
     out: Path | str,
     *,
     splits: list[str] | None = None,
-    model_spec: str | None = None,
-    head: str | None = None,
-    model_args: dict[str, Any] | None = None,
+    model: ModelSpec = NO_MODEL,
     batch_size: int = 512,
-    device: torch.device | str = "cpu",
     tracker: Tracker | None = None,
 ) -> Path:
-    """Write the dump of ``data``'s splits (default: all) through the checkpoint's model to ``out``.
+    """Write the dump of ``data``'s splits (default: all) through the checkpoint's model (``model``: the
+    factory, its arguments, the head and the device; default: the checkpoint's own, device auto) to ``out``.
 
     Schema (docs/DESIGN.md): /SPLIT/features (float32), /SPLIT/labels (int64), /SPLIT/logits, /head/weight,
     /head/bias, root attributes format, checkpoint_sha256, checkpoint_path, dataset, and ``notes`` (a
@@ -78,12 +76,13 @@ def extract(
             f"--split {','.join(unknown)}: dataset {data} has splits {', '.join(available)};{hint}"
         )
     datasets = [load_dataset(data, name) for name in wanted]  # a file without groups is any split
-    loaded = load_model(checkpoint_path, model_spec, head, model_args, datasets[0].num_classes)
-    model = loaded.model.to(device)
-    head_module = find_head_module(model, loaded.head_name)[1]
+    device = model.torch_device()
+    loaded = model.load(checkpoint_path, datasets[0].num_classes)
+    net = loaded.model.to(device)
+    head_module = find_head_module(net, loaded.head_name)[1]
     for dataset in datasets:
         check_adapter_inputs(loaded, dataset, data)
-        check_inputs_fit(model, dataset.inputs, f"{data} [{dataset.split}]")  # before any forward pass
+        check_inputs_fit(net, dataset.inputs, f"{data} [{dataset.split}]")  # before any forward pass
         top = int(dataset.labels.max()) if len(dataset) else -1
         if top >= head_module.out_features:
             raise InputError(
@@ -107,7 +106,7 @@ def extract(
             )
             with tracker.stage(f"extract {dataset.split}", len(dataset), unit="rows") as advance:
                 for inputs, labels in dataset.batches(batch_size):
-                    _, features = forward_with_features(model, to_device(inputs, device), loaded.head_name)
+                    _, features = forward_with_features(net, to_device(inputs, device), loaded.head_name)
                     # the chosen head's own outputs (an inner --head differs from the model's output)
                     split_writer.append(features, labels, head_module(features))
                     advance(int(labels.shape[0]))

@@ -31,7 +31,6 @@ import contextlib
 import importlib
 import importlib.util
 import inspect
-import json
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -45,6 +44,7 @@ from torch import nn
 
 from nc_audit.core.errors import InputError, first_line
 from nc_audit.models.factory_rule import RecordRefusedError, check_args, resolve_recorded
+from nc_audit.models.spec import parse_model_args  # noqa: F401 - where callers import it from
 from nc_audit.models.trusted_import import DISTRIBUTIONS, import_installed, only_installed_path
 
 #: Keyword names a callable may take the number of classes under, in order of preference.
@@ -83,24 +83,6 @@ def _import_user_module(target: str, spec: str) -> ModuleType:
         return import_installed(target)
     with _on_sys_path(str(Path.cwd())):
         return importlib.import_module(target)
-
-
-def parse_model_args(items: list[str] | tuple[str, ...] | None) -> dict[str, Any]:
-    """``--model-arg KEY=VALUE`` items as keyword arguments: VALUE is read as JSON (``10``, ``true``,
-    ``[64, 64]``, ``{"a": 1}``), else kept as the string it is (``resnet10t``)."""
-    args: dict[str, Any] = {}
-    for item in items or ():
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier():
-            raise InputError(f"--model-arg {item!r}: expected KEY=VALUE with KEY a Python identifier")
-        if key in args:
-            raise InputError(f"--model-arg {key} is given twice")
-        try:
-            args[key] = json.loads(text)
-        except json.JSONDecodeError:
-            args[key] = text
-    return args
 
 
 def _class_count_name(factory: Callable[..., Any]) -> tuple[str | None, bool]:

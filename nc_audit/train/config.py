@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from nc_audit.core.errors import InputError
+from nc_audit.models.spec import ModelSpec
+from nc_audit.train.ranges import FINETUNE_RANGES
 
 #: Settings a resumed run must share with the run it continues (anything else would not be a continuation).
 RESUME_KEYS: tuple[str, ...] = (
@@ -66,33 +67,28 @@ class FinetuneConfig:
     label_smoothing: float = 0.0
     device: str = "auto"
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
-        """Raise InputError (one line) for any setting outside its range or any conflicting pair."""
-        _in_range("--cma-weight", self.cma_weight, 0.0, 1.0)
-        _in_range("--mir-weight", self.mir_weight, 0.0, math.inf)
-        _in_range("--hdr-weight", self.hdr_weight, 0.0, math.inf)
-        _in_range("--label-smoothing", self.label_smoothing, 0.0, 1.0)
-        if not (math.isfinite(self.lr) and self.lr > 0.0):
-            raise InputError(f"--lr must be a positive number, got {self.lr}")
-        _positive("--epochs", self.epochs)
-        _positive("--batch-size", self.batch_size)
-        _positive("--loss-shards", self.loss_shards)
-        if self.train_samples_per_class is not None:
-            _positive("--train-samples-per-class", self.train_samples_per_class)
-        if self.adapter_hidden is not None:
-            _positive("--adapter-hidden", self.adapter_hidden)
-        if self.seed < 0:
-            raise InputError(f"--seed must be a non-negative integer, got {self.seed}")
+        """Raise InputError (one line) for any setting outside its range or any conflicting pair; runs
+        on construction, so a FinetuneConfig that exists is valid (every range: nc_audit.train.ranges)."""
+        for name, allowed in FINETUNE_RANGES.items():
+            allowed.check(getattr(self, name))
         if (self.data is None) == (self.features is None):
             raise InputError("pass exactly one of --data NAME|PATH (train the model) or --features DUMP")
         if self.data is not None and self.checkpoint is None:
             raise InputError("--data needs a CHECKPOINT to fine-tune")
-        if self.model_args and self.model is None:
-            raise InputError("--model-arg needs --model MODULE:CALLABLE (the callable the arguments are for)")
+        ModelSpec(self.model, self.model_args, self.head, self.device)  # --model-arg parses, has its --model
         if self.features is not None and self.model is not None:
             raise InputError("--model applies to --data runs; --features trains nc-audit's own adapter")
         if self.adapter_hidden is not None and self.features is None:
             raise InputError("--adapter-hidden applies to --features runs only")
+
+    @property
+    def model_spec(self) -> ModelSpec:
+        """The model to fine-tune: ``model``, ``model_args``, ``head`` and ``device`` as one value."""
+        return ModelSpec(self.model, self.model_args, self.head, self.device)
 
     def resume_settings(self) -> dict[str, Any]:
         """The settings a checkpoint records and a resumed run must repeat (plain data)."""
@@ -102,14 +98,3 @@ class FinetuneConfig:
             for key in RESUME_KEYS
             if not (key in OMITTED_AT_DEFAULT and plain[key] == OMITTED_AT_DEFAULT[key])
         }
-
-
-def _in_range(name: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:  # NaN fails too
-        interval = f"[{low:g}, {high:g}]" if math.isfinite(high) else f"[{low:g}, ∞)"
-        raise InputError(f"{name} must lie in {interval}, got {value}")
-
-
-def _positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value}")

@@ -150,7 +150,6 @@ def finetune(config: FinetuneConfig, tracker: Tracker | None = None) -> Finetune
     Runs on one process, or on every rank under torchrun (DDP). Bad settings and inputs raise
     InputError before anything is written; a failed write raises InputError and keeps older files.
     """
-    config.validate()
     ctx = DistributedContext.from_env(config.device)
     if not ctx.is_main:
         return _finetune(config, ctx, tracker or SilentTracker())

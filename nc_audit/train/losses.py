@@ -8,7 +8,6 @@ and CUDA.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -16,6 +15,7 @@ import torch
 
 from nc_audit.core.errors import InputError
 from nc_audit.core.linalg import unit_rows
+from nc_audit.train.ranges import CMA_WEIGHT, HDR_WEIGHT, LABEL_SMOOTHING, MIR_WEIGHT
 
 #: Floor for the normalised eigenvalues λ = eig(K)/n inside −Σ λ log λ: below it a term counts as 0 and
 #: carries no gradient (d(−λ log λ)/dλ = −log λ − 1 is infinite at λ = 0).
@@ -184,7 +184,7 @@ def classification_loss(
     ``label_smoothing``), so L_i = −Σ_c q_c log softmax(z_i)_c. ε = 0 is the plain cross-entropy, the
     very same computation (no smoothing term is formed).
     """
-    _check_weight("label_smoothing", label_smoothing, upper=1.0)
+    LABEL_SMOOTHING.check(label_smoothing)
     if label_smoothing == 0.0:
         return torch.nn.functional.cross_entropy(logits, labels)
     return torch.nn.functional.cross_entropy(logits, labels, label_smoothing=label_smoothing)
@@ -198,13 +198,6 @@ class LossParts:
     ce: torch.Tensor
     cma: torch.Tensor
     reg: torch.Tensor
-
-
-def _check_weight(name: str, value: float, upper: float = math.inf) -> None:
-    """Raise InputError unless 0 <= value <= upper (NaN fails too)."""
-    if not 0.0 <= value <= upper:
-        interval = "[0, 1]" if upper == 1.0 else "[0, ∞)"
-        raise InputError(f"{name} must lie in {interval}, got {value}")
 
 
 def total_loss(
@@ -226,9 +219,9 @@ def total_loss(
     head_weight (C, d) is needed when mir_weight or hdr_weight is positive. With λ = 0 the CMA part
     is still reported but computed without a graph; with no regulariser weight reg is 0.
     """
-    _check_weight("cma_weight", cma_weight, upper=1.0)
-    _check_weight("mir_weight", mir_weight)
-    _check_weight("hdr_weight", hdr_weight)
+    CMA_WEIGHT.check(cma_weight)  # the ranges FinetuneConfig checks too, with the same messages
+    MIR_WEIGHT.check(mir_weight)
+    HDR_WEIGHT.check(hdr_weight)
     if logits.ndim != 2:
         raise InputError(f"logits must be a (B, C) matrix, got shape {tuple(logits.shape)}")
     if features.ndim != 2:

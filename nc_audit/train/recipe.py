@@ -26,6 +26,7 @@ from nc_audit.core.progress import SilentTracker, Tracker
 from nc_audit.io.data.datasets import ArrayDataset
 from nc_audit.models.registry import build_model
 from nc_audit.train.losses import classification_loss
+from nc_audit.train.ranges import LABEL_SMOOTHING
 
 #: Called after every epoch with (epoch, model, mean training loss of the epoch); the model is in train
 #: mode and must be left so.
@@ -54,8 +55,7 @@ class Recipe:
                 f"need lr > 0, 0 <= momentum < 1 and weight_decay >= 0, got {self.lr}, {self.momentum}, "
                 f"{self.weight_decay}"
             )
-        if not 0.0 <= self.label_smoothing <= 1.0:
-            raise InputError(f"label smoothing must lie in [0, 1], got {self.label_smoothing}")
+        LABEL_SMOOTHING.check(self.label_smoothing, "label smoothing")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

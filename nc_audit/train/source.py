@@ -12,9 +12,7 @@ from nc_audit.core.errors import InputError
 from nc_audit.io.checkpoints.load import Head, find_head, load_checkpoint
 from nc_audit.io.dumps.reader import read_head
 from nc_audit.models.adapter import build_adapter
-from nc_audit.models.factories import parse_model_args
 from nc_audit.models.hooks import find_head_module
-from nc_audit.models.loading import load_model
 from nc_audit.models.registry import architecture_record
 from nc_audit.train.config import FinetuneConfig
 from nc_audit.train.data import dump_feature_dim
@@ -47,7 +45,7 @@ def checkpoint_model(config: FinetuneConfig) -> StartingModel:
     """The checkpoint's model (its record, a Hugging Face folder, or ``--model``) with its weights, for a
     --data run. The record of how to rebuild it goes into every checkpoint the run writes."""
     assert config.checkpoint is not None  # FinetuneConfig.validate guarantees it
-    loaded = load_model(config.checkpoint, config.model, config.head, parse_model_args(config.model_args))
+    loaded = config.model_spec.load(config.checkpoint)
     architecture = loaded.architecture
     fingerprint = (
         _model_fingerprint(loaded.model, config.model) if config.model is not None else architecture or {}

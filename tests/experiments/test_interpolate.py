@@ -27,6 +27,7 @@ from nc_audit.measurement.api import measure
 from nc_audit.models.hooks import forward_with_features
 from nc_audit.models.loading import LoadedModel
 from nc_audit.models.registry import architecture_record, build_model
+from nc_audit.models.spec import ModelSpec
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -60,7 +61,7 @@ def invoke(*args: str | Path) -> Result:
 
 def test_endpoints_equal_measure_of_each_checkpoint(pair: tuple[Path, Path], tmp_path: Path) -> None:
     a, b = pair
-    records = run_interpolation(a, b, "digits", steps=3, device="cpu").records
+    records = run_interpolation(a, b, "digits", steps=3, model=ModelSpec(device="cpu")).records
     assert [r["alpha"] for r in records] == [0.0, 0.5, 1.0]
     train = load_dataset("digits", "train")
     for record, path in ((records[0], a), (records[-1], b)):

@@ -19,6 +19,7 @@ from nc_audit.measurement.api import measure
 from nc_audit.measurement.compute import metrics_from_arrays
 from nc_audit.models.hooks import forward_with_features
 from nc_audit.models.registry import architecture_record, build_model
+from nc_audit.models.spec import ModelSpec
 from nc_audit.train import FinetuneConfig, finetune
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -64,7 +65,7 @@ def test_endpoints_equal_measure_and_the_middle_recomputes_batch_norm(
     tracked = [key for key in counters[0] if key.endswith("num_batches_tracked")]
     assert tracked and all(not torch.equal(counters[0][k], counters[1][k]) for k in tracked)
 
-    result = run_interpolation(a, b, data, steps=3, device="cpu")
+    result = run_interpolation(a, b, data, steps=3, model=ModelSpec(device="cpu"))
     assert [r["bn_stats"] for r in result.records] == ["saved", "recomputed", "saved"]
     assert any("num_batches_tracked" in note and "taken from A" in note for note in result.notes)
     assert any("recomputed" in note for note in result.notes)
@@ -93,5 +94,5 @@ def test_endpoints_equal_measure_and_the_middle_recomputes_batch_norm(
 
 def test_reset_endpoints_recomputes_every_alpha(epochs: tuple[Path, Path, str]) -> None:
     a, b, data = epochs
-    result = run_interpolation(a, b, data, steps=2, device="cpu", reset_endpoints=True)
+    result = run_interpolation(a, b, data, steps=2, model=ModelSpec(device="cpu"), reset_endpoints=True)
     assert [r["bn_stats"] for r in result.records] == ["recomputed", "recomputed"]

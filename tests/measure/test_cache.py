@@ -24,6 +24,7 @@ from nc_audit.measurement.api import measure
 from nc_audit.measurement.cache import cache_path, default_cache_dir
 from nc_audit.models.builtins import MLP
 from nc_audit.models.registry import architecture_record, build_model
+from nc_audit.models.spec import ModelSpec
 from nc_audit.report.model import Report
 
 SHA = "ab" * 32
@@ -138,16 +139,22 @@ def test_another_head_misses_the_cache(tmp_path: Path) -> None:
 
 
 def test_cache_path_depends_on_every_part_of_the_key_and_not_on_split_order(tmp_path: Path) -> None:
-    base = cache_path(tmp_path, SHA, "digits:layout=flat", ["train", "test"], None)
+    base = cache_path(tmp_path, SHA, "digits:layout=flat", ["train", "test"])
     assert base.parent == tmp_path and base.suffix == ".h5"
-    assert base == cache_path(tmp_path, SHA, "digits:layout=flat", ["test", "train"], None)
+    assert base == cache_path(tmp_path, SHA, "digits:layout=flat", ["test", "train"])
     others = {
-        cache_path(tmp_path, "cd" * 32, "digits:layout=flat", ["train", "test"], None),
-        cache_path(tmp_path, SHA, "digits:layout=image", ["train", "test"], None),
-        cache_path(tmp_path, SHA, "digits:layout=flat", ["train"], None),
-        cache_path(tmp_path, SHA, "digits:layout=flat", ["train", "test"], "models.py:build"),
+        cache_path(tmp_path, "cd" * 32, "digits:layout=flat", ["train", "test"]),
+        cache_path(tmp_path, SHA, "digits:layout=image", ["train", "test"]),
+        cache_path(tmp_path, SHA, "digits:layout=flat", ["train"]),
+        cache_path(tmp_path, SHA, "digits:layout=flat", ["train", "test"], ModelSpec("models.py:build")),
+        cache_path(tmp_path, SHA, "digits:layout=flat", ["train", "test"], ModelSpec("m.py:b", ("width=9",))),
+        cache_path(tmp_path, SHA, "digits:layout=flat", ["train", "test"], ModelSpec(head="body.3")),
     }
-    assert base not in others and len(others) == 4
+    assert base not in others and len(others) == 6
+    # where the features were computed is not part of the key: they are the same features
+    assert base == cache_path(
+        tmp_path, SHA, "digits:layout=flat", ["train", "test"], ModelSpec(device="cuda")
+    )
 
 
 # --- where the cache lives --------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def test_an_unproven_entry_outside_the_own_cache_is_ignored_left_alone_and_not_m
         from nc_audit.measurement.cache import entry_fields
 
         attrs_sha = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
-        fields = entry_fields(entry, attrs_sha, "digits:layout=flat", ["train", "test"], None, None, ())
+        fields = entry_fields(entry, attrs_sha, "digits:layout=flat", ["train", "test"])
         write_proof(entry, load_key(), fields)  # signed, but with the other user's key
         monkeypatch.setenv("NC_AUDIT_CACHE_KEY", str(tmp_path / "keys" / "cache.key"))
     else:

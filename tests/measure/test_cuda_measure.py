@@ -22,6 +22,7 @@ from nc_audit.io.checkpoints.load import load_checkpoint
 from nc_audit.measurement.api import measure
 from nc_audit.measurement.trajectory import measure_trajectory
 from nc_audit.models.extract import extract
+from nc_audit.models.spec import ModelSpec
 from nc_audit.train import FinetuneConfig, finetune
 
 pytestmark = [pytest.mark.cuda, pytest.mark.usefixtures("isolated_cli")]
@@ -88,7 +89,7 @@ def test_cuda_track_gives_the_cpu_trajectory(cuda_device: torch.device) -> None:
 def test_cuda_extract_gives_the_cpu_features(tmp_path: Path, cuda_device: torch.device) -> None:
     """Features extracted on the device equal the CPU's to float32 rounding (1e-5 relative)."""
     checkpoint = mlp_checkpoint(tmp_path / "mlp.pt")
-    dumps = [extract(checkpoint, "digits", tmp_path / f"{name}.h5", device=device)
+    dumps = [extract(checkpoint, "digits", tmp_path / f"{name}.h5", model=ModelSpec(device=str(device)))
              for name, device in (("cpu", "cpu"), ("device", str(cuda_device)))]  # fmt: skip
     with h5py.File(dumps[0]) as cpu, h5py.File(dumps[1]) as dev:
         for split in ("train", "test"):

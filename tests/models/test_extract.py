@@ -29,6 +29,7 @@ from nc_audit.models.builtins import MLP, ModMLP, SmallCNN
 from nc_audit.models.extract import extract
 from nc_audit.models.loading import load_model
 from nc_audit.models.registry import architecture_record, build_model
+from nc_audit.models.spec import ModelSpec
 
 FLOAT32 = {"rtol": 1e-5, "atol": 1e-5}
 
@@ -192,7 +193,7 @@ def test_a_user_factory_rebuilds_a_checkpoint_that_does_not_describe_itself(tmp_
     )
     with pytest.raises(InputError, match="--model"):
         load_model(bare)
-    from_factory = extract(bare, "digits", tmp_path / "factory.h5", model_spec=f"{factory}:build")
+    from_factory = extract(bare, "digits", tmp_path / "factory.h5", model=ModelSpec(f"{factory}:build"))
     from_record = extract(described, "digits", tmp_path / "record.h5")
     np.testing.assert_array_equal(read(from_factory, "train/features"), read(from_record, "train/features"))
 
@@ -204,7 +205,9 @@ def test_an_inner_head_gives_a_dump_whose_logits_are_that_heads_outputs(tmp_path
         "mlp", {"input_dim": 64, "hidden": [24, 16]}, 10, "digits", "digits:layout=flat", mlp_features
     )
     model, checkpoint = save_model(tmp_path, case)
-    dump = extract(checkpoint, "digits", tmp_path / "inner.h5", head="body.3")  # Linear(24, 16)
+    dump = extract(
+        checkpoint, "digits", tmp_path / "inner.h5", model=ModelSpec(head="body.3")
+    )  # Linear(24, 16)
     with torch.no_grad():
         features = model.body[:3](load_dataset("digits", "train").inputs).double()  # (N, 24)
     W, b = read(dump, "head/weight"), read(dump, "head/bias")

@@ -280,7 +280,7 @@ def test_total_loss_adds_the_regulariser(batch: dict[str, np.ndarray]) -> None:
 def test_total_loss_rejects_cma_weight_outside_unit_interval(
     batch: dict[str, np.ndarray], lam: float
 ) -> None:
-    with pytest.raises(InputError, match="cma_weight"):
+    with pytest.raises(InputError, match="--cma-weight"):
         _total(batch, cma_weight=lam)
 
 
@@ -334,7 +334,7 @@ def test_label_smoothing_matches_numpy_reference(batch: dict[str, np.ndarray], e
 
 @pytest.mark.parametrize("eps", [-0.1, 1.5, float("nan")])
 def test_label_smoothing_outside_unit_interval_is_refused(batch: dict[str, np.ndarray], eps: float) -> None:
-    with pytest.raises(InputError, match="label_smoothing"):
+    with pytest.raises(InputError, match="--label-smoothing"):
         _total(batch, cma_weight=0.0, label_smoothing=eps)
 
 

@@ -33,6 +33,7 @@ from nc_audit.experiments.studies.summary import summarise
 from nc_audit.io.checkpoints.save import save_checkpoint
 from nc_audit.io.data.datasets import load_dataset
 from nc_audit.models.registry import architecture_record
+from nc_audit.train.ranges import LABEL_SMOOTHING
 from nc_audit.train.recipe import Recipe, train_from_scratch
 
 KIND = "label-smoothing"
@@ -66,8 +67,7 @@ class LabelSmoothingStudy:
         if not self.epsilons or not self.seeds:
             raise InputError("label-smoothing study: need at least one ε and one seed")
         for eps in self.epsilons:
-            if not (math.isfinite(eps) and 0.0 <= eps <= 1.0):
-                raise InputError(f"label smoothing ε must lie in [0, 1], got {eps}")
+            LABEL_SMOOTHING.check(eps, "label smoothing ε")
         if any(seed < 0 for seed in self.seeds):
             raise InputError(f"seeds must be non-negative integers, got {list(self.seeds)}")
         replace(self.recipe, label_smoothing=max(self.epsilons)).validate()

@@ -1,0 +1,146 @@
+"""Every shared option is declared once (nc_audit/cli/options.py) and reads the same in every command:
+the click parameters of the whole Typer app are compared with each other and with the declaration.
+
+A command that declares its own ``--device`` (another help, another default) or drops a shared option
+it should have fails here, as does an option that several commands repeat without a shared declaration.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import typer
+
+from nc_audit.cli import app
+from nc_audit.cli import options as declared
+
+#: Shared option → (its declaration(s) in nc_audit/cli/options.py with the command default, commands).
+SHARED: dict[str, tuple[tuple[tuple[Any, Any], ...], frozenset[str]]] = {
+    "--device": (((declared.DeviceOpt, None),), frozenset({"measure", "track", "extract", "finetune", "interpolate", "prune"})),
+    "--head": (((declared.HeadOpt, None),), frozenset({"measure", "track", "extract", "finetune", "interpolate", "prune"})),
+    "--model": (((declared.ModelOpt, None),), frozenset({"measure", "track", "extract", "finetune", "interpolate", "prune"})),
+    "--model-arg": (((declared.ModelArgOpt, None),), frozenset({"measure", "track", "extract", "finetune", "interpolate", "prune"})),
+    "--format": (((declared.FormatOpt, None),), frozenset({"measure", "track", "interpolate", "prune"})),
+    "--json": (((declared.JsonOpt, None),), frozenset({"measure", "track", "interpolate", "prune"})),
+    "--markdown": (
+        ((declared.MarkdownOpt, None), (declared.PageMarkdownOpt, None)),
+        frozenset({"measure", "track", "prune", "study label-smoothing", "study semi-supervised"}),
+    ),
+    "--junit": (((declared.JunitOpt, None),), frozenset({"measure", "track"})),
+    "--html": (((declared.HtmlOpt, None),), frozenset({"measure", "track", "finetune"})),
+    "--threads": (
+        ((declared.ThreadsOpt, 1), (declared.TorchThreadsOpt, None)),
+        frozenset({"prune", "study label-smoothing", "study semi-supervised", "demo grokking"}),
+    ),
+    "--quiet": (
+        ((declared.QuietOpt, False),),
+        frozenset({"measure", "track", "extract", "finetune", "interpolate", "prune", "demo grokking",
+                   "study label-smoothing", "study semi-supervised"}),
+    ),
+    "--allow-external-data": (((declared.AllowExternalOpt, False),), frozenset({"measure", "track", "extract", "finetune"})),
+    "--cache-dir": (((declared.CacheDirOpt, None),), frozenset({"measure", "track"})),
+    "--means-split": (((declared.MeansSplitOpt, None),), frozenset({"measure", "track"})),
+    "--fail-on": (((declared.FailOnOpt, None),), frozenset({"measure", "track"})),
+    "--tolerance": (((declared.ToleranceOpt, None),), frozenset({"measure", "track"})),
+    "--chunk-rows": (((declared.ChunkRowsOpt, None),), frozenset({"measure", "track"})),
+    "--decision-samples": (((declared.DecisionSamplesOpt, None),), frozenset({"measure", "track"})),
+    "--class-route": (((declared.ClassRouteOpt, declared.ClassRoute.auto),), frozenset({"measure", "track"})),
+    "--min-class-samples": (((declared.MinClassSamplesOpt, 1),), frozenset({"measure", "track"})),
+    "--task": (((declared.TaskOpt, declared.Task.classification),), frozenset({"measure", "extract"})),
+    "--context": (((declared.ContextOpt, None),), frozenset({"measure", "extract"})),
+    "--text-column": (((declared.TextColumnOpt, "text"),), frozenset({"measure", "extract"})),
+}  # fmt: skip
+
+#: Names several commands use with a meaning of their own (so one declaration would be wrong), and why.
+OWN_MEANING = {
+    "--data": "the help says what the data is for (options.required_data(purpose)); study's has a default",
+    "--split": "measure/track: one split, means from train; extract: a list; interpolate: means from it too",
+    "--features": "measure reads a dump; finetune trains an adapter on one",
+    "--baseline": "measure/track: a report to compare with; study semi-supervised: a supervised run",
+    "--model": "demo grokking: a built-in architecture name (listed in SHARED for the six factory commands)",
+    "--out": "each command writes other files",
+    "--resume": "each command continues other records",
+    "--plot": "each command plots other things",
+    "--steps": "interpolate: α values; demo: training steps; study: optimizer steps",
+    "--seed": "what the seed seeds differs",
+    "--seeds": "declared once in cli/study.py for both studies",
+    "--quick": "each command shortens other things",
+    "--lr": "finetune and prune's fine-tune have their own defaults",
+    "--batch-size": "extract: forward passes; finetune/prune: training batches",
+    "--epochs": "finetune: epochs to train; study: epochs per run",
+    "--cache-dir": "cache list/clear: the folder to list or clear (listed in SHARED for measure and track)",
+}
+
+
+def _commands() -> Iterator[tuple[str, Any]]:
+    def walk(command: Any, prefix: tuple[str, ...]) -> Iterator[tuple[str, Any]]:
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                yield from walk(sub, (*prefix, name))
+        else:
+            yield " ".join(prefix), command
+
+    yield from walk(typer.main.get_command(app), ())
+
+
+def _describe(param: Any) -> dict[str, Any]:
+    """What a user meets of one option: its names, help, default, metavar, value type and range, flags,
+    completion (every attribute of the click parameter but its Python name)."""
+    skipped = ("name", "type_descriptor", "_custom_shell_complete")  # completion: compared below, unwrapped
+    described = {key: value for key, value in vars(param).items() if key not in skipped}
+    described["annotation"] = repr(param.type_descriptor.annotation)
+    described["completion"] = getattr(param.type_descriptor.parameter_info, "autocompletion", None)
+    return described
+
+
+def _uses() -> dict[str, dict[str, dict[str, Any]]]:
+    """option → command → description."""
+    uses: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, command in _commands():
+        for param in command.params:
+            if param.param_type_name == "option":
+                uses.setdefault(param.opts[0], {})[name] = _describe(param)
+    return uses
+
+
+def _declaration(option: str, alias: Any, default: Any) -> dict[str, Any]:
+    """``option`` as nc_audit/cli/options.py declares it, with ``default``, in an app of its own."""
+    single = typer.Typer()
+    name = option.removeprefix("--").replace("-", "_")
+
+    def command(**values: Any) -> None:
+        """One option."""
+
+    parameter = inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=alias)
+    command.__signature__ = inspect.Signature([parameter])  # type: ignore[attr-defined]  # how Typer reads it
+    command.__annotations__ = {name: alias, "return": None}
+    single.command()(command)
+    (param,) = [p for p in typer.main.get_command(single).params if p.name == name]
+    return _describe(param)
+
+
+@pytest.mark.parametrize("option", sorted(SHARED))
+def test_a_shared_option_reads_as_declared_in_every_command_that_has_it(option: str) -> None:
+    declarations, expected = SHARED[option]
+    uses = _uses()[option]
+    if option in ("--model", "--cache-dir"):  # demo grokking's --model, cache's --cache-dir: OWN_MEANING
+        uses = {name: use for name, use in uses.items() if name in expected}
+    assert set(uses) == expected, f"{option}: commands that have it differ from {sorted(expected)}"
+    allowed = [_declaration(option, alias, default) for alias, default in declarations]
+    for name, use in uses.items():
+        assert use in allowed, f"nc-audit {name} {option}: not the declaration in nc_audit/cli/options.py"
+
+
+def test_every_option_that_several_commands_repeat_is_shared_or_has_a_meaning_of_its_own() -> None:
+    repeated = {option for option, by_command in _uses().items() if len(by_command) > 1}
+    unexplained = repeated - set(SHARED) - set(OWN_MEANING)
+    assert not unexplained, f"declare these once in nc_audit/cli/options.py: {sorted(unexplained)}"
+
+
+def test_the_declarations_are_typer_options() -> None:
+    for option, (declarations, _) in SHARED.items():
+        for alias, _default in declarations:
+            assert isinstance(alias.__metadata__[0], typer.models.OptionInfo), option
