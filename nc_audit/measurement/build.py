@@ -51,7 +51,7 @@ def build_report(
     return Report(
         checkpoint=inputs.head_origin,
         features={
-            "path": str(inputs.decisions_split.path),
+            "path": None if inputs.decisions_split.memory is not None else str(inputs.decisions_split.path),
             "split": inputs.decisions_split.split or "all",
             "num_samples": inputs.decisions_split.num_samples,
             "feature_dim": d,
