@@ -27,16 +27,18 @@ from nc_audit.measurement.options import MeasureOptions
 from nc_audit.report.model import Report
 
 
-def report_of(collected: Collected, options: MeasureOptions) -> Report:
+def report_of(
+    collected: Collected, options: MeasureOptions, step: int | None = None, label: str | None = None
+) -> Report:
     """The Report of one measurement's passes: its class-level metrics (routes and budget from
-    ``options``), conventions and notes."""
+    ``options``), conventions and notes (``step`` and ``label``: see :func:`build_report`)."""
     metrics, routes, information = batched_class_level(
         [(collected.stats, collected.inputs.head, collected.counter)],
         [collected.nc1],
         options.class_route,
         options.class_budget_bytes,
     )
-    return build_report(collected, metrics[0], (routes, information[0]))
+    return build_report(collected, metrics[0], (routes, information[0]), step=step, label=label)
 
 
 def measure_source(source: Path | str, options: MeasureOptions, tracker: Tracker | None = None) -> Report:
@@ -51,11 +53,15 @@ def measure_memory(
     options: MeasureOptions,
     origin: Mapping[str, Any],
     tracker: Tracker | None = None,
+    *,
+    step: int | None = None,
+    label: str | None = None,
 ) -> Report:
     """The Report of splits held in memory (split name → rows) against ``head``: the same passes, metrics,
     conventions and notes as a dump holding these splits and this head. ``where`` names the rows in
-    messages; ``origin`` is the report's ``checkpoint`` (its ``head`` is set from ``head``)."""
+    messages; ``origin`` is the report's ``checkpoint`` (its ``head`` is set from ``head``); ``step`` and
+    ``label`` name a record of a trajectory."""
     options = replace(options, features=None, data=None, head=None)
     inputs = memory_inputs(where, splits, head, origin, options.split, options.means_split)
     collected = run_passes(inputs, options, resolve_device(options.device), tracker)
-    return report_of(collected, options)
+    return report_of(collected, options, step, label)
