@@ -76,7 +76,7 @@ def measure(
         return _gate(measure_source(source, options, tracker), options, rules)
     if loader is None:
         raise TypeError("measure(model, loader): a model needs a loader of (inputs, labels) batches")
-    loaders = dict(loader) if isinstance(loader, Mapping) else {"train": loader}
+    loaders: dict[str | None, Any] = dict(loader) if isinstance(loader, Mapping) else {None: loader}
     head, splits = module_splits(source, loaders, options.head)
     origin = {**NO_FILE, "model": type(source).__name__}
     report = measure_memory("measure(model, loader)", splits, head, options, origin, tracker)

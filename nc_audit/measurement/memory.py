@@ -31,7 +31,11 @@ NO_FILE: dict[str, Any] = {"path": None, "sha256": None}
 def as_head(name: str, weight: Any, bias: Any, where: str) -> Head:
     """A float64 host Head from arrays or tensors: weight (C, d), bias (C,) or None."""
     W = torch.from_numpy(_host_array(f"{where}: head_weight", weight).astype(np.float64))
-    b = None if bias is None else torch.from_numpy(_host_array(f"{where}: head_bias", bias).astype(np.float64))
+    b = (
+        None
+        if bias is None
+        else torch.from_numpy(_host_array(f"{where}: head_bias", bias).astype(np.float64))
+    )
     if W.dim() != 2:
         raise InputError(f"{where}: head_weight must be (C, d), found shape {tuple(W.shape)}")
     if b is not None and tuple(b.shape) != (W.shape[0],):
@@ -80,16 +84,17 @@ def _host_array(name: str, value: Any) -> np.ndarray:
         raise InputError(f"{name} is not an array ({error})") from None
 
 
-def memory_split(where: str, name: str, rows: MemoryRows) -> SplitInfo:
-    """The SplitInfo of in-memory rows; ``where`` names them in messages (e.g. ``measure_arrays``)."""
+def memory_split(where: str, name: str | None, rows: MemoryRows) -> SplitInfo:
+    """The SplitInfo of in-memory rows; ``where`` names them in messages (e.g. ``measure_arrays``);
+    ``name`` None: rows without a split name, like a dump's root-level /features (split ``all``)."""
     if rows.num_samples == 0:
-        raise InputError(f"{where}: the {name} split holds 0 samples")
+        raise InputError(f"{where}: the {name or 'given'} split holds 0 samples")
     return SplitInfo(Path(where), name, rows.num_samples, rows.feature_dim, rows.dtype, memory=rows)
 
 
 def memory_inputs(
     where: str,
-    splits: Mapping[str, MemoryRows],
+    splits: Mapping[str | None, MemoryRows],
     head: Head,
     origin: Mapping[str, Any],
     split: str | None = None,
@@ -123,9 +128,13 @@ def memory_inputs(
     return MeasureInputs(head, stated, means, decisions)
 
 
-def _pick(where: str, infos: Mapping[str, SplitInfo], name: str | None) -> SplitInfo:
+def _pick(where: str, infos: Mapping[str | None, SplitInfo], name: str | None) -> SplitInfo:
     if name is None:
         return next(iter(infos.values()))
+    if None in infos and name in ("train", "all"):  # unnamed rows are every split, as a dump's /features
+        return infos[None]
+    if None in infos:
+        raise InputError(f"{where}: no split '{name}'; the features were given without split names")
     if name not in infos:
-        raise InputError(f"{where}: no split '{name}'; splits given: {', '.join(infos)}")
+        raise InputError(f"{where}: no split '{name}'; splits given: {', '.join(map(str, infos))}")
     return infos[name]

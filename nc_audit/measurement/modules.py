@@ -101,31 +101,38 @@ def features(model: nn.Module, batches: Any, head: str | None = None) -> Feature
 
 
 def module_splits(
-    model: nn.Module, loaders: Mapping[str, Any], head: str | None
-) -> tuple[Head, dict[str, MemoryRows]]:
+    model: nn.Module, loaders: Mapping[str | None, Any], head: str | None
+) -> tuple[Head, dict[str | None, MemoryRows]]:
     """The model's head (float64, on the host) and every split's features with their labels
-    (``loaders``: split name → loader), held in memory for :func:`nc_audit.measurement.pipeline.measure_memory`."""
+    (``loaders``: split name → loader; None: one loader without a split name), held in memory for
+    :func:`nc_audit.measurement.pipeline.measure_memory`."""
     head_name, head_module = find_head_module(model, head)
-    splits = {}
+    splits: dict[str | None, MemoryRows] = {}
     for split, loader in loaders.items():
         found = features(model, loader, head_name)
         if found.labels is None:
-            raise InputError(f"the {split} loader's batches carry no labels: yield (inputs, labels)")
-        splits[split] = as_rows(split, found.features, found.labels, "measure(model, loader)")
+            raise InputError(
+                f"the {split or 'given'} loader's batches carry no labels: yield (inputs, labels)"
+            )
+        splits[split] = as_rows(split or "all", found.features, found.labels, "measure(model, loader)")
     weight, bias = head_module.weight, head_module.bias
     return as_head(head_name, weight, bias, "measure(model, loader)"), splits
 
 
 def array_splits(
     features: Any, labels: Any, head_weight: Any, head_bias: Any, head: str = "head"
-) -> tuple[Head, dict[str, MemoryRows]]:
+) -> tuple[Head, dict[str | None, MemoryRows]]:
     """The head and the splits of arrays: ``features`` (N, d) and ``labels`` (N,), or dicts of them by
     split name; ``head_weight`` (C, d), ``head_bias`` (C,) or None. Floating features keep their dtype
     (float16/32/64); the statistics are float64 whatever it is."""
     where = "measure_arrays"
-    splits_x = features if isinstance(features, Mapping) else {"train": features}
-    splits_y = labels if isinstance(labels, Mapping) else {"train": labels}
+    if not isinstance(features, Mapping) and not isinstance(labels, Mapping):  # rows without split names
+        return as_head(head, head_weight, head_bias, where), {None: as_rows("all", features, labels, where)}
+    splits_x = features if isinstance(features, Mapping) else {"all": features}
+    splits_y = labels if isinstance(labels, Mapping) else {"all": labels}
     if set(splits_x) != set(splits_y):
         raise InputError(f"{where}: features splits {sorted(splits_x)} vs labels {sorted(splits_y)}")
-    rows = {str(split): as_rows(str(split), X, splits_y[split], where) for split, X in splits_x.items()}
+    rows: dict[str | None, MemoryRows] = {
+        str(split): as_rows(str(split), X, splits_y[split], where) for split, X in splits_x.items()
+    }
     return as_head(head, head_weight, head_bias, where), rows

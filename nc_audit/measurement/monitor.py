@@ -156,7 +156,9 @@ class Monitor:
         metrics["accuracy"] = record["details"]["accuracy"]  # a monitor record's own, as before
         for name, value in scalars.items():
             if name in metrics:
-                raise InputError(f"Monitor.log: extra scalar {name!r} would overwrite the metric of that name")
+                raise InputError(
+                    f"Monitor.log: extra scalar {name!r} would overwrite the metric of that name"
+                )
             metrics[name] = value
         return self.gates.gate(record)
 

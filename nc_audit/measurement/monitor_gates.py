@@ -80,7 +80,9 @@ class MonitorGates:
     def announce(self, stream: TextIO | None = None) -> None:
         """Say on ``stream`` (stderr) that gates from a pyproject.toml apply; nothing for gates given in code."""
         if self.config_path is not None and self.active:
-            print(f"gates from pyproject.toml: {self.summary()} ({self.config_path})", file=stream or sys.stderr)
+            print(
+                f"gates from pyproject.toml: {self.summary()} ({self.config_path})", file=stream or sys.stderr
+            )
 
     def checks(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The checks of one record: the rules, then the baseline comparison (which must check something)."""

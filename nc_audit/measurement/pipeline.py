@@ -48,7 +48,7 @@ def measure_source(source: Path | str, options: MeasureOptions, tracker: Tracker
 
 def measure_memory(
     where: str,
-    splits: Mapping[str, MemoryRows],
+    splits: Mapping[str | None, MemoryRows],
     head: Head,
     options: MeasureOptions,
     origin: Mapping[str, Any],
@@ -57,7 +57,8 @@ def measure_memory(
     step: int | None = None,
     label: str | None = None,
 ) -> Report:
-    """The Report of splits held in memory (split name → rows) against ``head``: the same passes, metrics,
+    """The Report of splits held in memory (split name → rows; None: rows without a split name, like a
+    dump's root-level /features) against ``head``: the same passes, metrics,
     conventions and notes as a dump holding these splits and this head. ``where`` names the rows in
     messages; ``origin`` is the report's ``checkpoint`` (its ``head`` is set from ``head``); ``step`` and
     ``label`` name a record of a trajectory."""
