@@ -126,8 +126,12 @@ class Monitor:
         if not self.should_log(step):
             return None
         record = self.measure(step, features, labels, head_weight, head_bias, **extra_scalars)
-        append_line(self.path, record)
+        self.append(record)
         return record
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Append a record made by :meth:`measure` (one write, flushed and fsynced)."""
+        append_line(self.path, record)
 
     def measure(
         self,
