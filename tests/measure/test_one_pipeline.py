@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import DumpWriter, make_etf_problem, make_random_problem
-from reference import Problem
+from reference import Problem, relative_difference
 
 import nc_audit
 from nc_audit.measurement.monitor import Monitor
@@ -182,3 +182,27 @@ def test_the_caller_arrays_are_left_as_they_were() -> None:
     nc_audit.measure_arrays(features, labels, p.W, p.b)
     assert features.flags.writeable and labels.flags.writeable
     assert np.array_equal(features, p.features) and np.array_equal(labels, p.labels)
+
+
+@pytest.mark.cuda
+def test_tensors_on_the_gpu_give_the_cpu_reports(tmp_path: Path, cuda_device: torch.device) -> None:
+    """measure_arrays, metrics_from_arrays and the Monitor on device tensors measure on that device and
+    give the CPU's numbers (run by make gpu-check; NC_AUDIT_TEST_CUDA_DEVICE=cpu checks the logic)."""
+    from nc_audit.io.checkpoints.load import Head
+    from nc_audit.measurement.compute import metrics_from_arrays
+
+    p = make_random_problem(seed=11)
+    H, y = torch.from_numpy(p.features).float(), torch.from_numpy(p.labels)
+    W, b = torch.from_numpy(p.W), torch.from_numpy(p.b)
+    on = [t.to(cuda_device) for t in (H, y, W, b)]
+    cpu = nc_audit.measure_arrays(H, y, W, b, device="cpu").to_dict()
+    gpu = nc_audit.measure_arrays(*on, device=str(cuda_device)).to_dict()
+    assert gpu["details"]["device"] == str(cuda_device)
+    for key, value in cpu["metrics"].items():  # float64 GEMMs sum in another order: 1e-9 as the cuda tests
+        assert relative_difference(gpu["metrics"][key], value) <= 1e-9, key
+    record = Monitor(tmp_path / "gpu.jsonl", fail_on=[]).log(0, *on)
+    assert record is not None and record["details"]["device"] == str(cuda_device)
+    assert relative_difference(record["metrics"]["nc1"], cpu["metrics"]["nc1"]) <= 1e-9
+    metrics, counter = metrics_from_arrays(on[0], on[1], Head("head", on[2], on[3]))
+    assert relative_difference(metrics["mir"], cpu["metrics"]["mir"]) <= 1e-9
+    assert counter.accuracy == cpu["details"]["accuracy"]
