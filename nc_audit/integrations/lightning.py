@@ -75,7 +75,7 @@ class NCAuditCallback(_lightning().Callback):  # type: ignore[misc]
         super().__init__()
         self.path, self.every, self.head, self.label = Path(path), every, head, label
         self.labels_from, self.log, self.append = labels_from, log, append
-        self.gates = {"fail_on": fail_on, "baseline": baseline, "tolerance": tolerance}
+        self.fail_on, self.baseline, self.tolerance = fail_on, baseline, tolerance
         self.monitor: Monitor | None = None
         self.recorder: HeadRecorder | None = None
         self._last_step: int | None = None
@@ -85,7 +85,9 @@ class NCAuditCallback(_lightning().Callback):  # type: ignore[misc]
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self.recorder = HeadRecorder(pl_module, self.head)
         if trainer.is_global_zero:
-            self.monitor = Monitor(self.path, self.every, label=self.label, append=self.append, **self.gates)
+            self.monitor = Monitor(self.path, self.every, label=self.label, append=self.append,
+                fail_on=self.fail_on, baseline=self.baseline, tolerance=self.tolerance,
+            )  # fmt: skip
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         if self.recorder is not None:
@@ -98,8 +100,8 @@ class NCAuditCallback(_lightning().Callback):  # type: ignore[misc]
         step = int(trainer.global_step)
         if self.recorder is None or step % self.every or step == self._last_step:
             return
-        features = self.recorder.features()
-        if features is None:
+        features, weight = self.recorder.features(), self.recorder.weight
+        if features is None or weight is None:
             return
         self._last_step = step
         labels = self.labels_from(batch) if self.labels_from is not None else split_batch(batch)[1]
@@ -111,7 +113,7 @@ class NCAuditCallback(_lightning().Callback):  # type: ignore[misc]
                 step,
                 features,
                 labels.to(features.device),
-                self.recorder.weight,
+                weight,
                 self.recorder.bias,
                 **scalars,
             )

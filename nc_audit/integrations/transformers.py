@@ -69,7 +69,7 @@ class NCAuditCallback(_transformers().TrainerCallback):  # type: ignore[misc]
     ) -> None:
         self.path, self.every, self.head, self.label = Path(path), every, head, label
         self.trainer, self.append = trainer, append
-        self.gates = {"fail_on": fail_on, "baseline": baseline, "tolerance": tolerance}
+        self.fail_on, self.baseline, self.tolerance = fail_on, baseline, tolerance
         self._pending: dict[str, Any] | None = None  # a record waiting for the Trainer's log of its step
         self._rates: dict[str, float] = {}
         self.monitor: Monitor | None = None
@@ -102,7 +102,9 @@ class NCAuditCallback(_transformers().TrainerCallback):  # type: ignore[misc]
         self.recorder = HeadRecorder(model, self.head)
         self._label_hook = model.register_forward_pre_hook(self._record_labels, with_kwargs=True)
         if state.is_world_process_zero:
-            self.monitor = Monitor(self.path, self.every, label=self.label, append=self.append, **self.gates)
+            self.monitor = Monitor(self.path, self.every, label=self.label, append=self.append,
+                fail_on=self.fail_on, baseline=self.baseline, tolerance=self.tolerance,
+            )  # fmt: skip
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._flush()
@@ -115,14 +117,12 @@ class NCAuditCallback(_transformers().TrainerCallback):  # type: ignore[misc]
         step = int(state.global_step)
         if self.recorder is None or self.monitor is None or step % self.every:
             return None
-        features = self.recorder.features()
-        if features is None or not self._labels:
+        features, weight = self.recorder.features(), self.recorder.weight
+        if features is None or weight is None or not self._labels:
             return None
         labels = torch.cat(self._labels).to(features.device)
         rates = self._rates
-        record = self.monitor.measure(
-            step, features, labels, self.recorder.weight, self.recorder.bias, **rates
-        )
+        record = self.monitor.measure(step, features, labels, weight, self.recorder.bias, **rates)
         values = log_values(record, exclude=rates)
         if control.should_log:  # the Trainer logs this step's loss next (on_log): the record waits for it
             self._pending = record

@@ -155,16 +155,16 @@ def collect(
 
 
 def _collect(source: Path | str, options: MeasureOptions, tracker: Tracker | None) -> Collected:
-    tracker = tracker or SilentTracker()
+    progress: Tracker = tracker or SilentTracker()
     device = resolve_device(options.device)
-    dump, head_name, cache_hit, notes = _features_of(source, options, device, tracker)
+    dump, head_name, cache_hit, notes = _features_of(source, options, device, progress)
     if options.task == "next-token" and options.data is not None:  # the dump holds the unembedding
         source, dump = dump, None
     inputs = resolve_inputs(source, dump, options.split, head_name, options.means_split)
     if notes:
         inputs = replace(inputs, notes=(*inputs.notes, *notes))
     ctx = DistributedContext.from_env(device)  # one process, or one rank under torchrun
-    collected = run_passes(inputs, options, device, tracker, ctx)
+    collected = run_passes(inputs, options, device, progress, ctx)
     collected.cache_hit = cache_hit
     return collected
 
@@ -179,7 +179,7 @@ def run_passes(
     """The two streaming passes over resolved inputs — a dump's splits or splits held in memory
     (:mod:`nc_audit.measurement.memory`), read through the same chunks — with the class set, the NC1
     projection and the sample-level sums the options ask for. ``ctx``: this process alone by default."""
-    tracker = tracker or SilentTracker()
+    progress: Tracker = tracker or SilentTracker()
     ctx = ctx or DistributedContext(device=device)
     inputs, scale = _rescaled(inputs, ctx)
     C, d = inputs.head.num_classes, inputs.head.feature_dim
@@ -190,7 +190,7 @@ def run_passes(
     def first_pass(
         split: SplitInfo, with_scatter: bool = True, keep: torch.Tensor | None = None
     ) -> ClassStats:
-        return accumulate_stats(split, C, device, tracker, options.chunk_rows, with_scatter, ctx, keep)
+        return accumulate_stats(split, C, device, progress, options.chunk_rows, with_scatter, ctx, keep)
 
     stats = first_pass(inputs.means_split, with_scatter=not same_split)
     class_set = select_classes(stats, options.min_class_samples, str(inputs.means_split.path))
@@ -214,7 +214,7 @@ def run_passes(
         stats,
         _scaled_head(inputs.head, scale),
         device,
-        tracker,
+        progress,
         options.chunk_rows,
         sample_stats,
         projection,

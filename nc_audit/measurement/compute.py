@@ -124,11 +124,10 @@ def metrics_from_arrays(
         raise InputError(f"features must be (N, d) with d >= 1, got shape {tuple(features.shape)}")
     if labels.numel() == 0 or torch.unique(labels.detach()).numel() < 2:
         raise InputError("Neural Collapse metrics need samples of at least 2 classes")
-    as64 = {"dtype": torch.float64, "device": "cpu"}
     head = Head(
         head.name,
-        head.weight.detach().to(**as64),
-        None if head.bias is None else head.bias.detach().to(**as64),
+        head.weight.detach().to("cpu", torch.float64),
+        None if head.bias is None else head.bias.detach().to("cpu", torch.float64),
     )
     rows = MemoryRows.of_tensors(features, labels)
     inputs = memory_inputs("features", {None: rows}, head, NO_FILE)
