@@ -58,13 +58,18 @@ class MonitorGates:
             if fail_on or baseline is not None:
                 config_path = defaults["config_path"]
         texts = [fail_on] if isinstance(fail_on, str) else list(fail_on or ())
-        return cls(
-            rules=tuple(parse_rule(text, METRICS) for text in texts),
-            baseline=load_baseline(baseline) if baseline is not None else None,
-            baseline_path=Path(baseline) if baseline is not None else None,
-            tolerance=0.0 if tolerance is None else tolerance,
-            config_path=config_path,
-        )
+        try:
+            return cls(
+                rules=tuple(parse_rule(text, METRICS) for text in texts),
+                baseline=load_baseline(baseline) if baseline is not None else None,
+                baseline_path=Path(baseline) if baseline is not None else None,
+                tolerance=0.0 if tolerance is None else tolerance,
+                config_path=config_path,
+            )
+        except InputError as error:
+            if config_path is None:
+                raise
+            raise InputError(f"{config_path}: [tool.nc-audit]: {error}") from None
 
     @property
     def active(self) -> bool:

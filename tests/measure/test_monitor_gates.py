@@ -56,3 +56,12 @@ def test_a_baseline_from_the_project_gates_each_record_and_must_check_something(
     (tmp_path / "base.json").write_text(json.dumps({**first, "metrics": {"loss": 1.0}}))
     with pytest.raises(InputError, match="shares no metric value"):
         Monitor(tmp_path / "other.jsonl").log(0, H, y, W, b)
+
+
+def test_a_bad_project_gate_names_the_pyproject(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.nc-audit]\nfail-on = ["nc9<=1"]\n')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=r"pyproject\.toml: \[tool\.nc-audit\]: unknown metric 'nc9'"):
+        Monitor(tmp_path / "nc.jsonl")
+    with pytest.raises(InputError, match=r"^unknown metric 'nc9'"):  # given in code: no file to name
+        Monitor(tmp_path / "nc.jsonl", fail_on=["nc9<=1"])
