@@ -15,9 +15,9 @@ measured in float64 with the head's weights of that forward: one record appended
 and its metrics logged as ``nc_audit/<metric>`` at that step to every logger the Trainer has
 (``logger.log_metrics``: TensorBoard, CSV, W&B, ...). The numbers describe one batch; the batch must hold at least two classes.
 
-Each record also holds the Trainer's own training loss and learning rates at that step: ``loss`` (what
-``training_step`` returned), every value logged with ``self.log`` whose name holds ``loss``
-(``trainer.callback_metrics``: ``train_loss``, ...), and the learning rate of the step's update (``lr``,
+Each record also holds the Trainer's own training loss and learning rates at that step: every value
+logged with ``self.log`` whose name holds ``loss`` (``trainer.callback_metrics``: ``train_loss``, ...),
+or else ``loss``, what ``training_step`` returned; and the learning rate of the step's update (``lr``,
 or ``lr_0``, ``lr_1``, ... for parameter groups with different rates) from ``trainer.optimizers`` when the
 batch starts, as Lightning's ``LearningRateMonitor`` reads it; ``nc-audit track`` draws them on panels of
 their own.
@@ -128,10 +128,11 @@ class NCAuditCallback(_lightning().Callback):  # type: ignore[misc]
 
 
 def trainer_losses(trainer: Any, outputs: Any) -> dict[str, float]:
-    """The Trainer's own training losses now: ``loss`` from ``training_step``'s output, and the logged
-    values whose name holds ``loss`` (``trainer.callback_metrics``; these win)."""
+    """The Trainer's own training losses now: the logged values whose name holds ``loss``
+    (``trainer.callback_metrics``), else ``loss``, what ``training_step`` returned."""
+    logged = losses(getattr(trainer, "callback_metrics", None) or {})
+    if logged:
+        return logged
     step_output = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
     own = number(step_output) if isinstance(step_output, (Tensor, int, float)) else None
-    found = {"loss": own} if own is not None else {}
-    found.update(losses(getattr(trainer, "callback_metrics", None) or {}))
-    return found
+    return {"loss": own} if own is not None else {}

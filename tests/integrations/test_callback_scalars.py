@@ -76,8 +76,8 @@ def test_lightning_records_the_logged_loss_and_the_scheduled_learning_rate(tmp_p
     assert [r["step"] for r in records] == [4, 8, 12]
     for record in records:
         step, metrics = record["step"], record["metrics"]
-        assert metrics["loss"] == pytest.approx(model.losses[step], rel=1e-6)
-        assert metrics["train_loss"] == pytest.approx(model.losses[step], rel=1e-6)
+        assert metrics["train_loss"] == pytest.approx(model.losses[step], rel=1e-6)  # self.log's
+        assert "loss" not in metrics  # the same number once, under the name it was logged with
         assert metrics["lr"] == pytest.approx(0.1 * 0.5 ** (step - 1))  # the rate of this step's update
     assert {"loss", "learning rate"} <= set(panel_titles(path))
     track_plots(path, tmp_path)
@@ -162,3 +162,4 @@ def test_a_callback_announces_the_project_gates_once(
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4]
     assert all(r["checks"][0]["rule"] == "nc4 <= 1" and r["passed"] for r in records)
+    assert all(r["metrics"]["loss"] > 0 and r["metrics"]["lr"] == 0.05 for r in records)  # training_step's
