@@ -77,7 +77,7 @@ def batched_class_level(
     information = [by_index[index] for index in range(len(items))]
     results = []
     for index, (sub, (_, _, counter)) in enumerate(zip(subsets, items, strict=True)):
-        metrics: dict[str, float | None] = collapse_metrics(sub, W[index], nc1_all[index], routes)
+        metrics: dict[str, float | None] = dict(collapse_metrics(sub, W[index], nc1_all[index], routes))
         metrics["nc4"] = counter.nc4
         metrics.update(information[index].metrics)
         found = degenerate[index]

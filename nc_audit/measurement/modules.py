@@ -70,7 +70,8 @@ def _batches(source: Any) -> Iterable[Any]:
     if isinstance(source, (tuple, list)) and source and isinstance(source[0], (Tensor, Mapping)):
         if len(source) == 2 and isinstance(source[1], Tensor) and source[1].dim() == 1:
             return [source]
-    return source
+    batches: Iterable[Any] = source  # a loader: any iterable of batches
+    return batches
 
 
 def features(model: nn.Module, batches: Any, head: str | None = None) -> Features:
@@ -92,11 +93,11 @@ def features(model: nn.Module, batches: Any, head: str | None = None) -> Feature
         model.train(was_training)
     if not parts:
         raise InputError("the loader yielded no batches")
-    labels = [y for _, _, y in parts]
+    found = [y for _, _, y in parts if y is not None]
     return Features(
         torch.cat([f for f, _, _ in parts]),
         torch.cat([z for _, z, _ in parts]),
-        torch.cat(labels).long().cpu() if all(y is not None for y in labels) else None,
+        torch.cat(found).long().cpu() if len(found) == len(parts) else None,
     )
 
 
