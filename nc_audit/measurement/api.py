@@ -1,17 +1,16 @@
 """`measure`: from a checkpoint, a module and its data, or arrays, to a Report — the library's main entry.
 
-Two streaming passes over a dump (:mod:`nc_audit.measurement.collect`), metrics from their results
-(:mod:`nc_audit.measurement.compute`), a Report that names its conventions (:mod:`nc_audit.measurement.build`),
-and the checks of ``fail_on`` and ``baseline`` (:mod:`nc_audit.gating.rules`). A module with a loader,
-or arrays, are first written to a temporary dump, so every path runs the same passes as the CLI.
+One pipeline (:mod:`nc_audit.measurement.pipeline`): two streaming passes (:mod:`nc_audit.measurement.collect`),
+metrics from their results (:mod:`nc_audit.measurement.compute`), a Report that names its conventions
+(:mod:`nc_audit.measurement.build`), then the checks of ``fail_on`` and ``baseline``
+(:mod:`nc_audit.gating.rules`). A module's features and arrays are held in memory and read through the
+same chunks as a dump's (no temporary file), so every path runs the same passes as the CLI.
 Nothing here renders anything.
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +25,10 @@ from nc_audit.gating.rules import (
     load_baseline,
     parse_rule,
 )
-from nc_audit.measurement.build import build_report
-from nc_audit.measurement.collect import collect
-from nc_audit.measurement.compute import batched_class_level
-from nc_audit.measurement.modules import arrays_dump, module_dump
+from nc_audit.measurement.memory import NO_FILE
+from nc_audit.measurement.modules import array_splits, module_splits
 from nc_audit.measurement.options import MeasureOptions
+from nc_audit.measurement.pipeline import measure_memory, measure_source
 from nc_audit.metrics.catalog import METRICS
 from nc_audit.report.model import Report
 
@@ -47,17 +45,6 @@ def _gate(report: Report, options: MeasureOptions, rules: list[Rule]) -> Report:
         checks += compare_to_baseline(record, load_baseline(options.baseline), options.tolerance)
     report.checks = checks
     return report
-
-
-def _measure_dump(source: Path | str, options: MeasureOptions, tracker: Tracker | None) -> Report:
-    collected = collect(source, options, tracker)
-    metrics, routes, information = batched_class_level(
-        [(collected.stats, collected.inputs.head, collected.counter)],
-        [collected.nc1],
-        options.class_route,
-        options.class_budget_bytes,
-    )
-    return build_report(collected, metrics[0], (routes, information[0]))
 
 
 def measure(
@@ -86,16 +73,13 @@ def measure(
     if not isinstance(source, nn.Module):
         if loader is not None:
             raise TypeError("a loader goes with a model (nn.Module); a checkpoint takes features= or data=")
-        return _gate(_measure_dump(source, options, tracker), options, rules)
+        return _gate(measure_source(source, options, tracker), options, rules)
     if loader is None:
         raise TypeError("measure(model, loader): a model needs a loader of (inputs, labels) batches")
-    loaders = dict(loader) if isinstance(loader, Mapping) else {"train": loader}
-    with tempfile.TemporaryDirectory(prefix="nc-audit-") as folder:
-        dump = Path(folder) / "features.h5"
-        head_name = module_dump(source, loaders, dump, options.head)
-        report = _measure_dump(dump, replace(options, features=None, data=None, head=None), tracker)
-    report.checkpoint = {"path": None, "sha256": None, "head": head_name, "model": type(source).__name__}
-    report.features["path"] = None
+    loaders: dict[str | None, Any] = dict(loader) if isinstance(loader, Mapping) else {None: loader}
+    head, splits = module_splits(source, loaders, options.head)
+    origin = {**NO_FILE, "model": type(source).__name__}
+    report = measure_memory("measure(model, loader)", splits, head, options, origin, tracker)
     return _gate(report, options, rules)
 
 
@@ -114,10 +98,6 @@ def measure_arrays(
     :func:`measure`."""
     options = MeasureOptions.of(options, **changes)
     rules = _rules(options)
-    with tempfile.TemporaryDirectory(prefix="nc-audit-") as folder:
-        dump = Path(folder) / "features.h5"
-        arrays_dump(features, labels, head_weight, head_bias, dump)
-        report = _measure_dump(dump, replace(options, features=None, data=None, head=None), tracker)
-    report.checkpoint = {"path": None, "sha256": None, "head": "head"}
-    report.features["path"] = None
+    head, splits = array_splits(features, labels, head_weight, head_bias)
+    report = measure_memory("measure_arrays", splits, head, options, NO_FILE, tracker)
     return _gate(report, options, rules)

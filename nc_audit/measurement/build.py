@@ -18,10 +18,14 @@ def build_report(
     collected: Collected,
     metrics: dict[str, float | None],
     class_level: tuple[ClassRoutes, InformationResult] | None = None,
+    *,
+    step: int | None = None,
+    label: str | None = None,
 ) -> Report:
     """The Report of one measurement from its passes and its metrics; ``class_level`` (the routes and
     the information result of :func:`nc_audit.measurement.compute.batched_class_level`) adds the routes to
-    the conventions and the SLQ error bars to the details."""
+    the conventions and the SLQ error bars to the details. ``step`` (default: the checkpoint's) and
+    ``label`` name a record of a trajectory (a Monitor's)."""
     inputs, stats = collected.inputs, collected.stats
     sub = stats.subset(stats.present)
     C, d = sub.num_classes, sub.feature_dim
@@ -51,7 +55,7 @@ def build_report(
     return Report(
         checkpoint=inputs.head_origin,
         features={
-            "path": str(inputs.decisions_split.path),
+            "path": None if inputs.decisions_split.memory is not None else str(inputs.decisions_split.path),
             "split": inputs.decisions_split.split or "all",
             "num_samples": inputs.decisions_split.num_samples,
             "feature_dim": d,
@@ -68,7 +72,8 @@ def build_report(
         targets=targets,
         notes=notes,
         details=details,
-        step=inputs.head_origin.get("step"),
+        step=step if step is not None else inputs.head_origin.get("step"),
+        label=label,
     )
 
 

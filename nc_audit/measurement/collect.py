@@ -1,4 +1,5 @@
-"""The streaming passes of one measurement: resolve its inputs, then run pass 1 and pass 2 over the dump.
+"""The streaming passes of one measurement: resolve its inputs, then run pass 1 and pass 2 over the dump
+(:func:`collect`), or over splits held in memory (:func:`run_passes`, :mod:`nc_audit.measurement.memory`).
 
 Pass 1 builds ClassStats and validates every row (labels in range, finite features); pass 2 counts the
 NC4 decisions with the class means of pass 1, and carries NC1's projections and, when asked, the
@@ -151,15 +152,32 @@ def collect(
 
 
 def _collect(source: Path | str, options: MeasureOptions, tracker: Tracker | None) -> Collected:
-    tracker = tracker or SilentTracker()
+    progress: Tracker = tracker or SilentTracker()
     device = resolve_device(options.device)
-    dump, head_name, cache_hit, notes = _features_of(source, options, device, tracker)
+    dump, head_name, cache_hit, notes = _features_of(source, options, device, progress)
     if options.task == "next-token" and options.data is not None:  # the dump holds the unembedding
         source, dump = dump, None
     inputs = resolve_inputs(source, dump, options.split, head_name, options.means_split)
     if notes:
         inputs = replace(inputs, notes=(*inputs.notes, *notes))
     ctx = DistributedContext.from_env(device)  # one process, or one rank under torchrun
+    collected = run_passes(inputs, options, device, progress, ctx)
+    collected.cache_hit = cache_hit
+    return collected
+
+
+def run_passes(
+    inputs: MeasureInputs,
+    options: MeasureOptions,
+    device: torch.device,
+    tracker: Tracker | None = None,
+    ctx: DistributedContext | None = None,
+) -> Collected:
+    """The two streaming passes over resolved inputs — a dump's splits or splits held in memory
+    (:mod:`nc_audit.measurement.memory`), read through the same chunks — with the class set, the NC1
+    projection and the sample-level sums the options ask for. ``ctx``: this process alone by default."""
+    progress: Tracker = tracker or SilentTracker()
+    ctx = ctx or DistributedContext(device=device)
     inputs, scale = _rescaled(inputs, ctx)
     C, d = inputs.head.num_classes, inputs.head.feature_dim
     # NC1 on the measured split streams as a projection in pass 2 (N·d·C flops); held-out decisions
@@ -169,7 +187,7 @@ def _collect(source: Path | str, options: MeasureOptions, tracker: Tracker | Non
     def first_pass(
         split: SplitInfo, with_scatter: bool = True, keep: torch.Tensor | None = None
     ) -> ClassStats:
-        return accumulate_stats(split, C, device, tracker, options.chunk_rows, with_scatter, ctx, keep)
+        return accumulate_stats(split, C, device, progress, options.chunk_rows, with_scatter, ctx, keep)
 
     stats = first_pass(inputs.means_split, with_scatter=not same_split)
     class_set = select_classes(stats, options.min_class_samples, str(inputs.means_split.path))
@@ -193,7 +211,7 @@ def _collect(source: Path | str, options: MeasureOptions, tracker: Tracker | Non
         stats,
         _scaled_head(inputs.head, scale),
         device,
-        tracker,
+        progress,
         options.chunk_rows,
         sample_stats,
         projection,
@@ -216,9 +234,7 @@ def _collect(source: Path | str, options: MeasureOptions, tracker: Tracker | Non
         without_zero_samples(result, sums.dual_gram, sums.num_samples)  # measurement/degenerate.py
     nc1 = second.projection.nc1() if second.projection is not None else None
     dump_path = Path(inputs.decisions_split.path)
-    return Collected(
-        inputs, stats, second.counter, device, dump_path, cache_hit, result, nc1, scale, class_set
-    )
+    return Collected(inputs, stats, second.counter, device, dump_path, None, result, nc1, scale, class_set)
 
 
 def _rescaled(inputs: MeasureInputs, ctx: DistributedContext) -> tuple[MeasureInputs, float]:

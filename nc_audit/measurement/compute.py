@@ -1,5 +1,6 @@
 """Metrics from what the streaming passes produced: every class-level metric of docs/METRICS.md, batched over
-checkpoints (one batched SVD for NC1, one batched eigvalsh for every C×C Gram)."""
+checkpoints (one batched SVD for NC1, one batched eigvalsh for every C×C Gram); and the metrics of features
+held in memory through those same passes (:func:`metrics_from_arrays`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ from nc_audit.core.class_stats import ClassStats
 from nc_audit.core.errors import InputError
 from nc_audit.engine.accumulators import DecisionCounter
 from nc_audit.io.checkpoints.load import Head
+from nc_audit.io.dumps.memory import MemoryRows
+from nc_audit.measurement.collect import run_passes
 from nc_audit.measurement.degenerate import INFORMATION_KEYS, Degenerate, degenerate_classes
+from nc_audit.measurement.memory import NO_FILE, memory_inputs
+from nc_audit.measurement.options import MeasureOptions
 from nc_audit.metrics.collapse import (
     MEANS_DEPENDENT,
     centred_means,
@@ -72,7 +77,7 @@ def batched_class_level(
     information = [by_index[index] for index in range(len(items))]
     results = []
     for index, (sub, (_, _, counter)) in enumerate(zip(subsets, items, strict=True)):
-        metrics: dict[str, float | None] = collapse_metrics(sub, W[index], nc1_all[index], routes)
+        metrics: dict[str, float | None] = dict(collapse_metrics(sub, W[index], nc1_all[index], routes))
         metrics["nc4"] = counter.nc4
         metrics.update(information[index].metrics)
         found = degenerate[index]
@@ -111,25 +116,21 @@ def _cosines(X: torch.Tensor, side: str, routes: ClassRoutes) -> dict[str, float
 def metrics_from_arrays(
     features: torch.Tensor, labels: torch.Tensor, head: Head
 ) -> tuple[dict[str, float | None], DecisionCounter]:
-    """Metrics of in-memory features (training loops, interpolation): one batch, same kernels as measure."""
+    """Metrics of in-memory features (training loops, interpolation) with the decision counts: the
+    passes of a measurement over the rows held in memory (:func:`nc_audit.measurement.collect.run_passes`,
+    on the features' device), then :func:`batched_class_level` — what ``measure`` runs on a dump."""
     features = features.detach()
     if features.dim() != 2 or features.shape[1] == 0:
         raise InputError(f"features must be (N, d) with d >= 1, got shape {tuple(features.shape)}")
-    as64 = {"dtype": torch.float64, "device": features.device}
+    if labels.numel() == 0 or torch.unique(labels.detach()).numel() < 2:
+        raise InputError("Neural Collapse metrics need samples of at least 2 classes")
     head = Head(
         head.name,
-        head.weight.detach().to(**as64),
-        None if head.bias is None else head.bias.detach().to(**as64),
+        head.weight.detach().to("cpu", torch.float64),
+        None if head.bias is None else head.bias.detach().to("cpu", torch.float64),
     )
-    stats = ClassStats.from_batch(features, labels, head.num_classes)
-    if int(stats.present.sum()) < 2:
-        raise InputError("Neural Collapse metrics need samples of at least 2 classes")
-    present = stats.present.nonzero().flatten()
-    counter = DecisionCounter(
-        stats.class_means[present],
-        present,
-        head.weight.to(stats.sums.device),
-        None if head.bias is None else head.bias.to(stats.sums.device),
-    )
-    counter.update(features, labels)
-    return compute_metrics(stats, head, counter), counter
+    rows = MemoryRows.of_tensors(features, labels)
+    inputs = memory_inputs("features", {None: rows}, head, NO_FILE)
+    collected = run_passes(inputs, MeasureOptions(), features.device)
+    metrics = batched_class_level([(collected.stats, head, collected.counter)], [collected.nc1])[0]
+    return metrics[0], collected.counter

@@ -1,9 +1,10 @@
-"""Features from a module in memory, and in-memory arrays written as a dump, for the Python API.
+"""Features from a module in memory, and in-memory arrays as splits, for the Python API.
 
 ``features(model, batch_or_loader)`` runs a module and returns the head's input with the logits (and
-labels, for a loader). :func:`module_dump` and :func:`arrays_dump` write what ``measure(model, loader)``
-and ``measure_arrays(...)`` measure into a temporary nc-audit dump, so those go through exactly the
-streaming passes of ``nc-audit measure`` (every option applies, float64 throughout).
+labels, for a loader). :func:`module_splits` and :func:`array_splits` hold what ``measure(model, loader)``
+and ``measure_arrays(...)`` measure as in-memory splits, which go through exactly the streaming passes of
+``nc-audit measure`` (:mod:`nc_audit.measurement.pipeline`; every option applies, float64 throughout,
+no temporary file).
 
 A batch is ``(inputs, labels)`` (a tuple or list; inputs a tensor or a dict of named tensors), or a
 dict of named tensors holding ``labels`` (also ``label``, ``y`` or ``targets``) beside the model's
@@ -14,16 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from nc_audit.core.errors import InputError
 from nc_audit.core.inputs import Inputs, to_device
-from nc_audit.io.dumps.writer import write_dump
+from nc_audit.io.checkpoints.load import Head
+from nc_audit.io.dumps.memory import MemoryRows
+from nc_audit.measurement.memory import as_head, as_rows
 from nc_audit.models.hooks import find_head_module, forward_with_features
 
 LABEL_KEYS = ("labels", "label", "y", "targets")
@@ -69,7 +70,8 @@ def _batches(source: Any) -> Iterable[Any]:
     if isinstance(source, (tuple, list)) and source and isinstance(source[0], (Tensor, Mapping)):
         if len(source) == 2 and isinstance(source[1], Tensor) and source[1].dim() == 1:
             return [source]
-    return source
+    batches: Iterable[Any] = source  # a loader: any iterable of batches
+    return batches
 
 
 def features(model: nn.Module, batches: Any, head: str | None = None) -> Features:
@@ -91,60 +93,47 @@ def features(model: nn.Module, batches: Any, head: str | None = None) -> Feature
         model.train(was_training)
     if not parts:
         raise InputError("the loader yielded no batches")
-    labels = [y for _, _, y in parts]
+    found = [y for _, _, y in parts if y is not None]
     return Features(
         torch.cat([f for f, _, _ in parts]),
         torch.cat([z for _, z, _ in parts]),
-        torch.cat(labels).long().cpu() if all(y is not None for y in labels) else None,
+        torch.cat(found).long().cpu() if len(found) == len(parts) else None,
     )
 
 
-def module_dump(model: nn.Module, loaders: Mapping[str, Any], path: Path, head: str | None) -> str:
-    """Write every split's features (``loaders``: split name → loader) with the model's head to
-    ``path``; returns the head's name."""
+def module_splits(
+    model: nn.Module, loaders: Mapping[str | None, Any], head: str | None
+) -> tuple[Head, dict[str | None, MemoryRows]]:
+    """The model's head (float64, on the host) and every split's features with their labels
+    (``loaders``: split name → loader; None: one loader without a split name), held in memory for
+    :func:`nc_audit.measurement.pipeline.measure_memory`."""
     head_name, head_module = find_head_module(model, head)
-    with write_dump(path, {"dataset": "in-memory loader", "head": head_name}) as writer:
-        for split, loader in loaders.items():
-            found = features(model, loader, head_name)
-            if found.labels is None:
-                raise InputError(f"the {split} loader's batches carry no labels: yield (inputs, labels)")
-            out = writer.split(split, len(found.labels), found.features.shape[1], found.logits.shape[1])
-            out.append(found.features, found.labels, found.logits)
-        writer.head(head_module.weight, head_module.bias, head_name)
-    return head_name
+    splits: dict[str | None, MemoryRows] = {}
+    for split, loader in loaders.items():
+        found = features(model, loader, head_name)
+        if found.labels is None:
+            raise InputError(
+                f"the {split or 'given'} loader's batches carry no labels: yield (inputs, labels)"
+            )
+        splits[split] = as_rows(split or "all", found.features, found.labels, "measure(model, loader)")
+    weight, bias = head_module.weight, head_module.bias
+    return as_head(head_name, weight, bias, "measure(model, loader)"), splits
 
 
-def _array(name: str, value: Any) -> np.ndarray:
-    try:
-        return np.asarray(value.detach().cpu().numpy() if isinstance(value, Tensor) else value)
-    except (TypeError, ValueError) as error:
-        raise InputError(f"measure_arrays: {name} is not an array ({error})") from None
-
-
-def arrays_dump(
-    features: Any, labels: Any, head_weight: Any, head_bias: Any, path: Path, head: str = "head"
-) -> None:
-    """Write arrays as a dump with its head: ``features`` (N, d) and ``labels`` (N,), or dicts of them by
+def array_splits(
+    features: Any, labels: Any, head_weight: Any, head_bias: Any, head: str = "head"
+) -> tuple[Head, dict[str | None, MemoryRows]]:
+    """The head and the splits of arrays: ``features`` (N, d) and ``labels`` (N,), or dicts of them by
     split name; ``head_weight`` (C, d), ``head_bias`` (C,) or None. Floating features keep their dtype
     (float16/32/64); the statistics are float64 whatever it is."""
-    splits_x = features if isinstance(features, Mapping) else {"train": features}
-    splits_y = labels if isinstance(labels, Mapping) else {"train": labels}
+    where = "measure_arrays"
+    if not isinstance(features, Mapping) and not isinstance(labels, Mapping):  # rows without split names
+        return as_head(head, head_weight, head_bias, where), {None: as_rows("all", features, labels, where)}
+    splits_x = features if isinstance(features, Mapping) else {"all": features}
+    splits_y = labels if isinstance(labels, Mapping) else {"all": labels}
     if set(splits_x) != set(splits_y):
-        raise InputError(f"measure_arrays: features splits {sorted(splits_x)} vs labels {sorted(splits_y)}")
-    W = _array("head_weight", head_weight).astype(np.float64)
-    b = None if head_bias is None else _array("head_bias", head_bias).astype(np.float64)
-    with write_dump(path, {"dataset": "in-memory arrays", "head": head}) as writer:
-        for split, X in splits_x.items():
-            H, y = _array(f"features[{split}]", X), _array(f"labels[{split}]", splits_y[split])
-            if H.ndim != 2 or y.ndim != 1 or H.shape[0] != y.shape[0] or W.ndim != 2:
-                raise InputError(
-                    f"measure_arrays: features {H.shape}, labels {y.shape} and head_weight {W.shape} must be "
-                    "(N, d), (N,) and (C, d)"
-                )
-            if H.dtype.kind != "f":
-                H = H.astype(np.float64)
-            if y.dtype.kind not in "iu":
-                raise InputError(f"measure_arrays: labels[{split}] must be integers, found {y.dtype}")
-            writer.handle.create_dataset(f"{split}/features", data=H)
-            writer.handle.create_dataset(f"{split}/labels", data=y.astype(np.int64))
-        writer.head(torch.from_numpy(W), None if b is None else torch.from_numpy(b), head)
+        raise InputError(f"{where}: features splits {sorted(splits_x)} vs labels {sorted(splits_y)}")
+    rows: dict[str | None, MemoryRows] = {
+        str(split): as_rows(str(split), X, splits_y[split], where) for split, X in splits_x.items()
+    }
+    return as_head(head, head_weight, head_bias, where), rows

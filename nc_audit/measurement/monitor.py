@@ -21,40 +21,25 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from nc_audit.core.class_stats import ClassStats
 from nc_audit.core.errors import InputError
 from nc_audit.io.checkpoints.load import Head
-from nc_audit.measurement.compute import metrics_from_arrays
-from nc_audit.measurement.degenerate import degenerate_classes, kept_targets
-from nc_audit.measurement.describe import build_notes
+from nc_audit.io.dumps.memory import MemoryRows
 from nc_audit.measurement.jsonl import TruncatedLineWarning
 from nc_audit.measurement.jsonl import read_trajectory_jsonl as read_trajectory_jsonl  # its home before
-from nc_audit.metrics.information import nc_targets
-from nc_audit.report.model import Report
+from nc_audit.measurement.memory import NO_FILE
+from nc_audit.measurement.monitor_gates import MonitorGates
+from nc_audit.measurement.options import MeasureOptions
+from nc_audit.measurement.pipeline import measure_memory
 
 MONITOR_HEAD = "monitor"
-
-
-def monitor_conventions(has_bias: bool) -> dict[str, Any]:
-    """The conventions of a monitor record: the batch is both the means split and the decisions split."""
-    return {
-        "global_mean": "sample-weighted",
-        "between_class_cov": "classes weighted equally",
-        "nc1": "tr(Sigma_W pinv(Sigma_B))/C, eigenpairs above 1e-10*max, at most C-1",
-        "nc3": "squared Frobenius distance of Frobenius-normalised W and centred means",
-        "nc4_bias": has_bias,
-        "std": "population",
-        "gram": "cosine (rows normalised)",
-        "entropy": "natural log, eigenvalues of K/n",
-        "precision": "float64",
-        "means_split": "batch",
-        "decisions_split": "batch",
-    }
+#: The split name of a monitor record: the batch is both the means split and the decisions split.
+BATCH = "batch"
 
 
 def _scalar(name: str, value: Any) -> float | None:
@@ -76,7 +61,13 @@ class Monitor:
     against ``head_weight`` (default: its rows). ``label``: stored in every record (e.g. a run name;
     default: ``step N``, the record's own step).
     ``append``: keep the records already in ``path`` (default; a resumed run continues the file) or
-    start the file afresh.
+    start the file afresh. ``fail_on``, ``baseline``, ``tolerance``: the gates of every record (its
+    ``checks`` and ``passed``); given neither rules nor a baseline, those of ``[tool.nc-audit]`` in the
+    nearest pyproject.toml apply, announced once on stderr (:mod:`nc_audit.measurement.monitor_gates`).
+
+    A record is measured like ``measure_arrays`` measures the batch as its one split ``batch``: the same
+    streaming passes, metrics, conventions and notes (:mod:`nc_audit.measurement.pipeline`), on the
+    features' device, plus ``accuracy`` and the extra scalars among its metrics.
     """
 
     def __init__(
@@ -87,8 +78,12 @@ class Monitor:
         label: str | None = None,
         *,
         append: bool = True,
+        fail_on: Iterable[str] | str | None = None,
+        baseline: Path | str | None = None,
+        tolerance: float | Mapping[str, float] | None = None,
     ) -> None:
         self.check_every(every)
+        self.gates = MonitorGates.resolve(fail_on, baseline, tolerance)
         self.path = Path(path)
         self.every = every
         self.num_classes = num_classes
@@ -100,6 +95,7 @@ class Monitor:
             _drop_truncated_tail(self.path)
         except OSError as error:
             raise InputError(f"{self.path}: cannot write ({error.strerror or error})") from None
+        self.gates.announce()
 
     @staticmethod
     def check_every(every: Any) -> None:
@@ -130,8 +126,12 @@ class Monitor:
         if not self.should_log(step):
             return None
         record = self.measure(step, features, labels, head_weight, head_bias, **extra_scalars)
-        append_line(self.path, record)
+        self.append(record)
         return record
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Append a record made by :meth:`measure` (one write, flushed and fsynced)."""
+        append_line(self.path, record)
 
     def measure(
         self,
@@ -147,35 +147,24 @@ class Monitor:
         H = features.detach()  # (n, d)
         y = labels.detach().long()  # (n,)
         self._check_shapes(H, y, W, head_bias)
-        bias = None if head_bias is None else head_bias.detach().to(torch.float64)  # (C,)
-        head = Head(MONITOR_HEAD, W.to(torch.float64), bias)
-        metrics, counter = metrics_from_arrays(H, y, head)
-        metrics["accuracy"] = counter.accuracy
-        for name, value in extra_scalars.items():
+        scalars = {name: _scalar(name, value) for name, value in extra_scalars.items()}
+        bias = None if head_bias is None else head_bias.detach().to("cpu", torch.float64)  # (C,)
+        head = Head(MONITOR_HEAD, W.to("cpu", torch.float64), bias)
+        options = MeasureOptions(device=str(H.device), split=BATCH)
+        report = measure_memory(
+            "Monitor.log", {BATCH: MemoryRows.of_tensors(H, y)}, head, options, NO_FILE, step=step,
+            label=self.label if self.label is not None else f"step {step}",
+        )  # fmt: skip
+        record = report.to_dict()
+        metrics = record["metrics"]
+        metrics["accuracy"] = record["details"]["accuracy"]  # a monitor record's own, as before
+        for name, value in scalars.items():
             if name in metrics:
                 raise InputError(
                     f"Monitor.log: extra scalar {name!r} would overwrite the metric of that name"
                 )
-            metrics[name] = _scalar(name, value)
-        stats = ClassStats.from_batch(H, y.to(H.device), head.num_classes)
-        C, d = int(stats.present.sum()), int(H.shape[1])
-        report = Report(
-            checkpoint={"path": None, "sha256": None, "head": MONITOR_HEAD},
-            features={
-                "path": None,
-                "split": "batch",
-                "num_samples": int(H.shape[0]),
-                "feature_dim": d,
-                "num_classes": C,
-            },
-            conventions=monitor_conventions(head.bias is not None),
-            metrics=metrics,
-            targets=kept_targets(nc_targets(C), degenerate_classes(stats, head.weight)),
-            notes=build_notes(stats, C, d, head, metrics),
-            step=step,
-            label=self.label if self.label is not None else f"step {step}",
-        )
-        return report.to_dict()
+            metrics[name] = value
+        return self.gates.gate(record)
 
     def _check_shapes(
         self, H: torch.Tensor, y: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None

@@ -90,7 +90,7 @@ def resolve_inputs(
         }
     if decisions.feature_dim == 0 or means.feature_dim == 0:  # no direction to measure (every metric NC-like)
         raise InputError(f"{dump_path}: the features have width d = 0; Neural Collapse needs d >= 1")
-    _check_finite_head(found, checkpoint_path or dump_path)
+    check_finite_head(found, checkpoint_path or dump_path)
     if found.feature_dim != decisions.feature_dim:
         raise InputError(
             f"{dump_path}: features have dimension {decisions.feature_dim} but the head '{found.name}' expects "
@@ -155,7 +155,7 @@ def _json_list(text: str | None) -> list[str]:
     return [str(item) for item in value] if isinstance(value, list) else []
 
 
-def _check_finite_head(head: Head, where: Path) -> None:
+def check_finite_head(head: Head, where: Path) -> None:
     """A diverged checkpoint (NaN/Inf in the head) is bad input, not a solver failure."""
     for part, tensor in (("weight", head.weight), ("bias", head.bias)):
         if tensor is not None and not bool(torch.isfinite(tensor).all()):

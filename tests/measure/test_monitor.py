@@ -49,7 +49,9 @@ def test_record_holds_the_reference_metrics_of_the_batch(tmp_path: Path) -> None
     assert record["checkpoint"] == {"path": None, "sha256": None, "head": "monitor"}
     assert record["features"] == {
         "path": None, "split": "batch", "num_samples": len(y), "feature_dim": 12, "num_classes": 7,
+        "means_split": "batch", "means_samples": len(y), "dtype": "float32",
     }  # fmt: skip
+    assert record["conventions"]["means_split"] == record["conventions"]["decisions_split"] == "batch"
     assert record["targets"] == nc_targets(7)
     assert record["checks"] == [] and record["passed"] is True
     assert read_trajectory_jsonl(tmp_path / "run.jsonl") == [record]

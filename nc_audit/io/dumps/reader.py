@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # torch is imported where tensors are made, so the CLI can ch
 
     from nc_audit.io.checkpoints.load import Head
     from nc_audit.io.dumps.chunks import ChunkReader
-
+    from nc_audit.io.dumps.memory import MemoryRows
 #: File suffixes read as feature dumps.
 DUMP_SUFFIXES = (".h5", ".hdf5", ".hdf")
 #: Target bytes of one chunk of features as stored; rows per chunk follow from the dtype and d.
@@ -55,6 +55,9 @@ class SplitInfo:
     feature_dtype: str
     #: Every feature read from this split is multiplied by this power of two (see :func:`feature_scale`).
     scale: float = 1.0
+    #: The rows themselves when they are held in memory (``path`` then only names them in messages):
+    #: :func:`open_chunks` reads them instead of a file (:mod:`nc_audit.io.dumps.memory`).
+    memory: MemoryRows | None = None
 
     def group(self) -> str:
         return f"/{self.split}" if self.split else ""
@@ -252,6 +255,11 @@ def open_chunks(
     the ``with`` block ends."""
     from nc_audit.io.dumps.chunks import ChunkReader
 
+    if info.memory is not None:  # rows held in memory: the same chunks, no file
+        step = bounded_chunk_rows(chunk_rows, info.feature_dim, info.memory.features.dtype.itemsize)
+        with info.memory.reader(step, rows or (0, info.num_samples), info.scale) as reader:
+            yield reader
+        return
     with open_dump(info.path) as handle:
         features, labels = _split_datasets(handle, Path(info.path), info.group())
         step = bounded_chunk_rows(chunk_rows, info.feature_dim, features.dtype.itemsize)
