@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,6 +16,9 @@ from typer.core import TyperCommand
 
 from nc_audit.core.errors import InputError
 from nc_audit.core.signals import Terminated, raise_if_terminated
+
+if TYPE_CHECKING:
+    from nc_audit.report.model import Report, Trajectory
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -114,7 +117,7 @@ def cli_errors(command: F) -> F:
 
 
 def write_outputs(
-    data: dict[str, Any],
+    result: Report | Trajectory,
     markdown: str,
     json_path: Path | None,
     markdown_path: Path | None,
@@ -127,11 +130,11 @@ def write_outputs(
     from nc_audit.report.markdown import append_step_summary
 
     if json_path is not None:
-        atomic_write_text(json_path, dumps_report(data))
+        atomic_write_text(json_path, dumps_report(result.to_dict()))
     if markdown_path is not None:
         atomic_write_text(markdown_path, markdown)
     if junit_path is not None:
-        atomic_write_text(junit_path, render_junit([data]))
+        atomic_write_text(junit_path, render_junit([result]))
     append_step_summary(markdown)
 
 

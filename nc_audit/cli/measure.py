@@ -17,7 +17,7 @@ from nc_audit.cli.common import (
     write_html,
     write_outputs,
 )
-from nc_audit.cli.gating import apply_gates, resolve_settings
+from nc_audit.cli.gating import resolve_settings
 from nc_audit.cli.options import (
     AllowExternalOpt,
     BaselineOpt,
@@ -161,9 +161,11 @@ def measure_command(
             task=task.value,
             context=context,
             text_column=text_column,
+            fail_on=settings.fail_on,
+            baseline=settings.baseline_path,
+            tolerance=settings.tolerance,
         )
-        report = measure(source, options=options, tracker=tracker)
-    report.checks = apply_gates(report.to_dict(), settings)
+        report = measure(source, options=options, tracker=tracker)  # measured and gated
     result = report.to_dict()
     if not main_rank:
         raise typer.Exit(EXIT_OK if report.passed else EXIT_CHECK_FAILED)
@@ -171,9 +173,9 @@ def measure_command(
 
     markdown = render_markdown(result)
     print_document(result, markdown, settings.output_format, render_report)
-    write_outputs(result, markdown, json_path, markdown_path, junit_path)
+    write_outputs(report, markdown, json_path, markdown_path, junit_path)
     if html_path is not None:
         from nc_audit.report.html import report_html
 
-        write_html(html_path, report_html(result))
-    exit_if_failed(sum(not check["passed"] for check in report.checks))
+        write_html(html_path, report_html(report))
+    exit_if_failed(sum(not check.passed for check in report.checks))

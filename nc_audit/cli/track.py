@@ -15,7 +15,7 @@ from nc_audit.cli.common import (
     write_outputs,
     wrote,
 )
-from nc_audit.cli.gating import gate_trajectory, resolve_settings
+from nc_audit.cli.gating import resolve_settings
 from nc_audit.cli.options import (
     AllowExternalOpt,
     BaselineOpt,
@@ -111,13 +111,15 @@ def track_command(
         "--json": json_path, "--markdown": markdown_path, "--junit": junit_path, "--plot": plot, "--html": html_path
     }  # fmt: skip
     if len(inputs) == 1 and inputs[0].suffix.lower() == ".jsonl":
-        from nc_audit.core.formats import TRAJECTORY_SCHEMA
+        from nc_audit.gating.gate import gate as apply_gate
         from nc_audit.measurement.jsonl import read_trajectory_jsonl
+        from nc_audit.report.model import Trajectory
 
         plan_outputs(outputs, [inputs[0], settings.baseline_path], step_summary=True)
-        trajectory = {"schema": TRAJECTORY_SCHEMA, "records": read_trajectory_jsonl(inputs[0])}
-        if not trajectory["records"] and (settings.rules or settings.baseline is not None):
+        read = Trajectory.from_records(read_trajectory_jsonl(inputs[0]), str(inputs[0]))
+        if not read and (settings.rules or settings.baseline is not None):
             raise InputError(f"{inputs[0]}: the trajectory holds no records: nothing to gate")
+        trajectory = apply_gate(read, settings.rules, settings.baseline, settings.tolerance, gate.value)
     else:
         from nc_audit.io.hdf5.guard import external_data_allowed
         from nc_audit.measurement.discover import check_trajectory_inputs, discover
@@ -146,28 +148,28 @@ def track_command(
                 class_route=class_route.value,
                 min_class_samples=min_class_samples,
                 allow_external_data=allow_external_data,
+                fail_on=settings.fail_on,
+                baseline=settings.baseline_path,
+                tolerance=settings.tolerance,
             )
-            reports = measure_trajectory(inputs, options, tracker)
-        from nc_audit.report.model import trajectory_dict
-
-        trajectory = trajectory_dict(reports)
-    gate_trajectory(trajectory, settings, gate.value)
+            trajectory = measure_trajectory(inputs, options, tracker, gate=gate.value)  # measured and gated
+    data = trajectory.to_dict()
     from nc_audit.report.github import github_actions, render_checkpoint_groups
     from nc_audit.report.markdown import render_trajectory_markdown
     from nc_audit.report.trajectory_console import render_trajectory
 
-    markdown = render_trajectory_markdown(trajectory)
+    markdown = render_trajectory_markdown(data)
     if settings.output_format == "table" and github_actions():
-        render_checkpoint_groups(trajectory)
-    print_document(trajectory, markdown, settings.output_format, render_trajectory)
+        render_checkpoint_groups(data)
+    print_document(data, markdown, settings.output_format, render_trajectory)
     write_outputs(trajectory, markdown, json_path, markdown_path, junit_path)
     if plot is not None:
         from nc_audit.report.plots import plot_trajectory
 
-        plot_trajectory(trajectory, plot)
+        plot_trajectory(data, plot)
         wrote(plot)
     if html_path is not None:
         from nc_audit.report.html import trajectory_html
 
         write_html(html_path, trajectory_html(trajectory))
-    exit_if_failed(sum(not check["passed"] for record in trajectory["records"] for check in record["checks"]))
+    exit_if_failed(trajectory.failed)

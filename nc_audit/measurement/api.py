@@ -2,7 +2,7 @@
 
 Two streaming passes over a dump (:mod:`nc_audit.measurement.collect`), metrics from their results
 (:mod:`nc_audit.measurement.compute`), a Report that names its conventions (:mod:`nc_audit.measurement.build`),
-and the checks of ``fail_on`` and ``baseline`` (:mod:`nc_audit.gating.rules`). A module with a loader,
+and the checks of ``fail_on`` and ``baseline`` (:func:`nc_audit.gating.gate.gate`). A module with a loader,
 or arrays, are first written to a temporary dump, so every path runs the same passes as the CLI.
 Nothing here renders anything.
 """
@@ -11,42 +11,40 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from nc_audit.core.progress import Tracker
-from nc_audit.gating.rules import (
-    Rule,
-    compare_to_baseline,
-    evaluate_rules,
-    gateable,
-    load_baseline,
-    parse_rule,
-)
+from nc_audit.gating.baseline import Baseline, Tolerance, load_baseline
+from nc_audit.gating.gate import gate
+from nc_audit.gating.rules import Rule, parse_rules
 from nc_audit.measurement.build import build_report
 from nc_audit.measurement.collect import collect
 from nc_audit.measurement.compute import batched_class_level
 from nc_audit.measurement.modules import arrays_dump, module_dump
 from nc_audit.measurement.options import MeasureOptions
-from nc_audit.metrics.catalog import METRICS
 from nc_audit.report.model import Report
 
 
-def _rules(options: MeasureOptions) -> list[Rule]:
-    """The ``fail_on`` rules, parsed before anything is measured (a typo fails at once)."""
-    return [parse_rule(text, METRICS) for text in options.fail_on]
+@dataclass(frozen=True)
+class _Gating:
+    """The ``fail_on`` rules and the baseline of a call, read before anything is measured (a typo or a
+    bad baseline fails at once), and held against the report by the one gate (gating/gate.py)."""
 
+    rules: list[Rule]
+    baseline: Baseline | None
+    tolerance: Tolerance
 
-def _gate(report: Report, options: MeasureOptions, rules: list[Rule]) -> Report:
-    record = report.to_dict()
-    checks = evaluate_rules(gateable(record), rules)
-    if options.baseline is not None:
-        checks += compare_to_baseline(record, load_baseline(options.baseline), options.tolerance)
-    report.checks = checks
-    return report
+    @classmethod
+    def of(cls, options: MeasureOptions) -> _Gating:
+        baseline = load_baseline(options.baseline) if options.baseline is not None else None
+        return cls(parse_rules(options.fail_on), baseline, options.tolerance)
+
+    def __call__(self, report: Report) -> Report:
+        return gate(report, self.rules, self.baseline, self.tolerance)
 
 
 def _measure_dump(source: Path | str, options: MeasureOptions, tracker: Tracker | None) -> Report:
@@ -82,11 +80,11 @@ def measure(
     if isinstance(loader, MeasureOptions):  # measure(source, options): the positional form of before
         options, loader = loader, None
     options = MeasureOptions.of(options, **changes)
-    rules = _rules(options)
+    gating = _Gating.of(options)
     if not isinstance(source, nn.Module):
         if loader is not None:
             raise TypeError("a loader goes with a model (nn.Module); a checkpoint takes features= or data=")
-        return _gate(_measure_dump(source, options, tracker), options, rules)
+        return gating(_measure_dump(source, options, tracker))
     if loader is None:
         raise TypeError("measure(model, loader): a model needs a loader of (inputs, labels) batches")
     loaders = dict(loader) if isinstance(loader, Mapping) else {"train": loader}
@@ -94,9 +92,9 @@ def measure(
         dump = Path(folder) / "features.h5"
         head_name = module_dump(source, loaders, dump, options.head)
         report = _measure_dump(dump, replace(options, features=None, data=None, head=None), tracker)
-    report.checkpoint = {"path": None, "sha256": None, "head": head_name, "model": type(source).__name__}
-    report.features["path"] = None
-    return _gate(report, options, rules)
+    checkpoint = {"path": None, "sha256": None, "head": head_name, "model": type(source).__name__}
+    report = report.changed(checkpoint=checkpoint, features={**report.features, "path": None})
+    return gating(report)
 
 
 def measure_arrays(
@@ -113,11 +111,11 @@ def measure_arrays(
     NumPy arrays or tensors, or dicts of features and labels by split name — with every option of
     :func:`measure`."""
     options = MeasureOptions.of(options, **changes)
-    rules = _rules(options)
+    gating = _Gating.of(options)
     with tempfile.TemporaryDirectory(prefix="nc-audit-") as folder:
         dump = Path(folder) / "features.h5"
         arrays_dump(features, labels, head_weight, head_bias, dump)
         report = _measure_dump(dump, replace(options, features=None, data=None, head=None), tracker)
-    report.checkpoint = {"path": None, "sha256": None, "head": "head"}
-    report.features["path"] = None
-    return _gate(report, options, rules)
+    checkpoint = {"path": None, "sha256": None, "head": "head"}
+    report = report.changed(checkpoint=checkpoint, features={**report.features, "path": None})
+    return gating(report)
