@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from nc_audit.core.errors import InputError
-from nc_audit.gating.config import load_defaults
 from nc_audit.gating.baseline import Baseline, load_baseline
+from nc_audit.gating.config import load_defaults
 from nc_audit.gating.gate import gate
 from nc_audit.gating.rules import Rule, evaluate_rules, parse_rule
 from nc_audit.report.model import Trajectory
@@ -49,7 +49,9 @@ def make_report(metrics: dict[str, float | None], num_classes: int = 10, **extra
     }
 
 
-def compare_to_baseline(current: dict[str, Any], baseline: dict[str, Any], tolerance: Any) -> list[dict[str, Any]]:
+def compare_to_baseline(
+    current: dict[str, Any], baseline: dict[str, Any], tolerance: Any
+) -> list[dict[str, Any]]:
     """The baseline checks of ``current`` (a report or trajectory dict), through the one gate (every record
     gated), each with the label of its record."""
     base = Baseline(Trajectory.from_dict(baseline, "baseline.json"), "baseline.json")

@@ -226,7 +226,7 @@ def test_measure_trajectory_holds_its_rules_and_leaves_the_other_checkpoints_unc
 
 def test_measure_arrays_refuses_a_baseline_that_checks_nothing(tmp_path: Path) -> None:
     problem = collapsing_problem(0.4)
-    with pytest.raises(InputError, match="bogus.json: shares no metric value"):
+    with pytest.raises(InputError, match=r"bogus\.json: shares no metric value"):
         nc_audit.measure_arrays(
             problem.features, problem.labels, problem.W, problem.b, baseline=_foreign_baseline(tmp_path)
         )
