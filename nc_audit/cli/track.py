@@ -9,11 +9,8 @@ import typer
 
 from nc_audit.cli.common import (
     cli_errors,
+    emit_results,
     exit_if_failed,
-    print_document,
-    write_html,
-    write_outputs,
-    wrote,
 )
 from nc_audit.cli.gating import resolve_settings
 from nc_audit.cli.options import (
@@ -104,7 +101,7 @@ def track_command(
         fail_on,
         baseline,
         tolerance,
-        output_format.value if output_format else None,
+        output_format,
         device.value if device else None,
     )
     outputs = {
@@ -116,10 +113,10 @@ def track_command(
         from nc_audit.report.model import Trajectory
 
         plan_outputs(outputs, [inputs[0], settings.baseline_path], step_summary=True)
-        read = Trajectory.from_records(read_trajectory_jsonl(inputs[0]), str(inputs[0]))
-        if not read and (settings.rules or settings.baseline is not None):
+        records = Trajectory.from_records(read_trajectory_jsonl(inputs[0]), str(inputs[0]))
+        if not records and (settings.rules or settings.baseline is not None):
             raise InputError(f"{inputs[0]}: the trajectory holds no records: nothing to gate")
-        trajectory = apply_gate(read, settings.rules, settings.baseline, settings.tolerance, gate.value)
+        trajectory = apply_gate(records, settings.rules, settings.baseline, settings.tolerance, gate.value)
     else:
         from nc_audit.io.hdf5.guard import external_data_allowed
         from nc_audit.measurement.discover import check_trajectory_inputs, discover
@@ -153,23 +150,12 @@ def track_command(
                 tolerance=settings.tolerance,
             )
             trajectory = measure_trajectory(inputs, options, tracker, gate=gate.value)  # measured and gated
-    data = trajectory.to_dict()
-    from nc_audit.report.github import github_actions, render_checkpoint_groups
-    from nc_audit.report.markdown import render_trajectory_markdown
-    from nc_audit.report.trajectory_console import render_trajectory
-
-    markdown = render_trajectory_markdown(data)
-    if settings.output_format == "table" and github_actions():
-        render_checkpoint_groups(data)
-    print_document(data, markdown, settings.output_format, render_trajectory)
-    write_outputs(trajectory, markdown, json_path, markdown_path, junit_path)
-    if plot is not None:
-        from nc_audit.report.plots import plot_trajectory
-
-        plot_trajectory(data, plot)
-        wrote(plot)
-    if html_path is not None:
-        from nc_audit.report.html import trajectory_html
-
-        write_html(html_path, trajectory_html(trajectory))
+    files = {
+        "json": json_path,
+        "markdown": markdown_path,
+        "junit": junit_path,
+        "plot": plot,
+        "html": html_path,
+    }
+    emit_results(trajectory, settings.output_format, files)
     exit_if_failed(trajectory.failed)

@@ -115,8 +115,8 @@ def trajectory_dict(reports: Sequence[Report]) -> dict[str, JSON]:
 
 
 def record_label(record: Report | Mapping[str, JSON], index: int | None = None) -> str:
-    """What a person calls a report record: its label, else ``step N``, else its checkpoint's file name,
-    else its position — never the string "None" (a monitor record may have no label). The one label of
+    """What a person calls a report record: its label, else its checkpoint's path, else ``step N``, else
+    its position — never the string "None" (a monitor record may have no label). The one label of
     a record in every format (console, Markdown, HTML, JUnit, plots, GitHub groups)."""
     if isinstance(record, Report):
         label, step, checkpoint = record.label, record.step, record.checkpoint
@@ -124,9 +124,9 @@ def record_label(record: Report | Mapping[str, JSON], index: int | None = None) 
         label, step, checkpoint = record.get("label"), record.get("step"), record.get("checkpoint")
     if label is not None and str(label) != "":
         return str(label)
-    if step is not None:
-        return f"step {step}"
     path = checkpoint.get("path") if isinstance(checkpoint, Mapping) else None
     if path:
         return str(path)
+    if step is not None:
+        return f"step {step}"
     return f"record {index}" if index is not None else "—"
