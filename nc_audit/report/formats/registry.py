@@ -50,6 +50,14 @@ def get(name: str) -> OutputFormat:
     return _LOADED[name]
 
 
+def text_format(name: str) -> TextFormat:
+    """The text format called ``name`` (one that renders a document); InputError otherwise."""
+    output_format = get(name)
+    if not isinstance(output_format, TextFormat):
+        raise InputError(f"the output format {name!r} is not text")
+    return output_format
+
+
 def stdout_format(name: str) -> TextFormat:
     """A format ``--format`` may print on stdout; InputError naming the choices otherwise."""
     output_format = get(name) if name in STDOUT_FORMATS else None
