@@ -19,7 +19,7 @@ from nc_audit.metrics.catalog import METRICS
 from nc_audit.report.checks import check_message, check_name
 from nc_audit.report.escape import html_text
 from nc_audit.report.model import Check, Report, Trajectory, record_label
-from nc_audit.report.numbers import UNDEFINED, as_number
+from nc_audit.report.numbers import significant
 from nc_audit.report.plots import figure_png
 
 STYLE = """
@@ -55,10 +55,7 @@ def e(value: Any) -> str:
 
 def num(value: Any, digits: int = 6) -> str:
     """A number with ``digits`` significant digits (:mod:`nc_audit.report.numbers`); — when undefined."""
-    number = as_number(value)
-    if number is None:
-        return UNDEFINED
-    return "0" if number == 0 else f"{number:.{digits}g}"
+    return significant(value, digits)
 
 
 def table(
