@@ -107,3 +107,15 @@ def test_undefined_values_render_as_a_dash() -> None:
     report["metrics"]["mir"] = None
     page = parse(report_html(report))
     assert page.row("mir")[1:4] == ["—", "0.952351", "—"]
+
+
+def test_the_trajectory_badge_is_the_verdict_of_the_gated_checks() -> None:
+    records = [record("epoch_1.pt", 1, 1.0), record("epoch_2.pt", 2, 0.3, ("nc1<=0.2",))]
+    for item in records:
+        item["gated"] = item["label"] == "epoch_2.pt"
+    failed = parse(trajectory_html({"schema": "nc-audit-trajectory/1", "records": records, "gate": "last"}))
+    assert ("span", {"class": "fail"}) in failed.tags and ("span", {"class": "pass"}) not in failed.tags
+    records[-1] = record("epoch_2.pt", 2, 0.1, ("nc1<=0.2",))
+    records[-1]["gated"] = True
+    passed = parse(trajectory_html({"schema": "nc-audit-trajectory/1", "records": records, "gate": "last"}))
+    assert ("span", {"class": "pass"}) in passed.tags and ("span", {"class": "fail"}) not in passed.tags

@@ -183,3 +183,16 @@ def test_the_schema_rejects_what_ci_readers_would_not_accept() -> None:
     ):
         with pytest.raises(xmlschema.XMLSchemaValidationError):
             schema.validate(bad)
+
+
+def test_a_report_without_a_label_is_named_by_its_checkpoint_path_before_its_step() -> None:
+    """`measure` reports carry the checkpoint's step but no label: the test cases keep the path as their
+    class name (as every release wrote them), in JUnit as in every other format (one record label)."""
+    from nc_audit.report.model import record_label
+
+    report = gated(
+        {**record(None, {"nc1": 0.1}, step=300), "checkpoint": {"path": "runs/final.pt"}}, ["nc1<=1"]
+    )
+    assert names(render_junit([report])) == [("nc-audit.runs/final.pt", "nc1 <= 1")]
+    assert record_label(report) == "runs/final.pt"
+    assert record_label({"step": 3}) == "step 3" and record_label({}, 2) == "record 2"
