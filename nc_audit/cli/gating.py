@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from nc_audit.gating.baseline import Baseline, Tolerance, load_baseline
@@ -22,7 +22,7 @@ class GateSettings:
     tolerance: Tolerance = 0.0
     output_format: str = "table"
     device: str = "auto"
-    cache_dir: Path | None = field(default=None)
+    cache_dir: Path | None = None
 
 
 def resolve_settings(

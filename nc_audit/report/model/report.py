@@ -8,7 +8,7 @@ it checks every metric against its mathematical range (report/ranges.py); read b
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import InitVar, dataclass, field, replace
 from typing import Any
 
@@ -70,11 +70,11 @@ class Report:
 
     checkpoint: dict[str, JSON]
     features: dict[str, JSON]
-    conventions: Conventions
+    conventions: Mapping[str, JSON]  # a Conventions once built
     metrics: dict[str, float | None]
     targets: dict[str, float | None]
-    notes: tuple[str, ...] = ()
-    checks: tuple[Check, ...] = ()
+    notes: Sequence[str] = ()  # a tuple once built
+    checks: Sequence[Check] = ()  # a tuple once built
     details: dict[str, JSON] = field(default_factory=dict)
     step: int | None = None
     label: str | None = None
@@ -122,7 +122,7 @@ class Report:
             "nc_audit_version": __version__,
             "checkpoint": self.checkpoint,
             "features": self.features,
-            "conventions": self.conventions.to_dict(),
+            "conventions": dict(self.conventions),
             "metrics": {key: finite_or_none(value) for key, value in self.metrics.items()},
             "targets": {key: finite_or_none(value) for key, value in self.targets.items()},
             "notes": list(self.notes),
