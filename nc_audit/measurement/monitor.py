@@ -21,6 +21,7 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ import torch
 
 from nc_audit.core.class_stats import ClassStats
 from nc_audit.core.errors import InputError
+from nc_audit.gating.gate import gate
+from nc_audit.gating.rules import parse_rules
 from nc_audit.io.checkpoints.load import Head
 from nc_audit.measurement.compute import metrics_from_arrays
 from nc_audit.measurement.degenerate import degenerate_classes, kept_targets
@@ -76,7 +79,8 @@ class Monitor:
     against ``head_weight`` (default: its rows). ``label``: stored in every record (e.g. a run name;
     default: ``step N``, the record's own step).
     ``append``: keep the records already in ``path`` (default; a resumed run continues the file) or
-    start the file afresh.
+    start the file afresh. ``fail_on``: rules (``"nc1<=0.5"``) every record is gated on by the one gate
+    (gating/gate.py): its ``checks`` and ``passed``.
     """
 
     def __init__(
@@ -87,8 +91,10 @@ class Monitor:
         label: str | None = None,
         *,
         append: bool = True,
+        fail_on: Sequence[str] = (),
     ) -> None:
         self.check_every(every)
+        self.rules = parse_rules([fail_on] if isinstance(fail_on, str) else fail_on)  # a typo fails at once
         self.path = Path(path)
         self.every = every
         self.num_classes = num_classes
@@ -175,7 +181,7 @@ class Monitor:
             step=step,
             label=self.label if self.label is not None else f"step {step}",
         )
-        return report.to_dict()
+        return gate(report, self.rules).to_dict()
 
     def _check_shapes(
         self, H: torch.Tensor, y: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from runs import collapsing_problem, invoke, write_head_checkpoint, write_monitor_file, write_run
 
 import nc_audit
@@ -232,3 +233,23 @@ def test_measure_arrays_refuses_a_baseline_that_checks_nothing(tmp_path: Path) -
         )
     report = nc_audit.measure_arrays(problem.features, problem.labels, problem.W, np.asarray(problem.b))
     assert report.passed and report.checks == ()
+
+
+def test_the_monitor_gates_each_record_as_track_gate_all_gates_its_file(tmp_path: Path) -> None:
+    from nc_audit.measurement.monitor import Monitor
+
+    with pytest.raises(InputError, match="did you mean 'mir'"):
+        Monitor(tmp_path / "typo.jsonl", fail_on=["mirr>=0"])  # refused before training starts
+    path = tmp_path / "run.jsonl"
+    monitor = Monitor(path, every=1, label="run", fail_on=["nc1<=0.05"])
+    for step, noise in enumerate((1.0, 0.1)):
+        p = collapsing_problem(noise)
+        monitor.log(step, *(torch.from_numpy(a) for a in (p.features, p.labels, p.W, p.b)))
+    written = [(r["passed"], [c["name"] for c in r["checks"]]) for r in read_trajectory_jsonl(path)]
+    assert written == [(False, ["nc1 <= 0.05"]), (True, ["nc1 <= 0.05"])]
+    out = tmp_path / "t.json"
+    result = invoke("track", path, "--gate", "all", "--fail-on", "nc1<=0.05", "--json", out)
+    assert result.exit_code == 1, result.output
+    assert [
+        (r["passed"], [c["name"] for c in r["checks"]]) for r in json.loads(out.read_text())["records"]
+    ] == written
