@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,6 +15,9 @@ from typer.core import TyperCommand
 
 from nc_audit.core.errors import InputError
 from nc_audit.core.signals import Terminated, raise_if_terminated
+
+if TYPE_CHECKING:
+    from nc_audit.report.model import Trajectory
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -113,26 +115,21 @@ def cli_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]  # functools.wraps: the wrapper takes and returns what command does
 
 
-def write_outputs(
-    data: dict[str, Any],
-    markdown: str,
-    json_path: Path | None,
-    markdown_path: Path | None,
-    junit_path: Path | None,
-) -> None:
-    """Write the machine formats requested in this run (atomically) and the GitHub step summary."""
-    from nc_audit.io.guards.atomic import atomic_write_text
-    from nc_audit.report.json_report import dumps_report
-    from nc_audit.report.junit import render_junit
-    from nc_audit.report.markdown import append_step_summary
+def emit_results(result: Trajectory, output_format: str, files: Mapping[str, Path | None]) -> None:
+    """Print ``result`` on stdout in ``output_format``, write each requested file by its format's name
+    (``{"json": PATH, "junit": PATH, ...}``, atomically, in order), then append the GitHub step summary.
+    Every format comes from one registry (report/formats/registry.py)."""
+    from nc_audit.report.formats import registry
+    from nc_audit.report.formats.step_summary import StepSummaryFormat
 
-    if json_path is not None:
-        atomic_write_text(json_path, dumps_report(data))
-    if markdown_path is not None:
-        atomic_write_text(markdown_path, markdown)
-    if junit_path is not None:
-        atomic_write_text(junit_path, render_junit([data]))
-    append_step_summary(markdown)
+    registry.stdout_format(output_format).show(result)
+    for name, path in files.items():
+        if path is not None:
+            output = registry.get(name)
+            output.write(result, path)
+            if output.announce:
+                wrote(path)
+    StepSummaryFormat().emit(result)
 
 
 def write_html(path: Path, html: str) -> None:
@@ -143,20 +140,6 @@ def write_html(path: Path, html: str) -> None:
     wrote(path)
 
 
-def print_document(
-    data: dict[str, Any], markdown: str, output_format: str, render_table: Callable[[dict[str, Any]], None]
-) -> None:
-    """Print a report or trajectory on stdout: JSON, Markdown, or the command's Rich table."""
-    if output_format == "json":
-        from nc_audit.report.json_report import dumps_report
-
-        print_stdout(dumps_report(data))
-    elif output_format == "markdown":
-        print_stdout(markdown)
-    else:
-        render_table(data)
-
-
 def exit_if_failed(failed: int) -> None:
     """Exit 1 with a one-line count when any check failed."""
     if failed:
@@ -165,9 +148,7 @@ def exit_if_failed(failed: int) -> None:
 
 
 def print_stdout(text: str) -> None:
-    """Machine output on stdout, exactly as given (no Rich wrapping); a lone surrogate (from a non-UTF-8
-    file name) is written as an escape whatever the stream's encoding."""
-    text = text if text.endswith("\n") else text + "\n"
-    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
-    sys.stdout.write(text.encode(encoding, "backslashreplace").decode(encoding, "replace"))
-    sys.stdout.flush()
+    """Machine output on stdout, exactly as given (no Rich wrapping; report/formats/base.py)."""
+    from nc_audit.report.formats.base import write_stdout
+
+    write_stdout(text)

@@ -12,12 +12,10 @@ from nc_audit.cli.common import (
     EXIT_OK,
     Estimator,
     cli_errors,
+    emit_results,
     exit_if_failed,
-    print_document,
-    write_html,
-    write_outputs,
 )
-from nc_audit.cli.gating import apply_gates, resolve_settings
+from nc_audit.cli.gating import resolve_settings
 from nc_audit.cli.options import (
     AllowExternalOpt,
     BaselineOpt,
@@ -122,7 +120,7 @@ def measure_command(
         fail_on,
         baseline,
         tolerance,
-        output_format.value if output_format else None,
+        output_format,
         device.value if device else None,
     )
     plan_outputs(  # no output may replace an input or another output
@@ -137,7 +135,6 @@ def measure_command(
     from nc_audit.distributed import is_main_process
     from nc_audit.measurement.api import measure
     from nc_audit.measurement.options import MeasureOptions
-    from nc_audit.report.markdown import render_markdown
 
     main_rank = is_main_process()  # under torchrun every rank measures its rows; rank 0 reports
     with make_tracker(quiet, enabled=main_rank) as tracker:
@@ -161,19 +158,15 @@ def measure_command(
             task=task.value,
             context=context,
             text_column=text_column,
+            fail_on=settings.fail_on,
+            baseline=settings.baseline_path,
+            tolerance=settings.tolerance,
         )
-        report = measure(source, options=options, tracker=tracker)
-    report.checks = apply_gates(report.to_dict(), settings)
-    result = report.to_dict()
+        report = measure(source, options=options, tracker=tracker)  # measured and gated
     if not main_rank:
         raise typer.Exit(EXIT_OK if report.passed else EXIT_CHECK_FAILED)
-    from nc_audit.report.console import render_report
+    from nc_audit.report.model import Trajectory
 
-    markdown = render_markdown(result)
-    print_document(result, markdown, settings.output_format, render_report)
-    write_outputs(result, markdown, json_path, markdown_path, junit_path)
-    if html_path is not None:
-        from nc_audit.report.html import report_html
-
-        write_html(html_path, report_html(result))
-    exit_if_failed(sum(not check["passed"] for check in report.checks))
+    files = {"json": json_path, "markdown": markdown_path, "junit": junit_path, "html": html_path}
+    emit_results(Trajectory.of(report), settings.output_format, files)
+    exit_if_failed(Trajectory.of(report).failed)

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nc_audit.cli.common import Device, Format
+from nc_audit.cli.common import Device
 from nc_audit.cli.completion import complete_dataset, complete_rule
 
 Opt = typer.Option
@@ -117,9 +117,29 @@ HeadOpt = Annotated[
         help="State-dict name of the classifier head (NAME.weight / NAME.bias). [default: detected]",
     ),
 ]
+
+
+def _stdout_format(value: str | None) -> str | None:
+    """--format NAME: one of the registry's stdout formats (report/formats/registry.py)."""
+    from nc_audit.core.errors import InputError
+    from nc_audit.report.formats.registry import stdout_format
+
+    if value is not None:
+        try:
+            stdout_format(value)
+        except InputError as error:
+            raise typer.BadParameter(str(error)) from None
+    return value
+
+
 FormatOpt = Annotated[
-    Format | None,
-    Opt("--format", metavar=FORMAT_METAVAR, help="What to print on stdout. [default: table]"),
+    str | None,
+    Opt(
+        "--format",
+        metavar=FORMAT_METAVAR,
+        help="What to print on stdout. [default: table]",
+        callback=_stdout_format,
+    ),
 ]
 JsonOpt = Annotated[
     Path | None, Opt("--json", metavar="PATH", help="Also write the JSON report to PATH (atomically).")

@@ -9,13 +9,10 @@ import typer
 
 from nc_audit.cli.common import (
     cli_errors,
+    emit_results,
     exit_if_failed,
-    print_document,
-    write_html,
-    write_outputs,
-    wrote,
 )
-from nc_audit.cli.gating import gate_trajectory, resolve_settings
+from nc_audit.cli.gating import resolve_settings
 from nc_audit.cli.options import (
     AllowExternalOpt,
     BaselineOpt,
@@ -104,20 +101,22 @@ def track_command(
         fail_on,
         baseline,
         tolerance,
-        output_format.value if output_format else None,
+        output_format,
         device.value if device else None,
     )
     outputs = {
         "--json": json_path, "--markdown": markdown_path, "--junit": junit_path, "--plot": plot, "--html": html_path
     }  # fmt: skip
     if len(inputs) == 1 and inputs[0].suffix.lower() == ".jsonl":
-        from nc_audit.core.formats import TRAJECTORY_SCHEMA
+        from nc_audit.gating.gate import gate as apply_gate
         from nc_audit.measurement.jsonl import read_trajectory_jsonl
+        from nc_audit.report.model import Trajectory
 
         plan_outputs(outputs, [inputs[0], settings.baseline_path], step_summary=True)
-        trajectory = {"schema": TRAJECTORY_SCHEMA, "records": read_trajectory_jsonl(inputs[0])}
-        if not trajectory["records"] and (settings.rules or settings.baseline is not None):
+        records = Trajectory.from_records(read_trajectory_jsonl(inputs[0]), str(inputs[0]))
+        if not records and (settings.rules or settings.baseline is not None):
             raise InputError(f"{inputs[0]}: the trajectory holds no records: nothing to gate")
+        trajectory = apply_gate(records, settings.rules, settings.baseline, settings.tolerance, gate.value)
     else:
         from nc_audit.io.hdf5.guard import external_data_allowed
         from nc_audit.measurement.discover import check_trajectory_inputs, discover
@@ -146,28 +145,17 @@ def track_command(
                 class_route=class_route.value,
                 min_class_samples=min_class_samples,
                 allow_external_data=allow_external_data,
+                fail_on=settings.fail_on,
+                baseline=settings.baseline_path,
+                tolerance=settings.tolerance,
             )
-            reports = measure_trajectory(inputs, options, tracker)
-        from nc_audit.report.model import trajectory_dict
-
-        trajectory = trajectory_dict(reports)
-    gate_trajectory(trajectory, settings, gate.value)
-    from nc_audit.report.github import github_actions, render_checkpoint_groups
-    from nc_audit.report.markdown import render_trajectory_markdown
-    from nc_audit.report.trajectory_console import render_trajectory
-
-    markdown = render_trajectory_markdown(trajectory)
-    if settings.output_format == "table" and github_actions():
-        render_checkpoint_groups(trajectory)
-    print_document(trajectory, markdown, settings.output_format, render_trajectory)
-    write_outputs(trajectory, markdown, json_path, markdown_path, junit_path)
-    if plot is not None:
-        from nc_audit.report.plots import plot_trajectory
-
-        plot_trajectory(trajectory, plot)
-        wrote(plot)
-    if html_path is not None:
-        from nc_audit.report.html import trajectory_html
-
-        write_html(html_path, trajectory_html(trajectory))
-    exit_if_failed(sum(not check["passed"] for record in trajectory["records"] for check in record["checks"]))
+            trajectory = measure_trajectory(inputs, options, tracker, gate=gate.value)  # measured and gated
+    files = {
+        "json": json_path,
+        "markdown": markdown_path,
+        "junit": junit_path,
+        "plot": plot,
+        "html": html_path,
+    }
+    emit_results(trajectory, settings.output_format, files)
+    exit_if_failed(trajectory.failed)

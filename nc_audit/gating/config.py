@@ -24,6 +24,7 @@ from typing import Any
 
 from nc_audit.core.errors import InputError
 from nc_audit.io.guards.files import read_capped
+from nc_audit.report.formats.registry import STDOUT_FORMATS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,7 +34,6 @@ else:  # pragma: no cover - Python 3.10 reads TOML with the tomli backport
     except ModuleNotFoundError:
         tomllib = None
 
-FORMATS = ("table", "json", "markdown")
 #: Largest pyproject.toml read for [tool.nc-audit].
 MAX_CONFIG_BYTES = 4 * 2**20
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -43,7 +43,7 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "fail_on": [],  # list[str]: rules as typed; parsed by nc_audit.gating.rules.parse_rule
     "baseline": None,  # Path | None: a report or trajectory JSON to compare against
     "tolerance": 0.0,  # float | dict[str, float]: allowed move away from the NC target (gate)
-    "format": "table",  # str: console format, one of FORMATS
+    "format": "table",  # str: what stdout shows, one of the registry's STDOUT_FORMATS
     "device": "auto",  # str: auto | cpu | cuda | cuda:N
     "cache_dir": None,  # Path | None: where extracted feature dumps are kept
     "config_path": None,  # Path | None: the pyproject.toml the values came from
@@ -119,8 +119,8 @@ def _normalise(section: Mapping[str, Any], path: Path) -> dict[str, Any]:
         elif key == "tolerance":
             values[key] = _check_tolerance(value, where)
         elif key == "format":
-            if value not in FORMATS:
-                raise InputError(f"{where}: expected one of {', '.join(FORMATS)}, got {value!r}")
+            if value not in STDOUT_FORMATS:  # the formats --format prints (report/formats/registry.py)
+                raise InputError(f"{where}: expected one of {', '.join(STDOUT_FORMATS)}, got {value!r}")
             values[key] = value
         elif key == "device":
             if not isinstance(value, str) or not _DEVICE_RE.match(value):

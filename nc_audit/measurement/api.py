@@ -2,49 +2,48 @@
 
 One pipeline (:mod:`nc_audit.measurement.pipeline`): two streaming passes (:mod:`nc_audit.measurement.collect`),
 metrics from their results (:mod:`nc_audit.measurement.compute`), a Report that names its conventions
-(:mod:`nc_audit.measurement.build`), then the checks of ``fail_on`` and ``baseline``
-(:mod:`nc_audit.gating.rules`). A module's features and arrays are held in memory and read through the
-same chunks as a dump's (no temporary file), so every path runs the same passes as the CLI.
+(:mod:`nc_audit.measurement.build`), then the checks of ``fail_on`` and ``baseline`` (the one gate,
+:func:`nc_audit.gating.gate.gate`). A module's features and arrays are held in memory and read through
+the same chunks as a dump's (no temporary file), so every path runs the same passes as the CLI.
 Nothing here renders anything.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from nc_audit.core.progress import Tracker
-from nc_audit.gating.rules import (
-    Rule,
-    compare_to_baseline,
-    evaluate_rules,
-    gateable,
-    load_baseline,
-    parse_rule,
-)
+from nc_audit.gating.baseline import Baseline, Tolerance, load_baseline
+from nc_audit.gating.gate import gate
+from nc_audit.gating.rules import Rule, parse_rules
 from nc_audit.measurement.memory import NO_FILE
 from nc_audit.measurement.modules import array_splits, module_splits
 from nc_audit.measurement.options import MeasureOptions
 from nc_audit.measurement.pipeline import measure_memory, measure_source
-from nc_audit.metrics.catalog import METRICS
 from nc_audit.report.model import Report
 
 
-def _rules(options: MeasureOptions) -> list[Rule]:
-    """The ``fail_on`` rules, parsed before anything is measured (a typo fails at once)."""
-    return [parse_rule(text, METRICS) for text in options.fail_on]
+@dataclass(frozen=True)
+class _Gating:
+    """The ``fail_on`` rules and the baseline of a call, read before anything is measured (a typo or a
+    bad baseline fails at once), and held against the report by the one gate (gating/gate.py)."""
 
+    rules: list[Rule]
+    baseline: Baseline | None
+    tolerance: Tolerance
 
-def _gate(report: Report, options: MeasureOptions, rules: list[Rule]) -> Report:
-    record = report.to_dict()
-    checks = evaluate_rules(gateable(record), rules)
-    if options.baseline is not None:
-        checks += compare_to_baseline(record, load_baseline(options.baseline), options.tolerance)
-    report.checks = checks
-    return report
+    @classmethod
+    def of(cls, options: MeasureOptions) -> _Gating:
+        baseline = load_baseline(options.baseline) if options.baseline is not None else None
+        return cls(parse_rules(options.fail_on), baseline, options.tolerance)
+
+    def __call__(self, report: Report) -> Report:
+        return gate(report, self.rules, self.baseline, self.tolerance)
 
 
 def measure(
@@ -69,18 +68,17 @@ def measure(
     if isinstance(loader, MeasureOptions):  # measure(source, options): the positional form of before
         options, loader = loader, None
     options = MeasureOptions.of(options, **changes)
-    rules = _rules(options)
+    gating = _Gating.of(options)
     if not isinstance(source, nn.Module):
         if loader is not None:
             raise TypeError("a loader goes with a model (nn.Module); a checkpoint takes features= or data=")
-        return _gate(measure_source(source, options, tracker), options, rules)
+        return gating(measure_source(source, options, tracker))
     if loader is None:
         raise TypeError("measure(model, loader): a model needs a loader of (inputs, labels) batches")
     loaders: dict[str | None, Any] = dict(loader) if isinstance(loader, Mapping) else {None: loader}
     head, splits = module_splits(source, loaders, options.head)
     origin = {**NO_FILE, "model": type(source).__name__}
-    report = measure_memory("measure(model, loader)", splits, head, options, origin, tracker)
-    return _gate(report, options, rules)
+    return gating(measure_memory("measure(model, loader)", splits, head, options, origin, tracker))
 
 
 def measure_arrays(
@@ -97,7 +95,6 @@ def measure_arrays(
     NumPy arrays or tensors, or dicts of features and labels by split name — with every option of
     :func:`measure`."""
     options = MeasureOptions.of(options, **changes)
-    rules = _rules(options)
+    gating = _Gating.of(options)
     head, splits = array_splits(features, labels, head_weight, head_bias)
-    report = measure_memory("measure_arrays", splits, head, options, NO_FILE, tracker)
-    return _gate(report, options, rules)
+    return gating(measure_memory("measure_arrays", splits, head, options, NO_FILE, tracker))

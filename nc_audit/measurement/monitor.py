@@ -36,6 +36,7 @@ from nc_audit.measurement.memory import NO_FILE
 from nc_audit.measurement.monitor_gates import MonitorGates
 from nc_audit.measurement.options import MeasureOptions
 from nc_audit.measurement.pipeline import measure_memory
+from nc_audit.report.model import json_number
 
 MONITOR_HEAD = "monitor"
 #: The split name of a monitor record: the batch is both the means split and the decisions split.
@@ -155,16 +156,15 @@ class Monitor:
             "Monitor.log", {BATCH: MemoryRows.of_tensors(H, y)}, head, options, NO_FILE, step=step,
             label=self.label if self.label is not None else f"step {step}",
         )  # fmt: skip
-        record = report.to_dict()
-        metrics = record["metrics"]
-        metrics["accuracy"] = record["details"]["accuracy"]  # a monitor record's own, as before
+        metrics = dict(report.metrics)
+        metrics["accuracy"] = json_number(report.details.get("accuracy"))  # a monitor record's own, as before
         for name, value in scalars.items():
             if name in metrics:
                 raise InputError(
                     f"Monitor.log: extra scalar {name!r} would overwrite the metric of that name"
                 )
             metrics[name] = value
-        return self.gates.gate(record)
+        return self.gates.gate(report.changed(metrics=metrics)).to_dict()
 
     def _check_shapes(
         self, H: torch.Tensor, y: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None

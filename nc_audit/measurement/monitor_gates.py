@@ -13,20 +13,14 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from nc_audit.core.errors import InputError
+from nc_audit.gating.baseline import Baseline, Tolerance, load_baseline
 from nc_audit.gating.config import load_defaults
-from nc_audit.gating.rules import (
-    Rule,
-    compare_to_baseline,
-    evaluate_rules,
-    gateable,
-    load_baseline,
-    parse_rule,
-    verdict,
-)
-from nc_audit.metrics.catalog import METRICS
+from nc_audit.gating.gate import gate
+from nc_audit.gating.rules import Rule, parse_rules
+from nc_audit.report.model import Report
 
 
 @dataclass(frozen=True)
@@ -35,9 +29,9 @@ class MonitorGates:
     ``config_path`` is the pyproject.toml they came from, None when they were given in code."""
 
     rules: tuple[Rule, ...] = ()
-    baseline: Mapping[str, Any] | None = None
+    baseline: Baseline | None = None
     baseline_path: Path | None = None
-    tolerance: float | Mapping[str, float] = 0.0
+    tolerance: Tolerance = 0.0
     config_path: Path | None = None
 
     @classmethod
@@ -60,7 +54,7 @@ class MonitorGates:
         texts = [fail_on] if isinstance(fail_on, str) else list(fail_on or ())
         try:
             return cls(
-                rules=tuple(parse_rule(text, METRICS) for text in texts),
+                rules=tuple(parse_rules(texts)),
                 baseline=load_baseline(baseline) if baseline is not None else None,
                 baseline_path=Path(baseline) if baseline is not None else None,
                 tolerance=0.0 if tolerance is None else tolerance,
@@ -89,19 +83,7 @@ class MonitorGates:
                 f"gates from pyproject.toml: {self.summary()} ({self.config_path})", file=stream or sys.stderr
             )
 
-    def checks(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """The checks of one record: the rules, then the baseline comparison (which must check something)."""
-        checks = evaluate_rules(gateable(record), self.rules)
-        if self.baseline is not None:
-            compared = compare_to_baseline(dict(record), dict(self.baseline), self.tolerance)
-            if not compared:
-                raise InputError(
-                    f"{self.baseline_path}: shares no metric value with this run: a comparison would check nothing"
-                )
-            checks += compared
-        return checks
-
-    def gate(self, record: dict[str, Any]) -> dict[str, Any]:
-        """``record`` with its ``checks`` and ``passed`` set from these gates."""
-        checks = self.checks(record)
-        return {**record, "checks": checks, "passed": verdict(checks)}
+    def gate(self, report: Report) -> Report:
+        """``report`` with its ``checks`` from these gates, by the one gate (gating/gate.py): a baseline
+        comparison that checks nothing is refused there, as in ``measure`` and ``track``."""
+        return gate(report, self.rules, self.baseline, self.tolerance)

@@ -17,6 +17,9 @@ from typing import Any
 
 from nc_audit.core.errors import InputError
 from nc_audit.core.progress import SilentTracker, Tracker
+from nc_audit.gating.baseline import load_baseline
+from nc_audit.gating.gate import gate as apply_gate
+from nc_audit.gating.rules import parse_rules
 from nc_audit.io.checkpoints.load import read_step
 from nc_audit.measurement.build import build_report
 from nc_audit.measurement.collect import Collected, collect
@@ -24,7 +27,7 @@ from nc_audit.measurement.compute import batched_class_level
 from nc_audit.measurement.discover import CHECKPOINT_SUFFIXES, discover, features_beside, natural_key
 from nc_audit.measurement.options import MeasureOptions
 from nc_audit.measurement.resolve import DUMP_SUFFIXES
-from nc_audit.report.model import Report
+from nc_audit.report.model import Trajectory
 
 #: A step in a file name: epoch_4, step-100, iter3, ckpt_7, checkpoint-1500, global_step=20 (Lightning's
 #: "epoch=3-step=400" gives 400: a step beats an epoch); or a name that is a number alone ("1000.pt").
@@ -67,12 +70,18 @@ def measure_trajectory(
     inputs: list[Path],
     options: MeasureOptions | None = None,
     tracker: Tracker | None = None,
+    *,
+    gate: str = "last",
     **changes: Any,
-) -> list[Report]:
-    """Reports of every checkpoint in ``inputs`` (files or folders), in training order. The options are
-    those of ``measure`` (:class:`MeasureOptions`, as one object or by name); ``features`` is found per
-    checkpoint."""
+) -> Trajectory:
+    """Reports of every checkpoint in ``inputs`` (files or folders), in training order, gated. The options
+    are those of ``measure`` (:class:`MeasureOptions`, as one object or by name); ``features`` is found
+    per checkpoint. ``fail_on``, ``baseline`` and ``tolerance`` are held against the checkpoints that
+    ``gate`` chooses (last | best | all, as ``track --gate``: :func:`nc_audit.gating.gate.gate`);
+    ``trajectory.passed`` is the verdict."""
     options = MeasureOptions.of(options, **changes)
+    rules = parse_rules(options.fail_on)  # a typo or a bad baseline fails before anything is measured
+    baseline = load_baseline(options.baseline) if options.baseline is not None else None
     tracker = tracker or SilentTracker()
     ordered = order_by_step(discover(inputs))
     collected: list[Collected] = []
@@ -93,12 +102,11 @@ def measure_trajectory(
         options.class_route,
         options.class_budget_bytes,
     )
-    reports = []
-    for (path, step), item, values, info in zip(ordered, collected, metrics, information, strict=True):
-        report = build_report(item, values, (routes, info))
-        report.step, report.label = step, path.name
-        reports.append(report)
-    return reports
+    reports = tuple(
+        build_report(item, values, (routes, info)).changed(step=step, label=path.name)
+        for (path, step), item, values, info in zip(ordered, collected, metrics, information, strict=True)
+    )
+    return apply_gate(Trajectory(reports), rules, baseline, options.tolerance, gate)
 
 
 def _check_compatible(collected: list[Collected], paths: list[Path]) -> None:

@@ -18,8 +18,8 @@ from nc_audit.core.version import __version__
 from nc_audit.metrics.catalog import METRICS
 from nc_audit.report.checks import check_message, check_name
 from nc_audit.report.escape import html_text
-from nc_audit.report.model import record_label
-from nc_audit.report.numbers import UNDEFINED, as_number
+from nc_audit.report.model import Check, Report, Trajectory, record_label
+from nc_audit.report.numbers import significant
 from nc_audit.report.plots import figure_png
 
 STYLE = """
@@ -55,10 +55,7 @@ def e(value: Any) -> str:
 
 def num(value: Any, digits: int = 6) -> str:
     """A number with ``digits`` significant digits (:mod:`nc_audit.report.numbers`); — when undefined."""
-    number = as_number(value)
-    if number is None:
-        return UNDEFINED
-    return "0" if number == 0 else f"{number:.{digits}g}"
+    return significant(value, digits)
 
 
 def table(
@@ -115,16 +112,16 @@ def notes_section(notes: Iterable[Any]) -> str:
     return f"<h2>Notes</h2><ul>{items}</ul>" if items else ""
 
 
-def checks_section(checks: Sequence[tuple[str, Mapping[str, Any]]], with_checkpoint: bool = False) -> str:
+def checks_section(checks: Sequence[tuple[str, Check]], with_checkpoint: bool = False) -> str:
     """Every check: ✓/✗, (checkpoint,) its stable name, its message; then the count."""
     if not checks:
         return '<h2>Checks</h2><p class="muted">no rules or baseline given</p>'
     rows, classes = [], []
     for where, check in checks:
-        mark = "✓ pass" if check.get("passed") else "✗ FAIL"
+        mark = "✓ pass" if check.passed else "✗ FAIL"
         rows.append([mark, *([where] if with_checkpoint else []), check_name(check), check_message(check)])
-        classes.append("" if check.get("passed") else "fail")
-    failed = sum(not check.get("passed") for _, check in checks)
+        classes.append("" if check.passed else "fail")
+    failed = sum(not check.passed for _, check in checks)
     header = ["", *(["checkpoint"] if with_checkpoint else []), "check", "value and limit"]
     summary = (
         f'<p class="fail">{failed} of {len(checks)} checks failed</p>'
@@ -156,11 +153,12 @@ def source_rows(report: Mapping[str, Any]) -> list[list[Any]]:
     return rows
 
 
-def report_html(report: Mapping[str, Any]) -> str:
+def report_html(result: Report) -> str:
     """The HTML of one report (``measure``): sources, metrics beside their NC targets, the distance plot,
     conventions, notes and checks."""
     from nc_audit.report.figures import report_figure
 
+    report = result.to_dict()
     metrics, targets = report.get("metrics") or {}, report.get("targets") or {}
     rows = []
     for key, value in metrics.items():
@@ -180,17 +178,17 @@ def report_html(report: Mapping[str, Any]) -> str:
         figure_img(report_figure(report), "distance of each metric to its Neural Collapse target"),
         conventions_section(report.get("conventions") or {}),
         notes_section(report.get("notes") or []),
-        checks_section([("", check) for check in report.get("checks") or []]),
+        checks_section([("", check) for check in result.checks]),
     ]
-    checks = report.get("checks") or []
-    return page(f"nc-audit: {name}", all(c.get("passed") for c in checks) if checks else None, sections)
+    return page(f"nc-audit: {name}", result.passed if result.checks else None, sections)
 
 
-def trajectory_html(traj: Mapping[str, Any]) -> str:
+def trajectory_html(trajectory: Trajectory) -> str:
     """The HTML of a trajectory (``track``): one row per checkpoint, the NC targets, the plot, conventions,
     notes and the checks of the gated checkpoints."""
     from nc_audit.report.plots import trajectory_figure
 
+    traj = trajectory.to_dict()
     records: Sequence[Mapping[str, Any]] = traj.get("records") or []
     columns = [key for key in TRAJECTORY_COLUMNS if any(key in (r.get("metrics") or {}) for r in records)]
     targets: dict[str, Any] = {}
@@ -199,11 +197,11 @@ def trajectory_html(traj: Mapping[str, Any]) -> str:
         targets.update(record.get("targets") or {})
         metrics, details = record.get("metrics") or {}, record.get("details") or {}
         accuracy = details.get("accuracy", metrics.get("accuracy"))
-        status = "—" if not record.get("checks") else "✓" if record.get("passed", True) else "✗"
+        status = "—" if not record.get("checks") else "✓" if record["passed"] else "✗"
         step = record.get("step")
         rows.append([record_label(dict(record), index), "—" if step is None else step, num(accuracy, 4),
                      *(num(metrics.get(key), 4) for key in columns), status])  # fmt: skip
-        classes.append("" if record.get("passed", True) else "fail")
+        classes.append("" if record["passed"] else "fail")
     rows.append(["NC target", "", "", *(num(targets.get(key), 4) for key in columns), ""])
     classes.append("target")
     gate = traj.get("gate")
@@ -212,7 +210,7 @@ def trajectory_html(traj: Mapping[str, Any]) -> str:
         "best": "the most accurate checkpoint is gated (--gate best)",
         "all": "every checkpoint is gated (--gate all)",
     }.get(str(gate), "")
-    checks = [(record_label(dict(r), i), c) for i, r in enumerate(records) for c in r.get("checks") or []]
+    checks = [(record_label(r, i), c) for i, r in enumerate(trajectory) for c in r.checks]
     sections = [
         f'<p class="muted">{e(gate_text)}</p>' if gate_text else "",
         "<h2>Checkpoints</h2>"
@@ -224,7 +222,7 @@ def trajectory_html(traj: Mapping[str, Any]) -> str:
         notes_section(note for record in records for note in record.get("notes") or []),
         checks_section(checks, with_checkpoint=True),
     ]
-    verdict = all(c.get("passed") for _, c in checks) if checks else None
+    verdict = trajectory.passed if checks else None
     return page(f"nc-audit trajectory: {len(records)} checkpoints", verdict, sections)
 
 

@@ -1,4 +1,7 @@
-"""Numbers as the reports print them: one module for every table, summary and plot.
+"""Numbers as the reports print them: one module for every table, summary, check, rule and plot.
+
+:func:`significant` is the one formatter; the named forms below are its presets (console, wide tables,
+test reports, rule thresholds). Renderers of studies, pruning and demos use them too.
 
 A value from a report may be a float, an int, None (undefined), NaN (from a hand-written file) or
 anything else; :func:`as_number` turns it into a float or None, and the formatters print None as
@@ -21,6 +24,24 @@ def as_number(value: Any) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
+def significant(value: Any, digits: int, undefined: str = UNDEFINED) -> str:
+    """``value`` with ``digits`` significant digits (``%g``: scientific outside 1e-4..10^digits); ``undefined``
+    for null, NaN and non-numbers."""
+    number = as_number(value)
+    return undefined if number is None else f"{number:.{digits}g}"
+
+
+def check_number(value: Any) -> str:
+    """A number as a test report (JUnit, check messages) shows it: 6 significant digits, ``undefined``
+    for null/NaN."""
+    return significant(value, 6, "undefined")
+
+
+def rule_number(value: float) -> str:
+    """A rule's threshold as short text that still round-trips typical thresholds (0.5, 1e-05, 0.952351)."""
+    return significant(value, 12, "nan")
+
+
 def precise(value: Any, undefined: str = UNDEFINED) -> str:
     """The console's full-precision form: 6 significant digits, scientific outside 1e-4..1e6, 0 as "0"."""
     number = as_number(value)
@@ -33,8 +54,7 @@ def precise(value: Any, undefined: str = UNDEFINED) -> str:
 
 def short(value: Any, undefined: str = UNDEFINED) -> str:
     """Four significant digits, for wide tables (trajectories, Markdown summaries)."""
-    number = as_number(value)
-    return undefined if number is None else f"{number:.4g}"
+    return significant(value, 4, undefined)
 
 
 def fixed(value: Any, undefined: str = UNDEFINED) -> str:

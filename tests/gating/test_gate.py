@@ -10,15 +10,11 @@ from typing import Any
 import pytest
 
 from nc_audit.core.errors import InputError
+from nc_audit.gating.baseline import Baseline, load_baseline
 from nc_audit.gating.config import load_defaults
-from nc_audit.gating.rules import (
-    Rule,
-    compare_to_baseline,
-    evaluate_rules,
-    load_baseline,
-    parse_rule,
-    verdict,
-)
+from nc_audit.gating.gate import gate
+from nc_audit.gating.rules import Rule, evaluate_rules, parse_rule
+from nc_audit.report.model import Trajectory
 
 KEYS = [
     "nc1", "nc1_cdnv", "nc2_equinorm_means", "nc2_equinorm_head", "nc2_equiangular_means",
@@ -51,6 +47,21 @@ def make_report(metrics: dict[str, float | None], num_classes: int = 10, **extra
         "passed": True,
         **extra,
     }
+
+
+def compare_to_baseline(
+    current: dict[str, Any], baseline: dict[str, Any], tolerance: Any
+) -> list[dict[str, Any]]:
+    """The baseline checks of ``current`` (a report or trajectory dict), through the one gate (every record
+    gated), each with the label of its record."""
+    base = Baseline(Trajectory.from_dict(baseline, "baseline.json"), "baseline.json")
+    run = Trajectory.from_dict(current, "run.json")
+    gated = gate(run, (), base, tolerance, "last" if run.single else "all")
+    return [{**check.to_dict(), "label": record.label} for record in gated for check in record.checks]
+
+
+def evaluated(values: dict[str, Any], rules: list[Rule]) -> list[dict[str, Any]]:
+    return [check.to_dict() for check in evaluate_rules(values, rules)]
 
 
 # --- rules -------------------------------------------------------------------------------------------
@@ -100,7 +111,7 @@ def test_unknown_metric_suggests_the_closest_and_lists_known_keys() -> None:
 
 def test_evaluate_rules_passes_and_fails_by_value() -> None:
     rules = [parse_rule(text, KEYS) for text in ("nc1<=0.5", "mir>=0.9", "hdr<0.1")]
-    checks = evaluate_rules({"nc1": 0.12, "mir": 0.85, "hdr": 0.1}, rules)
+    checks = evaluated({"nc1": 0.12, "mir": 0.85, "hdr": 0.1}, rules)
     assert [{key: check[key] for key in ("rule", "value", "passed")} for check in checks] == [
         {"rule": "nc1 <= 0.5", "value": 0.12, "passed": True},
         {"rule": "mir >= 0.9", "value": 0.85, "passed": False},
@@ -111,14 +122,12 @@ def test_evaluate_rules_passes_and_fails_by_value() -> None:
         ("mir >= 0.9", "mir", ">=", 0.9),
         ("hdr < 0.1", "hdr", "<", 0.1),
     ]
-    assert verdict(checks) is False
-    assert verdict(checks[:1]) is True
-    assert verdict([]) is True
+    assert [check.kind for check in evaluate_rules({"nc1": 0.12}, rules)] == ["threshold"] * 3
 
 
 def test_undefined_or_missing_metric_fails_with_a_reason() -> None:
     rules = [parse_rule("mir>=0.5", KEYS), parse_rule("hdr<=1", KEYS), parse_rule("nc4<=1", KEYS)]
-    checks = evaluate_rules({"mir": None, "hdr": float("nan")}, rules)
+    checks = evaluated({"mir": None, "hdr": float("nan")}, rules)
     assert [c["passed"] for c in checks] == [False, False, False]
     assert [c["reason"] for c in checks] == ["undefined", "undefined", "not measured"]
     assert all(c["value"] is None for c in checks)
@@ -158,15 +167,11 @@ def test_mir_above_its_nc_value_counts_as_moving_away() -> None:
     assert check["passed"] is False
 
 
-def test_per_metric_tolerance_and_metric_selection() -> None:
+def test_per_metric_tolerance() -> None:
     baseline = make_report({"nc1": 0.10, "hdr": 0.05})
     current = make_report({"nc1": 0.30, "hdr": 0.20})
     checks = compare_to_baseline(current, baseline, tolerance={"nc1": 0.5, "*": 0.01})
     assert [c["passed"] for c in checks] == [True, False]
-    (only,) = compare_to_baseline(current, baseline, tolerance=1.0, metrics=["hdr"])
-    assert only["rule"].startswith("baseline hdr")
-    with pytest.raises(InputError, match="no NC target for acc_test"):
-        compare_to_baseline(current, baseline, tolerance=0.0, metrics=["acc_test"])
 
 
 def test_metric_that_became_undefined_fails() -> None:
@@ -200,7 +205,7 @@ def test_trajectory_baselines_match_records_by_label() -> None:
 def test_load_baseline_reads_reports_and_refuses_wrong_schema(tmp_path: Path) -> None:
     good = tmp_path / "base.json"
     good.write_text(json.dumps(make_report({"nc1": 0.1})))
-    assert load_baseline(good)["metrics"] == {"nc1": 0.1}
+    assert load_baseline(good).trajectory[0].metrics == {"nc1": 0.1}
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps({"schema": "nc-audit-features/1", "metrics": {}}))
     with pytest.raises(InputError, match=r"schema is 'nc-audit-features/1', expected 'nc-audit-report/1'"):
@@ -270,32 +275,34 @@ def test_bad_config_names_the_file_and_key(tmp_path: Path, body: str, message: s
 
 
 def test_gated_indices_last_best_all() -> None:
-    from nc_audit.gating.trajectory import gated_indices
+    from nc_audit.gating.gate import gated_indices
 
-    records = [{"metrics": {"accuracy": a}} for a in (0.5, 0.9, 0.9, 0.7)]
+    def records_of(dicts: list[dict[str, Any]]) -> Trajectory:
+        return Trajectory.from_records(dicts, "run.jsonl")
+
+    records = records_of([{"metrics": {"accuracy": a}} for a in (0.5, 0.9, 0.9, 0.7)])
     assert gated_indices(records, "last") == [3]
     assert gated_indices(records, "all") == [0, 1, 2, 3]
     assert gated_indices(records, "best") == [2]  # the highest accuracy; of equals, the later checkpoint
-    with_details = [{"metrics": {}, "details": {"accuracy": a}} for a in (0.8, 0.6)]
+    with_details = records_of([{"metrics": {}, "details": {"accuracy": a}} for a in (0.8, 0.6)])
     assert gated_indices(with_details, "best") == [0]
     assert gated_indices([], "last") == []
     with pytest.raises(InputError, match="--gate best"):
-        gated_indices([{"metrics": {"nc1": 1.0}}], "best")
+        gated_indices(records_of([{"metrics": {"nc1": 1.0}}]), "best")
     with pytest.raises(InputError, match="unknown gate"):
         gated_indices(records, "first")
 
 
-def test_gate_trajectory_checks_only_the_gated_record() -> None:
-    from nc_audit.gating.trajectory import gate_trajectory
-
-    trajectory = {
-        "records": [{"metrics": {"nc1": 2.0}, "label": "e0"}, {"metrics": {"nc1": 0.1}, "label": "e9"}]
-    }
-    gate_trajectory(trajectory, [parse_rule("nc1<=0.5", KEYS)], None, 0.0, "last")
-    assert [(r["gated"], r["passed"], len(r["checks"])) for r in trajectory["records"]] == [
+def test_gate_checks_only_the_gated_record_and_changes_nothing_it_was_given() -> None:
+    trajectory = Trajectory.from_records(
+        [{"metrics": {"nc1": 2.0}, "label": "e0"}, {"metrics": {"nc1": 0.1}, "label": "e9"}], "run.jsonl"
+    )
+    gated = gate(trajectory, [parse_rule("nc1<=0.5", KEYS)], None, 0.0, "last")
+    data = gated.to_dict()
+    assert [(r["gated"], r["passed"], len(r["checks"])) for r in data["records"]] == [
         (False, True, 0),
         (True, True, 1),
     ]
-    assert trajectory["passed"] is True and trajectory["gate"] == "last"
-    gate_trajectory(trajectory, [parse_rule("nc1<=0.5", KEYS)], None, 0.0, "all")
-    assert trajectory["passed"] is False
+    assert data["passed"] is True and data["gate"] == "last"
+    assert gate(trajectory, ["nc1<=0.5"], None, 0.0, "all").passed is False
+    assert [record.checks for record in trajectory] == [(), ()] and trajectory.gate is None  # untouched

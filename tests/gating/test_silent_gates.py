@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from nc_audit.cli.gating import GateSettings, apply_gates
 from nc_audit.core.errors import InputError
-from nc_audit.gating.rules import evaluate_rules, load_baseline
+from nc_audit.gating.baseline import load_baseline
+from nc_audit.gating.gate import gate
+from nc_audit.gating.rules import evaluate_rules
+from nc_audit.report.model import Report
 
 
 def _baseline(tmp_path: Path, metrics: dict) -> Path:
@@ -37,10 +39,13 @@ def test_a_baseline_without_any_number_is_refused_when_loaded(tmp_path: Path, me
 
 def test_a_baseline_sharing_no_metric_with_the_run_is_refused(tmp_path: Path) -> None:
     path = _baseline(tmp_path, {"bogus": 0.5})
-    settings = GateSettings(baseline=load_baseline(path), baseline_path=path)
-    report = {"metrics": {"nc1": 0.1}, "targets": {"nc1": 0.0}, "features": {"num_classes": 3}}
+    report = Report.from_dict(
+        {"metrics": {"nc1": 0.1}, "targets": {"nc1": 0.0}, "features": {"num_classes": 3}}, "run"
+    )
     with pytest.raises(InputError, match=r"baseline.json: shares no metric value with this run"):
-        apply_gates(report, settings)
+        gate(report, (), load_baseline(path))
+    with pytest.raises(InputError, match=r"baseline.json: shares no metric value with this run"):
+        gate(report, (), path)  # a path is loaded the same way
 
 
 def test_every_rule_on_an_undefined_metric_fails() -> None:
@@ -48,4 +53,4 @@ def test_every_rule_on_an_undefined_metric_fails() -> None:
 
     rules = [parse_rule(text, ["nc1", "mir"]) for text in ("nc1<=0.5", "nc1>=-1", "mir!=2")]
     checks = evaluate_rules({"nc1": None, "mir": float("nan")}, rules)
-    assert [check["passed"] for check in checks] == [False, False, False]
+    assert [check.passed for check in checks] == [False, False, False]

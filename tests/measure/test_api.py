@@ -83,7 +83,7 @@ def test_measure_arrays_equals_the_reference_and_gates(random_problem: Problem) 
                                       torch.from_numpy(p.W), torch.from_numpy(p.b))  # fmt: skip
     assert tensors.metrics == report.metrics
     gated = nc_audit.measure_arrays(p.features, p.labels, p.W, p.b, fail_on=["nc1<=1e-9", "nc4<=1"])
-    assert [check["passed"] for check in gated.checks] == [False, True] and not gated.passed
+    assert [check.passed for check in gated.checks] == [False, True] and not gated.passed
     with pytest.raises(InputError, match="unknown metric 'nc9'"):
         nc_audit.measure_arrays(p.features, p.labels, p.W, p.b, fail_on=["nc9<=1"])
 
@@ -92,11 +92,11 @@ def test_fail_on_and_baseline_on_a_checkpoint(
     random_checkpoint: Path, random_dump: Path, tmp_path: Path
 ) -> None:
     report = nc_audit.measure(random_checkpoint, features=random_dump, fail_on="nc1>=0")
-    assert report.passed and report.checks[0]["rule"] == "nc1 >= 0"
+    assert report.passed and report.checks[0].rule == "nc1 >= 0"
     baseline = tmp_path / "base.json"
     baseline.write_text(json.dumps(report.to_dict()))
     again = nc_audit.measure(random_checkpoint, features=random_dump, baseline=baseline)
-    assert again.passed and any(check["rule"].startswith("baseline nc1") for check in again.checks)
+    assert again.passed and any(check.rule.startswith("baseline nc1") for check in again.checks)
 
 
 def test_features_of_a_module_are_the_heads_input(digits_model: torch.nn.Module) -> None:

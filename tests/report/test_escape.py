@@ -22,6 +22,7 @@ from nc_audit.report.escape import (
 )
 from nc_audit.report.junit import render_junit
 from nc_audit.report.markdown import render_markdown
+from nc_audit.report.model import Report
 
 FORGED = "\x1b[2J\x1b]0;owned\x07\nPASS nc1 <= 0.5\r\n"
 UNDECODABLE = os.fsdecode(b"features-\xff\xfe.h5")  # a non-UTF-8 file name, surrogate-escaped
@@ -87,8 +88,9 @@ def _report(label: str) -> dict:
 
 def test_renderers_never_pass_a_control_character_through() -> None:
     report = _report("epoch" + FORGED)
-    for text in (*header_lines(report), render_markdown(report), render_junit([report])):
+    junit = render_junit([Report.from_dict(report, "run.json")])
+    for text in (*header_lines(report), render_markdown(report), junit):
         assert not any(ord(c) < 32 and c not in "\n" for c in text), repr(text)
         assert "\nPASS nc1" not in text
         text.encode("utf-8")
-    ElementTree.fromstring(render_junit([report]).split("\n", 1)[1])
+    ElementTree.fromstring(junit.split("\n", 1)[1])

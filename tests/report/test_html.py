@@ -9,9 +9,11 @@ from typing import Any
 
 from runs import parse_html as parse
 
-from nc_audit.gating.rules import evaluate_rules, parse_rule
-from nc_audit.metrics.catalog import METRICS
-from nc_audit.report.html import finetune_html, report_html, trajectory_html
+from nc_audit.gating.rules import evaluate_rules, parse_rules
+from nc_audit.report.html import finetune_html
+from nc_audit.report.html import report_html as report_typed
+from nc_audit.report.html import trajectory_html as trajectory_typed
+from nc_audit.report.model import Report, Trajectory
 
 HOSTILE = '<script>alert("x")</script>&amp;'
 MIR_NC = 0.952351
@@ -19,7 +21,7 @@ MIR_NC = 0.952351
 
 def record(label: str, step: int | None, nc1: float, rules: tuple[str, ...] = ()) -> dict[str, Any]:
     metrics = {"nc1": nc1, "nc3": 0.2, "nc4": 0.01, "mir": 0.87, "hdr": 0.1}
-    checks = evaluate_rules(metrics, [parse_rule(rule, METRICS) for rule in rules])
+    checks = [check.to_dict() for check in evaluate_rules(metrics, parse_rules(rules))]
     return {
         "schema": "nc-audit-report/1",
         "checkpoint": {"path": f"runs/{label}", "sha256": "ab" * 32, "head": "fc"},
@@ -40,6 +42,15 @@ def record(label: str, step: int | None, nc1: float, rules: tuple[str, ...] = ()
         "step": step,
         "label": label,
     }
+
+
+def report_html(report: dict[str, Any]) -> str:
+    return report_typed(Report.from_dict(report, "run.json"))
+
+
+def trajectory_html(trajectory: dict[str, Any]) -> str:
+    records = tuple(Report.from_dict(record, "run.json") for record in trajectory["records"])
+    return trajectory_typed(Trajectory(records, gate=trajectory.get("gate")))
 
 
 def test_a_report_page_holds_every_table_the_plot_and_escapes_its_inputs() -> None:
@@ -96,3 +107,15 @@ def test_undefined_values_render_as_a_dash() -> None:
     report["metrics"]["mir"] = None
     page = parse(report_html(report))
     assert page.row("mir")[1:4] == ["—", "0.952351", "—"]
+
+
+def test_the_trajectory_badge_is_the_verdict_of_the_gated_checks() -> None:
+    records = [record("epoch_1.pt", 1, 1.0), record("epoch_2.pt", 2, 0.3, ("nc1<=0.2",))]
+    for item in records:
+        item["gated"] = item["label"] == "epoch_2.pt"
+    failed = parse(trajectory_html({"schema": "nc-audit-trajectory/1", "records": records, "gate": "last"}))
+    assert ("span", {"class": "fail"}) in failed.tags and ("span", {"class": "pass"}) not in failed.tags
+    records[-1] = record("epoch_2.pt", 2, 0.1, ("nc1<=0.2",))
+    records[-1]["gated"] = True
+    passed = parse(trajectory_html({"schema": "nc-audit-trajectory/1", "records": records, "gate": "last"}))
+    assert ("span", {"class": "pass"}) in passed.tags and ("span", {"class": "fail"}) not in passed.tags

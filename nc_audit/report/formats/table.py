@@ -1,0 +1,54 @@
+"""``--format table`` (the default): Rich tables for a terminal or a CI log; a trajectory under GitHub
+Actions also prints each checkpoint's report in a collapsed group (report/github.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nc_audit.report.escape import terminal
+from nc_audit.report.formats.base import TextFormat, as_document, single
+from nc_audit.report.model import Trajectory
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class TableFormat(TextFormat):
+    name = "table"
+    escape = staticmethod(terminal)
+
+    def show(self, result: Trajectory) -> None:
+        from nc_audit.report.console import make_console
+
+        self._print(result, make_console())
+
+    def render(self, result: Trajectory) -> str:
+        from rich.console import Console
+
+        console = Console(width=120, record=True, file=_Discard(), color_system=None)
+        self._print(result, console)
+        return console.export_text()
+
+    @staticmethod
+    def _print(result: Trajectory, console: Console) -> None:
+        from nc_audit.report.console import render_report
+        from nc_audit.report.github import github_actions, render_checkpoint_groups
+        from nc_audit.report.trajectory_console import render_trajectory
+
+        document = as_document(result)
+        if single(result) is not None:
+            render_report(document, console)
+            return
+        if github_actions():
+            render_checkpoint_groups(document, console)
+        render_trajectory(document, console)
+
+
+class _Discard:
+    """A text stream that keeps nothing (the recording console keeps the text)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        return None
