@@ -83,9 +83,11 @@ def _normalised(record: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def check_same_architecture(a: LoadedModel, b: LoadedModel) -> list[str]:
     """InputError naming both files unless A and B are one architecture with the same tensors; returns
-    notes naming the integer buffers that differ (taken from A)."""
+    notes naming the integer buffers that differ (taken from A). What is compared is what will be built
+    (``LoadedModel.architecture``: the --model factory when one is given, for both ends), then the
+    checkpoints' tensors."""
     where = f"{a.checkpoint.path} and {b.checkpoint.path}"
-    arch_a, arch_b = _normalised(a.checkpoint.architecture), _normalised(b.checkpoint.architecture)
+    arch_a, arch_b = _normalised(a.architecture), _normalised(b.architecture)
     if arch_a != arch_b:
         raise InputError(
             f"{where} hold different architectures ({_describe(arch_a)} vs {_describe(arch_b)}); "
