@@ -20,6 +20,7 @@ from nc_audit.cli.options import (
     TextColumnOpt,
     required_data,
 )
+from nc_audit.cli.pool import PoolOpt, head_with_pool
 from nc_audit.core.errors import InputError
 
 Opt = typer.Option
@@ -61,6 +62,7 @@ def extract_command(
             help="Name of the head module (an nn.Linear). [default: the architecture's head, else the last nn.Linear]",
         ),
     ] = None,
+    pool: PoolOpt = None,
     batch_size: Annotated[int, Opt(min=1, metavar="N", help="Samples per forward pass.")] = 512,
     device: Annotated[
         Device, Opt(metavar=DEVICE_METAVAR, help="Where the model runs (auto: CUDA when present).")
@@ -118,7 +120,7 @@ def extract_command(
             out,
             splits=splits,
             model_spec=model,
-            head=head,
+            head=head_with_pool(head, pool),
             model_args=parse_model_args(model_arg),
             batch_size=batch_size,
             device=resolve_device(device.value),

@@ -24,8 +24,8 @@ from nc_audit.io.data.datasets import (
 )
 from nc_audit.io.dumps.writer import write_dump
 from nc_audit.models.hooks import find_head_module, forward_with_features
-from nc_audit.models.input_fit import check_inputs_fit
 from nc_audit.models.loading import LoadedModel, load_model
+from nc_audit.models.preflight import check_before_forward
 
 #: The dump a ``finetune --features`` run writes with the adapted features (see nc_audit.train.loop).
 ADAPTED_DUMP_NAME = "final_features.h5"
@@ -83,7 +83,8 @@ def extract(
     head_module = find_head_module(model, loaded.head_name)[1]
     for dataset in datasets:
         check_adapter_inputs(loaded, dataset, data)
-        check_inputs_fit(model, dataset.inputs, f"{data} [{dataset.split}]")  # before any forward pass
+        where = f"{data} [{dataset.split}]"
+        check_before_forward(model, dataset.inputs, loaded.head_name, where, device)  # a 2-row probe
         top = int(dataset.labels.max()) if len(dataset) else -1
         if top >= head_module.out_features:
             raise InputError(

@@ -13,12 +13,12 @@ from typer.testing import CliRunner, Result
 
 from nc_audit.cli import app
 
-ZOO = '''
+ZOO = """
 from torch import nn
 
 def mlp(width=16):
     return nn.Sequential(nn.Linear(10, width), nn.ReLU(), nn.Linear(width, 4))
-'''
+"""
 
 
 @pytest.fixture
@@ -36,7 +36,9 @@ def lightning_checkpoint(path: Path, width: int = 16) -> Path:
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(10, width), torch.nn.ReLU(), torch.nn.Linear(width, 4))
     state = {f"model.{key}": value for key, value in net.state_dict().items()}
-    torch.save({"state_dict": state, "epoch": 2, "global_step": 30, "pytorch-lightning_version": "2.4.0"}, path)
+    torch.save(
+        {"state_dict": state, "epoch": 2, "global_step": 30, "pytorch-lightning_version": "2.4.0"}, path
+    )
     return path
 
 

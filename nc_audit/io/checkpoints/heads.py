@@ -26,6 +26,13 @@ if TYPE_CHECKING:
 
 #: Module names that usually hold a classifier's head (the last component of the dotted name).
 USUAL_HEAD_NAMES = ("classifier", "fc", "head", "score")
+#: Joins a head's name and the rule that pools its per-token input (``score@last``; models/pooling.py).
+POOL_SEPARATOR = "@"
+
+
+def head_module_name(spec: str) -> str:
+    """The module or parameter name of a ``--head`` value, without its pooling rule (``score@last`` → ``score``)."""
+    return spec.rsplit(POOL_SEPARATOR, 1)[0]
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,8 @@ def find_head(
     state = checkpoint.state_dict
     matrices = _matrices(state)
     name = head_name or (checkpoint.architecture or {}).get("head")
+    if isinstance(name, str):
+        name = head_module_name(name)
     if name:
         name = name.removesuffix(".weight")
         if f"{name}.weight" not in state and checkpoint.stripped and name.startswith(checkpoint.stripped):
