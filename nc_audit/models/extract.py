@@ -15,6 +15,7 @@ import torch
 from nc_audit.core.errors import InputError, did_you_mean
 from nc_audit.core.inputs import describe, to_device
 from nc_audit.core.progress import SilentTracker, Tracker
+from nc_audit.io.checkpoints.heads import APPLIED_ATTR
 from nc_audit.io.data.datasets import (
     ArrayDataset,
     dataset_splits,
@@ -23,6 +24,7 @@ from nc_audit.io.data.datasets import (
     load_dataset,
 )
 from nc_audit.io.dumps.writer import write_dump
+from nc_audit.models.head_param import ParameterHead
 from nc_audit.models.hooks import find_head_module, forward_with_features
 from nc_audit.models.loading import LoadedModel, load_model
 from nc_audit.models.preflight import check_before_forward
@@ -84,13 +86,13 @@ def extract(
     for dataset in datasets:
         check_adapter_inputs(loaded, dataset, data)
         where = f"{data} [{dataset.split}]"
-        check_before_forward(model, dataset.inputs, loaded.head_name, where, device)  # a 2-row probe
         top = int(dataset.labels.max()) if len(dataset) else -1
         if top >= head_module.out_features:
             raise InputError(
-                f"{data} [{dataset.split}]: labels go up to {top} but the model's head has "
+                f"{where}: labels go up to {top} but the model's head '{loaded.head_name}' has "
                 f"{head_module.out_features} classes"
             )
+        check_before_forward(model, dataset.inputs, loaded.head_name, where, device)  # a 2-row probe
     attrs = {
         "checkpoint_sha256": loaded.checkpoint.sha256,
         "checkpoint_path": str(loaded.checkpoint.path),
@@ -100,6 +102,8 @@ def extract(
     }
     if loaded.checkpoint.step is not None:
         attrs["step"] = str(loaded.checkpoint.step)
+    if isinstance(head_module, ParameterHead):  # how the model applies it (the probe above saw it)
+        attrs[APPLIED_ATTR] = head_module.normalisation()
     with write_dump(out, attrs) as writer, torch.inference_mode():
         writer.head(head_module.weight, head_module.bias, loaded.head_name)
         for dataset in datasets:

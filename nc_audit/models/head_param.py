@@ -1,5 +1,5 @@
 """A head that is a parameter, not an nn.Linear: ``--head W`` names a 2-D ``Parameter`` that the model
-uses through ``F.linear`` (a cosine head ``functional.linear(normalize(h), normalize(W))``, a tied unembedding, a
+uses through ``F.linear`` (a cosine head ``F.linear(normalize(h), normalize(W))``, a tied unembedding, a
 head without bias).
 
 How its input is found: while the model runs, a ``TorchFunctionMode`` watches the top-level torch calls;
@@ -116,8 +116,8 @@ class ParameterHead(nn.Module):
         rows = _unit_rows(self.applied.weight)
         features = _unit_rows(self.applied.features.reshape(-1, self.applied.features.shape[-1]))
         if rows and features:
-            return "cosine (features and head rows L2-normalised before functional.linear)"
-        return "head rows L2-normalised before functional.linear" if rows else "linear"
+            return "cosine (features and head rows L2-normalised before F.linear)"
+        return "head rows L2-normalised before F.linear" if rows else "linear"
 
 
 def _unit_rows(matrix: Tensor) -> bool:
@@ -147,7 +147,7 @@ class ParameterTap:
         if len(calls) != 1:
             raise InputError(
                 f"--head {self.head.name}: the forward pass applied the parameter {len(calls)} times through "
-                "functional.linear or matmul (directly, or after normalize/transpose/scaling), expected once; name a "
+                "F.linear or matmul (directly, or after normalize/transpose/scaling), expected once; name a "
                 "module whose input is the feature, or give your model a head module"
             )
         self.head.applied = calls[0]
@@ -179,7 +179,7 @@ def find_parameter(model: nn.Module, name: str) -> ParameterHead | None:
 
 def bare_matrices(model: nn.Module) -> list[tuple[str, Tensor]]:
     """2-D floating parameters that no standard layer owns (a module's own ``nn.Parameter``): each could
-    be a head applied with functional.linear, so a detected nn.Linear beside them is not certain."""
+    be a head applied with F.linear, so a detected nn.Linear beside them is not certain."""
     standard = (nn.Linear, nn.Embedding, nn.EmbeddingBag, nn.Bilinear, nn.LayerNorm, nn.MultiheadAttention)
     found = []
     for prefix, module in model.named_modules():
