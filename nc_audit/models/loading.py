@@ -215,8 +215,10 @@ def load_model(
     try:
         name, linear = find_head_module(model, put_back + wanted if wanted else None, num_classes)
     except InputError as error:
-        if head or not wanted:
+        if head:
             raise
+        if not wanted:  # a detected head that is not certain: name the checkpoint
+            raise InputError(f"{where}: {error}") from None
         # the head came from the file's record, not from a --head the user gave
         message = str(error).replace(
             f"--head {put_back + wanted}", f"the head {wanted!r} its record names", 1
