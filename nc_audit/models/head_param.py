@@ -102,6 +102,13 @@ class ParameterHead(nn.Module):
     def in_features(self) -> int:
         return int(self.parameter.shape[1])
 
+    def register_forward_pre_hook(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """No module runs as this head, so a hook on it would never fire: said at once, not silently."""
+        raise InputError(
+            f"head {self.name!r} is a parameter, followed through the forward pass (nc_audit.models.hooks."
+            "FeatureTap), not by a module hook; name the module that applies it"
+        )
+
     def forward(self, features: Tensor) -> Tensor:
         """Logits (N, C) from features (N, d), as the model applies the head."""
         return functional.linear(

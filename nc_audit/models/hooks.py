@@ -46,8 +46,10 @@ def _detected(model: nn.Module, num_classes: int | None) -> tuple[str, nn.Linear
     if isinstance(getattr(model, "head", None), nn.Linear):
         return "head", model.head
     bare = bare_matrices(model)
-    if num_classes is not None:
+    if num_classes is not None:  # a parameter with as many rows as there are classes may be the head
         bare = [(name, p) for name, p in bare if p.shape[0] == num_classes]
+    elif any(is_usual_head_name(name) for name, _ in linears):
+        bare = []  # a layer named like a head (fc, classifier, head, score) and no class count to doubt it
     if bare:
         raise InputError(
             f"{type(model).__name__}: the classifier head cannot be identified with certainty (a parameter "
@@ -73,8 +75,9 @@ def find_head_module(
     ``head_name`` names a module (a block such as RoBERTa's ``classifier`` stands for its last nn.Linear)
     or a 2-D parameter applied with F.linear (a :class:`ParameterHead`). Otherwise: attribute ``head``;
     then, among the nn.Linear modules, those with ``num_classes`` outputs (when known), those with a
-    usual head name (classifier, fc, head, score), and the last of them; a bare 2-D parameter that could
-    be the head makes that guess uncertain, and it is refused with the candidates.
+    usual head name (classifier, fc, head, score), and the last of them. A bare 2-D parameter that could
+    be the head (as many rows as classes; or, with no class count, when no layer has a usual head name)
+    makes that guess uncertain, and it is refused with the candidates.
     """
     choice = split_head(head_name)
     suffix = "" if choice.pool is None else f"{POOL_SEPARATOR}{choice.pool}"
