@@ -33,6 +33,7 @@ from nc_audit.core.version import __version__
 from nc_audit.experiments.evaluation import BATCH_SIZE, evaluate
 from nc_audit.io.data.datasets import ArrayDataset, check_two_classes, dataset_splits, load_dataset
 from nc_audit.metrics.information import nc_targets
+from nc_audit.models.forward_inputs import check_forward_inputs
 from nc_audit.models.hooks import call_model, find_head_module
 from nc_audit.models.input_fit import check_inputs_fit
 from nc_audit.models.loading import LoadedModel, load_model
@@ -207,7 +208,8 @@ def run_interpolation(
     dataset = load_dataset(data, split)
     net = loaded_a.model.to(target)
     _check_labels(dataset, data, find_head_module(net, loaded_a.head_name)[1].out_features)
-    check_inputs_fit(net, dataset.inputs, f"{data} [{dataset.split}]")  # before any forward pass
+    check_forward_inputs(net, dataset.inputs, f"{data} [{dataset.split}]")  # before any forward pass
+    check_inputs_fit(net, dataset.inputs, f"{data} [{dataset.split}]")
     check_two_classes(dataset.labels, f"{data} [{dataset.split}]")
     # the models' own state dicts: keyed as the model names them (a Hugging Face folder's stored names, or
     # a checkpoint's stripped prefixes, may differ)

@@ -9,13 +9,9 @@ from pathlib import Path
 
 from nc_audit.core.errors import InputError
 from nc_audit.io.checkpoints.container import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, check_checkpoint_file
+from nc_audit.io.checkpoints.run_files import is_side_file
 from nc_audit.io.dumps.reader import DUMP_SUFFIXES, check_head, resolve_split
-from nc_audit.measurement.run_folders import (
-    is_model_folder,
-    is_side_file,
-    lightning_checkpoints,
-    trainer_checkpoints,
-)
+from nc_audit.measurement.run_folders import is_model_folder, lightning_checkpoints, trainer_checkpoints
 
 CHECKPOINT_SUFFIXES = (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX)
 
@@ -30,11 +26,11 @@ def expand_folder(folder: Path) -> list[Path]:
     a Trainer run's ``checkpoint-N`` folders (and the final model saved beside them); a Lightning run's
     ``checkpoints/``; else its checkpoint files (a trainer's optimizer, scheduler, RNG and argument files
     left out, never opened), else its dumps."""
+    runs = trainer_checkpoints(folder)
+    if runs:  # the final model saved in the run folder itself comes after its checkpoints
+        return [*runs, folder] if is_model_folder(folder) else runs
     if is_model_folder(folder):
         return [folder]
-    runs = trainer_checkpoints(folder)
-    if runs:
-        return runs
     lightning = lightning_checkpoints(folder)
     if lightning:
         return sorted(lightning, key=natural_key)

@@ -10,8 +10,9 @@
   checkpoint files; failing those, of dumps.
 
 Rows are labelled by the most specific distinct name: the file or folder name when that tells them apart
-(``checkpoint-13``), else with as many parent folders as it takes (``run_a/final.pt``). Checkpoints with
-the same bytes (``epoch_005.pt`` and ``final.pt`` of one run) are measured once; the note says so.
+(``checkpoint-13``), else with as many parent folders as it takes (``run_a/final.pt``). A checkpoint
+with the same bytes as another, or the same weights at the same step (``epoch_005.pt`` and ``final.pt``
+of one run), is measured once; the note says so.
 No torch here: ``track`` checks the files before loading it.
 """
 
@@ -23,9 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nc_audit.core.errors import InputError
+from nc_audit.io.checkpoints.run_files import TRAINER_STATE
 from nc_audit.io.guards.files import load_json
 
-TRAINER_STATE = "trainer_state.json"
 #: Largest trainer_state.json read (its log_history grows with the run; real ones are kilobytes to MBs).
 MAX_TRAINER_STATE_BYTES = 32 * 2**20
 #: A save_pretrained folder's weights (as nc_audit.io.checkpoints.hf_folder.WEIGHT_NAMES, without torch).
@@ -34,10 +35,6 @@ MODEL_WEIGHTS = (
     "model.safetensors.index.json",
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
-)
-#: What a trainer keeps beside a checkpoint that is not the model: never opened (some are pickles).
-SIDE_FILE = re.compile(
-    r"^(optimizer|scheduler|scaler|rng_state(_\d+)?|training_args|trainer_state)\.(pt|pth|bin|json)$"
 )
 #: A Hugging Face Trainer checkpoint folder.
 TRAINER_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -51,11 +48,6 @@ def is_model_folder(folder: Path) -> bool:
         and (folder / "config.json").is_file()
         and any((folder / name).is_file() for name in MODEL_WEIGHTS)
     )
-
-
-def is_side_file(path: Path) -> bool:
-    """A trainer's optimizer/scheduler/RNG/arguments file, which is not a model."""
-    return SIDE_FILE.match(path.name) is not None
 
 
 def trainer_checkpoints(folder: Path) -> list[Path]:

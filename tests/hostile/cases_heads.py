@@ -204,6 +204,27 @@ def case_heads_trainer_pickles(root: Path) -> Case:
     )  # fmt: skip
 
 
+@case
+def case_heads_trainer_pickle_named(root: Path) -> Case:
+    folder = root / "checkpoint-2"
+    folder.mkdir()
+    for side in ("rng_state.pth", "optimizer.pt", "scheduler.pt", "training_args.bin"):
+        (folder / side).write_bytes(pickle.dumps(_Payload()))
+    (folder / "trainer_state.json").write_text('{"global_step": 2}')
+    return Case(
+        "heads_trainer_pickle_named", 2,
+        "a Trainer checkpoint folder's planted pickles given by name to measure, extract and track: each refused "
+        "by name as a trainer's state, before any byte is read; nothing unpickled",
+        [["measure", str(folder / "rng_state.pth"), "--data", "digits", "--no-progress"],
+         ["extract", str(folder / "training_args.bin"), "--data", "digits", "--out", str(root / "o.h5"),
+          "--no-progress"],
+         ["track", str(folder / "optimizer.pt"), str(folder / "scheduler.pt"), "--data", "digits", "--no-progress"]],
+        "error", culprits=["rng_state.pth", "training_args.bin", "optimizer.pt"],
+        fragments=["state beside trainer_state.json, not a model"], outputs=["o.h5"],
+        extra={"no_marker": [MARKER]},
+    )  # fmt: skip
+
+
 for _name in ("heads_wrong_input_keys", "heads_wrong_modality", "heads_decoder_without_pad_token"):
     SLOW_CASES[_name] = "builds a GPT-2 folder with transformers (about 8 s)"
 SLOW_CASES["heads_labels_beyond_head"] = "loads torch for two measure runs (about 5 s)"
