@@ -79,7 +79,8 @@ def lightning_checkpoints(folder: Path) -> list[Path]:
 
 def trainer_step(path: Path) -> int | None:
     """``global_step`` from the trainer_state.json of a checkpoint folder (or of a weights file's folder);
-    None without one. The file is bounded JSON (size, depth, digits); a malformed one is an InputError."""
+    None without one (or without ``global_step``). The file is bounded JSON (size, depth, digits); a
+    malformed one, or a ``global_step`` that is not a whole number >= 0, is an InputError."""
     folder = path if path.is_dir() else path.parent
     if not path.is_dir() and path.name not in MODEL_WEIGHTS:
         return None
@@ -87,7 +88,9 @@ def trainer_step(path: Path) -> int | None:
     if not state_path.is_file():
         return None
     state = load_json(state_path, "trainer state", MAX_TRAINER_STATE_BYTES)
-    step = state.get("global_step") if isinstance(state, dict) else None
+    if not isinstance(state, dict) or "global_step" not in state:
+        return None  # no step recorded: the folder's name states it (checkpoint-N)
+    step = state["global_step"]
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise InputError(
             f"{state_path}: global_step is {str(step)[:40]!r}, not a step count (a whole number >= 0)"

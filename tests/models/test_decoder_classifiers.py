@@ -6,6 +6,7 @@ Features are that token's hidden state: checked against the model's own hidden s
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -68,9 +69,9 @@ def invoke(*args: str | Path) -> Result:
 
 @pytest.mark.parametrize(("build", "left"), [(gpt2, False), (llama, False), (llama, True)])
 def test_features_are_the_last_non_pad_token_and_the_head_gives_the_models_logits(
-    build: object, left: bool, tmp_path: Path
+    build: Callable[[Path], Path], left: bool, tmp_path: Path
 ) -> None:
-    folder = build(tmp_path / "model")  # type: ignore[operator]
+    folder = build(tmp_path / "model")
     data = padded_text(tmp_path / "text.npz", left=left)
     dump = extract(folder, str(data), tmp_path / "dump.h5")
     model = transformers.AutoModelForSequenceClassification.from_pretrained(

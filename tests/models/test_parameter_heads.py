@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import h5py
 import numpy as np
@@ -18,6 +19,7 @@ from typer.testing import CliRunner, Result
 
 from nc_audit.cli import app
 from nc_audit.core.errors import InputError
+from nc_audit.models.head_param import ParameterHead
 from nc_audit.models.hooks import find_head_module, forward_with_features
 
 ZOO = '''
@@ -59,7 +61,7 @@ class Net(nn.Module):
 
 
 @pytest.fixture
-def zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
+def zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     (tmp_path / "head_zoo.py").write_text(ZOO)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -92,10 +94,10 @@ def saved(model: torch.nn.Module, path: Path) -> Path:
 
 
 def test_a_bare_parameter_beside_the_linears_makes_detection_refuse_with_the_candidates(
-    zoo: object, tmp_path: Path
+    zoo: ModuleType, tmp_path: Path
 ) -> None:
     torch.manual_seed(0)
-    checkpoint = saved(zoo.Cosine(), tmp_path / "cos.pt")  # type: ignore[attr-defined]
+    checkpoint = saved(zoo.Cosine(), tmp_path / "cos.pt")
     for extra in ((), ("--model-arg", "num_classes=4")):
         result = invoke(
             "measure", checkpoint, "--model", "head_zoo:Cosine", *extra, "--data", vectors(tmp_path / "v.npz")
@@ -107,14 +109,14 @@ def test_a_bare_parameter_beside_the_linears_makes_detection_refuse_with_the_can
     with pytest.raises(
         InputError, match=r"--head V: no such module or parameter;.* W \(4, 8\) \(parameter\)"
     ):
-        find_head_module(zoo.Cosine(), "V")  # type: ignore[attr-defined]
+        find_head_module(zoo.Cosine(), "V")
 
 
 def test_a_cosine_head_named_by_its_parameter_is_measured_as_the_model_applies_it(
-    zoo: object, tmp_path: Path
+    zoo: ModuleType, tmp_path: Path
 ) -> None:
     torch.manual_seed(0)
-    model = zoo.Cosine().eval()  # type: ignore[attr-defined]
+    model = zoo.Cosine().eval()
     checkpoint, data = saved(model, tmp_path / "cos.pt"), vectors(tmp_path / "v.npz")
     out = tmp_path / "cos.h5"
     assert (
@@ -151,28 +153,29 @@ def test_a_cosine_head_named_by_its_parameter_is_measured_as_the_model_applies_i
     assert report["metrics"]["nc2_equinorm_head"] == pytest.approx(0.0, abs=1e-6)
 
 
-def test_a_head_applied_as_a_matrix_product_is_followed_through_the_transpose(zoo: object) -> None:
+def test_a_head_applied_as_a_matrix_product_is_followed_through_the_transpose(zoo: ModuleType) -> None:
     torch.manual_seed(1)
-    model = zoo.Product().eval()  # type: ignore[attr-defined]
+    model = zoo.Product().eval()
     x = torch.randn(6, 10)
     with torch.no_grad():
         logits, features = forward_with_features(model, x, "W")
         torch.testing.assert_close(features, model.body(x))
         torch.testing.assert_close(logits, features @ model.W.t())
     head = find_head_module(model, "W")[1]
-    assert head.normalisation() == "linear" and head.out_features == 4 and head.in_features == 8  # type: ignore[operator]
+    assert isinstance(head, ParameterHead)
+    assert head.normalisation() == "linear" and head.out_features == 4 and head.in_features == 8
 
 
-def test_a_parameter_applied_twice_is_refused(zoo: object) -> None:
+def test_a_parameter_applied_twice_is_refused(zoo: ModuleType) -> None:
     with pytest.raises(InputError, match="applied the parameter 2 times"):
-        forward_with_features(zoo.Twice(), torch.randn(3, 10), "W")  # type: ignore[attr-defined]
+        forward_with_features(zoo.Twice(), torch.randn(3, 10), "W")
 
 
 def test_labels_beyond_the_head_name_the_cause_and_the_class_count_names_its_layer(
-    zoo: object, tmp_path: Path
+    zoo: ModuleType, tmp_path: Path
 ) -> None:
     torch.manual_seed(0)
-    checkpoint = saved(zoo.Net(10), tmp_path / "net.pt")  # type: ignore[attr-defined]
+    checkpoint = saved(zoo.Net(10), tmp_path / "net.pt")
     eleven = vectors(tmp_path / "eleven.npz", classes=11, n=55)
     result = invoke("measure", checkpoint, "--model", "head_zoo:Net", "--data", eleven)
     assert result.exit_code == 2, result.output
