@@ -59,7 +59,8 @@ def extract_command(
         str | None,
         Opt(
             metavar="NAME",
-            help="Name of the head module (an nn.Linear). [default: the architecture's head, else the last nn.Linear]",
+            help="Name of the head: an nn.Linear module, or a 2-D parameter the model applies with F.linear. "
+            "[default: the architecture's head, else detected; refused when not certain]",
         ),
     ] = None,
     pool: PoolOpt = None,
