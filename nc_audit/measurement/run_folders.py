@@ -130,9 +130,10 @@ def drop_duplicates(
     features_of: Callable[[Path], Path | None] | None = None,
 ) -> tuple[list[tuple[Path, int | None]], dict[Path, str]]:
     """``ordered`` without the later copies of one checkpoint, and a note per kept path that had copies.
-    A copy has the same bytes (SHA-256 of the file, or of a save_pretrained folder), or, among
-    checkpoints that record the same step, the same tensors (``epoch_005.pt`` and ``final.pt`` of one
-    run): ``final.pt holds the same weights as epoch_005.pt (sha256 1a2b3c4d5e6f…): shown once``.
+    A copy has the same bytes (SHA-256 of the file, or of a save_pretrained folder), or the same tensors
+    as a checkpoint at the same step, or as any other when it records no step while others do (a
+    Trainer run's final model; ``final.pt``): ``final.pt holds the same weights as epoch_005.pt (sha256
+    1a2b3c4d5e6f…): shown once``. A run where no checkpoint records a step is compared by bytes only.
     ``features_of`` gives the dump each checkpoint is measured on (one beside it, without --data): two
     checkpoints measured on different dumps are two rows, whatever their weights."""
     from nc_audit.io.checkpoints.load import source_sha256
@@ -140,24 +141,38 @@ def drop_duplicates(
 
     kept: dict[str, Path] = {}
     copies: dict[Path, list[Path]] = {}
-    by_step: dict[int, list[Path]] = {}
+    by_step: dict[int | None, list[Path]] = {}
     digests: dict[Path, str] = {}
+    weights: dict[Path, str] = {}
+    some_step = any(step is not None for _, step in ordered)
+
+    def same_weights(a: Path, b: Path) -> bool:
+        for path in (a, b):
+            if path not in weights:
+                weights[path] = _weights_sha256(path)
+        return weights[a] == weights[b]
+
     for path, step in ordered:
         features = features_of(path) if features_of is not None else None
         if features is not None:
             kept[source_sha256(features) + source_sha256(path)] = path  # measured on its own dump
             continue
         sha = source_sha256(path)
-        if sha not in kept and step is not None and path.suffix.lower() not in DUMP_SUFFIXES:
-            for earlier in by_step.get(step, []):
-                if _weights_sha256(earlier) == _weights_sha256(path):
+        if sha not in kept and path.suffix.lower() not in DUMP_SUFFIXES and some_step:
+            # the same step, or a checkpoint that records none (final.pt) beside ones that do
+            if step is None:
+                candidates = [p for paths in by_step.values() for p in paths]
+            else:
+                candidates = [*by_step.get(step, []), *by_step.get(None, [])]
+            for earlier in candidates:
+                if same_weights(earlier, path):
                     sha = digests[earlier]
                     break
         if sha in kept:
             copies.setdefault(kept[sha], []).append(path)
             continue
         kept[sha], digests[path] = path, sha
-        if step is not None:
+        if path.suffix.lower() not in DUMP_SUFFIXES:
             by_step.setdefault(step, []).append(path)
     notes = {}
     for first, others in copies.items():
