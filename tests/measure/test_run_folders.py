@@ -106,13 +106,17 @@ def test_a_transformers_trainer_run_is_tracked_by_its_checkpoint_folders(tmp_pat
     trainer = transformers.Trainer(model=transformers.BertForSequenceClassification(config), args=args,
                                    train_dataset=rows_)  # fmt: skip
     trainer.train()
+    trainer.save_model()  # the final model in the run folder itself: the weights of checkpoint-4
     out, marker = tmp_path / "out", tmp_path / "marker"
     assert (out / "checkpoint-2" / "rng_state.pth").is_file()  # what the Trainer writes beside the model
     for folder in (out / "checkpoint-2", out / "checkpoint-4"):
         plant(folder, marker)
     data = tmp_path / "text.npz"
-    assert [r[:2] for r in rows(invoke("track", out, "--data", data, "--format", "json"))] == [
-        ("checkpoint-2", 2), ("checkpoint-4", 4)]  # fmt: skip
+    whole = rows(invoke("track", out, "--data", data, "--format", "json"))
+    assert [r[:2] for r in whole] == [("checkpoint-2", 2), ("checkpoint-4", 4)]
+    assert whole[1][2] == [
+        next(n for n in whole[1][2] if n.startswith("out holds the same weights as checkpoint-4"))
+    ]
     listed = rows(
         invoke("track", out / "checkpoint-4", out / "checkpoint-2", "--data", data, "--format", "json")
     )
