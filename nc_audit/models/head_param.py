@@ -140,6 +140,7 @@ class ParameterTap:
         self._mode: _Follow | None = None
 
     def __enter__(self) -> ParameterTap:
+        self.head.applied = None  # never a previous forward's call
         self._mode = _Follow(self.head.parameter)
         self._mode.__enter__()
         return self

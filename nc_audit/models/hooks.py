@@ -160,8 +160,10 @@ class FeatureTap:
             handle.remove()
         self._handles = []
         if self._parameter is not None:
-            self._parameter.__exit__()
-            self._parameter = None
+            tap, self._parameter = self._parameter, None
+            tap.__exit__()
+            if exc_info[0] is None:
+                tap.call()  # the one application of the parameter in this forward (InputError otherwise)
 
     def _only(self, captured: list[Tensor], what: str) -> Tensor:
         if len(captured) != 1:
@@ -176,8 +178,8 @@ class FeatureTap:
         for a head that reads every token (pooled by :func:`forward_with_features`)."""
         if isinstance(self.head, ParameterHead):
             call = self.head.applied
-            if call is None:
-                raise InputError(f"--head {self.head_name}: the forward pass never applied the parameter")
+            if call is None or self._parameter is not None:
+                raise InputError(f"--head {self.head_name}: read the features after the forward pass's block")
             return call.features
         return self._only(self._captured, "its input")
 
@@ -219,8 +221,6 @@ def forward_with_features(
     every token (N, T, d) is pooled as the model pools it, or by its ``@POOL`` rule (models/pooling.py)."""
     with FeatureTap(model, head_name) as tap:
         logits = logits_of(call_model(model, inputs))  # (N, C)
-        if isinstance(tap.head, ParameterHead) and tap._parameter is not None:
-            tap._parameter.call()
     features = tap.features  # (N, d) or (N, T, d)
     if features.dim() == 3 and (logits.dim() == 2 or tap.pool is not None):
         scores = tap.scores if tap.scores is not None else tap.head(features)
