@@ -21,6 +21,7 @@ from nc_audit.cli.options import (
     TextColumnOpt,
     required_data,
 )
+from nc_audit.cli.pool import PoolOpt, head_with_pool
 from nc_audit.core.errors import InputError
 
 Opt = typer.Option
@@ -56,6 +57,7 @@ def extract_command(
     model: ModelOpt = None,
     model_arg: ModelArgOpt = None,
     head: HeadOpt = None,
+    pool: PoolOpt = None,
     batch_size: Annotated[int, Opt(min=1, metavar="N", help="Samples per forward pass.")] = 512,
     device: DeviceOpt = None,
     quiet: QuietOpt = False,
@@ -105,7 +107,7 @@ def extract_command(
             f"{data}: a corpus; extract a causal language model folder's features with --task next-token"
         )
     splits = [name.strip() for name in split.split(",") if name.strip()] if split else None
-    spec = ModelSpec.from_options(model, model_arg, head, project_device(device))
+    spec = ModelSpec.from_options(model, model_arg, head_with_pool(head, pool), project_device(device))
     with make_tracker(quiet) as tracker, external_data_allowed(allow_external_data):
         path = extract(
             checkpoint, data, out, splits=splits, model=spec, batch_size=batch_size, tracker=tracker

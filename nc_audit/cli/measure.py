@@ -45,6 +45,7 @@ from nc_audit.cli.options import (
     TextColumnOpt,
     ToleranceOpt,
 )
+from nc_audit.cli.pool import PoolOpt, head_with_pool
 
 Opt = typer.Option
 
@@ -75,6 +76,7 @@ def measure_command(
     split: SplitOpt = None,
     means_split: MeansSplitOpt = None,
     head: HeadOpt = None,
+    pool: PoolOpt = None,
     output_format: FormatOpt = None,
     json_path: JsonOpt = None,
     markdown_path: MarkdownOpt = None,
@@ -143,7 +145,7 @@ def measure_command(
             data=data,
             split=split,
             means_split=means_split,
-            head=head,
+            head=head_with_pool(head, pool),
             model=model,
             model_args=tuple(model_arg or ()),
             cache_dir=cache_dir or settings.cache_dir,

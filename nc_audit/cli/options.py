@@ -114,7 +114,8 @@ HeadOpt = Annotated[
     str | None,
     Opt(
         metavar="NAME",
-        help="State-dict name of the classifier head (NAME.weight / NAME.bias). [default: detected]",
+        help="State-dict name of the classifier head: a module (NAME.weight / NAME.bias) or a 2-D parameter the "
+        "model applies with F.linear (NAME: a cosine head). [default: detected; refused when not certain]",
     ),
 ]
 

@@ -40,6 +40,7 @@ from nc_audit.cli.options import (
     SplitOpt,
     ToleranceOpt,
 )
+from nc_audit.cli.pool import PoolOpt, head_with_pool
 from nc_audit.core.errors import InputError
 
 Opt = typer.Option
@@ -59,6 +60,7 @@ def track_command(
     split: SplitOpt = None,
     means_split: MeansSplitOpt = None,
     head: HeadOpt = None,
+    pool: PoolOpt = None,
     model: ModelOpt = None,
     model_arg: ModelArgOpt = None,
     cache_dir: CacheDirOpt = None,
@@ -135,7 +137,7 @@ def track_command(
                 data=data,
                 split=split,
                 means_split=means_split,
-                head=head,
+                head=head_with_pool(head, pool),
                 model=model,
                 model_args=tuple(model_arg or ()),
                 cache_dir=cache_dir or settings.cache_dir,

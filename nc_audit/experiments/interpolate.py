@@ -32,6 +32,7 @@ from nc_audit.core.version import __version__
 from nc_audit.experiments.evaluation import BATCH_SIZE, evaluate
 from nc_audit.io.data.datasets import ArrayDataset, check_two_classes, dataset_splits, load_dataset
 from nc_audit.metrics.information import nc_targets
+from nc_audit.models.forward_inputs import check_forward_inputs
 from nc_audit.models.hooks import call_model, find_head_module
 from nc_audit.models.input_fit import check_inputs_fit
 from nc_audit.models.loading import LoadedModel
@@ -83,9 +84,11 @@ def _normalised(record: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def check_same_architecture(a: LoadedModel, b: LoadedModel) -> list[str]:
     """InputError naming both files unless A and B are one architecture with the same tensors; returns
-    notes naming the integer buffers that differ (taken from A)."""
+    notes naming the integer buffers that differ (taken from A). What is compared is what will be built
+    (``LoadedModel.architecture``: the --model factory when one is given, for both ends), then the
+    checkpoints' tensors."""
     where = f"{a.checkpoint.path} and {b.checkpoint.path}"
-    arch_a, arch_b = _normalised(a.checkpoint.architecture), _normalised(b.checkpoint.architecture)
+    arch_a, arch_b = _normalised(a.architecture), _normalised(b.architecture)
     if arch_a != arch_b:
         raise InputError(
             f"{where} hold different architectures ({_describe(arch_a)} vs {_describe(arch_b)}); "
@@ -202,7 +205,8 @@ def run_interpolation(
     dataset = load_dataset(data, split)
     net = loaded_a.model.to(target)
     _check_labels(dataset, data, find_head_module(net, loaded_a.head_name)[1].out_features)
-    check_inputs_fit(net, dataset.inputs, f"{data} [{dataset.split}]")  # before any forward pass
+    check_forward_inputs(net, dataset.inputs, f"{data} [{dataset.split}]")  # before any forward pass
+    check_inputs_fit(net, dataset.inputs, f"{data} [{dataset.split}]")
     check_two_classes(dataset.labels, f"{data} [{dataset.split}]")
     # the models' own state dicts: keyed as the model names them (a Hugging Face folder's stored names, or
     # a checkpoint's stripped prefixes, may differ)

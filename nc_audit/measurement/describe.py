@@ -25,6 +25,7 @@ def conventions(head: Head, means_split: SplitInfo, decisions_split: SplitInfo) 
         "precision": "float64",
         "means_split": means_split.split or "all",
         "decisions_split": decisions_split.split or "all",
+        **({"head_applied": head.applied} if head.applied else {}),
     }
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from nc_audit.core.errors import InputError
 from nc_audit.io.checkpoints.container import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, check_checkpoint_file
+from nc_audit.io.checkpoints.run_files import is_side_file
 from nc_audit.io.dumps.reader import DUMP_SUFFIXES, check_head, resolve_split
+from nc_audit.measurement.run_folders import is_model_folder, lightning_checkpoints, trainer_checkpoints
 
 CHECKPOINT_SUFFIXES = (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX)
 
@@ -19,20 +21,38 @@ def natural_key(path: Path) -> list[object]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
+def expand_folder(folder: Path) -> list[Path]:
+    """A folder's checkpoints (measurement/run_folders.py): itself when it is a save_pretrained folder;
+    a Trainer run's ``checkpoint-N`` folders (and the final model saved beside them); a Lightning run's
+    ``checkpoints/``; else its checkpoint files (a trainer's optimizer, scheduler, RNG and argument files
+    left out, never opened), else its dumps."""
+    runs = trainer_checkpoints(folder)
+    if runs:  # the final model saved in the run folder itself comes after its checkpoints
+        return [*runs, folder] if is_model_folder(folder) else runs
+    if is_model_folder(folder):
+        return [folder]
+    lightning = lightning_checkpoints(folder)
+    if lightning:
+        return sorted(lightning, key=natural_key)
+    files = sorted(folder.iterdir(), key=natural_key)
+    checkpoints = [p for p in files if p.suffix.lower() in CHECKPOINT_SUFFIXES and not is_side_file(p)]
+    dumps = [p for p in files if p.suffix.lower() in DUMP_SUFFIXES]
+    chosen = checkpoints or dumps
+    if not chosen:
+        raise InputError(
+            f"{folder}: the folder holds no checkpoints (.pt/.pth/.bin/.ckpt/.safetensors, a save_pretrained "
+            "folder, a Trainer run's checkpoint-N folders, a Lightning run's checkpoints/) or dumps (.h5)"
+        )
+    return chosen
+
+
 def discover(inputs: list[Path]) -> list[Path]:
-    """Expand folders into their checkpoints (or, failing those, their dumps); keep files as given (a
-    FIFO or device among them is refused when it is checked, not taken for a missing file)."""
+    """Expand folders into their checkpoints (:func:`expand_folder`); keep files as given (a FIFO or
+    device among them is refused when it is checked, not taken for a missing file)."""
     found: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            checkpoints = [p for p in item.iterdir() if p.suffix.lower() in CHECKPOINT_SUFFIXES]
-            dumps = [p for p in item.iterdir() if p.suffix.lower() in DUMP_SUFFIXES]
-            chosen = checkpoints or dumps
-            if not chosen:
-                raise InputError(
-                    f"{item}: the folder holds no checkpoints (.pt/.pth/.bin/.safetensors) or dumps (.h5)"
-                )
-            found.extend(sorted(chosen, key=natural_key))
+            found.extend(expand_folder(item))
         elif os.path.lexists(item) and item.exists():
             found.append(item)
         else:

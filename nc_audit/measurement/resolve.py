@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from nc_audit.core.errors import InputError
+from nc_audit.io.checkpoints.heads import applied_head
 from nc_audit.io.checkpoints.load import Checkpoint, Head, file_sha256, find_head, load_checkpoint
 from nc_audit.io.data.datasets import holds_features
 from nc_audit.io.dumps.reader import DUMP_SUFFIXES, SplitInfo, open_dump, read_attrs, read_head, resolve_split
@@ -108,6 +109,8 @@ def _checkpoint_head(
         stored = read_head(dump)
         if stored is not None and (head is None or stored.name == head):
             return stored
+    if (applied := applied_head(checkpoint, read_head(dump), attrs)) is not None:
+        return applied  # a parameter head as the model applied it (cosine: rows normalised)
     classes = checkpoint.num_classes or label_classes(decisions)
     return find_head(checkpoint, feature_dim=decisions.feature_dim, head_name=head, num_classes=classes)
 

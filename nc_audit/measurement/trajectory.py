@@ -27,7 +27,8 @@ from nc_audit.measurement.compute import batched_class_level
 from nc_audit.measurement.discover import CHECKPOINT_SUFFIXES, discover, features_beside, natural_key
 from nc_audit.measurement.options import MeasureOptions
 from nc_audit.measurement.resolve import DUMP_SUFFIXES
-from nc_audit.report.model import Trajectory
+from nc_audit.measurement.run_folders import distinct_labels, drop_duplicates, trainer_step
+from nc_audit.report.model import Report, Trajectory
 
 #: A step in a file name: epoch_4, step-100, iter3, ckpt_7, checkpoint-1500, global_step=20 (Lightning's
 #: "epoch=3-step=400" gives 400: a step beats an epoch); or a name that is a number alone ("1000.pt").
@@ -52,8 +53,11 @@ def order_by_step(paths: list[Path]) -> list[tuple[Path, int | None]]:
     the one the file records, else the one its name states (``epoch_4.pt`` → 4)."""
     stepped = []
     for path in paths:
-        step = read_step(path) if path.suffix.lower() in CHECKPOINT_SUFFIXES else _dump_step(path)
-        stepped.append((path, step if step is not None else step_from_name(path)))
+        step = trainer_step(path)  # a Trainer checkpoint folder's trainer_state.json
+        if step is None and not path.is_dir():
+            step = read_step(path) if path.suffix.lower() in CHECKPOINT_SUFFIXES else _dump_step(path)
+        named = step_from_name(path) if step_from_name(path) is not None else step_from_name(path.parent)
+        stepped.append((path, step if step is not None else named))
     if all(step is not None for _, step in stepped):
         return sorted(stepped, key=lambda item: (item[1], natural_key(item[0])))
     return sorted(stepped, key=lambda item: natural_key(item[0]))
@@ -84,6 +88,9 @@ def measure_trajectory(
     baseline = load_baseline(options.baseline) if options.baseline is not None else None
     tracker = tracker or SilentTracker()
     ordered = order_by_step(discover(inputs))
+    labels = distinct_labels([path for path, _ in ordered])
+    beside = None if options.data is not None else features_beside
+    ordered, duplicate_notes = drop_duplicates(ordered, labels, beside)
     collected: list[Collected] = []
     with tracker.stage("track", len(ordered), unit="checkpoints") as advance:
         for path, _ in ordered:
@@ -102,11 +109,12 @@ def measure_trajectory(
         options.class_route,
         options.class_budget_bytes,
     )
-    reports = tuple(
-        build_report(item, values, (routes, info)).changed(step=step, label=path.name)
-        for (path, step), item, values, info in zip(ordered, collected, metrics, information, strict=True)
-    )
-    return apply_gate(Trajectory(reports), rules, baseline, options.tolerance, gate)
+    reports: list[Report] = []
+    for (path, step), item, values, info in zip(ordered, collected, metrics, information, strict=True):
+        report = build_report(item, values, (routes, info))
+        notes = (*report.notes, duplicate_notes[path]) if path in duplicate_notes else report.notes
+        reports.append(report.changed(step=step, label=labels[path], notes=notes))
+    return apply_gate(Trajectory(tuple(reports)), rules, baseline, options.tolerance, gate)
 
 
 def _check_compatible(collected: list[Collected], paths: list[Path]) -> None:

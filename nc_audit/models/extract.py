@@ -14,6 +14,7 @@ import torch
 from nc_audit.core.errors import InputError, did_you_mean
 from nc_audit.core.inputs import describe, to_device
 from nc_audit.core.progress import SilentTracker, Tracker
+from nc_audit.io.checkpoints.heads import APPLIED_ATTR
 from nc_audit.io.data.datasets import (
     ArrayDataset,
     dataset_splits,
@@ -22,9 +23,10 @@ from nc_audit.io.data.datasets import (
     load_dataset,
 )
 from nc_audit.io.dumps.writer import write_dump
+from nc_audit.models.head_param import ParameterHead
 from nc_audit.models.hooks import find_head_module, forward_with_features
-from nc_audit.models.input_fit import check_inputs_fit
 from nc_audit.models.loading import LoadedModel
+from nc_audit.models.preflight import check_before_forward
 from nc_audit.models.spec import NO_MODEL, ModelSpec
 
 #: The dump a ``finetune --features`` run writes with the adapted features (see nc_audit.train.loop).
@@ -82,13 +84,14 @@ def extract(
     head_module = find_head_module(net, loaded.head_name)[1]
     for dataset in datasets:
         check_adapter_inputs(loaded, dataset, data)
-        check_inputs_fit(net, dataset.inputs, f"{data} [{dataset.split}]")  # before any forward pass
+        where = f"{data} [{dataset.split}]"
         top = int(dataset.labels.max()) if len(dataset) else -1
         if top >= head_module.out_features:
             raise InputError(
-                f"{data} [{dataset.split}]: labels go up to {top} but the model's head has "
+                f"{where}: labels go up to {top} but the model's head '{loaded.head_name}' has "
                 f"{head_module.out_features} classes"
             )
+        check_before_forward(net, dataset.inputs, loaded.head_name, where, device)  # a 2-row probe
     attrs = {
         "checkpoint_sha256": loaded.checkpoint.sha256,
         "checkpoint_path": str(loaded.checkpoint.path),
@@ -98,6 +101,8 @@ def extract(
     }
     if loaded.checkpoint.step is not None:
         attrs["step"] = str(loaded.checkpoint.step)
+    if isinstance(head_module, ParameterHead):  # how the model applies it (the probe above saw it)
+        attrs[APPLIED_ATTR] = head_module.normalisation()
     with write_dump(out, attrs) as writer, torch.inference_mode():
         writer.head(head_module.weight, head_module.bias, loaded.head_name)
         for dataset in datasets:

@@ -73,6 +73,8 @@ def check_inputs_fit(model: nn.Module, inputs: Inputs, where: str) -> None:
         return
     name, layer = found
     width = inputs.shape[-1] if inputs.dim() == 2 else math.prod(inputs.shape[1:])
+    if layer.in_features in (width, inputs.shape[-1]):  # flattened, or applied to every token (N, T, d)
+        return
     if width != layer.in_features:
         raise InputError(
             f"{where}: inputs {tuple(inputs.shape)} have width {width} but the model's first layer "

@@ -49,14 +49,19 @@ class LoadedModel:
         return None if self.architecture is None else self.architecture.get("name")
 
 
-def _checkpoint_classes(checkpoint: Checkpoint, head: str | None, num_classes: int | None) -> int | None:
-    """The checkpoint's number of classes: declared, else the rows of its (named or detected) head."""
+def _checkpoint_classes(
+    checkpoint: Checkpoint, head: str | None, num_classes: int | None
+) -> tuple[int | None, str]:
+    """The checkpoint's number of classes: declared, else the rows of its (named or detected) head; and
+    where it came from (``head fc.weight (10, 24)``), for the note that says so."""
     if checkpoint.num_classes is not None:
-        return checkpoint.num_classes
+        return checkpoint.num_classes, "its declared num_classes"
     try:
-        return find_head(checkpoint, head_name=head, num_classes=num_classes).num_classes
+        found = find_head(checkpoint, head_name=head, num_classes=num_classes)
     except InputError:
-        return None
+        return None, ""
+    key = found.name if found.name in checkpoint.state_dict else f"{found.name}.weight"
+    return found.num_classes, f"head {key} {tuple(found.weight.shape)}"
 
 
 def fit_state(model: nn.Module, checkpoint: Checkpoint) -> tuple[dict[str, Tensor], str, list[str]]:
@@ -183,9 +188,10 @@ def load_model(
         recorded, recorded_notes = (None, []) if model_args else _recorded_args(checkpoint, model_spec)
         factory = load_factory(model_spec, model_args if model_args else recorded)
         notes += recorded_notes
-        classes = _checkpoint_classes(checkpoint, head, num_classes)
+        classes, source = _checkpoint_classes(checkpoint, head, num_classes)
         model = factory(classes)
-        notes += factory.notes
+        said = "taken from the checkpoint's head"
+        notes += [note.replace(said, f"taken from the checkpoint's {source}", 1) for note in factory.notes]
     elif checkpoint.architecture is not None:
         model, record_notes = _build_record(checkpoint, where)  # probed on the meta device first
         notes += record_notes
@@ -209,8 +215,10 @@ def load_model(
     try:
         name, linear = find_head_module(model, put_back + wanted if wanted else None, num_classes)
     except InputError as error:
-        if head or not wanted:
+        if head:
             raise
+        if not wanted:  # a detected head that is not certain: name the checkpoint
+            raise InputError(f"{where}: {error}") from None
         # the head came from the file's record, not from a --head the user gave
         message = str(error).replace(
             f"--head {put_back + wanted}", f"the head {wanted!r} its record names", 1

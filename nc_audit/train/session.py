@@ -10,6 +10,7 @@ import torch
 
 from nc_audit.core.errors import InputError
 from nc_audit.distributed import DistributedContext
+from nc_audit.models.forward_inputs import check_forward_inputs
 from nc_audit.models.input_fit import check_inputs_fit
 from nc_audit.models.registry import load_weights
 from nc_audit.train.anchors import head_anchors, load_anchors
@@ -129,6 +130,7 @@ def open_run(config: FinetuneConfig, ctx: DistributedContext) -> Run:
     data = _load_data(config, int(start.head.weight.shape[0]))
     for split, part in (("train", data.train), ("test", data.test)):  # before any forward pass
         if config.data is not None and isinstance(part, MemorySplit):
+            check_forward_inputs(start.model, part.inputs, f"{config.data} [{split}]")
             check_inputs_fit(start.model, part.inputs, f"{config.data} [{split}]")
     parts = _training_parts(config, ctx, start)
     order = torch.Generator().manual_seed(derived_seed(config.seed, "order"))

@@ -195,10 +195,13 @@ def test_find_head_module_by_name_by_attribute_by_usual_name_and_by_position() -
     assert find_head_module(plain, num_classes=3) == ("out", plain.out)  # C outputs first
     assert find_head_module(_model("mlp"))[0] == "head"
     with pytest.raises(
-        InputError, match=re.escape("no such module; nn.Linear modules: features.0, fc, aux.0")
+        InputError,
+        match=re.escape(
+            "no such module or parameter; candidates: features.0 (6, 4), fc (3, 6), aux.0 (2, 3)"
+        ),
     ):
         find_head_module(model, "classifier")
-    with pytest.raises(InputError, match=re.escape("no such module; did you mean 'fc'?")):
+    with pytest.raises(InputError, match=re.escape("no such module or parameter; did you mean 'fc'?")):
         find_head_module(model, "fcc")
     with pytest.raises(InputError, match=re.escape("not nn.Linear")):
         find_head_module(model, "features")

@@ -22,6 +22,7 @@ import zipfile
 from pathlib import Path
 
 from nc_audit.core.errors import InputError, first_line
+from nc_audit.io.checkpoints.run_files import check_not_side_file
 from nc_audit.io.guards.files import human_bytes, regular_file
 
 #: Suffixes read with torch.load (the safetensors suffix is read by safetensors).
@@ -39,6 +40,7 @@ def check_checkpoint_file(path: str | os.PathLike[str]) -> os.stat_result:
     path = Path(path)
     if path.is_dir():  # a Hugging Face save_pretrained folder: its files are checked as they are read
         return os.stat(path)
+    check_not_side_file(path)  # a Trainer's optimizer.pt / rng_state.pth / training_args.bin: never read
     info = regular_file(path, "checkpoint", missing=f"{path}: no such checkpoint file")
     if path.suffix.lower() in TORCH_SUFFIXES:
         _check_torch_container(path, info.st_size)

@@ -26,6 +26,13 @@ if TYPE_CHECKING:
 
 #: Module names that usually hold a classifier's head (the last component of the dotted name).
 USUAL_HEAD_NAMES = ("classifier", "fc", "head", "score")
+#: Joins a head's name and the rule that pools its per-token input (``score@last``; models/pooling.py).
+POOL_SEPARATOR = "@"
+
+
+def head_module_name(spec: str) -> str:
+    """The module or parameter name of a ``--head`` value, without its pooling rule (``score@last`` → ``score``)."""
+    return spec.rsplit(POOL_SEPARATOR, 1)[0]
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,8 @@ class Head:
     name: str
     weight: torch.Tensor
     bias: torch.Tensor | None
+    #: How the model applies a head named by a parameter (e.g. "cosine (...)"); None for a plain layer.
+    applied: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -65,11 +74,15 @@ def find_head(
     state = checkpoint.state_dict
     matrices = _matrices(state)
     name = head_name or (checkpoint.architecture or {}).get("head")
+    if isinstance(name, str):
+        name = head_module_name(name)
     if name:
         name = name.removesuffix(".weight")
         if f"{name}.weight" not in state and checkpoint.stripped and name.startswith(checkpoint.stripped):
             name = name[len(checkpoint.stripped) :]  # a module name inside the wrapper (model.fc)
         weight = state.get(f"{name}.weight")
+        if weight is None and _is_matrix(state.get(name)):  # a parameter applied with F.linear (--head W)
+            return Head(name, head_weight(checkpoint.path, name, state[name]), None)
         if weight is None or weight.ndim != 2:
             names = [key.removesuffix(".weight") for key, _ in matrices]
             hint = did_you_mean(name, names) if head_name else ""
@@ -94,6 +107,8 @@ def find_head(
             f"{checkpoint.path}: ambiguous classifier head, candidates {_describe(chosen)}; choose one with --head NAME"
         )
     key, weight = chosen[-1]
+    if not key.endswith("weight"):
+        return Head(key, head_weight(checkpoint.path, key, weight), None)
     name = key.removesuffix("weight").removesuffix(".")
     return _checked_head(checkpoint, name, weight)
 
@@ -101,10 +116,11 @@ def find_head(
 def prefer_heads(
     fits: list[tuple[str, torch.Tensor]], num_classes: int | None
 ) -> list[tuple[str, torch.Tensor]]:
-    """The candidates left after the preferences of the module docstring (rules 1 and 2), in order."""
+    """The candidates left after the preferences of the module docstring (rules 1 and 2), in order. A
+    head with fewer rows than the labels need stays a candidate: the labels are checked against the head
+    once it is found, so the message names that cause ("labels go up to 10 but the head has 10 classes")
+    instead of a hidden layer taken for the head."""
     if num_classes is not None:
-        # a head with fewer rows than the labels need cannot be the head at all
-        fits = [item for item in fits if item[1].shape[0] >= num_classes] or fits
         exact = [item for item in fits if item[1].shape[0] == num_classes]
         fits = exact or fits
     usual = [item for item in fits if is_usual_head_name(item[0].removesuffix(".weight"))]
@@ -112,9 +128,19 @@ def prefer_heads(
 
 
 def _matrices(state: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
-    """Every 2-D ``*weight`` tensor, whatever its dtype: a non-real one that sits where the head belongs
-    is refused with the reason (io/checkpoints/head_checks.py), never skipped for a hidden layer."""
-    return [(key, value) for key, value in state.items() if key.endswith("weight") and value.ndim == 2]
+    """Every 2-D ``*weight`` tensor, whatever its dtype (a non-real one that sits where the head belongs
+    is refused with the reason, io/checkpoints/head_checks.py, never skipped for a hidden layer), and every other 2-D
+    floating tensor (a bare parameter, which a model may apply with F.linear: a cosine head's ``W``)."""
+    return [
+        (key, value)
+        for key, value in state.items()
+        if getattr(value, "ndim", 0) == 2 and (key.endswith("weight") or _is_matrix(value))
+    ]
+
+
+def _is_matrix(value: object) -> bool:
+    """A 2-D floating tensor (a parameter that may be a head)."""
+    return isinstance(value, torch.Tensor) and value.ndim == 2 and value.is_floating_point()
 
 
 def _checked_head(checkpoint: Checkpoint, name: str, weight: torch.Tensor) -> Head:
@@ -131,3 +157,27 @@ def _describe(items: list[tuple[str, torch.Tensor]]) -> str:
         return "none"
     shown = ", ".join(f"{key} {tuple(value.shape)}" for key, value in items[:8])
     return shown + (f" and {len(items) - 8} more" if len(items) > 8 else "")
+
+
+#: The dump attribute that says how the model applied a parameter head (written by models/extract.py).
+APPLIED_ATTR = "head_applied"
+#: How close a stored head row must be to the checkpoint's row, normalised, to be that row as applied.
+_ROW_TOLERANCE = 1e-5
+
+
+def applied_head(checkpoint: Checkpoint, stored: Head | None, attrs: dict[str, str]) -> Head | None:
+    """The head a dump extracted from ``checkpoint`` stored, when it is the checkpoint's parameter head
+    as the model applied it (a cosine head's rows L2-normalised): each stored row must be the
+    checkpoint's row or that row normalised, so a dump can never bring a head of its own. None otherwise."""
+    applied = attrs.get(APPLIED_ATTR)
+    if stored is None or not applied or attrs.get("checkpoint_sha256") != checkpoint.sha256:
+        return None
+    raw = checkpoint.state_dict.get(head_module_name(stored.name))
+    if not _is_matrix(raw) or tuple(raw.shape) != tuple(stored.weight.shape) or stored.bias is not None:
+        return None
+    rows = raw.detach().to(torch.float64)
+    normalised = rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    for candidate in (rows, normalised):
+        if torch.allclose(stored.weight, candidate, rtol=_ROW_TOLERANCE, atol=_ROW_TOLERANCE):
+            return Head(stored.name, stored.weight, None, str(applied)[:200])
+    return None
