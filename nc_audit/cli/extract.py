@@ -15,13 +15,14 @@ from nc_audit.cli.options import (
     HeadOpt,
     ModelArgOpt,
     ModelOpt,
+    PoolOpt,
     QuietOpt,
     Task,
     TaskOpt,
     TextColumnOpt,
     required_data,
 )
-from nc_audit.cli.pool import PoolOpt, head_with_pool
+from nc_audit.cli.pool import head_with_pool
 from nc_audit.core.errors import InputError
 
 Opt = typer.Option

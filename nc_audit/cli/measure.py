@@ -38,6 +38,7 @@ from nc_audit.cli.options import (
     MinClassSamplesOpt,
     ModelArgOpt,
     ModelOpt,
+    PoolOpt,
     QuietOpt,
     SplitOpt,
     Task,
@@ -45,7 +46,7 @@ from nc_audit.cli.options import (
     TextColumnOpt,
     ToleranceOpt,
 )
-from nc_audit.cli.pool import PoolOpt, head_with_pool
+from nc_audit.cli.pool import head_with_pool
 
 Opt = typer.Option
 

@@ -133,6 +133,15 @@ def _stdout_format(value: str | None) -> str | None:
     return value
 
 
+PoolOpt = Annotated[
+    str | None,
+    Opt(
+        "--pool",
+        metavar="last|first|mean",
+        help="Pool a head's per-token input (N, T, d) over the non-pad tokens: last, first or mean. "
+        "[default: as the model's forward pools it (decoder classifiers: the last non-pad token), else refused]",
+    ),
+]
 FormatOpt = Annotated[
     str | None,
     Opt(

@@ -36,11 +36,12 @@ from nc_audit.cli.options import (
     MinClassSamplesOpt,
     ModelArgOpt,
     ModelOpt,
+    PoolOpt,
     QuietOpt,
     SplitOpt,
     ToleranceOpt,
 )
-from nc_audit.cli.pool import PoolOpt, head_with_pool
+from nc_audit.cli.pool import head_with_pool
 from nc_audit.core.errors import InputError
 
 Opt = typer.Option

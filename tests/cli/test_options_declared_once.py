@@ -24,6 +24,7 @@ SHARED: dict[str, tuple[tuple[tuple[Any, Any], ...], frozenset[str]]] = {
     "--model": (((declared.ModelOpt, None),), frozenset({"measure", "track", "extract", "finetune", "interpolate", "prune"})),
     "--model-arg": (((declared.ModelArgOpt, None),), frozenset({"measure", "track", "extract", "finetune", "interpolate", "prune"})),
     "--format": (((declared.FormatOpt, None),), frozenset({"measure", "track", "interpolate", "prune"})),
+    "--pool": (((declared.PoolOpt, None),), frozenset({"measure", "track", "extract"})),
     "--json": (((declared.JsonOpt, None),), frozenset({"measure", "track", "interpolate", "prune"})),
     "--markdown": (
         ((declared.MarkdownOpt, None), (declared.PageMarkdownOpt, None)),
@@ -91,6 +92,9 @@ def _describe(param: Any) -> dict[str, Any]:
     completion (every attribute of the click parameter but its Python name)."""
     skipped = ("name", "type_descriptor", "_custom_shell_complete")  # completion: compared below, unwrapped
     described = {key: value for key, value in vars(param).items() if key not in skipped}
+    if described.get("callback") is not None:  # Typer wraps a callback per command: compare what it wraps
+        callback = described["callback"]
+        described["callback"] = (callback.__module__, callback.__qualname__)
     described["annotation"] = repr(param.type_descriptor.annotation)
     described["completion"] = getattr(param.type_descriptor.parameter_info, "autocompletion", None)
     return described
