@@ -93,3 +93,17 @@ def test_mypy_passes_on_the_package() -> None:
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "Success: no issues found" in result.stdout
+
+
+def test_no_module_of_the_package_is_exempt_from_the_checker() -> None:
+    """An override may only say where a third-party package has no stubs, never silence nc-audit's code."""
+    overrides = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mypy"].get(
+        "overrides", []
+    )
+    exempt = [
+        override["module"]
+        for override in overrides
+        if any(key != "module" and key != "ignore_missing_imports" for key in override)
+        or any(str(name).startswith("nc_audit") for name in override["module"])
+    ]
+    assert exempt == []

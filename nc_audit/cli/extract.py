@@ -20,7 +20,7 @@ from nc_audit.cli.options import (
     Task,
     TaskOpt,
     TextColumnOpt,
-    required_data,
+    data_option,
 )
 from nc_audit.cli.pool import head_with_pool
 from nc_audit.core.errors import InputError
@@ -28,7 +28,7 @@ from nc_audit.core.errors import InputError
 Opt = typer.Option
 
 
-DataArg = required_data("Dataset to extract features from")
+DataArg = Annotated[str, data_option("Dataset to extract features from")]
 
 
 @cli_errors

@@ -16,13 +16,13 @@ from nc_audit.cli.options import (
     ModelArgOpt,
     ModelOpt,
     QuietOpt,
-    required_data,
+    data_option,
 )
 from nc_audit.report.numbers import fixed
 
 Opt = typer.Option
 
-DataOpt = required_data("Dataset to fine-tune on (instead of --features)", required=False)
+DataOpt = Annotated[str | None, data_option("Dataset to fine-tune on (instead of --features)")]
 
 #: Rows of the before/after table: (history key, label).
 SUMMARY_ROWS = (

@@ -17,7 +17,7 @@ from nc_audit.cli.options import (
     ModelArgOpt,
     ModelOpt,
     QuietOpt,
-    required_data,
+    data_option,
 )
 from nc_audit.report.escape import markdown_code, markdown_text, terminal
 from nc_audit.report.numbers import precise, short
@@ -38,7 +38,7 @@ SHORT_NAMES = {
 }
 
 
-DataArg = required_data("Dataset to evaluate on")
+DataArg = Annotated[str, data_option("Dataset to evaluate on")]
 
 
 @cli_errors

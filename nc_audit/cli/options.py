@@ -52,20 +52,17 @@ DataOpt = Annotated[
 ]
 
 
-def required_data(purpose: str, *, required: bool = True) -> Any:
-    """A ``--data/-d NAME|PATH`` with dataset completion (required unless ``required=False``: then None
-    when not given); ``purpose`` starts its help."""
-    return Annotated[
-        str if required else str | None,
-        Opt(
-            "--data",
-            "-d",
-            metavar="NAME|PATH",
-            autocompletion=complete_dataset,
-            help=f"{purpose}: digits, gaussian[:k=v,...], modadd[:k=v,...], or a .npz/.h5 file with inputs "
-            "and labels.",
-        ),
-    ]
+def data_option(purpose: str) -> Any:
+    """The ``--data/-d NAME|PATH`` option with dataset completion; ``purpose`` starts its help. A command
+    declares it ``Annotated[str, data_option(...)]`` (required) or ``Annotated[str | None, ...] = None``."""
+    return Opt(
+        "--data",
+        "-d",
+        metavar="NAME|PATH",
+        autocompletion=complete_dataset,
+        help=f"{purpose}: digits, gaussian[:k=v,...], modadd[:k=v,...], or a .npz/.h5 file with inputs "
+        "and labels.",
+    )
 
 
 ModelOpt = Annotated[

@@ -19,8 +19,9 @@ def project_device(flag: Device | None) -> str:
     return str(load_defaults()["device"])
 
 
-def project_format(flag: Format | None) -> Format:
-    """``--format`` as given, else ``format`` of [tool.nc-audit], else table."""
+def project_format(flag: str | None) -> str:
+    """``--format`` as given (a registry name, checked by the option), else ``format`` of [tool.nc-audit],
+    else table."""
     from nc_audit.gating.config import load_defaults
 
     if flag is not None:

@@ -19,12 +19,12 @@ from nc_audit.cli.options import (
     PageMarkdownOpt,
     QuietOpt,
     ThreadsOpt,
-    required_data,
+    data_option,
 )
 
 Opt = typer.Option
 
-DataArg = required_data("Dataset to measure on (and to fine-tune on)")
+DataArg = Annotated[str, data_option("Dataset to measure on (and to fine-tune on)")]
 
 
 @cli_errors

@@ -100,7 +100,7 @@ def measure_splits(paths: list[Path], spec: str, tracker: Tracker) -> tuple[list
     for report in (*train_reports, *test_reports):  # the cache is gone: do not point into it
         report.features["path"] = None
         report.details.pop("feature_cache", None)
-    return train_reports, test_reports
+    return list(train_reports), list(test_reports)
 
 
 def own_class_means(dump: Path) -> dict[str, float | None]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import tempfile
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +162,7 @@ def run_pruning(
     with tempfile.TemporaryDirectory(prefix=".nc-audit-cache-", dir=out) as cache:
         source = _Source(checkpoint, data, model, out, Path(cache))
         runs = [
-            Run(f"sparsity={s:g}", f"sparsity {s:g}", lambda t, s=s: _prune_one(source, settings, s, t))
+            Run(f"sparsity={s:g}", f"sparsity {s:g}", partial(_prune_one, source, settings, s))
             for s in settings.sparsities
         ]
         results = run_study(records, runs, tracker, on_record)

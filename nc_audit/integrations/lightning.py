@@ -30,6 +30,7 @@ Works with ``pytorch_lightning`` (``pip install 'nc-audit[lightning]'``) or, fai
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -43,16 +44,15 @@ from nc_audit.measurement.monitor import Monitor
 
 
 def _lightning() -> Any:
-    try:
-        import pytorch_lightning as pl
-    except ImportError:
+    """``pytorch_lightning``, else ``lightning.pytorch`` (the same API under the ``lightning`` package)."""
+    for name in ("pytorch_lightning", "lightning.pytorch"):
         try:
-            import lightning.pytorch as pl
+            return importlib.import_module(name)
         except ImportError:
-            raise InputError(
-                "NCAuditCallback for Lightning needs pytorch-lightning: pip install 'nc-audit[lightning]'"
-            ) from None
-    return pl
+            continue
+    raise InputError(
+        "NCAuditCallback for Lightning needs pytorch-lightning: pip install 'nc-audit[lightning]'"
+    )
 
 
 class NCAuditCallback(_lightning().Callback):  # type: ignore[misc]  # base class imported when used (optional extra): Any

@@ -72,9 +72,14 @@ def build_report(
         targets=targets,
         notes=notes,
         details=details,
-        step=step if step is not None else inputs.head_origin.get("step"),
+        step=step if step is not None else _origin_step(inputs.head_origin.get("step")),
         label=label,
     )
+
+
+def _origin_step(value: object) -> int | None:
+    """The checkpoint's step as its origin records it (an int, or absent)."""
+    return value if isinstance(value, int) else None
 
 
 def _details(collected: Collected) -> dict:

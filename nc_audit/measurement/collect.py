@@ -98,7 +98,7 @@ def _features_of(
         splits=splits,
         on_rebuild=notes.append,
     )
-    head = options.head or read_head(dump).name
+    head = options.head or _stored_head_name(dump)
     return dump, head, hit, notes
 
 
@@ -125,7 +125,15 @@ def _next_token_features(
         tracker=tracker,
         on_rebuild=notes.append,
     )
-    return dump, read_head(dump).name, hit, notes
+    return dump, _stored_head_name(dump), hit, notes
+
+
+def _stored_head_name(dump: Path) -> str:
+    """The name of the head a dump nc-audit built stores (every dump it builds stores one)."""
+    head = read_head(dump)
+    if head is None:
+        raise InputError(f"{dump}: the dump holds no /head/weight")
+    return head.name
 
 
 def sample_level_accumulator(
@@ -155,8 +163,8 @@ def _collect(source: Path | str, options: MeasureOptions, tracker: Tracker | Non
     progress: Tracker = tracker or SilentTracker()
     device = resolve_device(options.device)
     dump, head_name, cache_hit, notes = _features_of(source, options, device, progress)
-    if options.task == "next-token" and options.data is not None:  # the dump holds the unembedding
-        source, dump = dump, None
+    if options.task == "next-token" and options.data is not None and dump is not None:
+        source, dump = dump, None  # the dump holds the unembedding
     inputs = resolve_inputs(source, dump, options.split, head_name, options.means_split)
     if notes:
         inputs = replace(inputs, notes=(*inputs.notes, *notes))

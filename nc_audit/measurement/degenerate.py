@@ -28,7 +28,7 @@ SAMPLE_HEAD_KEYS = ("h_labels", "mi_samples", "mir_samples", "hdr_samples")
 def zero_rows(X: torch.Tensor, floor: float = 0.0) -> torch.Tensor:
     """(n,) bool: rows of X (n, d) whose float64 norm is at most ZERO_ROW_RTOL × the largest row norm
     (and at most ``floor``, an absolute rounding level); every row when all are zero."""
-    norms = torch.linalg.vector_norm(X.to(torch.float64), dim=1)  # (n,)
+    norms: torch.Tensor = torch.linalg.vector_norm(X.to(torch.float64), dim=1)  # (n,)
     if norms.numel() == 0:
         return torch.zeros(0, dtype=torch.bool, device=X.device)
     threshold = max(ZERO_ROW_RTOL * float(norms.max()), floor)

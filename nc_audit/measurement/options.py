@@ -4,6 +4,7 @@ and the CLI, as pip-audit's ``AuditOptions`` is."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ class MeasureOptions:
     class_budget_bytes: int = CLASS_BUDGET_BYTES
     fail_on: tuple[str, ...] = ()
     baseline: Path | None = None
-    tolerance: float | dict[str, float] = 0.0
+    tolerance: float | Mapping[str, float] = 0.0
     allow_external_data: bool = False
     task: str = "classification"
     context: int | None = None

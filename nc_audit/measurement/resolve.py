@@ -32,7 +32,7 @@ class MeasureInputs:
     """What one measurement reads: the head (and where it came from) and the dump's splits."""
 
     head: Head
-    head_origin: dict
+    head_origin: dict[str, str | int | None]
     means_split: SplitInfo
     decisions_split: SplitInfo
     notes: tuple[str, ...] = field(default=())  # what loading did (prefixes stripped, C inferred, ...)
@@ -43,6 +43,8 @@ def label_classes(info: SplitInfo) -> int:
     step = 1 << 20
     with open_dump(info.path) as handle:
         labels = dataset_at(handle, f"{info.group()}/labels", info.path)  # checked, never a link out
+        if labels is None:
+            raise InputError(f"{info.path}: {info.group()}/labels is missing")
         tops = [int(np.max(labels[i : i + step])) for i in range(0, labels.shape[0], step)]
     return max(tops, default=-1) + 1
 
@@ -71,6 +73,8 @@ def resolve_inputs(
         means = decisions
     attrs = read_attrs(dump_path)
     notes = list(_json_list(attrs.get("notes")))
+    found: Head | None
+    origin: dict[str, str | int | None]
     if checkpoint_path is not None:
         checkpoint = load_checkpoint(checkpoint_path)
         found = _checkpoint_head(checkpoint, dump_path, attrs, decisions, head)

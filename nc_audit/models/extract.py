@@ -41,7 +41,9 @@ def check_adapter_inputs(loaded: LoadedModel, dataset: ArrayDataset, data: str) 
     d = int(loaded.architecture["config"]["feature_dim"])  # type: ignore[index]  # kind "adapter" is read from this record
     inputs = dataset.inputs
     shape_fits = not isinstance(inputs, dict) and inputs.dim() == 2 and inputs.shape[1] == d
-    if not (shape_fits and inputs.is_floating_point() and holds_features(data)):
+    if not (
+        shape_fits and not isinstance(inputs, dict) and inputs.is_floating_point() and holds_features(data)
+    ):
         raise InputError(
             f"{loaded.checkpoint.path}: a feature adapter (finetune --features) takes the backbone's "
             f"features (N, {d}) from a feature dump, but {data} [{dataset.split}] holds inputs "

@@ -18,6 +18,9 @@ from nc_audit.io.checkpoints.heads import POOL_SEPARATOR, is_usual_head_name
 from nc_audit.models.head_param import ParameterHead, ParameterTap, bare_matrices, find_parameter
 from nc_audit.models.pooling import pooled, split_head
 
+#: The classifier head: an nn.Linear, or a 2-D parameter the model applies with F.linear (same attributes).
+HeadLayer = nn.Linear | ParameterHead
+
 
 def _last_linear(prefix: str, module: nn.Module) -> tuple[str, nn.Linear] | None:
     """The last nn.Linear inside ``module`` (itself when it is one), with its dotted name."""
@@ -40,11 +43,12 @@ def _candidates(model: nn.Module) -> str:
     return shown or "none"
 
 
-def _detected(model: nn.Module, num_classes: int | None) -> tuple[str, nn.Linear]:
+def _detected(model: nn.Module, num_classes: int | None) -> tuple[str, HeadLayer]:
     """The head when none is named: see :func:`find_head_module`; refused when it is not certain."""
     linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if isinstance(getattr(model, "head", None), nn.Linear):
-        return "head", model.head
+    head = getattr(model, "head", None)
+    if isinstance(head, nn.Linear):
+        return "head", head
     bare = bare_matrices(model)
     if num_classes is not None:  # a parameter with as many rows as there are classes may be the head
         bare = [(name, p) for name, p in bare if p.shape[0] == num_classes]
@@ -69,7 +73,7 @@ def _detected(model: nn.Module, num_classes: int | None) -> tuple[str, nn.Linear
 
 def find_head_module(
     model: nn.Module, head_name: str | None = None, num_classes: int | None = None
-) -> tuple[str, nn.Linear]:
+) -> tuple[str, HeadLayer]:
     """The classifier head as (dotted name, module); the name keeps a ``@POOL`` rule it was given.
 
     ``head_name`` names a module (a block such as RoBERTa's ``classifier`` stands for its last nn.Linear)
@@ -88,16 +92,17 @@ def find_head_module(
     return name + suffix, module
 
 
-def _named(model: nn.Module, head_name: str) -> tuple[str, nn.Linear]:
+def _named(model: nn.Module, head_name: str) -> tuple[str, HeadLayer]:
     """The module or parameter ``--head`` names."""
     linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
     known = ", ".join(name for name, _ in linears) or "none"
     parameter = find_parameter(model, head_name)
     if parameter is not None:
         owner = head_name.rpartition(".")[0]
-        if isinstance(model.get_submodule(owner), nn.Linear) and head_name.endswith(".weight"):
-            return owner, model.get_submodule(owner)  # fc.weight is the nn.Linear fc
-        return head_name, parameter  # type: ignore[return-value]  # a Linear-like head (weight, bias, forward)
+        owner_module = model.get_submodule(owner)
+        if isinstance(owner_module, nn.Linear) and head_name.endswith(".weight"):
+            return owner, owner_module  # fc.weight is the nn.Linear fc
+        return head_name, parameter
     try:
         module = model.get_submodule(head_name)
     except AttributeError:
@@ -199,10 +204,9 @@ def logits_of(output: Any) -> Tensor:
     (Hugging Face), or the first tensor of a tuple."""
     if isinstance(output, Tensor):
         return output
-    if isinstance(output, dict) and isinstance(output.get("logits"), Tensor):
-        return output["logits"]
-    if isinstance(getattr(output, "logits", None), Tensor):
-        return output.logits
+    logits = output.get("logits") if isinstance(output, dict) else getattr(output, "logits", None)
+    if isinstance(logits, Tensor):
+        return logits
     if isinstance(output, (tuple, list)):
         for item in output:
             if isinstance(item, Tensor):

@@ -234,7 +234,11 @@ def trajectory_figure(traj: Mapping[str, Any], *, x: str = "step", title: str | 
     records: Sequence[Mapping[str, Any]] = traj.get("records") or []
     steps = [record.get("step") for record in records]
     use_steps = x == "step" and bool(records) and all(isinstance(s, (int, float)) for s in steps)
-    positions = [float(s) for s in steps] if use_steps else [float(i) for i in range(len(records))]
+    positions = (
+        [float(s) for s in steps if isinstance(s, (int, float))]
+        if use_steps
+        else [float(i) for i in range(len(records))]
+    )
     labels = [record_label(dict(record), i) for i, record in enumerate(records)]
     ticks = labels if not use_steps and 0 < len(records) <= 12 else None
     num_classes = next(

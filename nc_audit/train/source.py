@@ -12,7 +12,7 @@ from nc_audit.core.errors import InputError
 from nc_audit.io.checkpoints.load import Head, find_head, load_checkpoint
 from nc_audit.io.dumps.reader import read_head
 from nc_audit.models.adapter import build_adapter
-from nc_audit.models.hooks import find_head_module
+from nc_audit.models.hooks import HeadLayer, find_head_module
 from nc_audit.models.registry import architecture_record
 from nc_audit.train.config import FinetuneConfig
 from nc_audit.train.data import dump_feature_dim
@@ -30,7 +30,7 @@ class StartingModel:
     source: dict[str, Any]  # {"path", "sha256"} of the checkpoint (or dump) it started from
 
     @property
-    def head(self) -> nn.Linear:
+    def head(self) -> HeadLayer:
         """The classifier head module, W (C, d) and b (C,)."""
         return find_head_module(self.model, self.head_name)[1]
 

@@ -19,7 +19,7 @@ from torch import nn
 from nc_audit.core.formats import LOSS_KEYS
 from nc_audit.core.inputs import take, to_device
 from nc_audit.distributed import DistributedContext
-from nc_audit.models.hooks import forward_with_features
+from nc_audit.models.hooks import HeadLayer, forward_with_features
 from nc_audit.train.config import FinetuneConfig
 from nc_audit.train.data import MemorySplit
 from nc_audit.train.losses import total_loss
@@ -32,7 +32,7 @@ class TrainingParts:
     model: nn.Module  # the plain model (its head gives W for MIR/HDR)
     forward_model: nn.Module  # the model to call: DDP wrapper on several ranks, else the model itself
     forward_head: str  # the head's dotted name inside forward_model
-    head: nn.Linear
+    head: HeadLayer  # an nn.Linear, or a parameter applied with F.linear
     optimizer: torch.optim.Optimizer
     anchors: torch.Tensor  # (C, d) float64 on the device
     config: FinetuneConfig

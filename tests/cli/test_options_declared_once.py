@@ -57,7 +57,7 @@ SHARED: dict[str, tuple[tuple[tuple[Any, Any], ...], frozenset[str]]] = {
 
 #: Names several commands use with a meaning of their own (so one declaration would be wrong), and why.
 OWN_MEANING = {
-    "--data": "the help says what the data is for (options.required_data(purpose)); study's has a default",
+    "--data": "the help says what the data is for (options.data_option(purpose)); study's has a default",
     "--split": "measure/track: one split, means from train; extract: a list; interpolate: means from it too",
     "--features": "measure reads a dump; finetune trains an adapter on one",
     "--baseline": "measure/track: a report to compare with; study semi-supervised: a supervised run",

@@ -14,7 +14,7 @@ architecture record): among the 2-D floating weights of shape (C, d) that fit th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 import torch
 
@@ -138,7 +138,7 @@ def _matrices(state: dict[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]]:
     ]
 
 
-def _is_matrix(value: object) -> bool:
+def _is_matrix(value: object) -> TypeGuard[torch.Tensor]:
     """A 2-D floating tensor (a parameter that may be a head)."""
     return isinstance(value, torch.Tensor) and value.ndim == 2 and value.is_floating_point()
 

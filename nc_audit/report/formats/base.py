@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,7 +33,7 @@ class TextFormat(OutputFormat):
     """A format that is text: rendered once, printed on stdout or written to a file as it is."""
 
     #: How an untrusted string (a label, path, note or rule) is written in this format.
-    escape: ClassVar[Callable[[Any], str]]
+    escape: ClassVar[staticmethod[[Any], str]]
 
     def text(self, value: Any) -> str:
         """``value`` (from an input) as this format's safe text."""

@@ -3,6 +3,7 @@ Actions also prints each checkpoint's report in a collapsed group (report/github
 
 from __future__ import annotations
 
+import io
 from typing import TYPE_CHECKING
 
 from nc_audit.report.escape import terminal
@@ -44,7 +45,7 @@ class TableFormat(TextFormat):
         render_trajectory(document, console)
 
 
-class _Discard:
+class _Discard(io.StringIO):
     """A text stream that keeps nothing (the recording console keeps the text)."""
 
     def write(self, text: str) -> int:

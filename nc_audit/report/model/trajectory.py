@@ -118,6 +118,9 @@ def record_label(record: Report | Mapping[str, JSON], index: int | None = None) 
     """What a person calls a report record: its label, else its checkpoint's path, else ``step N``, else
     its position — never the string "None" (a monitor record may have no label). The one label of
     a record in every format (console, Markdown, HTML, JUnit, plots, GitHub groups)."""
+    label: object
+    step: object
+    checkpoint: object
     if isinstance(record, Report):
         label, step, checkpoint = record.label, record.step, record.checkpoint
     else:
