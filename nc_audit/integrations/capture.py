@@ -12,7 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from nc_audit.core.errors import InputError
-from nc_audit.models.hooks import find_head_module
+from nc_audit.core.inputs import Inputs
+from nc_audit.models.hooks import find_head_module, logits_of
+from nc_audit.models.pooling import pool_rule, pooled, pools_itself, split_head
 
 #: Prefix of the metric names a callback logs (``nc_audit/nc1``, ``nc_audit/mir``, ...).
 LOG_PREFIX = "nc_audit/"
@@ -20,27 +22,86 @@ LOG_PREFIX = "nc_audit/"
 
 class HeadRecorder:
     """Keeps the input of ``model``'s head on each forward in training mode (detached), and the head's
-    weights as they were then: a callback runs after the optimizer step, when they have moved on."""
+    weights as they were then: a callback runs after the optimizer step, when they have moved on.
+
+    A head that reads every token (N, T, d) — a decoder sequence classifier's ``score`` — is pooled as
+    ``measure`` pools it (models/pooling.py): once the forward of the model that owns the head returns,
+    its features are the token whose head scores are that model's logits (the last non-pad token), or
+    the ``NAME@last|first|mean`` rule given as ``head``; the owner is the innermost module holding the
+    head whose forward pools it itself (a Hugging Face ``*ForSequenceClassification``), else ``model``.
+    """
 
     def __init__(self, model: nn.Module, head: str | None = None) -> None:
         self.head_name, self.head = find_head_module(model, head)
+        self.pool = split_head(self.head_name).pool
+        self.owner = _pooling_owner(model, self.head)
         self._features: list[Tensor] = []
+        self._tokens: Tensor | None = None  # a (N, T, d) input waiting for its owner's forward to return
+        self._scores: Tensor | None = None  # the head's output (N, T, C) for it
         self.weight: Tensor | None = None  # W (C, d) at the last recorded forward
         self.bias: Tensor | None = None  # b (C,) at the last recorded forward
-        self._handle = self.head.register_forward_pre_hook(self._record)
+        self._computing = False  # while the recorder applies the head itself (not the model's forward)
+        self._handles = [
+            self.head.register_forward_pre_hook(self._record),
+            self.head.register_forward_hook(self._record_scores),
+            self.owner.register_forward_hook(self._pool, with_kwargs=True),
+        ]
 
     def _record(self, module: nn.Module, inputs: tuple[Any, ...]) -> None:
-        if module.training:
-            self._features.append(inputs[0].detach())
+        if module.training and not self._computing:
+            features = inputs[0].detach()
+            if features.dim() == 3:
+                self._tokens, self._scores = features, None
+            else:
+                self._features.append(features)
             self.weight = self.head.weight.detach().clone()
             self.bias = None if self.head.bias is None else self.head.bias.detach().clone()
+
+    def _record_scores(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        if self._tokens is not None and not self._computing and isinstance(output, Tensor):
+            self._scores = output.detach()
+
+    def _pool(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        """The owner's forward returned: its head's per-token input pooled as ``measure`` pools it."""
+        if self._tokens is None:
+            return
+        tokens, scores, self._tokens, self._scores = self._tokens, self._scores, None, None
+        named = {key: value for key, value in kwargs.items() if isinstance(value, Tensor)}
+        inputs: Inputs = named if named or not args or not isinstance(args[0], Tensor) else args[0]
+        if self.pool is not None:
+            self._features.append(pool_rule(tokens, inputs, module, self.pool))
+            return
+        if scores is None:  # the head's output was not a tensor: its scores, without recording this call
+            self._computing = True
+            try:
+                with torch.no_grad():
+                    scores = self.head(tokens)
+            finally:
+                self._computing = False
+        try:
+            _, kept = pooled(
+                tokens, scores, logits_of(output).detach(), inputs, module, (self.head_name, self.head), None
+            )
+        except InputError as error:
+            raise InputError(
+                f"NCAuditCallback: {error} (a callback takes the rule with the head: "
+                f"head='{split_head(self.head_name).name or ''}@last')"
+            ) from None
+        self._features.append(kept)
 
     def clear(self) -> None:
         """Forget what was recorded (at the start of a step)."""
         self._features.clear()
+        self._tokens = self._scores = None
 
     def features(self) -> Tensor | None:
         """The recorded features (n, d), or None when nothing was recorded."""
+        if self._tokens is not None:
+            raise InputError(
+                f"NCAuditCallback: head {self.head_name!r} read every token {tuple(self._tokens.shape)} in a "
+                f"forward that did not return through {type(self.owner).__name__}.forward, so they cannot be "
+                "pooled as the model pools them; call the model (not its parts) in the training step"
+            )
         if not self._features:
             return None
         features = torch.cat(self._features)
@@ -51,8 +112,21 @@ class HeadRecorder:
         return features
 
     def remove(self) -> None:
-        """Remove the hook."""
-        self._handle.remove()
+        """Remove the hooks."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+def _pooling_owner(model: nn.Module, head: nn.Module) -> nn.Module:
+    """The innermost module of ``model`` that holds ``head`` and pools its per-token scores in its own
+    forward (models/pooling.py ``pools_itself``), else ``model``."""
+    owners = [
+        module
+        for _, module in model.named_modules()
+        if pools_itself(module) and any(inner is head for inner in module.modules())
+    ]
+    return owners[-1] if owners else model
 
 
 def log_values(record: dict[str, Any], exclude: Collection[str] = ()) -> dict[str, float]:
