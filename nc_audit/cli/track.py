@@ -111,7 +111,7 @@ def track_command(
         "--json": json_path, "--markdown": markdown_path, "--junit": junit_path, "--plot": plot, "--html": html_path
     }  # fmt: skip
     if len(inputs) == 1 and inputs[0].suffix.lower() == ".jsonl":
-        from nc_audit.gating.gate import gate as apply_gate
+        from nc_audit.gating.recorded import gate_run
         from nc_audit.measurement.jsonl import read_trajectory_jsonl
         from nc_audit.report.model import Trajectory
 
@@ -119,7 +119,9 @@ def track_command(
         records = Trajectory.from_records(read_trajectory_jsonl(inputs[0]), str(inputs[0]))
         if not records and (settings.rules or settings.baseline is not None):
             raise InputError(f"{inputs[0]}: the trajectory holds no records: nothing to gate")
-        trajectory = apply_gate(records, settings.rules, settings.baseline, settings.tolerance, gate.value)
+        trajectory = gate_run(  # no gates given: the run's own checks (gating/recorded.py)
+            records, settings.rules, settings.baseline, settings.tolerance, gate.value, str(inputs[0])
+        )
     else:
         from nc_audit.io.hdf5.guard import external_data_allowed
         from nc_audit.measurement.discover import check_trajectory_inputs, discover
