@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from nc_audit.cli import app
 from nc_audit.core.errors import InputError
 from nc_audit.integrations.capture import HeadRecorder
-from nc_audit.measurement.api import measure
+from nc_audit.measurement.api import measure, measure_arrays
 from nc_audit.measurement.jsonl import read_trajectory_jsonl
 from nc_audit.models.extract import extract
 
@@ -152,3 +152,36 @@ def test_a_trainer_run_of_a_gpt2_classifier_gives_records_measured_as_measure_wo
         assert records[-1]["metrics"][key] == pytest.approx(report.metrics[key], rel=1e-4, abs=1e-9), key
     result = CliRunner().invoke(app, ["track", str(path), "-q"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_lightning_module_wrapping_a_gpt2_classifier_gives_records(tmp_path: Path) -> None:
+    pl = pytest.importorskip("pytorch_lightning")
+    from nc_audit.integrations.lightning import NCAuditCallback
+
+    class Wrapper(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = gpt2()
+
+        def training_step(self, batch: dict[str, torch.Tensor], index: int) -> torch.Tensor:
+            return self.model(**batch).loss
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    batch = padded_text()
+    rows = [{key: value[i] for key, value in batch.items()} for i in range(ROWS)]
+    loader = torch.utils.data.DataLoader(rows, batch_size=ROWS)
+    path = tmp_path / "nc.jsonl"
+    module = Wrapper()
+    trainer = pl.Trainer(max_steps=2, logger=False, callbacks=[NCAuditCallback(path, every=2, fail_on=[])],
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=tmp_path, accelerator="cpu")  # fmt: skip
+    trainer.fit(module, loader)
+    records = read_trajectory_jsonl(path)
+    assert [r["step"] for r in records] == [2]
+    expected = recorded(module.model, batch)  # the inner model owns the pooling: its last non-pad tokens
+    labels = batch["labels"]
+    weight = module.model.score.weight.detach()
+    report = measure_arrays(expected, labels, weight, None)
+    assert records[0]["metrics"]["nc1"] == pytest.approx(report.metrics["nc1"], rel=1e-6)
