@@ -81,6 +81,16 @@ def grokking_command(
     seed: Annotated[
         int, Opt(min=0, metavar="N", help="Seed of the train/test split and of the initialisation.")
     ] = 0,
+    d_model: Annotated[
+        int | None,
+        Opt(min=1, metavar="N", help="Transformer width (d_mlp = 4·d_model). [default: 64]"),
+    ] = None,
+    heads: Annotated[
+        int | None, Opt(min=1, metavar="N", help="Transformer attention heads. [default: 4]")
+    ] = None,
+    weight_decay: Annotated[
+        float | None, Opt(min=0.0, metavar="FLOAT", help="AdamW weight decay. [default: 1.0]")
+    ] = None,
     quick: Annotated[bool, Opt("--quick", help="A few seconds: p = 23, 300 steps (unless given).")] = False,
     resume: Annotated[
         bool, Opt("--resume", help="Continue the run in --out from its last save (DIR/resume.state).")
@@ -109,7 +119,7 @@ def grokking_command(
     import torch
 
     from nc_audit.cli.progress import make_tracker
-    from nc_audit.experiments.grokking import run_grokking
+    from nc_audit.experiments.grokking import ModelShape, run_grokking
     from nc_audit.report.figures import grokking_figure
     from nc_audit.report.plots import save_figure
 
@@ -130,6 +140,8 @@ def grokking_command(
                 seed=seed,
                 resume=resume,
                 tracker=tracker,
+                shape=ModelShape(d_model, heads),
+                weight_decay=weight_decay,
             )
     finally:
         torch.set_num_threads(before)
@@ -164,6 +176,7 @@ def _model_text(model: dict[str, Any]) -> str:
 def summary_markdown(document: dict[str, Any]) -> str:
     """SUMMARY.md: setup, the two event steps, the window changes and their comparison, timing."""
     config, ev, values = document["config"], document["events"], document["series"]
+    optimizer = config.get("optimizer", {"lr": 1e-3, "weight_decay": 1.0, "betas": [0.9, 0.98]})
     best, threshold, window = ev["best_test_accuracy"], ev["threshold"], ev["window_checkpoints"]
 
     def event_line(name: str, step: int | None) -> str:
@@ -176,8 +189,8 @@ def summary_markdown(document: dict[str, Any]) -> str:
     lines = [
         f"# Grokking on a+b mod {config['p']} (train fraction {config['train_fraction']}, seed {config['seed']})",
         "",
-        f"{_model_text(config['model'])}; AdamW lr 1e-3, "
-        f"weight decay 1.0, betas (0.9, 0.98), full batch, {config['steps']} steps, a checkpoint every "
+        f"{_model_text(config['model'])}; AdamW lr {optimizer['lr']:g}, "
+        f"weight decay {optimizer['weight_decay']:g}, betas ({', '.join(f'{b:g}' for b in optimizer['betas'])}), full batch, {config['steps']} steps, a checkpoint every "
         f"{config['save_every']} steps ({len(document['steps'])} checkpoints), measured with nc-audit's "
         "measure_trajectory on the train and test splits.",
         "",
