@@ -96,6 +96,11 @@ def matrix_information(
     K1 = K1.to(torch.float64)  # (..., n, n)
     K2 = K2.to(torch.float64)  # (..., n, n)
     H1, H2, H12 = differentiable_matrix_entropy(torch.stack((K1, K2, K1 * K2)), eps_eig=eps_eig)  # (...) x3
+    return information_from_entropies(H1, H2, H12)
+
+
+def information_from_entropies(H1: torch.Tensor, H2: torch.Tensor, H12: torch.Tensor) -> MatrixInformation:
+    """MI = H1 + H2 − H12, MIR and HDR from the three entropies (denominators floored at ENTROPY_FLOOR)."""
     mi = H1 + H2 - H12
     mir = mi / torch.minimum(H1, H2).clamp_min(ENTROPY_FLOOR)
     hdr = (H1 - H2).abs() / torch.maximum(H1, H2).clamp_min(ENTROPY_FLOOR)

@@ -28,6 +28,8 @@ from nc_audit.train.matrix_entropy import (
     EIG_FLOOR,
     MatrixInformation,
     check_matrix_shapes,
+    entropy_of_eigenvalues,
+    information_from_entropies,
     matrix_information,
 )
 
@@ -103,11 +105,24 @@ def collapsed_reference(
 ) -> MatrixInformation:
     """MI, MIR and HDR of the batch at exact collapse: features and head rows on the simplex ETF of C
     classes, the batch's labels and centring. No gradient. For a balanced batch holding every class,
-    MIR = MIR_NC(C) (docs/METRICS.md, "Values at Neural Collapse") and HDR = 0 with the ``nc`` centring."""
+    MIR = MIR_NC(C) (docs/METRICS.md, "Values at Neural Collapse") and HDR = 0 with the ``nc`` centring.
+
+    Exact and small: a B×B Gram of k distinct unit vectors g_c repeated n_c times has the nonzero
+    eigenvalues of K/B of the k×k matrix diag(√p)·G·diag(√p), p_c = n_c/B (and K1 ∘ K2 repeats the
+    same way), so three k×k eigenproblems replace three B×B ones.
+    """
     with torch.no_grad():
         etf = simplex_etf(num_classes, device=labels.device)  # (C, C)
-        K_Z, K_Y = batch_grams(etf[labels], labels, etf, target)
-        return matrix_information(K_Z, K_Y, eps_eig=eps_eig)
+        classes, counts = torch.unique(labels, return_counts=True)  # (k,), (k,)
+        share = counts.to(torch.float64) / labels.shape[0]  # (k,)
+        rows = etf[classes]  # (k, C)
+        centre = rows.mean(0, keepdim=True) if target == "nc" else share @ rows  # (1, C)
+        Uz, Uy = unit_rows(rows - centre), unit_rows(rows)  # (k, C) x2
+        G_Z, G_Y = Uz @ Uz.T, Uy @ Uy.T  # (k, k) x2
+        weight = share.sqrt()  # (k,)
+        S = torch.stack((G_Z, G_Y, G_Z * G_Y)) * weight[:, None] * weight[None, :]  # (3, k, k)
+        H = entropy_of_eigenvalues(torch.linalg.eigvalsh(S), 1.0, eps_eig=eps_eig)  # (3,)
+        return information_from_entropies(H[0], H[1], H[2])
 
 
 def mir_hdr_regulariser(
@@ -124,7 +139,9 @@ def mir_hdr_regulariser(
     """The batch regulariser R of the module docstring, in the features' dtype. Scalar.
 
     features: (B, d), labels: (B,) in 0..C−1, head_weight: (C, d). Differentiable with respect to the
-    features, and to head_weight when ``head="trainable"``.
+    features, and to head_weight when ``head="trainable"``. In the ``nc`` form a batch holding fewer than
+    3 classes gives R = 0: at collapse its centred class means are one point or two opposite ones, so
+    H(K_Z) = 0 and the collapsed MIR is undefined (the C = 2 case of docs/METRICS.md).
     """
     RegularizerForm(mir_weight, hdr_weight, target, head).validate()
     check_matrix_shapes(features, labels, head_weight, "head_weight")
@@ -133,6 +150,8 @@ def mir_hdr_regulariser(
     info = matrix_information(K_Z, K_Y, eps_eig=eps_eig)
     if target == "max":
         value = -mir_weight * info.mir + hdr_weight * info.hdr
+    elif torch.unique(labels).numel() < 3:  # the collapsed values are undefined (docs/METRICS.md, C = 2)
+        value = 0.0 * info.mi
     else:
         goal = collapsed_reference(labels, int(head_weight.shape[0]), target, eps_eig=eps_eig)
         value = mir_weight * (info.mir - goal.mir).abs() + hdr_weight * (info.hdr - goal.hdr).abs()

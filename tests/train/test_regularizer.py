@@ -59,6 +59,19 @@ def test_collapsed_reference_of_a_balanced_batch_is_mir_nc(num_classes: int) -> 
     assert reference.hdr.item() == pytest.approx(0.0, abs=1e-12)
 
 
+@pytest.mark.parametrize("target", ["nc", "max"])
+@pytest.mark.parametrize("labels", [[0, 0, 0, 0, 0, 0, 1, 2, 3, 4], [1, 1, 3, 4, 4, 4], [2, 2, 3, 0]])
+def test_collapsed_reference_equals_the_batch_computation(target: str, labels: list[int]) -> None:
+    """The k×k shortcut against the B×B Grams of an exactly collapsed batch."""
+    y = torch.tensor(labels)
+    etf = simplex_etf(C)
+    K_Z, K_Y = batch_grams(etf[y], y, etf, target)  # type: ignore[arg-type]
+    direct = matrix_information(K_Z, K_Y)
+    shortcut = collapsed_reference(y, C, target)  # type: ignore[arg-type]
+    for name in ("mi", "mir", "hdr"):
+        assert getattr(shortcut, name).item() == pytest.approx(getattr(direct, name).item(), abs=1e-10)
+
+
 def test_batch_mean_centring_is_not_collapsed_for_an_unbalanced_batch() -> None:
     """Why the nc form centres by the mean of the class means: with the batch mean an exactly collapsed
     unbalanced batch has HDR > 0, so minimising HDR would push it away from collapse."""
@@ -128,6 +141,15 @@ def test_max_form_raises_mir_and_lowers_hdr(head: str) -> None:
     mir1, hdr1 = _measure(moved, labels, moved_W, "max")
     assert mir1 > mir0 + 0.05 and hdr1 < hdr0
     assert torch.equal(moved_W, start_W) == (head == "detached")
+
+
+@pytest.mark.parametrize("classes", [1, 2])
+def test_nc_form_is_zero_for_a_batch_of_fewer_than_three_classes(classes: int) -> None:
+    features, _, W = _random_batch()
+    features.requires_grad_(True)
+    value = mir_hdr_regulariser(features, torch.arange(30) % classes, W, 1.0, 1.0)
+    value.backward()
+    assert value.item() == 0.0 and torch.isfinite(features.grad).all()
 
 
 def test_detached_head_gets_no_gradient() -> None:
