@@ -192,3 +192,16 @@ def test_finetune_config_records_the_form_only_while_the_regulariser_is_on(tmp_p
     with pytest.raises(InputError, match="--regularizer-target"):
         FinetuneConfig(out=tmp_path, cma_weight=0.0, data="digits", checkpoint=tmp_path / "a.pt",
                        regularizer_target="up").validate()  # type: ignore[arg-type]  # fmt: skip
+
+
+def test_finetune_refuses_an_unknown_form_before_writing(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from nc_audit.cli import app
+
+    out = tmp_path / "ft"
+    args = ["finetune", "sample_checkpoints/digits-mlp/epoch_0300.pt", "--data", "digits", "--cma-weight", "0",
+            "--mir-weight", "0.1", "--regularizer-head", "frozen", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "--regularizer-head must be one of detached, trainable" in result.output
+    assert not out.exists()
