@@ -58,3 +58,26 @@ def test_table_escapes_setting_names_and_plot_lines_start_at_lambda_zero() -> No
     assert "nc\\|x" in table and "0.5000 ± 0.1000" in table
     lines = plot_rows(rows)
     assert [(row["lam"], row["form"]) for row in lines] == [(0.0, "nc|x"), (1.0, "nc|x")]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda r: r.pop("test"), "field 'test.accuracy' is missing"),
+        (lambda r: r["train"]["metrics"].pop("h_head"), "field 'train.metrics.h_head' is missing"),
+        (lambda r: r.__setitem__("lam", -1.0), "'lam' = -1 is negative"),
+        (lambda r: r.__setitem__("setting", 3), "field 'setting' must be a string"),
+    ],
+)
+def test_a_tampered_record_is_refused_on_resume(tmp_path: Path, edit: object, message: str) -> None:
+    """A resumed regularizer study checks every record it reads back (one line, exit 2, no traceback)."""
+    from nc_audit.core.errors import InputError
+    from nc_audit.experiments.studies.record_checks import check_record
+
+    stat = {"nc1": 0.1, "nc4": 0.0, "mir": 0.9, "hdr": 0.1, "h_head": 2.0}
+    record = {"key": "k", "lam": 1.0, "setting": "nc/detached", "seed": 0, "checkpoint": "x.pt",
+              "train": {"accuracy": 1.0, "metrics": stat}, "test": {"accuracy": 0.9, "metrics": {}}}  # fmt: skip
+    check_record(record, "regularizer", "runs.jsonl line 1")
+    edit(record)  # type: ignore[operator]
+    with pytest.raises(InputError, match=message):
+        check_record(record, "regularizer", "runs.jsonl line 1")
