@@ -195,7 +195,7 @@ def semi_supervised_command(
         str | None,
         Opt(
             metavar="LIST",
-            help="Regulariser weights λ of the FixMatch runs (−λ·MIR + λ·HDR), comma-separated. "
+            help="Regulariser weights λ of the FixMatch runs (λ_mir = λ_hdr = λ, nc/detached form), comma-separated. "
             "[default: 0,0.1,1; --quick: 0,0.1]",
         ),
     ] = None,
@@ -216,7 +216,7 @@ def semi_supervised_command(
     """Semi-supervised digits: K labels per class, FixMatch on the rest, with and without MIR/HDR terms.
 
     Tabulates test accuracy (mean ± std over seeds) per K and setting — the supervised baseline, FixMatch,
-    FixMatch with the regulariser −λ·MIR + λ·HDR on labels and confident pseudo-labels — and plots it.
+    FixMatch with the MIR/HDR regulariser (nc/detached form) on labels and confident pseudo-labels — and plots it.
     A killed study continues with --resume.
     """
     from dataclasses import replace

@@ -43,6 +43,13 @@ def plot_label_smoothing(document: dict[str, Any], path: Path) -> None:
                title=f"label smoothing on {document['settings']['data']}: mean ± std over {seeds} seed(s)")  # fmt: skip
 
 
+def _form_text(recipe: dict[str, Any]) -> str:
+    """The regulariser's form as the recipe records it; a recipe without one predates the forms (max)."""
+    target, head = recipe.get("regularizer_target", "max"), recipe.get("regularizer_head", "trainable")
+    formula = "λ·|MIR − MIR*| + λ·|HDR − HDR*|" if target == "nc" else "−λ·MIR + λ·HDR"
+    return f"form {target}/{head}: {formula}, docs/METRICS.md"
+
+
 def semi_supervised_markdown(document: dict[str, Any], table: str) -> str:
     settings, recipe = document["settings"], document["settings"]["recipe"]
     seeds = ", ".join(str(s) for s in settings["seeds"])
@@ -54,7 +61,8 @@ def semi_supervised_markdown(document: dict[str, Any], table: str) -> str:
         f"(Nesterov momentum {recipe['momentum']:g}, lr {recipe['lr']:g}·cos(7πk/16K), weight decay "
         f"{recipe['weight_decay']:g}), batch {recipe['batch_size']} labeled + {recipe['unlabeled_ratio']}× as many "
         f"unlabeled. \"supervised\": the labeled samples alone; FixMatch: confidence threshold "
-        f"{recipe['threshold']:g} on the weak view, trained on the strong view; λ: weight of −λ·MIR + λ·HDR on the "
+        f"{recipe['threshold']:g} on the weak view, trained on the strong view; λ: weight of the MIR/HDR regulariser "
+        f"({_form_text(recipe)}) on the "
         "labeled and confidently pseudo-labeled features (pseudo-labels supply the head rows). Confident share "
         "and pseudo-label accuracy: over the last 10% of steps. NC1, MIR, HDR: the whole train split with its "
         f"true labels (MIR_NC = {document['targets']['mir']:.4f}). Seeds {seeds}; mean ± sample standard deviation.",
