@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -69,15 +71,17 @@ def test_table_escapes_setting_names_and_plot_lines_start_at_lambda_zero() -> No
         (lambda r: r.__setitem__("setting", 3), "field 'setting' must be a string"),
     ],
 )
-def test_a_tampered_record_is_refused_on_resume(tmp_path: Path, edit: object, message: str) -> None:
+def test_a_tampered_record_is_refused_on_resume(
+    tmp_path: Path, edit: Callable[[dict[str, Any]], object], message: str
+) -> None:
     """A resumed regularizer study checks every record it reads back (one line, exit 2, no traceback)."""
     from nc_audit.core.errors import InputError
     from nc_audit.experiments.studies.record_checks import check_record
 
     stat = {"nc1": 0.1, "nc4": 0.0, "mir": 0.9, "hdr": 0.1, "h_head": 2.0}
-    record = {"key": "k", "lam": 1.0, "setting": "nc/detached", "seed": 0, "checkpoint": "x.pt",
+    record: dict[str, Any] = {"key": "k", "lam": 1.0, "setting": "nc/detached", "seed": 0, "checkpoint": "x.pt",
               "train": {"accuracy": 1.0, "metrics": stat}, "test": {"accuracy": 0.9, "metrics": {}}}  # fmt: skip
     check_record(record, "regularizer", "runs.jsonl line 1")
-    edit(record)  # type: ignore[operator]
+    edit(record)
     with pytest.raises(InputError, match=message):
         check_record(record, "regularizer", "runs.jsonl line 1")

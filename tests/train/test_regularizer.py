@@ -15,7 +15,9 @@ from nc_audit.metrics.information import nc_targets
 from nc_audit.train.config import FinetuneConfig
 from nc_audit.train.matrix_entropy import matrix_information
 from nc_audit.train.regularizer import (
+    Head,
     RegularizerForm,
+    Target,
     batch_grams,
     collapsed_reference,
     mir_hdr_regulariser,
@@ -28,7 +30,7 @@ C, D = 5, 8
 def _measure(
     features: torch.Tensor, labels: torch.Tensor, W: torch.Tensor, target: str
 ) -> tuple[float, float]:
-    K_Z, K_Y = batch_grams(features.detach(), labels, W.detach(), target)  # type: ignore[arg-type]
+    K_Z, K_Y = batch_grams(features.detach(), labels, W.detach(), target)
     info = matrix_information(K_Z, K_Y)
     return info.mir.item(), info.hdr.item()
 
@@ -61,13 +63,13 @@ def test_collapsed_reference_of_a_balanced_batch_is_mir_nc(num_classes: int) -> 
 
 @pytest.mark.parametrize("target", ["nc", "max"])
 @pytest.mark.parametrize("labels", [[0, 0, 0, 0, 0, 0, 1, 2, 3, 4], [1, 1, 3, 4, 4, 4], [2, 2, 3, 0]])
-def test_collapsed_reference_equals_the_batch_computation(target: str, labels: list[int]) -> None:
+def test_collapsed_reference_equals_the_batch_computation(target: Target, labels: list[int]) -> None:
     """The k×k shortcut against the B×B Grams of an exactly collapsed batch."""
     y = torch.tensor(labels)
     etf = simplex_etf(C)
-    K_Z, K_Y = batch_grams(etf[y], y, etf, target)  # type: ignore[arg-type]
+    K_Z, K_Y = batch_grams(etf[y], y, etf, target)
     direct = matrix_information(K_Z, K_Y)
-    shortcut = collapsed_reference(y, C, target)  # type: ignore[arg-type]
+    shortcut = collapsed_reference(y, C, target)
     for name in ("mi", "mir", "hdr"):
         assert getattr(shortcut, name).item() == pytest.approx(getattr(direct, name).item(), abs=1e-10)
 
@@ -122,11 +124,11 @@ def _descend(form: RegularizerForm, steps: int = 60, lr: float = 0.05) -> tuple[
 
 
 @pytest.mark.parametrize("head", ["detached", "trainable"])
-def test_nc_form_moves_the_batch_towards_the_collapsed_values(head: str) -> None:
+def test_nc_form_moves_the_batch_towards_the_collapsed_values(head: Head) -> None:
     features, labels, W = _random_batch()
     goal = collapsed_reference(labels, C)
     mir0, hdr0 = _measure(features, labels, W, "nc")
-    moved, _, moved_W, start_W = _descend(RegularizerForm(1.0, 1.0, "nc", head))  # type: ignore[arg-type]
+    moved, _, moved_W, start_W = _descend(RegularizerForm(1.0, 1.0, "nc", head))
     mir1, hdr1 = _measure(moved, labels, moved_W, "nc")
     assert abs(mir1 - goal.mir.item()) < 0.5 * abs(mir0 - goal.mir.item())
     assert abs(hdr1 - goal.hdr.item()) < 0.5 * abs(hdr0 - goal.hdr.item())
@@ -134,10 +136,10 @@ def test_nc_form_moves_the_batch_towards_the_collapsed_values(head: str) -> None
 
 
 @pytest.mark.parametrize("head", ["detached", "trainable"])
-def test_max_form_raises_mir_and_lowers_hdr(head: str) -> None:
+def test_max_form_raises_mir_and_lowers_hdr(head: Head) -> None:
     features, labels, W = _random_batch()
     mir0, hdr0 = _measure(features, labels, W, "max")
-    moved, _, moved_W, start_W = _descend(RegularizerForm(1.0, 1.0, "max", head))  # type: ignore[arg-type]
+    moved, _, moved_W, start_W = _descend(RegularizerForm(1.0, 1.0, "max", head))
     mir1, hdr1 = _measure(moved, labels, moved_W, "max")
     assert mir1 > mir0 + 0.05 and hdr1 < hdr0
     assert torch.equal(moved_W, start_W) == (head == "detached")
@@ -162,8 +164,9 @@ def test_detached_head_gets_no_gradient() -> None:
 
 def test_grams_are_unit_diagonal() -> None:
     features, labels, W = _random_batch()
-    for target in ("nc", "max"):
-        K_Z, K_Y = batch_grams(features, labels, W, target)  # type: ignore[arg-type]
+    targets: tuple[Target, ...] = ("nc", "max")
+    for target in targets:
+        K_Z, K_Y = batch_grams(features, labels, W, target)
         assert torch.allclose(torch.diagonal(K_Z), torch.ones(30, dtype=torch.float64))
         assert torch.allclose(K_Y, unit_rows(W[labels]) @ unit_rows(W[labels]).T)
 
@@ -171,8 +174,8 @@ def test_grams_are_unit_diagonal() -> None:
 @pytest.mark.parametrize(
     ("form", "message"),
     [
-        (RegularizerForm(1.0, 0.0, "up", "detached"), "--regularizer-target"),  # type: ignore[arg-type]
-        (RegularizerForm(1.0, 0.0, "nc", "frozen"), "--regularizer-head"),  # type: ignore[arg-type]
+        (RegularizerForm(1.0, 0.0, "up", "detached"), "--regularizer-target"),  # type: ignore[arg-type]  # invalid on purpose
+        (RegularizerForm(1.0, 0.0, "nc", "frozen"), "--regularizer-head"),  # type: ignore[arg-type]  # invalid on purpose
         (RegularizerForm(-1.0, 0.0), "--mir-weight"),
         (RegularizerForm(0.0, math.nan), "--hdr-weight"),
     ],
@@ -191,7 +194,7 @@ def test_finetune_config_records_the_form_only_while_the_regulariser_is_on(tmp_p
     assert on.resume_settings()["regularizer_head"] == "detached"
     with pytest.raises(InputError, match="--regularizer-target"):
         FinetuneConfig(out=tmp_path, cma_weight=0.0, data="digits", checkpoint=tmp_path / "a.pt",
-                       regularizer_target="up").validate()  # type: ignore[arg-type]  # fmt: skip
+                       regularizer_target="up").validate()  # type: ignore[arg-type]  # invalid on purpose  # fmt: skip
 
 
 def test_finetune_refuses_an_unknown_form_before_writing(tmp_path: Path) -> None:

@@ -40,11 +40,13 @@ from nc_audit.io.checkpoints.save import save_checkpoint
 from nc_audit.io.data.datasets import ArrayDataset, load_dataset
 from nc_audit.models.registry import architecture_record
 from nc_audit.train.recipe import Recipe, train_from_scratch
-from nc_audit.train.regularizer import RegularizerForm
+from nc_audit.train.regularizer import Head, RegularizerForm, Target
 
 KIND = "regularizer"
 #: The forms compared: (target, head). The first is the default form of ``finetune`` and FixMatch.
-FORMS: tuple[tuple[str, str], ...] = (("nc", "detached"), ("max", "trainable"))
+FORMS: tuple[tuple[Target, Head], ...] = (("nc", "detached"), ("max", "trainable"))
+#: One setting of the study: (λ, target, head); target and head are None for λ = 0.
+Setting = tuple[float, Target | None, Head | None]
 #: The setting of the λ = 0 runs (no regulariser, whatever the form).
 PLAIN = "none"
 #: Summary columns: (name, header, how to read it from a run's record).
@@ -63,7 +65,7 @@ class RegularizerStudy:
     """What the study trains: λ values, forms, seeds, the data, the MLP's hidden widths and the recipe."""
 
     weights: tuple[float, ...] = (0.0, 0.1, 1.0)
-    forms: tuple[tuple[str, str], ...] = FORMS
+    forms: tuple[tuple[Target, Head], ...] = FORMS
     seeds: tuple[int, ...] = (0, 1, 2)
     data: str = "digits"
     hidden: tuple[int, ...] = (64, 64, 64)
@@ -81,7 +83,7 @@ class RegularizerStudy:
             if not (math.isfinite(weight) and weight >= 0.0):
                 raise InputError(f"regulariser weights λ must be non-negative numbers, got {weight}")
         for target, head in self.forms:
-            RegularizerForm(1.0, 1.0, target, head).validate()  # type: ignore[arg-type]
+            RegularizerForm(1.0, 1.0, target, head).validate()
         if any(seed < 0 for seed in self.seeds):
             raise InputError(f"seeds must be non-negative integers, got {list(self.seeds)}")
         self.recipe.validate()
@@ -89,9 +91,9 @@ class RegularizerStudy:
     def settings(self) -> dict[str, Any]:
         return plain(asdict(self))
 
-    def plan(self) -> list[tuple[float, str | None, str | None]]:
+    def plan(self) -> list[Setting]:
         """(λ, target, head) of every setting, λ = 0 once (target and head None)."""
-        settings: list[tuple[float, str | None, str | None]] = []
+        settings: list[Setting] = []
         for weight in self.weights:
             if weight == 0.0:
                 settings.append((0.0, None, None))
@@ -114,14 +116,14 @@ def _train_and_measure(
     study: RegularizerStudy,
     record: dict[str, Any],
     splits: tuple[ArrayDataset, ArrayDataset],
-    setting: tuple[float, str | None, str | None],
+    setting: Setting,
     seed: int,
     out: Path,
     inner: Tracker,
 ) -> dict[str, Any]:
     weight, target, head = setting
     train, test = splits
-    form = None if target is None else RegularizerForm(weight, weight, target, head)  # type: ignore[arg-type]
+    form = None if target is None or head is None else RegularizerForm(weight, weight, target, head)
     name = setting_name(*setting)
     model = train_from_scratch(record, train, study.recipe, seed, tracker=inner, regularizer=form,
                                description=f"train λ={weight:g} {name} seed {seed}")  # fmt: skip
@@ -156,7 +158,7 @@ def run_regularizer(
     records = StudyRecords.open(out, KIND, study.settings(), resume)
     (out / "runs").mkdir(exist_ok=True)
 
-    def work(setting: tuple[float, str | None, str | None], seed: int) -> Any:
+    def work(setting: Setting, seed: int) -> Any:
         return lambda inner: _train_and_measure(study, record, (train, test), setting, seed, out, inner)
 
     runs = [
