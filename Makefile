@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 # The CPU build of torch lies on this machine's disk; users with GPUs install any torch in the package's range.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install test test-all demo lint typecheck bench gpu-check samples cma-experiment readme studies study-label-smoothing study-prune study-semi-supervised grokking-transformer clean
+.PHONY: install test test-all demo lint typecheck bench gpu-check samples cma-experiment readme studies study-label-smoothing study-prune study-semi-supervised study-regularizer grokking-transformer grokking-seeds grokking-reference clean
 
 install: $(STAMP)
 
@@ -65,7 +65,7 @@ readme: $(STAMP)
 # The studies of the README (one thread: tiny models; on shared cores more threads spin-wait). Each resumes
 # a killed run (--resume) and writes its table to benchmarks/, its plot to docs/, its runs to studies/.
 NC_AUDIT := $(VENV)/bin/nc-audit
-studies: study-label-smoothing study-prune study-semi-supervised grokking-transformer
+studies: study-label-smoothing study-prune study-semi-supervised study-regularizer grokking-transformer grokking-seeds
 
 study-label-smoothing: $(STAMP)
 	$(NC_AUDIT) study label-smoothing --resume --threads 1 --out studies/label-smoothing \
@@ -82,6 +82,22 @@ study-prune: $(STAMP)
 study-semi-supervised: $(STAMP)
 	$(NC_AUDIT) study semi-supervised --resume --threads 1 --out studies/semi-supervised \
 		--plot docs/semi_supervised.png --markdown benchmarks/SEMI_SUPERVISED.md
+
+study-regularizer: $(STAMP)
+	$(NC_AUDIT) study regularizer --resume --threads 1 --out studies/regularizer \
+		--plot docs/regularizer.png --markdown benchmarks/REGULARIZER.md
+
+# The transformer demo over seeds 0-2 (grokking steps as mean ± spread), and Nanda et al.'s configuration
+# (p = 113, 30 % train, d_model 128, weight decay 1: hours on 2 CPU cores; resumable, not in `studies`).
+grokking-seeds: $(STAMP)
+	for seed in 0 1 2; do $(NC_AUDIT) demo grokking --model transformer --seed $$seed --resume --threads 1 \
+		--quiet --out studies/grokking-transformer-seed$$seed || exit 1; done
+	$(VENV)/bin/python scripts/grokking_seeds.py studies/grokking-transformer-seed0 studies/grokking-transformer-seed1 \
+		studies/grokking-transformer-seed2 > benchmarks/GROKKING_SEEDS.md
+
+grokking-reference: $(STAMP)
+	$(NC_AUDIT) demo grokking --model transformer --p 113 --train-fraction 0.3 --d-model 128 --heads 4 \
+		--weight-decay 1 --steps 40000 --save-every 500 --resume --threads 1 --out studies/grokking-reference
 
 grokking-transformer: $(STAMP)
 	$(NC_AUDIT) demo grokking --model transformer --resume --threads 1 --out studies/grokking-transformer

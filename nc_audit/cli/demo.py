@@ -80,6 +80,16 @@ def grokking_command(
     seed: Annotated[
         int, Opt(min=0, metavar="N", help="Seed of the train/test split and of the initialisation.")
     ] = 0,
+    d_model: Annotated[
+        int | None,
+        Opt(min=1, metavar="N", help="Transformer width (d_mlp = 4·d_model). [default: 64]"),
+    ] = None,
+    heads: Annotated[
+        int | None, Opt(min=1, metavar="N", help="Transformer attention heads. [default: 4]")
+    ] = None,
+    weight_decay: Annotated[
+        float | None, Opt(min=0.0, metavar="FLOAT", help="AdamW weight decay. [default: 1.0]")
+    ] = None,
     quick: Annotated[bool, Opt("--quick", help="A few seconds: p = 23, 300 steps (unless given).")] = False,
     resume: Annotated[
         bool, Opt("--resume", help="Continue the run in --out from its last save (DIR/resume.state).")
@@ -99,7 +109,7 @@ def grokking_command(
 
     from nc_audit.cli.progress import make_tracker
     from nc_audit.core.threads import torch_threads
-    from nc_audit.experiments.grokking import run_grokking
+    from nc_audit.experiments.grokking import ModelShape, run_grokking
     from nc_audit.io.guards.atomic import atomic_write_text
     from nc_audit.report.figures import grokking_figure
     from nc_audit.report.grokking_summary import event_lines, grokking_page, timing_line
@@ -120,6 +130,8 @@ def grokking_command(
             seed=seed,
             resume=resume,
             tracker=tracker,
+            shape=ModelShape(d_model, heads),
+            weight_decay=weight_decay,
         )
     plot_path, summary_path = out / "grokking.png", out / "SUMMARY.md"
     save_figure(grokking_figure(result.document), plot_path)

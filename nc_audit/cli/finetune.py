@@ -73,8 +73,27 @@ def finetune_command(
             "[default: a copy of the initial head rows]",
         ),
     ] = None,
-    mir_weight: Annotated[float, Opt(metavar="FLOAT", help="Weight of the −MIR(K_Z, K_Y) batch term.")] = 0.0,
-    hdr_weight: Annotated[float, Opt(metavar="FLOAT", help="Weight of the +HDR(K_Z, K_Y) batch term.")] = 0.0,
+    mir_weight: Annotated[
+        float,
+        Opt(
+            metavar="FLOAT", help="Weight λ_mir of the batch MIR(K_Z, K_Y) term (form: --regularizer-target)."
+        ),
+    ] = 0.0,
+    hdr_weight: Annotated[
+        float, Opt(metavar="FLOAT", help="Weight λ_hdr of the batch HDR(K_Z, K_Y) term.")
+    ] = 0.0,
+    regularizer_target: Annotated[
+        str,
+        Opt(
+            metavar="nc|max",
+            help="nc: λ_mir·|MIR − MIR*| + λ_hdr·|HDR − HDR*| towards the batch's collapsed values; "
+            "max: −λ_mir·MIR + λ_hdr·HDR (the first form). docs/METRICS.md.",
+        ),
+    ] = "nc",
+    regularizer_head: Annotated[
+        str,
+        Opt(metavar="detached|trainable", help="Whether the MIR/HDR terms' gradient reaches the head rows."),
+    ] = "detached",
     label_smoothing: Annotated[
         float,
         Opt(metavar="FLOAT", help="Label smoothing ε in [0, 1] of the cross-entropy (0: the plain loss)."),

@@ -1,8 +1,10 @@
 """The grokking demo: train a model on a+b mod p, checkpoint it, then let nc-audit track the checkpoints.
 
 Models (``MODELS``): ``modmlp`` (an embedding MLP; p = 97 by default) and ``transformer`` (the one-layer
-transformer of Nanda et al. 2023, nc_audit.models.transformer; p = 59, train fraction 0.4, 14,000 steps
-by default: chosen so it groks in minutes on 2 CPU cores — see the README). Training (Power et al.
+transformer of Nanda et al. 2023, nc_audit.models.transformer; p = 59, train fraction 0.4, d_model 64,
+14,000 steps by default: chosen so it groks in minutes on 2 CPU cores — see the README). ``REFERENCE``
+holds Nanda et al.'s configuration (p = 113, 30 % train, d_model 128, weight decay 1), reachable with
+``p``, ``train_fraction``, ``shape`` (d_model, heads) and ``weight_decay``. Training (Power et al.
 2022, Nanda et al. 2023): full batch, AdamW (lr 1e-3, weight decay 1.0, betas (0.9, 0.98)), constant lr;
 a self-describing checkpoint DIR/step_XXXXX.pt every ``save_every`` steps (and at step 0 and the last
 step), with the training loop's train/test accuracy and loss in each checkpoint's meta.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -180,6 +183,35 @@ def events(steps: list[int], values: dict[str, list[Any]]) -> dict[str, Any]:
             "accuracy": values["test accuracy"][best]}, "changes": changes}  # fmt: skip
 
 
+#: The configuration of Nanda et al. (2023): ``demo grokking --model transformer`` with these values.
+REFERENCE: dict[str, Any] = {"p": 113, "train_fraction": 0.3, "d_model": 128, "heads": 4, "weight_decay": 1.0}
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """Transformer sizes given on the command line (None: the model's default). d_mlp follows d_model
+    (4·d_model, as in Nanda et al.) unless the default d_model is kept."""
+
+    d_model: int | None = None
+    heads: int | None = None
+
+    def config(self, model: str) -> dict[str, Any]:
+        config = dict(MODELS[model]["config"])
+        if self.d_model is None and self.heads is None:
+            return config
+        if model != "transformer":
+            raise InputError("--d-model and --heads apply to --model transformer only")
+        if self.d_model is not None:
+            config["d_model"], config["d_mlp"] = self.d_model, 4 * self.d_model
+        if self.heads is not None:
+            config["heads"] = self.heads
+        if config["d_model"] < 1 or config["heads"] < 1 or config["d_model"] % config["heads"]:
+            raise InputError(
+                f"--d-model {config['d_model']} must be a positive multiple of --heads {config['heads']}"
+            )
+        return config
+
+
 def run_config(
     model: str = "modmlp",
     p: int | None = None,
@@ -187,19 +219,26 @@ def run_config(
     steps: int | None = None,
     save_every: int | None = None,
     seed: int = 0,
+    shape: ModelShape | None = None,
+    weight_decay: float | None = None,
 ) -> dict[str, Any]:
-    """The run's settings: the model's defaults (``MODELS``) for every value not given."""
+    """The run's settings: the model's defaults (``MODELS``, ``OPTIMIZER``) for every value not given."""
     if model not in MODELS:
         raise InputError(f"--model {model!r}: the grokking demo trains one of {', '.join(MODELS)}")
     defaults = MODELS[model]
+    optimizer = {**OPTIMIZER, "betas": list(OPTIMIZER["betas"])}
+    if weight_decay is not None:
+        if not (math.isfinite(weight_decay) and weight_decay >= 0.0):
+            raise InputError(f"--weight-decay must be a finite number >= 0, got {weight_decay}")
+        optimizer["weight_decay"] = weight_decay
     config: dict[str, Any] = {
         "p": defaults["p"] if p is None else p,
         "train_fraction": defaults["train_fraction"] if train_fraction is None else train_fraction,
         "steps": defaults["steps"] if steps is None else steps,
         "save_every": defaults["save_every"] if save_every is None else save_every,
         "seed": seed,
-        "model": {"name": model, "config": dict(defaults["config"])},
-        "optimizer": {**OPTIMIZER, "betas": list(OPTIMIZER["betas"])},
+        "model": {"name": model, "config": (shape or ModelShape()).config(model)},
+        "optimizer": optimizer,
         "batch": "full",
     }
     if config["steps"] < 1 or config["save_every"] < 1:
@@ -220,10 +259,12 @@ def run_grokking(
     seed: int = 0,
     resume: bool = False,
     tracker: Tracker | None = None,
+    shape: ModelShape | None = None,
+    weight_decay: float | None = None,
 ) -> GrokkingResult:
     """Train, checkpoint and measure; write DIR/step_XXXXX.pt and DIR/trajectory.json (see the module doc).
-    Values left None take the model's defaults (``MODELS``)."""
-    config = run_config(model, p, train_fraction, steps, save_every, seed)
+    Values left None take the model's defaults (``MODELS``, ``OPTIMIZER``)."""
+    config = run_config(model, p, train_fraction, steps, save_every, seed, shape, weight_decay)
     tracker = tracker or SilentTracker()
     out = Path(out)
     try:

@@ -43,12 +43,13 @@ def _evaluate(model: torch.nn.Module, splits: dict[str, ArrayDataset]) -> dict[s
     return row
 
 
-def _optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
+def _optimizer(model: torch.nn.Module, settings: dict[str, Any]) -> torch.optim.Optimizer:
+    """AdamW with the run's settings (``config["optimizer"]``; the defaults are ``OPTIMIZER``)."""
     return torch.optim.AdamW(
         model.parameters(),
-        lr=OPTIMIZER["lr"],
-        weight_decay=OPTIMIZER["weight_decay"],
-        betas=OPTIMIZER["betas"],
+        lr=settings["lr"],
+        weight_decay=settings["weight_decay"],
+        betas=tuple(settings["betas"]),
     )
 
 
@@ -89,7 +90,7 @@ def train(
     torch.manual_seed(config["seed"])
     record = architecture_record(config["model"]["name"], {"p": p, **config["model"]["config"]}, p)
     model = build_model(record)
-    optimizer = _optimizer(model)
+    optimizer = _optimizer(model, config.get("optimizer", OPTIMIZER))
     wanted = set(save_steps(steps, save_every))
     history: list[dict[str, Any]] = []
     first, before = 0, 0.0

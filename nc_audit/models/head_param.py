@@ -91,7 +91,7 @@ class ParameterHead(nn.Module):
         return self.parameter if self.applied is None else self.applied.weight
 
     @property
-    def bias(self) -> Tensor | None:  # nn.Module attribute shown as a property
+    def bias(self) -> Tensor | None:
         return self._bias if self.applied is None else self.applied.bias
 
     @property
@@ -102,7 +102,7 @@ class ParameterHead(nn.Module):
     def in_features(self) -> int:
         return int(self.parameter.shape[1])
 
-    def register_forward_pre_hook(self, *args: Any, **kwargs: Any) -> Any:  # refuses
+    def register_forward_pre_hook(self, *args: Any, **kwargs: Any) -> Any:
         """No module runs as this head, so a hook on it would never fire: said at once, not silently."""
         raise InputError(
             f"head {self.name!r} is a parameter, followed through the forward pass (nc_audit.models.hooks."

@@ -78,7 +78,10 @@ def grokking_page(document: Document) -> Page:
     window = Number(events["window_checkpoints"], None)
     title: Line = ("Grokking on a+b mod ", Number(config["p"], None), " (train fraction ",
                    Number(config["train_fraction"], None), ", seed ", Number(config["seed"], None), ")")  # fmt: skip
-    setup: Line = (f"{_model(config['model'])}; AdamW lr 1e-3, weight decay 1.0, betas (0.9, 0.98), full batch, ",
+    optimizer = config.get("optimizer", {"lr": 1e-3, "weight_decay": 1.0, "betas": [0.9, 0.98]})
+    betas = ", ".join(f"{beta:g}" for beta in optimizer["betas"])
+    setup: Line = (f"{_model(config['model'])}; AdamW lr {optimizer['lr']:g}, weight decay "
+                   f"{optimizer['weight_decay']:g}, betas ({betas}), full batch, ",
                    Number(config["steps"], None), " steps, a checkpoint every ", Number(config["save_every"], None),
                    f" steps ({len(document['steps'])} checkpoints), measured with nc-audit's measure_trajectory on "
                    "the train and test splits.")  # fmt: skip

@@ -62,6 +62,13 @@ def label_smoothing_page(document: Document, table: Table) -> Page:
     return Page(title, (Paragraph(setup), table))
 
 
+def _form_text(recipe: Document) -> str:
+    """The regulariser's form as the recipe records it; a recipe without one predates the forms (max)."""
+    target, head = recipe.get("regularizer_target", "max"), recipe.get("regularizer_head", "trainable")
+    formula = "λ·|MIR − MIR*| + λ·|HDR − HDR*|" if target == "nc" else "−λ·MIR + λ·HDR"
+    return f"form {target}/{head}: {formula}, docs/METRICS.md"
+
+
 def semi_supervised_page(document: Document, table: Table) -> Page:
     """RESULTS.md of the semi-supervised study."""
     settings, recipe = document["settings"], document["settings"]["recipe"]
@@ -79,8 +86,9 @@ def semi_supervised_page(document: Document, table: Table) -> Page:
         "·cos(7πk/16K), weight decay ", Number(recipe["weight_decay"], None), "), batch ",
         Number(recipe["batch_size"], None), " labeled + ", Number(recipe["unlabeled_ratio"], None), "× as many "
         'unlabeled. "supervised": the labeled samples alone; FixMatch: confidence threshold ',
-        Number(recipe["threshold"], None), " on the weak view, trained on the strong view; λ: weight of −λ·MIR + "
-        "λ·HDR on the labeled and confidently pseudo-labeled features (pseudo-labels supply the head rows). "
+        Number(recipe["threshold"], None), " on the weak view, trained on the strong view; λ: weight of the MIR/HDR "
+        f"regulariser ({_form_text(recipe)}) on the labeled and confidently pseudo-labeled features (pseudo-labels "
+        "supply the head rows). "
         "Confident share and pseudo-label accuracy: over the last 10% of steps. NC1, MIR, HDR: the whole train "
         "split with its true labels (MIR_NC = ", Number(document["targets"]["mir"]),
         f"). Seeds {_seeds(settings)}; mean ± sample standard deviation.",

@@ -9,6 +9,7 @@ from typing import Any
 from nc_audit.core.errors import InputError
 from nc_audit.models.spec import ModelSpec
 from nc_audit.train.ranges import FINETUNE_RANGES
+from nc_audit.train.regularizer import Head, RegularizerForm, Target
 
 #: Settings a resumed run must share with the run it continues (anything else would not be a continuation).
 RESUME_KEYS: tuple[str, ...] = (
@@ -26,10 +27,15 @@ RESUME_KEYS: tuple[str, ...] = (
     "adapter_hidden",
     "loss_shards",
     "label_smoothing",
+    "regularizer_target",
+    "regularizer_head",
 )
 #: Settings added after runs were first recorded: left out of the recorded settings while at their default,
 #: so a run recorded before they existed resumes as before.
 OMITTED_AT_DEFAULT: dict[str, object] = {"label_smoothing": 0.0}
+#: Settings of the MIR/HDR regulariser: recorded only while it is on (a run without it resumes as before,
+#: and a run recorded before its forms existed, which used the ``max`` form, is not resumed as ``nc``).
+REGULARIZER_KEYS = ("regularizer_target", "regularizer_head")
 
 
 @dataclass(frozen=True)
@@ -65,16 +71,26 @@ class FinetuneConfig:
     adapter_hidden: int | None = None
     loss_shards: int = 1
     label_smoothing: float = 0.0
+    regularizer_target: Target = "nc"
+    regularizer_head: Head = "detached"
     device: str = "auto"
 
     def __post_init__(self) -> None:
         self.validate()
+
+    @property
+    def regularizer(self) -> RegularizerForm:
+        """The MIR/HDR regulariser's weights and form (nc_audit.train.regularizer)."""
+        return RegularizerForm(
+            self.mir_weight, self.hdr_weight, self.regularizer_target, self.regularizer_head
+        )
 
     def validate(self) -> None:
         """Raise InputError (one line) for any setting outside its range or any conflicting pair; runs
         on construction, so a FinetuneConfig that exists is valid (every range: nc_audit.train.ranges)."""
         for name, allowed in FINETUNE_RANGES.items():
             allowed.check(getattr(self, name))
+        self.regularizer.validate()
         if (self.data is None) == (self.features is None):
             raise InputError("pass exactly one of --data NAME|PATH (train the model) or --features DUMP")
         if self.data is not None and self.checkpoint is None:
@@ -97,4 +113,5 @@ class FinetuneConfig:
             key: str(plain[key]) if isinstance(plain[key], Path) else plain[key]
             for key in RESUME_KEYS
             if not (key in OMITTED_AT_DEFAULT and plain[key] == OMITTED_AT_DEFAULT[key])
+            and not (key in REGULARIZER_KEYS and not self.regularizer.active)
         }

@@ -7,8 +7,8 @@ For a labeled batch (x_l, y_l) and an unlabeled batch seen twice (weak view x_w,
   logits, without gradient;
 - L_s = CE(logits_l, y_l);  L_u = (1/μB) Σ_j m_j · CE(logits_s,j, ŷ_j) (mean over the whole unlabeled
   batch, FixMatch's normalisation);
-- the regulariser −λ_mir·MIR(K_Z, K_Y) + λ_hdr·HDR(K_Z, K_Y) (nc_audit.train.losses.mir_hdr_regulariser,
-  our formulation) on the features of the labeled samples and of the confident strong views, with
+- the MIR/HDR regulariser R in the chosen form (nc_audit.train.regularizer: ``nc``, the default, pulls
+  MIR and HDR to their values at collapse; ``max`` is −λ_mir·MIR + λ_hdr·HDR; our formulation) on the features of the labeled samples and of the confident strong views, with
   their labels — the pseudo-labels ŷ_j for the unlabeled ones — supplying the head rows of K_Y;
 - L = L_s + λ_u·L_u + regulariser.
 """
@@ -21,7 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from nc_audit.models.hooks import find_head_module, forward_with_features
-from nc_audit.train.losses import classification_loss, mir_hdr_regulariser
+from nc_audit.train.losses import classification_loss
+from nc_audit.train.regularizer import Head, Target, mir_hdr_regulariser
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ def fixmatch_step(
     mir_weight: float = 0.0,
     hdr_weight: float = 0.0,
     head_name: str | None = None,
+    regularizer_target: Target = "nc",
+    regularizer_head: Head = "detached",
 ) -> FixMatchStep:
     """The FixMatch loss of one batch (module docstring). labeled (B, ...), labels (B,), weak and strong
     (U, ...) views of the same unlabeled samples. With ``unlabeled_weight`` 0 the unlabeled views are not
@@ -82,6 +85,7 @@ def fixmatch_step(
     reg = torch.zeros((), dtype=total.dtype, device=total.device)
     if (mir_weight > 0.0 or hdr_weight > 0.0) and reg_labels.shape[0] > 1:
         head = find_head_module(model, head_name)[1]
-        reg = mir_hdr_regulariser(reg_features, reg_labels, head.weight, mir_weight, hdr_weight)
+        reg = mir_hdr_regulariser(reg_features, reg_labels, head.weight, mir_weight, hdr_weight,
+                                  target=regularizer_target, head=regularizer_head)  # fmt: skip
         total = total + reg
     return FixMatchStep(total, supervised, unsupervised, reg, mask, guessed)

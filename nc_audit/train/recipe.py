@@ -5,7 +5,8 @@ all epochs (stepped once per epoch), weight decay on every parameter, a fixed ba
 seeded order every epoch. ``drop_last`` skips the trailing partial batch of each epoch: with BatchNorm a
 3-sample last batch (1347 digits = 21·64 + 3) is normalised with its own statistics and keeps the
 network from collapsing (measured; see the README). The loss is the cross-entropy with optional label
-smoothing (:func:`nc_audit.train.losses.classification_loss`).
+smoothing (:func:`nc_audit.train.losses.classification_loss`), plus, when given, the MIR/HDR batch
+regulariser in one of its forms (:mod:`nc_audit.train.regularizer`; the regulariser study).
 
 Seeds: ``torch.manual_seed(seed)`` right before the model is built (its initialisation), and a separate
 generator seeded with ``seed`` for the batch order. Same seed, same thread settings → same floats.
@@ -24,9 +25,11 @@ from nc_audit.core.errors import InputError
 from nc_audit.core.inputs import take
 from nc_audit.core.progress import SilentTracker, Tracker
 from nc_audit.io.data.datasets import ArrayDataset
+from nc_audit.models.hooks import find_head_module, forward_with_features
 from nc_audit.models.registry import build_model
 from nc_audit.train.losses import classification_loss
 from nc_audit.train.ranges import LABEL_SMOOTHING
+from nc_audit.train.regularizer import RegularizerForm, regulariser_of
 
 #: Called after every epoch with (epoch, model, mean training loss of the epoch); the model is in train
 #: mode and must be left so.
@@ -81,16 +84,22 @@ def train_from_scratch(
     on_epoch: EpochHook | None = None,
     tracker: Tracker | None = None,
     description: str = "train",
+    regularizer: RegularizerForm | None = None,
 ) -> nn.Module:
-    """Build the architecture ``record`` with seed ``seed`` and train it on ``train`` with ``recipe``.
+    """Build the architecture ``record`` with seed ``seed`` and train it on ``train`` with ``recipe``
+    (and the MIR/HDR ``regularizer`` added to every batch's loss when it is given and active).
 
     Returns the model in eval mode. ``on_epoch`` sees the model after each epoch (to checkpoint or
     measure it: switch to eval mode inside and back to train mode before returning).
     """
     recipe.validate()
+    if regularizer is not None:
+        regularizer.validate()
+    regularized = regularizer is not None and regularizer.active
     tracker = tracker or SilentTracker()
     torch.manual_seed(seed)
     model = build_model(record)
+    head = find_head_module(model, None)[1] if regularized else None
     optimizer = torch.optim.SGD(
         model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
     )
@@ -106,8 +115,17 @@ def train_from_scratch(
             for start in starts:
                 index = permutation[start : start + recipe.batch_size]  # (B,)
                 optimizer.zero_grad()
-                logits = model(take(train.inputs, index))  # (B, C)
-                loss = classification_loss(logits, train.labels[index], recipe.label_smoothing)
+                labels = train.labels[index]  # (B,)
+                if regularized:
+                    assert regularizer is not None and head is not None
+                    logits, features = forward_with_features(
+                        model, take(train.inputs, index)
+                    )  # (B, C), (B, d)
+                    loss = classification_loss(logits, labels, recipe.label_smoothing)
+                    loss = loss + regulariser_of(regularizer, features, labels, head.weight)
+                else:
+                    logits = model(take(train.inputs, index))  # (B, C)
+                    loss = classification_loss(logits, labels, recipe.label_smoothing)
                 loss.backward()
                 optimizer.step()
                 total += loss.detach().double() * index.shape[0]

@@ -25,6 +25,7 @@ from nc_audit.core.progress import SilentTracker, Tracker
 from nc_audit.models.registry import build_model
 from nc_audit.train.augment import STRONG, WEAK
 from nc_audit.train.fixmatch import fixmatch_step
+from nc_audit.train.regularizer import Head, RegularizerForm, Target
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class SemiRecipe:
     unlabeled_weight: float = 1.0
     mir_weight: float = 0.0
     hdr_weight: float = 0.0
+    regularizer_target: Target = "nc"
+    regularizer_head: Head = "detached"
     lr: float = 0.03
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -53,6 +56,9 @@ class SemiRecipe:
             or self.lr <= 0
         ):
             raise InputError("weights and weight decay must be non-negative and lr positive")
+        RegularizerForm(
+            self.mir_weight, self.hdr_weight, self.regularizer_target, self.regularizer_head
+        ).validate()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,7 +120,9 @@ def train_semi_supervised(
                 weak, strong = WEAK(unlabeled[chosen], views), STRONG(unlabeled[chosen], views)
             result = fixmatch_step(model, WEAK(inputs[index], views), labels[index], weak, strong,
                                    threshold=recipe.threshold, unlabeled_weight=recipe.unlabeled_weight,
-                                   mir_weight=recipe.mir_weight, hdr_weight=recipe.hdr_weight)  # fmt: skip
+                                   mir_weight=recipe.mir_weight, hdr_weight=recipe.hdr_weight,
+                                   regularizer_target=recipe.regularizer_target,
+                                   regularizer_head=recipe.regularizer_head)  # fmt: skip
             optimizer.zero_grad(set_to_none=True)
             result.total.backward()
             optimizer.step()

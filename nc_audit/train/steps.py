@@ -59,6 +59,8 @@ def _shard_losses(
             hdr_weight=config.hdr_weight,
             head_weight=parts.head.weight,
             label_smoothing=config.label_smoothing,
+            regularizer_target=config.regularizer_target,
+            regularizer_head=config.regularizer_head,
         )
         values = torch.stack([loss.total, loss.ce, loss.cma, loss.reg]).detach().to(torch.float64)  # (4,)
         results.append((int(labels[rows].shape[0]), loss.total, values))

@@ -51,7 +51,8 @@ def test_every_option_value_reaches_its_field(tmp_path: Path) -> None:
              "epochs": 7, "lr": 0.02, "batch_size": 9, "freeze_body": True, "seed": 11, "out": tmp_path / "o",
              "resume": True, "model": "m.py:build", "model_arg": ["width=3"], "head": "fc",
              "train_samples_per_class": 4, "adapter_hidden": None, "loss_shards": 2, "device": Device.cpu,
-             "html_path": None, "quiet": True, "allow_external_data": False}  # fmt: skip
+             "html_path": None, "quiet": True, "allow_external_data": False,
+             "regularizer_target": "max", "regularizer_head": "trainable"}  # fmt: skip
     assert set(given) == set(_parameters())
     config = finetune_config(given)
     for name, value in given.items():

@@ -213,19 +213,22 @@ def test_regulariser_matches_numpy_reference() -> None:
     features, W = rng.normal(size=(9, 6)), rng.normal(size=(4, 6))
     labels = rng.integers(0, 4, size=9)
     mir, hdr = np_mir_hdr(features, labels, W)
-    value = mir_hdr_regulariser(t(features), torch.tensor(labels), t(W), 0.7, 0.2).item()
+    value = mir_hdr_regulariser(t(features), torch.tensor(labels), t(W), 0.7, 0.2, target="max").item()
     assert value == pytest.approx(-0.7 * mir + 0.2 * hdr, abs=1e-10)
 
 
 def test_regulariser_gradcheck(small_case: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
     features, labels, W = small_case
-    assert torch.autograd.gradcheck(lambda F, H: mir_hdr_regulariser(F, labels, H, 0.7, 0.3), (features, W))
+    assert torch.autograd.gradcheck(
+        lambda F, H: mir_hdr_regulariser(F, labels, H, 0.7, 0.3, target="max", head="trainable"),
+        (features, W),
+    )
 
 
 def test_regulariser_gradients_finite_for_one_class_batch() -> None:
     rng = np.random.default_rng(7)
     features, W = t(rng.normal(size=(5, 4)), True), t(rng.normal(size=(3, 4)), True)
-    value = mir_hdr_regulariser(features, torch.zeros(5, dtype=torch.long), W, 1.0, 1.0)
+    value = mir_hdr_regulariser(features, torch.zeros(5, dtype=torch.long), W, 1.0, 1.0, head="trainable")
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(features.grad).all() and torch.isfinite(W.grad).all()
 
@@ -271,7 +274,9 @@ def test_total_loss_adds_the_regulariser(batch: dict[str, np.ndarray]) -> None:
     W = np.random.default_rng(9).normal(size=(3, 5))
     mir, hdr = np_mir_hdr(batch["features"], batch["labels"], W)
     ce = np_cross_entropy(batch["logits"], batch["labels"])
-    parts = _total(batch, cma_weight=0.0, mir_weight=0.5, hdr_weight=0.25, head_weight=t(W))
+    parts = _total(
+        batch, cma_weight=0.0, mir_weight=0.5, hdr_weight=0.25, head_weight=t(W), regularizer_target="max"
+    )
     assert parts.reg.item() == pytest.approx(-0.5 * mir + 0.25 * hdr, abs=1e-10)
     assert parts.total.item() == pytest.approx(ce - 0.5 * mir + 0.25 * hdr, abs=1e-10)
 

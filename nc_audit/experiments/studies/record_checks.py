@@ -32,6 +32,12 @@ REQUIRED: dict[str, dict[str, str]] = {
            for field, kind in (("accuracy", _NUMBER), ("metrics", _OBJECT))},
         **{f"train.metrics.{key}": _OPTIONAL_NUMBER for key in ("nc1", "nc4", "mir", "hdr")},
     },
+    "regularizer": {
+        "lam": _NUMBER, "setting": _TEXT, "seed": _NUMBER, "checkpoint": _TEXT,
+        **{f"{split}.{field}": kind for split in ("train", "test")
+           for field, kind in (("accuracy", _NUMBER), ("metrics", _OBJECT))},
+        **{f"train.metrics.{key}": _OPTIONAL_NUMBER for key in ("nc1", "nc4", "mir", "hdr", "h_head")},
+    },
     "semi-supervised": {
         "labels_per_class": _NUMBER, "method": _TEXT, "setting": _TEXT, "seed": _NUMBER, "checkpoint": _TEXT,
         "stats": _OBJECT,
@@ -44,7 +50,7 @@ REQUIRED: dict[str, dict[str, str]] = {
 #: Leaves outside a metrics object that hold a share or a non-negative amount, wherever they appear.
 _UNIT_FIELDS = ("accuracy", "test_accuracy", "ncc_accuracy", "fraction", "sparsity", "mask_rate",
                 "pseudo_label_accuracy")  # fmt: skip
-_NON_NEGATIVE_FIELDS = ("seconds", "loss", "total", "kept", "epsilon", "seed", "labels_per_class")
+_NON_NEGATIVE_FIELDS = ("seconds", "loss", "total", "kept", "epsilon", "seed", "labels_per_class", "lam")
 
 
 def _is_number(value: Any) -> bool:

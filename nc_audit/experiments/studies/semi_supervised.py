@@ -6,8 +6,9 @@ labeled samples per class of the train split; the other train samples are the un
 labels are used only to report the pseudo-labels' accuracy). Settings:
 
 - ``supervised``: the labeled samples alone (weak augmentation), the baseline;
-- ``fixmatch`` with λ: FixMatch (τ = 0.95, μ = 7, λ_u = 1) plus the regulariser −λ·MIR + λ·HDR on the
-  labeled and confidently pseudo-labeled features (λ = 0: plain FixMatch).
+- ``fixmatch`` with λ: FixMatch (τ = 0.95, μ = 7, λ_u = 1) plus the MIR/HDR regulariser (the recipe's
+  form, nc/detached by default: nc_audit.train.regularizer) on the labeled and confidently
+  pseudo-labeled features (λ = 0: plain FixMatch).
 
 Each run is measured on the test split (accuracy) and on the whole train split with its true labels
 (NC1, MIR, HDR of the learned features). Final weights: DIR/runs/NAME.pt. Resumable

@@ -173,7 +173,12 @@ def applied_head(checkpoint: Checkpoint, stored: Head | None, attrs: dict[str, s
     if stored is None or not applied or attrs.get("checkpoint_sha256") != checkpoint.sha256:
         return None
     raw = checkpoint.state_dict.get(head_module_name(stored.name))
-    if not _is_matrix(raw) or tuple(raw.shape) != tuple(stored.weight.shape) or stored.bias is not None:
+    if (
+        raw is None
+        or not _is_matrix(raw)
+        or tuple(raw.shape) != tuple(stored.weight.shape)
+        or stored.bias is not None
+    ):
         return None
     rows = raw.detach().to(torch.float64)
     normalised = rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-12)
