@@ -6,6 +6,7 @@ take from the same batch, and a real ``Trainer.train()`` with the callback gives
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -45,6 +46,14 @@ def gpt2() -> nn.Module:
     return transformers.GPT2ForSequenceClassification(config)
 
 
+def llama() -> nn.Module:
+    torch.manual_seed(1)
+    config = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=LENGTH,
+                                      num_labels=CLASSES, pad_token_id=PAD, bos_token_id=1, eos_token_id=2)  # fmt: skip
+    return transformers.LlamaForSequenceClassification(config)
+
+
 def padded_text(left: bool = False) -> dict[str, torch.Tensor]:
     """Token ids padded with PAD to LENGTH (right, or left), their attention mask, and labels."""
     rng = np.random.default_rng(0)
@@ -70,9 +79,12 @@ def recorded(model: nn.Module, batch: dict[str, torch.Tensor], head: str | None 
     return features
 
 
-def test_the_recorder_keeps_the_features_measure_extracts_from_the_same_batch(tmp_path: Path) -> None:
-    model = gpt2()
-    batch = padded_text()
+@pytest.mark.parametrize(("build", "left"), [(gpt2, False), (llama, True)])
+def test_the_recorder_keeps_the_features_measure_extracts_from_the_same_batch(
+    build: Callable[[], nn.Module], left: bool, tmp_path: Path
+) -> None:
+    model = build()
+    batch = padded_text(left=left)
     features = recorded(model, batch)  # (N, d): pooled, not (N, T, d)
     folder = tmp_path / "model"
     model.save_pretrained(folder)
