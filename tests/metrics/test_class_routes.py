@@ -87,7 +87,7 @@ def test_slq_joint_entropy_lies_within_its_own_interval_on_20_seeds() -> None:
     covered = 0
     for seed in range(20):
         estimate = slq_joint_entropy(
-            W, M, explicit=True, tol=1.0, budget_bytes=2**26, seed=seed, max_probes=32, steps=25
+            W, M, explicit=True, tol=1.0, budget_bytes=2**26, seed=seed, max_probes=32, steps=25, min_probes=32
         )
         assert estimate.probes == 32 and estimate.half_width > 0
         covered += abs(estimate.estimate - h_joint) <= estimate.half_width
