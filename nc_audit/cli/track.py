@@ -23,6 +23,7 @@ from nc_audit.cli.options import (
     ChunkRowsOpt,
     ClassRoute,
     ClassRouteOpt,
+    ContextOpt,
     DataOpt,
     DecisionSamplesOpt,
     DeviceOpt,
@@ -41,6 +42,9 @@ from nc_audit.cli.options import (
     ModelOpt,
     QuietOpt,
     SplitOpt,
+    Task,
+    TaskOpt,
+    TextColumnOpt,
     ToleranceOpt,
 )
 from nc_audit.core.errors import InputError
@@ -88,6 +92,9 @@ def track_command(
     min_class_samples: MinClassSamplesOpt = 1,
     quiet: QuietOpt = False,
     allow_external_data: AllowExternalOpt = False,
+    task: TaskOpt = Task.classification,
+    context: ContextOpt = None,
+    text_column: TextColumnOpt = "text",
 ) -> None:
     """Measure every checkpoint of a training run, in step order; batched metrics, a table, a plot, gates.
 
@@ -119,11 +126,18 @@ def track_command(
         if not trajectory["records"] and (settings.rules or settings.baseline is not None):
             raise InputError(f"{inputs[0]}: the trajectory holds no records: nothing to gate")
     else:
-        from nc_audit.io.hdf5.guard import external_data_allowed
-        from nc_audit.measurement.discover import check_trajectory_inputs, discover
+        next_token = task == Task.next_token
+        if next_token:  # causal LM folders on one corpus (nc_audit.measurement.next_token_trajectory)
+            from nc_audit.measurement.next_token_folders import language_model_folders
 
-        with external_data_allowed(allow_external_data):  # every file the run reads, checked without torch
-            read = check_trajectory_inputs(discover(inputs), split, with_data=data is not None)
+            read = language_model_folders(inputs)
+        else:
+            from nc_audit.io.hdf5.guard import external_data_allowed
+            from nc_audit.measurement.discover import check_trajectory_inputs, discover
+
+            # every file the run reads, checked without torch
+            with external_data_allowed(allow_external_data):
+                read = check_trajectory_inputs(discover(inputs), split, with_data=data is not None)
         plan_outputs(
             outputs, [*read, settings.baseline_path, data_file(data)], model=model, step_summary=True
         )
@@ -146,8 +160,16 @@ def track_command(
                 class_route=class_route.value,
                 min_class_samples=min_class_samples,
                 allow_external_data=allow_external_data,
+                task=task.value,
+                context=context,
+                text_column=text_column,
             )
-            reports = measure_trajectory(inputs, options, tracker)
+            if next_token:
+                from nc_audit.measurement.next_token_trajectory import measure_next_token_trajectory
+
+                reports = measure_next_token_trajectory(inputs, options, tracker)
+            else:
+                reports = measure_trajectory(inputs, options, tracker)
         from nc_audit.report.model import trajectory_dict
 
         trajectory = trajectory_dict(reports)
