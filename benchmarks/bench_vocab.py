@@ -57,7 +57,8 @@ def generate_dump(path: Path, N: int, d: int, C: int, seed: int = 0, block: int 
                 y[: min(C, n)] = np.arange(min(C, n))  # every class present
             features[begin : begin + n] = centres[y] + rng.standard_normal((n, d), dtype=np.float32)
             labels[begin : begin + n] = y
-        handle["head/weight"] = centres.astype(np.float64) + 0.3 * rng.standard_normal((C, d)) / math.sqrt(d)
+        # float32 like a real unembedding (a float64 GPT-2 head would pass the 256 MiB head-read limit)
+        handle["head/weight"] = (centres + 0.3 * rng.standard_normal((C, d)) / math.sqrt(d)).astype(np.float32)
         handle["head/bias"] = rng.standard_normal(C)
 
 
