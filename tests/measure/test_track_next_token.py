@@ -14,6 +14,7 @@ from transformers import GPT2LMHeadModel
 from typer.testing import CliRunner, Result
 
 from nc_audit.cli import app
+from nc_audit.measurement.next_token_folders import language_model_folders, order_folders
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -74,3 +75,19 @@ def test_track_next_token_refuses_what_is_not_a_model_folder(run: tuple[Path, Pa
     assert "Traceback" not in result.output
     result = invoke("track", corpus, "--task", "next-token", "--data", corpus)
     assert result.exit_code == 2 and "not one" in result.output
+
+
+def test_model_folders_are_found_and_ordered_by_step(tmp_path: Path) -> None:
+    """A Trainer's output_dir: checkpoint-9 before checkpoint-10 (by step, not by text); a folder
+    without config.json and a linked model folder inside it are not taken."""
+    run = tmp_path / "output_dir"
+    for name in ("checkpoint-10", "checkpoint-9", "logs"):
+        (run / name).mkdir(parents=True)
+    for name in ("checkpoint-10", "checkpoint-9"):
+        (run / name / "config.json").write_text("{}")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "config.json").write_text("{}")
+    (run / "checkpoint-11").symlink_to(elsewhere)
+    found = order_folders(language_model_folders([run]))
+    assert [(folder.name, step) for folder, step in found] == [("checkpoint-9", 9), ("checkpoint-10", 10)]
