@@ -139,7 +139,9 @@ def next_block(count: int, spread: float, tol: float, *, min_probes: int, max_pr
     """Probes to add after ``count`` whose residuals have standard deviation ``spread``: as many as the
     target ``tol`` on the 95% half-width predicts (normal quantile), at least ``min_probes``, at most
     PROBE_BLOCK and the ``max_probes`` left."""
-    needed = math.ceil((Z_95 * spread / tol) ** 2) - count if tol > 0 else PROBE_BLOCK
+    if tol <= 0 or not math.isfinite(spread):  # no target, or one probe: no spread to size from
+        return max(0, min(PROBE_BLOCK, max_probes - count))
+    needed = math.ceil((Z_95 * spread / tol) ** 2) - count
     return max(0, min(max(needed, min_probes), PROBE_BLOCK, max_probes - count))
 
 

@@ -44,6 +44,10 @@ def test_next_block_is_what_the_target_predicts_within_bounds() -> None:
     assert next_block(16, 0.05, 0.02, min_probes=8, max_probes=512) == 9
     assert next_block(24, 0.05, 0.02, min_probes=8, max_probes=512) == 8  # at least min_probes
     assert next_block(508, 1.0, 0.1, min_probes=8, max_probes=512) == 4  # at most the probes left
+    assert (
+        next_block(1, float("inf"), 0.1, min_probes=1, max_probes=512) == PROBE_BLOCK
+    )  # one probe: no spread
+    assert next_block(1, float("nan"), 0.1, min_probes=1, max_probes=8) == 7
 
 
 def test_lanczos_stops_once_its_quadratures_settle() -> None:
