@@ -49,12 +49,12 @@ def measure_next_token_trajectory(
     options = replace(MeasureOptions.of(options, **changes), task="next-token", features=None)
     if options.data is None:
         raise InputError("--task next-token needs --data CORPUS (.txt, .jsonl or token ids .npy)")
-    tracker = tracker or SilentTracker()
+    shown: Tracker | SilentTracker = tracker or SilentTracker()
     ordered = order_folders(language_model_folders(inputs))
     collected: list[Collected] = []
-    with tracker.stage("track", len(ordered), unit="checkpoints") as advance:
+    with shown.stage("track", len(ordered), unit="checkpoints") as advance:
         for folder, _ in ordered:
-            collected.append(collect(folder, options, tracker))
+            collected.append(collect(folder, options, shown))
             advance(1)
     folders = [folder for folder, _ in ordered]
     _check_compatible(collected, folders)
