@@ -6,6 +6,10 @@ trajectory vs a NumPy loop; the streaming passes over a 1,000,000 × 512 float32
 from limits measured in the same run. Prints a Rich table and writes benchmarks/RESULTS.md atomically.
 
     python benchmarks/bench.py [--quick] [--skip-large] [--out PATH] [--keep] [--threads N] [--dense-budget S]
+                               [--only GROUP,...]
+
+``--only floor,vocab`` runs those groups of rows alone (groups: sample, trajectory, streaming, floor, vocab)
+and says so in the file it writes.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from nc_audit.io.guards.atomic import atomic_write_text
 from nc_audit.metrics.eigen_backend import backend_choices
 
 HERE = Path(__file__).resolve().parent
+#: The groups of rows, in the order they run (--only picks some).
+GROUPS = ("sample", "trajectory", "streaming", "floor", "vocab")
 COLUMNS = ("row", "nc-audit", "reference", "ratio", "max |diff|", "floor", "% of floor", "target", "result")
 
 
@@ -68,7 +74,23 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--dense-budget", type=float, default=300.0, help="Skip a dense N×N run estimated above this (s)."
     )
+    parser.add_argument(
+        "--only",
+        type=groups,
+        default=GROUPS,
+        metavar="GROUP,...",
+        help=f"Run only these groups of rows ({', '.join(GROUPS)}).",
+    )
     return parser.parse_args(argv)
+
+
+def groups(text: str) -> tuple[str, ...]:
+    """The row groups of --only, checked."""
+    chosen = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [part for part in chosen if part not in GROUPS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"expected some of {', '.join(GROUPS)}; got {text!r}")
+    return chosen
 
 
 def cells(row: Row) -> list[str]:
@@ -165,35 +187,44 @@ def main(argv: list[str] | None = None) -> int:
     limits = measure_limits(args.quick)
     rows: list[Row] = []
 
-    sizes = (250, 500, 1000) if args.quick else (2000, 8000, 20000)
-    if args.skip_large:
-        sizes = tuple(n for n in sizes if n <= 8000)
-    err.print(f"[dim]sample level at N = {', '.join(map(str, sizes))} ...[/dim]")
-    d = 64 if args.quick else 256
-    rows += bench_sample_level.run(sizes, d, 10, limits, args.dense_budget, repeats)
-    if args.skip_large and not args.quick:
-        rows[-1].notes.append("N=20,000 skipped (--skip-large)")
+    if "sample" in args.only:
+        sizes = (250, 500, 1000) if args.quick else (2000, 8000, 20000)
+        if args.skip_large:
+            sizes = tuple(n for n in sizes if n <= 8000)
+        err.print(f"[dim]sample level at N = {', '.join(map(str, sizes))} ...[/dim]")
+        d = 64 if args.quick else 256
+        rows += bench_sample_level.run(sizes, d, 10, limits, args.dense_budget, repeats)
+        if args.skip_large and not args.quick:
+            rows[-1].notes.append("N=20,000 skipped (--skip-large)")
 
-    B = 50 if args.quick else 500
-    err.print(f"[dim]trajectory of {B} checkpoints ...[/dim]")
-    rows.append(bench_trajectory.run(B, 100, 128, limits, repeats))
+    if "trajectory" in args.only:
+        B = 50 if args.quick else 500
+        err.print(f"[dim]trajectory of {B} checkpoints ...[/dim]")
+        rows.append(bench_trajectory.run(B, 100, 128, limits, repeats))
 
-    N = 32768 if args.quick else (None if args.skip_large else 1_000_000)
-    if N is None:
-        rows.append(Row("streaming passes", None, notes=["skipped (--skip-large)"]))
-    else:
-        rows += streaming(N, args.data_dir, args.keep, limits, repeats, err)
+    if "streaming" in args.only:
+        N = 32768 if args.quick else (None if args.skip_large else 1_000_000)
+        if N is None:
+            rows.append(Row("streaming passes", None, notes=["skipped (--skip-large)"]))
+        else:
+            rows += streaming(N, args.data_dir, args.keep, limits, repeats, err)
 
-    err.print("[dim]the common case at its floor (200,000 × 512, C = 100) ...[/dim]")
-    rows += bench_floor.floor_rows(args.data_dir, args.quick, repeats, args.floor_vocabulary, args.keep)
-    err.print("[dim]vocabulary-sized class sets ...[/dim]")
-    rows += bench_vocab.run(limits, args.data_dir, args.vocab_full, args.quick)
+    if "floor" in args.only:
+        err.print("[dim]the common case at its floor (200,000 × 512, C = 100) ...[/dim]")
+        rows += bench_floor.floor_rows(args.data_dir, args.quick, repeats, args.floor_vocabulary, args.keep)
+    if "vocab" in args.only:
+        err.print("[dim]vocabulary-sized class sets ...[/dim]")
+        rows += bench_vocab.run(limits, args.data_dir, args.vocab_full, args.quick)
 
     wall_s = time.perf_counter() - started
     print_table(console, rows)
     missed = [row.name for row in rows if row.met is False]
     console.print(f"targets missed: {', '.join(missed)}" if missed else "every target met", style="bold")
     mode = "quick" if args.quick else "full" + (", --skip-large" if args.skip_large else "")
+    if args.only != GROUPS:
+        mode += f", only the {', '.join(args.only)} rows (--only)"
+    if args.threads:
+        mode += f", --threads {args.threads}"
     atomic_write_text(args.out, markdown(rows, machine, limits, mode, wall_s))
     console.print(f"wrote {args.out} ({wall_s:.0f} s)")
     return 0

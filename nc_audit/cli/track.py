@@ -20,6 +20,7 @@ from nc_audit.cli.options import (
     ChunkRowsOpt,
     ClassRoute,
     ClassRouteOpt,
+    ContextOpt,
     DataOpt,
     DecisionSamplesOpt,
     DeviceOpt,
@@ -39,6 +40,9 @@ from nc_audit.cli.options import (
     PoolOpt,
     QuietOpt,
     SplitOpt,
+    Task,
+    TaskOpt,
+    TextColumnOpt,
     ToleranceOpt,
 )
 from nc_audit.cli.pool import head_with_pool
@@ -88,6 +92,9 @@ def track_command(
     min_class_samples: MinClassSamplesOpt = 1,
     quiet: QuietOpt = False,
     allow_external_data: AllowExternalOpt = False,
+    task: TaskOpt = Task.classification,
+    context: ContextOpt = None,
+    text_column: TextColumnOpt = "text",
 ) -> None:
     """Measure every checkpoint of a training run, in step order; batched metrics, a table, a plot, gates.
 
@@ -123,11 +130,18 @@ def track_command(
             records, settings.rules, settings.baseline, settings.tolerance, gate.value, str(inputs[0])
         )
     else:
-        from nc_audit.io.hdf5.guard import external_data_allowed
-        from nc_audit.measurement.discover import check_trajectory_inputs, discover
+        next_token = task == Task.next_token
+        if next_token:  # causal LM folders on one corpus (nc_audit.measurement.next_token_trajectory)
+            from nc_audit.measurement.next_token_folders import language_model_folders
 
-        with external_data_allowed(allow_external_data):  # every file the run reads, checked without torch
-            read = check_trajectory_inputs(discover(inputs), split, with_data=data is not None)
+            read = language_model_folders(inputs)
+        else:
+            from nc_audit.io.hdf5.guard import external_data_allowed
+            from nc_audit.measurement.discover import check_trajectory_inputs, discover
+
+            # every file the run reads, checked without torch
+            with external_data_allowed(allow_external_data):
+                read = check_trajectory_inputs(discover(inputs), split, with_data=data is not None)
         plan_outputs(
             outputs, [*read, settings.baseline_path, data_file(data)], model=model, step_summary=True
         )
@@ -153,8 +167,18 @@ def track_command(
                 fail_on=settings.fail_on,
                 baseline=settings.baseline_path,
                 tolerance=settings.tolerance,
+                task=task.value,
+                context=context,
+                text_column=text_column,
             )
-            trajectory = measure_trajectory(inputs, options, tracker, gate=gate.value)  # measured and gated
+            if next_token:  # causal LM folders on one corpus, gated by the same one gate
+                from nc_audit.measurement.next_token_trajectory import measure_next_token_trajectory
+
+                trajectory = measure_next_token_trajectory(inputs, options, tracker, gate=gate.value)
+            else:
+                trajectory = measure_trajectory(
+                    inputs, options, tracker, gate=gate.value
+                )  # measured and gated
     files = {
         "json": json_path,
         "markdown": markdown_path,

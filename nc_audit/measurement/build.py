@@ -114,7 +114,7 @@ def _class_conventions(
         result.update(routes.conventions())
         if information.probes is not None:
             result["class_slq"] = (
-                f"{information.probes} Rademacher probes x {information.steps} Lanczos steps, "
+                f"{information.probes} Rademacher probes x at most {information.steps} Lanczos steps, "
                 "half-width of the 95% interval beside MI and MIR"
             )
     return result

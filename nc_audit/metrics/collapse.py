@@ -13,7 +13,7 @@ import torch
 from nc_audit.core.class_stats import ClassStats
 from nc_audit.core.linalg import PINV_RTOL, pairwise_upper
 from nc_audit.metrics.routes import ClassRoutes
-from nc_audit.metrics.tiled import tiled_angles, tiled_cdnv
+from nc_audit.metrics.tiled import tiled_angles, tiled_means_pairs
 
 
 def centred_means(stats: ClassStats) -> torch.Tensor:
@@ -151,8 +151,8 @@ def collapse_metrics(
         "nc3": nc3(W, stats),
     }
     if routes is not None and routes.pairwise == "tiled" and routes.tile is not None:
-        values["nc1_cdnv"] = tiled_cdnv(M, stats.class_variances, routes.tile)
-        angles_means, angles_head = tiled_angles(M, routes.tile), tiled_angles(W, routes.tile)
+        values["nc1_cdnv"], angles_means = tiled_means_pairs(M, stats.class_variances, routes.tile)
+        angles_head = tiled_angles(W, routes.tile)
     else:
         values["nc1_cdnv"] = nc1_cdnv(stats)
         angles_means, angles_head = (equiangular(M), maxangle(M)), (equiangular(W), maxangle(W))

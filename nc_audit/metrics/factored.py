@@ -11,6 +11,8 @@ with K_W∘K_M held once in float32. Every entropy is of K/C, as on the dense ro
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from nc_audit.core.linalg import entropy_from_eigenvalues, unit_rows
@@ -21,7 +23,7 @@ from nc_audit.metrics.slq import (
     Z_95,
     Matvec,
     SLQEstimate,
-    lanczos_entropy_quadrature,
+    lanczos_quadrature,
 )
 
 #: SLQ stops when its 95% half-width is at most this fraction of min(H(K_W), H(K_M)) (so MIR's
@@ -31,6 +33,10 @@ SLQ_RTOL = 2e-3
 SLQ_ATOL = 1e-4
 #: Most SLQ probes per joint entropy.
 SLQ_MAX_PROBES = 512
+#: Probes of the first SLQ block (their spread sizes the next block).
+SLQ_MIN_PROBES = 8
+#: A probe's Lanczos stops once its quadrature moves by less than this fraction of the SLQ target.
+QUADRATURE_SHARE = 0.1
 #: Elements of the factored matvec's (C, k·d) float32 temporaries per column group.
 FACTORED_GROUP_ELEMENTS = 2**25
 #: Rows per block when forming K_W∘K_M or ZᵀZ by blocks (bounded further by the budget).
@@ -115,6 +121,30 @@ class ExplicitHadamard:
         return self.K @ X.to(torch.float32)
 
 
+def t_quantile_95(dof: int) -> float:
+    """Two-sided 95% quantile of Student's t with ``dof`` ≥ 1 degrees of freedom (Cornish–Fisher
+    expansion about the normal quantile: within 0.3% of the exact value from 4 degrees of freedom on,
+    up to 3% low below that, where SLQ_MIN_PROBES keeps the default run; the normal one for large ``dof``)."""
+    z = Z_95
+    nu = float(max(dof, 1))
+    return (
+        z
+        + (z**3 + z) / (4 * nu)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * nu**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * nu**3)
+    )
+
+
+def next_block(count: int, spread: float, tol: float, *, min_probes: int, max_probes: int) -> int:
+    """Probes to add after ``count`` whose residuals have standard deviation ``spread``: as many as the
+    target ``tol`` on the 95% half-width predicts (normal quantile), at least ``min_probes``, at most
+    PROBE_BLOCK and the ``max_probes`` left."""
+    if tol <= 0 or not math.isfinite(spread):  # no target, or one probe: no spread to size from
+        return max(0, min(PROBE_BLOCK, max_probes - count))
+    needed = math.ceil((Z_95 * spread / tol) ** 2) - count
+    return max(0, min(max(needed, min_probes), PROBE_BLOCK, max_probes - count))
+
+
 def slq_entropy_controlled(
     matvec: Matvec,
     n: int,
@@ -123,26 +153,34 @@ def slq_entropy_controlled(
     tol: float,
     max_probes: int = SLQ_MAX_PROBES,
     steps: int = LANCZOS_STEPS,
-    block: int = PROBE_BLOCK,
+    min_probes: int = SLQ_MIN_PROBES,
     seed: int = 0,
     device: torch.device | str | None = None,
 ) -> SLQEstimate:
     """tr(−A log A) of an n×n PSD operator by SLQ with a control variate (docs/PERFORMANCE.md).
 
-    Each Rademacher probe v gives q = vᵀ f(A) v (Lanczos quadrature, :func:`lanczos_entropy_quadrature`)
-    and l = vᵀ A v (one more matvec), whose mean is the known ``trace`` = tr A. The estimate is the mean
-    of q − β(l − tr A), β the regression coefficient of q on l over the probes so far: f(A) ≈ a·I + β·A
-    to first order, so this removes the first-order part of the Hutchinson variance (the bulk when the
-    off-diagonal of A is small). The half-width is 1.96·s/√p of these residuals; probes are added a
-    block at a time until it is at most ``tol`` or ``max_probes`` (rounded up to whole blocks)."""
+    Each Rademacher probe v gives q = vᵀ f(A) v (Lanczos quadrature, :func:`lanczos_quadrature`) and
+    l = vᵀ A v (one more matvec), whose mean is the known ``trace`` = tr A. The estimate is the mean of
+    q − β(l − tr A), β the regression coefficient of q on l over the probes so far: f(A) ≈ a·I + β·A to
+    first order, so this removes the first-order part of the Hutchinson variance (the bulk when the
+    off-diagonal of A is small). The half-width is t·s/√p of these residuals (t: Student's 95% quantile
+    with p − 2 degrees of freedom, the mean and β being fitted). The first ``min_probes`` probes give
+    the spread; then a block of the probes the target predicts (:func:`next_block`) until the
+    half-width is at most ``tol`` or ``max_probes`` are used. Each probe's Lanczos stops once its
+    quadrature moves by less than QUADRATURE_SHARE·``tol`` (at most ``steps``): the steps follow the
+    error target too."""
     generator = torch.Generator().manual_seed(seed)
     quadratures: list[torch.Tensor] = []
     linears: list[torch.Tensor] = []
-    estimate, half_width, count = 0.0, float("inf"), 0
-    while count < max(max_probes, 1):
+    estimate, half_width, count, used = 0.0, float("inf"), 0, 0
+    block = max(1, min(min_probes, max_probes))
+    atol = QUADRATURE_SHARE * tol if tol > 0 else None
+    while block > 0:
         signs = torch.randint(0, 2, (n, block), generator=generator, dtype=torch.int8)  # (n, block)
         V = (2 * signs - 1).to(device=device, dtype=torch.float32)  # (n, block)
-        quadratures.append(lanczos_entropy_quadrature(matvec, V, steps).cpu())
+        quadrature = lanczos_quadrature(matvec, V, steps, atol)
+        used = max(used, quadrature.steps)
+        quadratures.append(quadrature.values.cpu())
         linears.append((V.to(torch.float64) * matvec(V).to(torch.float64)).sum(0).cpu())  # (block,)
         q, l = torch.cat(quadratures), torch.cat(linears)  # (count,)
         count = int(q.numel())
@@ -151,10 +189,12 @@ def slq_entropy_controlled(
         beta = float((centred * (q - q.mean())).sum()) / spread if spread > 0 else 0.0
         residuals = q - beta * (l - trace)  # (count,)
         estimate = float(residuals.mean())
-        half_width = Z_95 * float(residuals.std()) / count**0.5
+        deviation = float(residuals.std()) if count > 1 else float("inf")
+        half_width = t_quantile_95(count - 2) * deviation / count**0.5
         if half_width <= tol:
             break
-    return SLQEstimate(estimate, half_width, count)
+        block = next_block(count, deviation, tol, min_probes=min_probes, max_probes=max_probes)
+    return SLQEstimate(estimate, half_width, count, used)
 
 
 def slq_joint_entropy(
@@ -167,6 +207,7 @@ def slq_joint_entropy(
     seed: int = 0,
     max_probes: int = SLQ_MAX_PROBES,
     steps: int = LANCZOS_STEPS,
+    min_probes: int = SLQ_MIN_PROBES,
 ) -> SLQEstimate:
     """H(K_W∘K_M) by stochastic Lanczos quadrature to a 95% half-width ``tol`` (nats), or ``max_probes``.
 
@@ -176,5 +217,13 @@ def slq_joint_entropy(
     C = int(W.shape[0])
     trace = float(((U * U).sum(1) * (V * V).sum(1)).sum()) / C  # tr (K_W∘K_M)/C, exact
     return slq_entropy_controlled(
-        operator, C, trace, tol=tol, max_probes=max_probes, steps=steps, seed=seed, device=W.device
+        operator,
+        C,
+        trace,
+        tol=tol,
+        max_probes=max_probes,
+        steps=steps,
+        min_probes=min_probes,
+        seed=seed,
+        device=W.device,
     )

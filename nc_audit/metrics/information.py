@@ -102,7 +102,7 @@ def _factored_information(W: torch.Tensor, M: torch.Tensor, routes: ClassRoutes)
     interval = {"mi": estimate.half_width}
     if metrics["mir"] is not None:
         interval["mir"] = estimate.half_width / min(h1, h2)
-    return InformationResult(metrics, interval, estimate.probes, LANCZOS_STEPS)
+    return InformationResult(metrics, interval, estimate.probes, estimate.steps or LANCZOS_STEPS)
 
 
 def routed_information(

@@ -28,6 +28,8 @@ MAX_PROBES = 1024
 RITZ_RTOL = 1e-6
 #: A Lanczos residual below this fraction of the operator's scale means the Krylov space is exhausted.
 BREAKDOWN_RTOL = 1e-5
+#: With a convergence target, Lanczos checks its quadratures every CHECK_EVERY steps from MIN_STEPS on.
+MIN_STEPS, CHECK_EVERY = 8, 4
 #: Two-sided 95% normal quantile.
 Z_95 = 1.959963984540054
 
@@ -36,11 +38,13 @@ Matvec = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class SLQEstimate:
-    """An SLQ estimate of tr f(A), the half-width of its 95% interval and the probes it used."""
+    """An SLQ estimate of tr f(A), the half-width of its 95% interval, the probes it used and the most
+    Lanczos steps a probe took (None: the fixed LANCZOS_STEPS)."""
 
     estimate: float
     half_width: float
     probes: int
+    steps: int | None = None
 
 
 def lanczos_entropy_quadrature(matvec: Matvec, V: torch.Tensor, steps: int = LANCZOS_STEPS) -> torch.Tensor:
@@ -50,6 +54,37 @@ def lanczos_entropy_quadrature(matvec: Matvec, V: torch.Tensor, steps: int = LAN
     RITZ_RTOL·max set to 0. Columns run independently (one batched matvec per step); a column whose
     Krylov space is exhausted stops there (its later coefficients are 0). V: (n, b) -> (b,) float64.
     """
+    return lanczos_quadrature(matvec, V, steps).values
+
+
+@dataclass(frozen=True)
+class Quadrature:
+    """Per-column quadratures vᵀ f(A) v (b,) float64 and the Lanczos steps they took."""
+
+    values: torch.Tensor
+    steps: int
+
+
+def gauss_quadrature(alpha: torch.Tensor, beta: torch.Tensor, norms_sq: torch.Tensor) -> torch.Tensor:
+    """‖v‖² e₁ᵀ f(T) e₁ per column from the Lanczos coefficients: alpha (k, b) the diagonal of T, beta
+    (k−1, b) its off-diagonal, norms_sq (b,) the probes' squared norms. Returns (b,) float64."""
+    T = torch.diag_embed(alpha.T) + torch.diag_embed(beta.T, 1) + torch.diag_embed(beta.T, -1)  # (b, k, k)
+    theta: torch.Tensor
+    U: torch.Tensor
+    theta, U = torch.linalg.eigh(T)  # (b, k), (b, k, k)
+    theta = torch.where(theta < RITZ_RTOL * theta.amax(-1, keepdim=True), 0.0, theta)  # (b, k)
+    tau_sq = U[:, 0, :] ** 2  # (b, k) Gauss quadrature weights
+    entropies: torch.Tensor = torch.special.entr(theta)  # (b, k)
+    return norms_sq * (tau_sq * entropies).sum(-1)
+
+
+def lanczos_quadrature(
+    matvec: Matvec, V: torch.Tensor, steps: int = LANCZOS_STEPS, atol: float | None = None
+) -> Quadrature:
+    """:func:`lanczos_entropy_quadrature` with a convergence stop: with ``atol``, every CHECK_EVERY
+    steps from MIN_STEPS on the quadratures are formed from the tridiagonal matrix so far (a (b, k, k)
+    eigh, negligible beside a matvec), and Lanczos stops once no column moved by more than ``atol``
+    since the previous check (at most ``steps``). Without ``atol``: exactly ``steps`` steps."""
     n, b = V.shape
     m = min(steps, n)
     norms_sq = (V.to(torch.float64) ** 2).sum(0)  # (b,)
@@ -60,9 +95,15 @@ def lanczos_entropy_quadrature(matvec: Matvec, V: torch.Tensor, steps: int = LAN
     alpha = torch.zeros(m, b, dtype=torch.float64, device=V.device)  # (m, b) diagonal of T
     beta = torch.zeros(m, b, dtype=torch.float64, device=V.device)  # (m, b) beta[j] couples j, j+1
     scale = torch.zeros(b, dtype=torch.float64, device=V.device)  # (b,) running estimate of ‖A‖
+    previous: torch.Tensor | None = None
     for j in range(m):
         R = matvec(Q[:, j].T).T.to(torch.float32).contiguous()  # (b, n)
         alpha[j] = (Q[:, j].to(torch.float64) * R.to(torch.float64)).sum(-1)
+        if atol is not None and j + 1 >= MIN_STEPS and (j + 1) % CHECK_EVERY == 0 and j + 1 < m:
+            current = gauss_quadrature(alpha[: j + 1], beta[:j], norms_sq)  # (b,)
+            if previous is not None and float((current - previous).abs().max()) <= atol:
+                return Quadrature(current, j + 1)
+            previous = current
         basis = Q[:, : j + 1]  # (b, j+1, n)
         for _ in range(2):  # classical Gram–Schmidt twice: orthogonal to float32 round-off
             R -= torch.bmm(basis.transpose(1, 2), torch.bmm(basis, R[:, :, None]))[..., 0]
@@ -75,14 +116,7 @@ def lanczos_entropy_quadrature(matvec: Matvec, V: torch.Tensor, steps: int = LAN
         beta[j] = torch.where(alive, residual, 0.0)
         safe = residual.to(torch.float32).clamp_min(torch.finfo(torch.float32).tiny)  # (b,)
         Q[:, j + 1] = torch.where(alive[:, None], R / safe[:, None], 0.0)  # (b, n)
-    T = torch.diag_embed(alpha.T) + torch.diag_embed(beta.T[:, :-1], 1) + torch.diag_embed(beta.T[:, :-1], -1)
-    theta: torch.Tensor
-    U: torch.Tensor
-    theta, U = torch.linalg.eigh(T)  # (b, m), (b, m, m)
-    theta = torch.where(theta < RITZ_RTOL * theta.amax(-1, keepdim=True), 0.0, theta)  # (b, m)
-    tau_sq = U[:, 0, :] ** 2  # (b, m) Gauss quadrature weights
-    entropies: torch.Tensor = torch.special.entr(theta)  # (b, m)
-    return norms_sq * (tau_sq * entropies).sum(-1)
+    return Quadrature(gauss_quadrature(alpha, beta[: m - 1], norms_sq), m)
 
 
 def slq_entropy(

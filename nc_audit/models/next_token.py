@@ -6,14 +6,14 @@ the unembedding (V classes). Windows, padding and document boundaries: :mod:`nc_
 corpus formats: :mod:`nc_audit.io.data.corpus`. The dump is written batch by batch with bounded memory and
 resumes after an interruption (:mod:`nc_audit.io.dumps.token_dump`). Under ``torchrun`` each rank extracts a
 contiguous range of batches (so a contiguous token range) into its own part; rank 0 joins them in rank
-order, and the dump is the same as one process writes.
+order, and the dump is the same as one process writes. The corpus is tokenized once, by rank 0, and
+memory-mapped by the others (:mod:`nc_audit.models.corpus_stream`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from nc_audit.models.causal_lm import (
     quiet_transformers,
     tokenizer_digest,
 )
+from nc_audit.models.corpus_stream import corpus_stream
 
 #: Tokens per forward pass (windows per batch = max(1, this // context)).
 TOKENS_PER_BATCH = 4096
@@ -182,8 +183,12 @@ def extract_next_token(
     ctx = ctx or DistributedContext.from_env(device)
     device = ctx.device  # under torchrun with CUDA: this rank's GPU
     model = lm.model.to(device)
-    with tempfile.TemporaryDirectory(prefix="nc-audit-tokens-") as work:
-        stream = tokenize_corpus(lm, corpus, Path(work), text_column)
+
+    def tokenize(folder: Path) -> TokenStream:
+        return tokenize_corpus(lm, corpus, folder, text_column)
+
+    # tokenized once: under torchrun by rank 0 only, the other ranks memory-map its stream
+    with corpus_stream(tokenize, corpus, target, ctx) as stream:
         plan = plan_windows(stream, context, max(1, tokens_per_batch // context))
         if plan.num_samples == 0:
             raise InputError(f"{corpus}: no next-token samples (no document has two tokens)")

@@ -20,7 +20,7 @@ from nc_audit.metrics.factored import (
 )
 from nc_audit.metrics.information import routed_information
 from nc_audit.metrics.routes import DENSE_MAX_C, plan_routes
-from nc_audit.metrics.tiled import tiled_angles, tiled_cdnv, upper_tiles
+from nc_audit.metrics.tiled import tiled_angles, tiled_cdnv, tiled_means_pairs, upper_tiles
 
 KEYS = ("h_head", "h_means", "mi", "mir", "hdr")
 
@@ -87,7 +87,15 @@ def test_slq_joint_entropy_lies_within_its_own_interval_on_20_seeds() -> None:
     covered = 0
     for seed in range(20):
         estimate = slq_joint_entropy(
-            W, M, explicit=True, tol=1.0, budget_bytes=2**26, seed=seed, max_probes=32, steps=25
+            W,
+            M,
+            explicit=True,
+            tol=1.0,
+            budget_bytes=2**26,
+            seed=seed,
+            max_probes=32,
+            steps=25,
+            min_probes=32,
         )
         assert estimate.probes == 32 and estimate.half_width > 0
         covered += abs(estimate.estimate - h_joint) <= estimate.half_width
@@ -148,3 +156,15 @@ def test_auto_keeps_dense_for_small_c_and_never_dense_above_the_budget() -> None
     assert (vocab.joint, vocab.slq_matvec, vocab.pairwise) == ("slq", "factored", "tiled")
     assert plan_routes(DENSE_MAX_C + 1, 256).joint == "slq"
     assert plan_routes(5000, 256).slq_matvec == "explicit"  # 100 MB of float32 within 512 MB
+
+
+@pytest.mark.parametrize("tile", [1, 7, 64, 150, 400])
+def test_fused_means_pairs_equal_the_separate_kernels(tile: int) -> None:
+    """One Gram tile for CDNV and the means' angles: the same values as the two kernels, a zero row
+    (a class at the global mean) included, for tiles that do and do not divide C."""
+    _, M = random_rows(150, 5, seed=13)
+    M[17] = 0.0
+    variances = torch.rand(150, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    cdnv, angles = tiled_means_pairs(M, variances, tile)
+    assert cdnv == pytest.approx(tiled_cdnv(M, variances, tile), rel=1e-12)
+    assert angles == pytest.approx(tiled_angles(M, tile), abs=1e-12)
