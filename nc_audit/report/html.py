@@ -26,7 +26,9 @@ STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1200px;
        padding: 0 1em; color: #1f2328; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.6em; border-bottom: 1px solid #d0d7de; }
-table { border-collapse: collapse; margin: .6em 0; } th, td { padding: .25em .7em; border: 1px solid #d0d7de; }
+.wide { overflow-x: auto; max-width: 100%; margin: .6em 0; }
+table { border-collapse: collapse; } th, td { padding: .25em .7em; border: 1px solid #d0d7de; }
+td { overflow-wrap: anywhere; } th, td.n { white-space: nowrap; }
 th { background: #f6f8fa; text-align: left; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 tr.target td { color: #57606a; font-style: italic; } tr.fail td { background: #ffebe9; }
 .pass { color: #1a7f37; font-weight: 600; } .fail { color: #cf222e; font-weight: 600; }
@@ -65,8 +67,9 @@ def table(
     classes: Sequence[str] = (),
     numeric_to: int | None = None,
 ) -> str:
-    """An HTML table; cells are escaped here (pass raw strings); columns ``numeric_from`` up to (not
-    including) ``numeric_to`` are numbers, right-aligned."""
+    """An HTML table in a box of its own that scrolls sideways when the table is wider than the window
+    (never cut); cells are escaped here (pass raw strings); text cells wrap, even inside a long path;
+    columns ``numeric_from`` up to (not including) ``numeric_to`` are numbers, right-aligned, unbroken."""
     stop = len(header) if numeric_to is None else numeric_to
     head = "".join(f"<th>{e(name)}</th>" for name in header)
     body = []
@@ -77,7 +80,8 @@ def table(
             for i, cell in enumerate(row)
         )
         body.append(f'<tr class="{css}">{cells}</tr>' if css else f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="wide">{table}</div>'  # a table wider than the window scrolls in its own box
 
 
 def figure_img(figure: Figure, alt: str) -> str:
@@ -204,13 +208,16 @@ def trajectory_html(trajectory: Trajectory) -> str:
         classes.append("" if record["passed"] else "fail")
     rows.append(["NC target", "", "", *(num(targets.get(key), 4) for key in columns), ""])
     classes.append("target")
-    gate = traj.get("gate")
-    gate_text = {
-        "last": "the last checkpoint is gated (--gate last)",
-        "best": "the most accurate checkpoint is gated (--gate best)",
-        "all": "every checkpoint is gated (--gate all)",
-    }.get(str(gate), "")
     checks = [(record_label(r, i), c) for i, r in enumerate(trajectory) for c in r.checks]
+    gate_text = (
+        {  # only when a gate was given: then every gated checkpoint holds a check
+            "last": "the last checkpoint is gated (--gate last)",
+            "best": "the most accurate checkpoint is gated (--gate best)",
+            "all": "every checkpoint is gated (--gate all)",
+        }.get(str(traj.get("gate")), "")
+        if checks
+        else ""
+    )
     sections = [
         f'<p class="muted">{e(gate_text)}</p>' if gate_text else "",
         "<h2>Checkpoints</h2>"

@@ -23,10 +23,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from nc_audit.io.guards.atomic import atomic_write_bytes
+from nc_audit.report.figure_text import fit_text
 from nc_audit.report.model import record_label
 from nc_audit.report.numbers import as_number
 
 TARGET_LABEL = "NC target"
+#: Characters that fit, at most: a panel title (10 pt over a 5-inch panel), a legend entry, a tick label
+#: (rotated), and a suptitle per inch of figure width (large, at 100 dpi: about 10 px a character).
+PANEL_TITLE_CHARS, LEGEND_CHARS, TICK_CHARS, SUPTITLE_CHARS_PER_INCH = 48, 32, 24, 9
 
 
 @dataclass
@@ -79,7 +83,13 @@ def _draw(ax: Any, x: Sequence[float], panel: Panel, marks: Sequence[float]) -> 
     for label, values in panel.series.items():
         if len(values) != len(x):
             raise ValueError(f"series {label!r} has {len(values)} values for {len(x)} x positions")
-        ax.plot(list(x), [number(v) for v in values], marker="o", markersize=3, label=label)
+        ax.plot(
+            list(x),
+            [number(v) for v in values],
+            marker="o",
+            markersize=3,
+            label=fit_text(label, LEGEND_CHARS),
+        )
     for label, target in panel.targets.items():
         if not math.isfinite(target) or (use_log and target <= 0):
             hidden.append(f"{label} {target:g}")
@@ -90,7 +100,8 @@ def _draw(ax: Any, x: Sequence[float], panel: Panel, marks: Sequence[float]) -> 
     if use_log:
         ax.set_yscale("log")
     title = panel.title + (" (log scale)" if use_log else "")
-    ax.set_title(title + (f"; {', '.join(hidden)}" if hidden else ""), fontsize="medium")
+    title += f"; {', '.join(hidden)}" if hidden else ""
+    ax.set_title(fit_text(title, PANEL_TITLE_CHARS), fontsize="medium")
     if panel.ylabel:
         ax.set_ylabel(panel.ylabel)
     ax.grid(True, alpha=0.3)
@@ -126,12 +137,13 @@ def panel_figure(
             ax.set_xscale("log")
         ax.set_xlabel(xlabel + (f" ({scale} scale)" if scale != "linear" else ""))
         if xticklabels is not None:
-            ax.set_xticks(px, list(xticklabels), rotation=45, ha="right", fontsize="small")
+            ticks = [fit_text(label, TICK_CHARS) for label in xticklabels]
+            ax.set_xticks(px, ticks, rotation=45, ha="right", fontsize="small")
     if not kept:
         ax = figure.add_subplot(1, 1, 1)
         ax.text(0.5, 0.5, "no metric values to plot", ha="center", va="center")
         ax.set_axis_off()
-    figure.suptitle(title)
+    figure.suptitle(fit_text(title, int(SUPTITLE_CHARS_PER_INCH * figure.get_figwidth())))
     return figure
 
 
