@@ -24,7 +24,8 @@ from matplotlib.figure import Figure
 
 from nc_audit.io.guards.atomic import atomic_write_bytes
 from nc_audit.report.figure_text import fit_text
-from nc_audit.report.model import record_label
+from nc_audit.report.formats.view import raw_text
+from nc_audit.report.model import Report, Trajectory, record_label
 from nc_audit.report.numbers import as_number
 
 TARGET_LABEL = "NC target"
@@ -197,20 +198,20 @@ def _targets(keys: Sequence[str], targets: Mapping[str, Any]) -> dict[str, float
     return {f"{TARGET_LABEL} ({key})": value for key, value in values.items()}
 
 
-def trajectory_panels(records: Sequence[Mapping[str, Any]]) -> list[Panel]:
+def trajectory_panels(records: Sequence[Report]) -> list[Panel]:
     """The panels of a trajectory: the metric families, accuracy, then a monitor's own scalars (a loss
-    on a log axis, the learning rate on a log axis of its own, anything else alone)."""
+    on a log axis, the learning rate on a log axis of its own, anything else alone). Names are shown as
+    their raw text (a PNG is not markup; mathtext is off: figure_text)."""
     series: dict[str, list[Any]] = {}
     targets: dict[str, Any] = {}
     for index, record in enumerate(records):
-        details = record.get("details") or {}
-        values = dict(record.get("metrics") or {})
+        values = {raw_text(key): value for key, value in record.metrics.items()}
         for key, name in (("accuracy", "accuracy"), ("ncc_accuracy", "nearest class mean")):
-            if key in details:
-                values.setdefault(name, details[key])
+            if key in record.details:
+                values.setdefault(name, record.details[key])
         for key, value in values.items():
             series.setdefault(key, [None] * len(records))[index] = value
-        targets.update({k: v for k, v in (record.get("targets") or {}).items() if v is not None})
+        targets.update({raw_text(k): v for k, v in record.targets.items() if v is not None})
     panels = []
     used: set[str] = set()
     for title, keys, log, ylabel in TRAJECTORY_PANELS:
@@ -236,24 +237,24 @@ def trajectory_panels(records: Sequence[Mapping[str, Any]]) -> list[Panel]:
     return panels
 
 
-def trajectory_figure(traj: Mapping[str, Any], *, x: str = "step", title: str | None = None) -> Figure:
-    """Every metric of a trajectory report against its step (``x="step"``) or record index.
+def trajectory_figure(trajectory: Trajectory, *, x: str = "step", title: str | None = None) -> Figure:
+    """Every metric of a trajectory against its step (``x="step"``) or record index.
 
     Falls back to the index, labelled by checkpoint, when some record has no step.
     """
     if x not in ("step", "index"):
         raise ValueError(f"x must be 'step' or 'index', got {x!r}")
-    records: Sequence[Mapping[str, Any]] = traj.get("records") or []
-    steps = [record.get("step") for record in records]
+    records = trajectory.records
+    steps = [record.step for record in records]
     use_steps = x == "step" and bool(records) and all(isinstance(s, (int, float)) for s in steps)
-    positions = [float(s) for s in steps] if use_steps else [float(i) for i in range(len(records))]
-    labels = [record_label(dict(record), i) for i, record in enumerate(records)]
-    ticks = labels if not use_steps and 0 < len(records) <= 12 else None
-    num_classes = next(
-        ((r.get("features") or {}).get("num_classes") for r in records if r.get("features")), None
+    positions = (
+        [float(s) for s in steps if s is not None] if use_steps else [float(i) for i in range(len(records))]
     )
+    labels = [raw_text(record_label(record, i)) for i, record in enumerate(records)]
+    ticks = labels if not use_steps and 0 < len(records) <= 12 else None
+    num_classes = next((r.features.get("num_classes") for r in records if r.features), None)
     default_title = f"nc-audit trajectory: {len(records)} checkpoints" + (
-        f", C = {num_classes}" if num_classes else ""
+        f", C = {raw_text(num_classes)}" if num_classes else ""
     )
     return panel_figure(
         positions,
@@ -264,6 +265,6 @@ def trajectory_figure(traj: Mapping[str, Any], *, x: str = "step", title: str | 
     )
 
 
-def plot_trajectory(traj: Mapping[str, Any], path: str | Path, **options: Any) -> None:
+def plot_trajectory(trajectory: Trajectory, path: str | Path, **options: Any) -> None:
     """Write :func:`trajectory_figure` as a PNG, atomically."""
-    save_figure(trajectory_figure(traj, **options), path)
+    save_figure(trajectory_figure(trajectory, **options), path)

@@ -131,20 +131,19 @@ def _assert_texts_fit(figure: Any) -> None:
 
 
 def test_trajectory_titles_ticks_and_legends_fit_with_long_labels_and_hashes() -> None:
-    traj = run().to_dict()
-    for item in traj["records"]:
-        item["step"] = None  # no steps: the x ticks are the checkpoint labels
-        item["metrics"]["a_monitor_scalar_with_a_very_long_name_" * 3] = 1.0
-    figure = trajectory_figure(traj, title=f"nc-audit {LONG} {HASH}")
+    long_scalar = "a_monitor_scalar_with_a_very_long_name_" * 3
+    records = [  # no steps: the x ticks are the checkpoint labels
+        item.changed(step=None, metrics={**item.metrics, long_scalar: 1.0}) for item in run()
+    ]
+    figure = trajectory_figure(Trajectory(tuple(records)), title=f"nc-audit {LONG} {HASH}")
     _assert_texts_fit(figure)
     ticks = [label.get_text() for label in figure.axes[0].get_xticklabels()]
     assert ticks[0].endswith("epoch_0001.pt") and "…" in ticks[0]
 
 
 def test_report_and_interpolation_titles_fit() -> None:
-    report = record(1, f"{HASH}_" + "x" * 200 + ".pt").to_dict()
-    report["checkpoint"]["path"] = report["label"]
-    figure = report_figure(report)
+    report = record(1, f"{HASH}_" + "x" * 200 + ".pt")
+    figure = report_figure(report.changed(checkpoint={**report.checkpoint, "path": report.label}))
     _assert_texts_fit(figure)
     assert "3f2a9c01be77…" in figure.axes[0].get_title()
     document = {
@@ -188,6 +187,6 @@ def test_target_lines_far_outside_the_data_are_drawn_and_in_the_legend_together(
 
 
 def test_trajectory_legends_match_their_lines() -> None:
-    figure = trajectory_figure(run().to_dict())
+    figure = trajectory_figure(run())
     figure_png(figure)
     _assert_legend_matches_lines(figure)
