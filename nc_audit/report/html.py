@@ -29,7 +29,7 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin:
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.6em; border-bottom: 1px solid #d0d7de; }
 .wide { overflow-x: auto; max-width: 100%; margin: .6em 0; }
 table { border-collapse: collapse; } th, td { padding: .25em .7em; border: 1px solid #d0d7de; }
-td { overflow-wrap: anywhere; } th, td.n { white-space: nowrap; }
+h1, p, li, td { overflow-wrap: anywhere; } th, td.n { white-space: nowrap; }
 th { background: #f6f8fa; text-align: left; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 tr.target td { color: #57606a; font-style: italic; } tr.fail td { background: #ffebe9; }
 .pass { color: #1a7f37; font-weight: 600; } .fail { color: #cf222e; font-weight: 600; }
