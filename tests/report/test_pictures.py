@@ -74,7 +74,9 @@ def test_the_checks_column_is_kept_and_long_labels_may_wrap() -> None:
     assert all(len(row) == len(header) for row in page.rows[1:5])
     wrapped = re.search(r"([^{}]*)\{[^}]*overflow-wrap:\s*anywhere", STYLE)
     assert wrapped is not None
-    assert {"h1", "p", "li", "td"} <= {name.strip() for name in wrapped.group(1).split(",")}  # long paths wrap
+    assert {"h1", "p", "li", "td"} <= {
+        name.strip() for name in wrapped.group(1).split(",")
+    }  # long paths wrap
 
 
 def test_the_gate_sentence_appears_only_when_a_gate_was_given() -> None:
