@@ -114,3 +114,14 @@ def test_json_is_the_result_as_it_is() -> None:
     text = registry.text_format("json").render(run)
     assert text == dumps_report(run.to_dict())
     assert json.loads(text)["records"][0]["label"] == HOSTILE
+
+
+def test_console_pieces_side_by_side_form_no_rich_tag() -> None:
+    """``a[bold`` and ``x]`` are each harmless; printed side by side they made the tag ``[bold: x]`` and the
+    text vanished (a ``[link=…]`` would have become a terminal hyperlink)."""
+    report = Report.from_dict(
+        {"schema": "nc-audit-report/1", "metrics": {"nc1": 0.1}, "conventions": {"a[bold": "x]", "k[link=e": "v]"},
+         "label": "run[v2.pt"}, "r.json")  # fmt: skip
+    text = registry.text_format("table").render(gate(Trajectory.of(report), ["nc1 <= 0.5"]))
+    assert "conventions: a[bold: x]; k[link=e: v]" in text
+    assert "\\[" not in text  # the escapes never show
