@@ -33,11 +33,12 @@ def resolve_settings(
     device: str | None,
 ) -> GateSettings:
     """Flags win over [tool.nc-audit] of the nearest pyproject.toml; rules and baseline are validated now,
-    before any measurement, so a typo fails in a second with exit code 2."""
+    before any measurement, so a typo fails in a second with exit code 2. Gates taken from the
+    pyproject.toml are announced once on stderr, with the Monitor's line (:func:`announce_project_gates`)."""
     defaults = load_defaults()
     rule_texts = tuple(fail_on) if fail_on else tuple(defaults.get("fail_on") or ())
     baseline_path = baseline or defaults.get("baseline")
-    return GateSettings(
+    settings = GateSettings(
         fail_on=rule_texts,
         rules=tuple(parse_rules(rule_texts)),
         baseline=load_baseline(baseline_path) if baseline_path else None,
@@ -47,3 +48,22 @@ def resolve_settings(
         device=device or defaults.get("device") or "auto",
         cache_dir=defaults.get("cache_dir"),
     )
+    announce_project_gates(settings, defaults.get("config_path"), rules=not fail_on, baseline=not baseline)
+    return settings
+
+
+def announce_project_gates(
+    settings: GateSettings, config_path: Path | None, rules: bool, baseline: bool
+) -> None:
+    """``gates from pyproject.toml: <rules> (<path>)`` on stderr when gates came from [tool.nc-audit]
+    (``rules``/``baseline``: not given by a flag) — the Monitor's own line (MonitorGates.announce), naming
+    only the gates the project gave."""
+    from nc_audit.measurement.monitor_gates import MonitorGates
+
+    MonitorGates(
+        rules=settings.rules if rules else (),
+        baseline=settings.baseline if baseline else None,
+        baseline_path=settings.baseline_path if baseline else None,
+        tolerance=settings.tolerance,
+        config_path=config_path,
+    ).announce()

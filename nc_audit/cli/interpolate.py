@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -19,23 +19,9 @@ from nc_audit.cli.options import (
     QuietOpt,
     data_option,
 )
-from nc_audit.report.escape import markdown_code, markdown_text, terminal
-from nc_audit.report.numbers import precise, short
+from nc_audit.report.escape import terminal
 
 Opt = typer.Option
-
-#: Table columns after α: accuracy, loss, then every class-level metric (docs/METRICS.md order).
-LEAD_COLUMNS = ("accuracy", "loss")
-#: Short table headers for the long NC2 keys (M: centred class means, W: head rows).
-SHORT_NAMES = {
-    "nc1_cdnv": "cdnv",
-    "nc2_equinorm_means": "eqnorm M",
-    "nc2_equinorm_head": "eqnorm W",
-    "nc2_equiangular_means": "eqangle M",
-    "nc2_equiangular_head": "eqangle W",
-    "nc2_maxangle_means": "maxangle M",
-    "nc2_maxangle_head": "maxangle W",
-}
 
 
 DataArg = Annotated[str, data_option("Dataset to evaluate on")]
@@ -106,14 +92,16 @@ def interpolate_command(
             tracker=tracker,
             reset_endpoints=reset_endpoints,
         )
+    from nc_audit.report.interpolation import interpolation_markdown, print_interpolation
+
     document = result.to_dict()
     text = json.dumps(document, indent=2, allow_nan=False) + "\n"
     if stdout_format == Format.json:
         print_stdout(text)
     elif stdout_format == Format.markdown:
-        print_stdout(render_markdown(document))
+        print_stdout(interpolation_markdown(document, result.metric_keys))
     else:
-        render_table(document)
+        print_interpolation(document, result.metric_keys)
     if stdout_format == Format.table:
         for note in result.notes:
             stderr.print(f"note: {terminal(note)}")
@@ -122,65 +110,3 @@ def interpolate_command(
     if plot is not None:
         plot_interpolation(result, plot)
         wrote(plot)
-
-
-def _columns(document: dict[str, Any]) -> list[str]:
-    keys: list[str] = []
-    for record in document["records"]:
-        keys.extend(key for key in record["metrics"] if key not in keys)
-    return keys
-
-
-def _fmt(value: float | None) -> str:
-    """Four significant digits in the console's form (1e-4..1e6 plain, else scientific)."""
-    return precise(None if value is None else float(short(value)))
-
-
-def _row(record: dict[str, Any], keys: list[str]) -> list[str]:
-    lead = [_fmt(record[key]) for key in LEAD_COLUMNS]
-    return [f"{record['alpha']:.3g}", *lead, *(_fmt(record["metrics"].get(key)) for key in keys)]
-
-
-def render_table(document: dict[str, Any]) -> None:
-    """Rich table on stdout: one row per α, NC targets in the last row."""
-    from rich.console import Console
-    from rich.table import Table
-
-    keys = _columns(document)
-    table = Table(
-        title=f"{terminal(document['a']['path'])} → {terminal(document['b']['path'])} on "
-        f"{terminal(document['data'])} \\[{terminal(document['split'])}]",
-        title_justify="left",
-        header_style="bold",
-    )
-    headers = ["α", *LEAD_COLUMNS, *(SHORT_NAMES.get(key, key) for key in keys)]
-    for name in headers:
-        table.add_column(name, justify="right", no_wrap=True)
-    for record in document["records"]:
-        table.add_row(*_row(record, keys))
-    targets = document["targets"]
-    table.add_row("NC", "", "", *(_fmt(targets.get(key)) for key in keys), style="dim")
-    needed = 1 + sum(max(len(name), 9) + 3 for name in headers)  # every cell whole: no ellipses in a CI log
-    console = Console()
-    console = console if console.width >= needed else Console(width=needed)
-    console.print(table)
-    console.print(
-        "[dim]NC2 columns: M = centred class means, W = head rows; last row: values at Neural Collapse[/]"
-    )
-
-
-def render_markdown(document: dict[str, Any]) -> str:
-    """A Markdown table: one row per α, NC targets in the last row."""
-    keys = _columns(document)
-    header = ["α", *LEAD_COLUMNS, *keys]
-    lines = [
-        f"## Interpolation {markdown_code(document['a']['path'])} → {markdown_code(document['b']['path'])} on "
-        f"{markdown_code(document['data'])} \\[{markdown_text(document['split'])}]",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---:|" * len(header),
-    ]
-    lines += ["| " + " | ".join(_row(record, keys)) + " |" for record in document["records"]]
-    targets = document["targets"]
-    lines.append("| NC target | | | " + " | ".join(_fmt(targets.get(key)) for key in keys) + " |")
-    return "\n".join(lines) + "\n"

@@ -52,6 +52,11 @@ class Interpolation:
     targets: dict[str, float | None]
     notes: list[str]
 
+    @property
+    def metric_keys(self) -> list[str]:
+        """Every metric measured at some α, in the order first measured (the table's columns)."""
+        return list(dict.fromkeys(key for record in self.records for key in record["metrics"]))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data in schema ``nc-audit-interpolation/1``."""
         return {

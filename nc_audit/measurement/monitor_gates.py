@@ -20,6 +20,7 @@ from nc_audit.gating.baseline import Baseline, Tolerance, load_baseline
 from nc_audit.gating.config import load_defaults
 from nc_audit.gating.gate import gate
 from nc_audit.gating.rules import Rule, parse_rules
+from nc_audit.report.escape import visible
 from nc_audit.report.model import Report
 
 
@@ -78,10 +79,9 @@ class MonitorGates:
 
     def announce(self, stream: TextIO | None = None) -> None:
         """Say on ``stream`` (stderr) that gates from a pyproject.toml apply; nothing for gates given in code."""
-        if self.config_path is not None and self.active:
-            print(
-                f"gates from pyproject.toml: {self.summary()} ({self.config_path})", file=stream or sys.stderr
-            )
+        if self.config_path is not None and self.active:  # paths from a pull request: one visible line
+            line = visible(f"gates from pyproject.toml: {self.summary()} ({self.config_path})")
+            print(line, file=stream or sys.stderr)
 
     def gate(self, report: Report) -> Report:
         """``report`` with its ``checks`` from these gates, by the one gate (gating/gate.py): a baseline

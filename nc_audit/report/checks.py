@@ -7,6 +7,7 @@ the one it states (:class:`nc_audit.report.model.Check`), never guessed from its
 
 from __future__ import annotations
 
+from nc_audit.report.formats.view import raw_text
 from nc_audit.report.model import Check
 from nc_audit.report.numbers import check_number
 
@@ -31,8 +32,9 @@ def check_numbers(check: Check) -> list[tuple[str, float | None]]:
 
 
 def check_message(check: Check) -> str:
-    """One line with the value and what it was held to (threshold, or baseline and tolerance)."""
-    metric = check.metric or check_name(check)
+    """One line with the value and what it was held to (threshold, or baseline and tolerance), composed
+    from the raw texts of the check (an escaped view's strings included), for its format to escape once."""
+    metric = raw_text(check.metric or check_name(check))
     value = check_number(check.value)
     if check.reason == "not measured":
         shown = f"{metric} was not measured"
@@ -42,7 +44,7 @@ def check_message(check: Check) -> str:
         shown = f"{metric} = {value}"
     if check.kind == "threshold":
         verdict = "passes" if check.passed else "required"
-        return f"{shown}, {verdict} {check.op} {check_number(check.threshold)}"
+        return f"{shown}, {verdict} {raw_text(check.op)} {check_number(check.threshold)}"
     if check.kind == "baseline":
         moved = f"|Δ to NC| {check_number(check.baseline_distance)} → {check_number(check.distance)}"
         return (
@@ -50,4 +52,4 @@ def check_message(check: Check) -> str:
             f"(tolerance {check_number(check.tolerance)}, target {check_number(check.target)})"
         )
     extra = f", baseline {check_number(check.baseline)}" if check.baseline is not None else ""
-    return f"{shown}{extra} ({check.rule})"
+    return f"{shown}{extra} ({raw_text(check.rule)})"

@@ -48,11 +48,20 @@ def visible(value: Any) -> str:
     return _UNSAFE.sub(_escape_one, str(value))
 
 
-def terminal(value: Any) -> str:
-    """Text for a Rich console that renders markup: :func:`visible`, then ``[`` escaped."""
-    from rich.markup import escape
+#: A ``[`` that may open a Rich tag, with the backslashes before it.
+_TAG_OPENER = re.compile(r"(\\*)(\[[a-z#/@])")
 
-    return escape(visible(value))
+
+def terminal(value: Any) -> str:
+    """Text for a Rich console that renders markup: :func:`visible`, then every ``[`` that may open a tag
+    escaped — closed in this text or not, so that two escaped pieces printed side by side (``a[bold`` and
+    ``x]``) cannot form a tag either (Rich prints ``\\[`` as ``[`` whether a tag follows or not)."""
+    text = _TAG_OPENER.sub(
+        lambda match: f"{match.group(1)}{match.group(1)}\\{match.group(2)}", visible(value)
+    )
+    if text.endswith("\\") and not text.endswith("\\\\"):  # a last backslash would escape the next tag
+        text += "\\"
+    return text
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`\[\]]|<(?=[A-Za-z/!?]))")

@@ -10,8 +10,25 @@ tick labels escapes ``$`` there itself (nc_audit.report.studies.tick_text).
 
 from __future__ import annotations
 
+import re
+
 from matplotlib.figure import Figure
 from matplotlib.text import Text
+
+#: A content hash in a name (sha256 of a checkpoint, a Hugging Face snapshot or commit id): 16+ hex digits.
+_HASH = re.compile(r"(?<![0-9A-Za-z])([0-9a-fA-F]{12})[0-9a-fA-F]{4,}(?![0-9A-Za-z])")
+ELLIPSIS = "…"
+
+
+def fit_text(text: str, limit: int) -> str:
+    """``text`` short enough for a title, tick or legend of ``limit`` characters: content hashes cut to their
+    first 12 digits (``3f2a9c01be77…``), then, if still too long, the middle replaced by an ellipsis
+    (``runs/very-long…/epoch_0750.pt``), keeping the end, where a file name says the most."""
+    text = _HASH.sub(lambda match: match.group(1) + ELLIPSIS, text)
+    if len(text) <= limit:
+        return text
+    tail = (limit - 1) * 3 // 5
+    return text[: limit - 1 - tail] + ELLIPSIS + text[len(text) - tail :]
 
 
 def literal_texts(figure: Figure) -> None:

@@ -14,18 +14,23 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from nc_audit.core.formats import LOSS_KEYS
+from nc_audit.report.figure_text import fit_text
+from nc_audit.report.formats.view import raw_text
+from nc_audit.report.model import Report
 from nc_audit.report.plots import TARGET_LABEL, Panel, number, panel_figure
 
+#: Characters of a checkpoint or data name in a figure title (the rest is cut in the middle: fit_text).
+NAME_CHARS = 40
 
-def report_figure(report: Mapping[str, Any]) -> Figure:
+
+def report_figure(report: Report) -> Figure:
     """One report: each metric's distance to its NC target, |value − target|, as bars on a log axis
     (a distance of 0 — at Neural Collapse — is written beside its bar's place)."""
-    metrics, targets = report.get("metrics") or {}, report.get("targets") or {}
     rows = []
-    for key, value in metrics.items():
-        value, target = number(value), number(targets.get(key))
-        if math.isfinite(value) and math.isfinite(target):
-            rows.append((key, abs(value - target)))
+    for key, value in report.metrics.items():
+        distance = abs(number(value) - number(report.targets.get(key)))
+        if math.isfinite(distance):
+            rows.append((raw_text(key), distance))
     figure = Figure(figsize=(7.0, 0.32 * max(len(rows), 3) + 1.2), layout="constrained")
     FigureCanvasAgg(figure)
     ax = figure.add_subplot(1, 1, 1)
@@ -41,8 +46,9 @@ def report_figure(report: Mapping[str, Any]) -> Figure:
         ax.set_xscale("log")
     ax.set_xlabel("distance to the NC target" + (" (log scale)" if positive else ""))
     ax.grid(True, axis="x", alpha=0.3)
-    checkpoint = (report.get("checkpoint") or {}).get("path") or report.get("label") or "report"
-    ax.set_title(f"distance to Neural Collapse: {Path(str(checkpoint)).name}", fontsize="medium")
+    checkpoint = report.checkpoint.get("path") or report.label or "report"
+    name = fit_text(Path(raw_text(checkpoint)).name, NAME_CHARS)
+    ax.set_title(f"distance to Neural Collapse: {name}", fontsize="medium")
     return figure
 
 
@@ -69,8 +75,11 @@ def interpolation_figure(document: Mapping[str, Any]) -> Figure:
         Panel("MIR", {"mir": metric("mir")}, target("mir")),
         Panel("HDR", {"hdr": metric("hdr")}, target("hdr")),
     ]
-    a, b = (Path(str((document.get(end) or {}).get("path", end))).name for end in ("a", "b"))
-    title = f"linear interpolation {a} → {b} on {document.get('data')} [{document.get('split')}]"
+    a, b = (
+        fit_text(Path(str((document.get(end) or {}).get("path", end))).name, NAME_CHARS) for end in ("a", "b")
+    )
+    data, split = fit_text(str(document.get("data")), NAME_CHARS), fit_text(str(document.get("split")), 16)
+    title = f"linear interpolation {a} → {b} on {data} [{split}]"
     return panel_figure(alphas, panels, xlabel="α", title=title)
 
 

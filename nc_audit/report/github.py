@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import secrets
-from typing import Any
 
 from rich.console import Console
 
 from nc_audit.report.console import make_console, render_report
-from nc_audit.report.model import record_label
+from nc_audit.report.formats.view import raw_text
+from nc_audit.report.model import Report, Trajectory, record_label
 
 
 def github_actions() -> bool:
@@ -28,22 +28,23 @@ def command_value(text: str) -> str:
     return "".join(ch for ch in text if ch.isprintable())
 
 
-def group_title(record: dict[str, Any], index: int) -> str:
-    """``nc-audit epoch_0750.pt (step 750): passed`` — the verdict only for gated checkpoints."""
-    title = f"nc-audit {record_label(record, index)}"
-    if record.get("step") is not None and record.get("label") is not None:
-        title += f" (step {record['step']})"
-    checks = record.get("checks") or []
-    if record.get("gated", True) and checks:
-        failed = sum(not check.get("passed") for check in checks)
+def group_title(record: Report, index: int) -> str:
+    """``nc-audit epoch_0750.pt (step 750): passed`` — the verdict only for gated checkpoints. Composed
+    from the raw label (a workflow command value has its own escaping: :func:`command_value`)."""
+    title = f"nc-audit {raw_text(record_label(record, index))}"
+    if record.step is not None and record.label is not None:
+        title += f" (step {record.step})"
+    checks = record.checks
+    if record.gated is not False and checks:
+        failed = sum(not check.passed for check in checks)
         title += f": {failed} of {len(checks)} checks failed" if failed else f": {len(checks)} checks passed"
     return title
 
 
-def render_checkpoint_groups(trajectory: dict[str, Any], console: Console | None = None) -> None:
+def render_checkpoint_groups(trajectory: Trajectory, console: Console | None = None) -> None:
     """Print every record's full report (header, metrics, conventions, notes, checks) in its own group."""
     console = console or make_console()
-    for index, record in enumerate(trajectory.get("records") or []):
+    for index, record in enumerate(trajectory):
         token = secrets.token_hex(16)
         console.out(f"::group::{command_value(group_title(record, index))}", highlight=False)
         console.out(f"::stop-commands::{token}", highlight=False)

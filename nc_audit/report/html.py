@@ -18,15 +18,18 @@ from nc_audit.core.version import __version__
 from nc_audit.metrics.catalog import METRICS
 from nc_audit.report.checks import check_message, check_name
 from nc_audit.report.escape import html_text
+from nc_audit.report.formats.view import raw_text, safe
 from nc_audit.report.model import Check, Report, Trajectory, record_label
-from nc_audit.report.numbers import significant
+from nc_audit.report.numbers import decimals, significant
 from nc_audit.report.plots import figure_png
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1200px;
        padding: 0 1em; color: #1f2328; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.6em; border-bottom: 1px solid #d0d7de; }
-table { border-collapse: collapse; margin: .6em 0; } th, td { padding: .25em .7em; border: 1px solid #d0d7de; }
+.wide { overflow-x: auto; max-width: 100%; margin: .6em 0; }
+table { border-collapse: collapse; } th, td { padding: .25em .7em; border: 1px solid #d0d7de; }
+h1, p, li, td { overflow-wrap: anywhere; } th, td.n { white-space: nowrap; }
 th { background: #f6f8fa; text-align: left; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 tr.target td { color: #57606a; font-style: italic; } tr.fail td { background: #ffebe9; }
 .pass { color: #1a7f37; font-weight: 600; } .fail { color: #cf222e; font-weight: 600; }
@@ -49,8 +52,9 @@ TRAJECTORY_COLUMNS = (
 
 
 def e(value: Any) -> str:
-    """Any value as escaped HTML text (control characters shown as escapes: report/escape.py)."""
-    return html_text(value)
+    """Any value as escaped HTML text (control characters shown as escapes: report/escape.py), escaped
+    once: a string of the HTML format's escaped view is already HTML (nc_audit.report.formats.view)."""
+    return safe(value, html_text)
 
 
 def num(value: Any, digits: int = 6) -> str:
@@ -65,8 +69,9 @@ def table(
     classes: Sequence[str] = (),
     numeric_to: int | None = None,
 ) -> str:
-    """An HTML table; cells are escaped here (pass raw strings); columns ``numeric_from`` up to (not
-    including) ``numeric_to`` are numbers, right-aligned."""
+    """An HTML table in a box of its own that scrolls sideways when the table is wider than the window
+    (never cut); cells are escaped here (pass raw strings); text cells wrap, even inside a long path;
+    columns ``numeric_from`` up to (not including) ``numeric_to`` are numbers, right-aligned, unbroken."""
     stop = len(header) if numeric_to is None else numeric_to
     head = "".join(f"<th>{e(name)}</th>" for name in header)
     body = []
@@ -77,7 +82,8 @@ def table(
             for i, cell in enumerate(row)
         )
         body.append(f'<tr class="{css}">{cells}</tr>' if css else f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="wide">{table}</div>'  # a table wider than the window scrolls in its own box
 
 
 def figure_img(figure: Figure, alt: str) -> str:
@@ -131,56 +137,47 @@ def checks_section(checks: Sequence[tuple[str, Check]], with_checkpoint: bool = 
     return "<h2>Checks</h2>" + table(header, rows, numeric_from=len(header), classes=classes) + summary
 
 
-def source_rows(report: Mapping[str, Any]) -> list[list[Any]]:
-    checkpoint, features = report.get("checkpoint") or {}, report.get("features") or {}
-    details = report.get("details") or {}
+def source_rows(report: Report) -> list[list[Any]]:
+    checkpoint, features, details = report.checkpoint, report.features, report.details
+    sizes = ", ".join(raw_text(features.get(key)) for key in ("num_samples", "feature_dim", "num_classes"))
     rows = [
         ["checkpoint", checkpoint.get("path") or "—"],
         ["sha256", checkpoint.get("sha256") or "—"],
         ["head", checkpoint.get("head") or "—"],
         ["features", features.get("path") or "—"],
         ["split", features.get("split") or "—"],
-        [
-            "N, d, C",
-            f"{features.get('num_samples')}, {features.get('feature_dim')}, {features.get('num_classes')}",
-        ],
+        ["N, d, C", sizes],
     ]
     if features.get("means_split") not in (None, features.get("split")):
         rows.append(["class means from", features["means_split"]])
     if "accuracy" in details:
         accuracy, ncc = details["accuracy"], details.get("ncc_accuracy")
-        rows.append(["accuracy", f"classifier {accuracy:.4f}, nearest class mean {num(ncc, 4)}"])
+        rows.append(["accuracy", f"classifier {decimals(accuracy, 4)}, nearest class mean {num(ncc, 4)}"])
     return rows
 
 
-def report_html(result: Report) -> str:
+def report_html(report: Report) -> str:
     """The HTML of one report (``measure``): sources, metrics beside their NC targets, the distance plot,
     conventions, notes and checks."""
     from nc_audit.report.figures import report_figure
 
-    report = result.to_dict()
-    metrics, targets = report.get("metrics") or {}, report.get("targets") or {}
     rows = []
-    for key, value in metrics.items():
-        target = targets.get(key)
-        distance = (
-            abs(value - target)
-            if isinstance(value, (int, float)) and isinstance(target, (int, float))
-            else None
-        )
+    for key, value in report.metrics.items():
+        target = report.targets.get(key)
+        distance = abs(value - target) if value is not None and target is not None else None
         info = METRICS.get(key)
         rows.append([key, num(value), num(target), num(distance), info.meaning if info else ""])
-    name = report.get("label") or (report.get("checkpoint") or {}).get("path") or "report"
+    name = raw_text(report.label or report.checkpoint.get("path") or "report")
     sections = [
         "<h2>Source</h2>" + table(["source", "value"], source_rows(report), numeric_from=2),
         "<h2>Metrics</h2>"
         + table(["metric", "value", "NC target", "|Δ| to NC", "meaning"], rows, numeric_to=4),
         figure_img(report_figure(report), "distance of each metric to its Neural Collapse target"),
-        conventions_section(report.get("conventions") or {}),
-        notes_section(report.get("notes") or []),
-        checks_section([("", check) for check in result.checks]),
+        conventions_section(report.conventions),
+        notes_section(report.notes),
+        checks_section([("", check) for check in report.checks]),
     ]
-    return page(f"nc-audit: {name}", result.passed if result.checks else None, sections)
+    return page(f"nc-audit: {name}", report.passed if report.checks else None, sections)
 
 
 def trajectory_html(trajectory: Trajectory) -> str:
@@ -188,38 +185,35 @@ def trajectory_html(trajectory: Trajectory) -> str:
     notes and the checks of the gated checkpoints."""
     from nc_audit.report.plots import trajectory_figure
 
-    traj = trajectory.to_dict()
-    records: Sequence[Mapping[str, Any]] = traj.get("records") or []
-    columns = [key for key in TRAJECTORY_COLUMNS if any(key in (r.get("metrics") or {}) for r in records)]
+    records = trajectory.records
+    columns = [key for key in TRAJECTORY_COLUMNS if any(key in record.metrics for record in records)]
     targets: dict[str, Any] = {}
     rows, classes = [], []
     for index, record in enumerate(records):
-        targets.update(record.get("targets") or {})
-        metrics, details = record.get("metrics") or {}, record.get("details") or {}
-        accuracy = details.get("accuracy", metrics.get("accuracy"))
-        status = "—" if not record.get("checks") else "✓" if record["passed"] else "✗"
-        step = record.get("step")
-        rows.append([record_label(dict(record), index), "—" if step is None else step, num(accuracy, 4),
-                     *(num(metrics.get(key), 4) for key in columns), status])  # fmt: skip
-        classes.append("" if record["passed"] else "fail")
+        targets.update(record.targets)
+        accuracy = record.details.get("accuracy", record.metrics.get("accuracy"))
+        status = "—" if not record.checks else "✓" if record.passed else "✗"
+        step = record.step
+        rows.append([record_label(record, index), "—" if step is None else step, num(accuracy, 4),
+                     *(num(record.metrics.get(key), 4) for key in columns), status])  # fmt: skip
+        classes.append("" if record.passed else "fail")
     rows.append(["NC target", "", "", *(num(targets.get(key), 4) for key in columns), ""])
     classes.append("target")
-    gate = traj.get("gate")
-    gate_text = {
+    checks = [(record_label(r, i), c) for i, r in enumerate(trajectory) for c in r.checks]
+    gate_text = {  # only when a gate was given: then every gated checkpoint holds a check
         "last": "the last checkpoint is gated (--gate last)",
         "best": "the most accurate checkpoint is gated (--gate best)",
         "all": "every checkpoint is gated (--gate all)",
-    }.get(str(gate), "")
-    checks = [(record_label(r, i), c) for i, r in enumerate(trajectory) for c in r.checks]
+    }.get(raw_text(trajectory.gate), "") if checks else ""  # fmt: skip
     sections = [
         f'<p class="muted">{e(gate_text)}</p>' if gate_text else "",
         "<h2>Checkpoints</h2>"
         + table(
             ["checkpoint", "step", "accuracy", *columns, "checks"], rows, numeric_from=1, classes=classes
         ),
-        figure_img(trajectory_figure(traj), "every metric against step, one panel per scale"),
-        conventions_section((records[0].get("conventions") or {}) if records else {}),
-        notes_section(note for record in records for note in record.get("notes") or []),
+        figure_img(trajectory_figure(trajectory), "every metric against step, one panel per scale"),
+        conventions_section(records[0].conventions if records else {}),
+        notes_section(note for record in records for note in record.notes),
         checks_section(checks, with_checkpoint=True),
     ]
     verdict = trajectory.passed if checks else None

@@ -1,18 +1,21 @@
 """GitHub-flavoured Markdown summaries of a report or a trajectory (for PR comments and step summaries).
 
-Renders the plain JSON form of a report (schema ``nc-audit-report/1``); computes nothing but the
+Renders the typed :class:`~nc_audit.report.model.Report` and :class:`~nc_audit.report.model.Trajectory`
+(the Markdown format hands over its escaped view; every string from an input is escaped here once more
+only from its raw text, for its context: a line, a table cell or a code span); computes nothing but the
 distance |value − target| it displays.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from nc_audit.core.errors import InputError
 from nc_audit.report.escape import markdown_cell, markdown_code, markdown_text
-from nc_audit.report.model import record_label
+from nc_audit.report.formats.view import raw_text, safe
+from nc_audit.report.model import Check, Report, Trajectory, record_label
 from nc_audit.report.numbers import UNDEFINED, as_number, half_widths, short, with_error
 
 PASS, FAIL = "✅", "❌"
@@ -40,13 +43,18 @@ class _Code(str):
 
 
 def _cell(text: Any) -> str:
-    """Text safe inside a Markdown table cell."""
-    return text if isinstance(text, _Code) else markdown_cell(text)
+    """Text safe inside a Markdown table cell (escaped once, from the raw text)."""
+    return text if isinstance(text, _Code) else markdown_cell(raw_text(text))
 
 
 def _code(text: Any) -> str:
     """Inline code that survives backticks, pipes and control characters in the text."""
-    return _Code(markdown_code(text))
+    return _Code(markdown_code(raw_text(text)))
+
+
+def _line(text: Any) -> str:
+    """Text safe on a Markdown line (escaped once)."""
+    return safe(text, markdown_text)
 
 
 def _row(cells: Iterable[Any]) -> str:
@@ -60,54 +68,46 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: str = "-
     return lines
 
 
-def _passed(report: Mapping[str, Any]) -> bool:
-    """The report's verdict, from ``passed`` or else from its checks."""
-    if "passed" in report:
-        return bool(report["passed"])
-    return all(bool(check.get("passed")) for check in report.get("checks", []))
-
-
-def _verdict_line(passed: bool, checks: Sequence[Mapping[str, Any]]) -> str:
-    failed = sum(not check.get("passed") for check in checks)
+def _verdict_line(passed: bool, checks: Sequence[Check]) -> str:
+    failed = sum(not check.passed for check in checks)
     counts = f" ({len(checks) - failed} of {len(checks)} checks passed)" if checks else " (no checks)"
     return f"**Verdict: {PASS} passed**{counts}" if passed else f"**Verdict: {FAIL} failed**{counts}"
 
 
-def _check_lines(checks: Sequence[Mapping[str, Any]], with_label: bool = False) -> list[str]:
-    """A table of checks: ✅/❌, rule, value, baseline or reason."""
+def _check_lines(checks: Sequence[tuple[str, Check]], with_label: bool = False) -> list[str]:
+    """A table of (checkpoint, check): ✅/❌, (checkpoint,) rule, value, baseline or reason."""
     header = ["", *(["checkpoint"] if with_label else []), "rule", "value", "detail"]
     rows = []
-    for check in checks:
-        detail = check.get("reason") or (
-            "baseline " + short(check["baseline"]) if "baseline" in check else ""
+    for label, check in checks:
+        shows_baseline = check.kind == "baseline" or (
+            check.kind == "undefined" and check.baseline is not None
         )
-        label = [check.get("label", "")] if with_label else []
+        detail = check.reason or ("baseline " + short(check.baseline) if shows_baseline else "")
         rows.append(
             [
-                PASS if check.get("passed") else FAIL,
-                *label,
-                check.get("rule", ""),
-                short(check.get("value")),
+                PASS if check.passed else FAIL,
+                *([label] if with_label else []),
+                check.rule,
+                short(check.value),
                 detail,
             ]
         )
     return _table(header, rows, align="---")
 
 
-def _context_line(report: Mapping[str, Any]) -> str:
+def _context_line(report: Report) -> str:
     """Checkpoint, head and features in one line."""
-    checkpoint = report.get("checkpoint") or {}
-    features = report.get("features") or {}
+    checkpoint, features = report.checkpoint, report.features
     parts = []
     if checkpoint.get("head"):
         parts.append(f"head {_code(checkpoint['head'])}")
     if checkpoint.get("sha256"):
-        parts.append(f"sha256 {_code(str(checkpoint['sha256'])[:12])}")
+        parts.append(f"sha256 {_code(raw_text(checkpoint['sha256'])[:12])}")
     if features.get("path"):
-        split = f" ({markdown_text(features['split'])})" if features.get("split") else ""
+        split = f" ({_line(features['split'])})" if features.get("split") else ""
         parts.append(f"features {_code(features['path'])}{split}")
     sizes = [
-        f"{sym} = {features[key]}"
+        f"{sym} = {_line(features[key])}"
         for sym, key in (("N", "num_samples"), ("d", "feature_dim"), ("C", "num_classes"))
         if key in features
     ]
@@ -116,81 +116,68 @@ def _context_line(report: Mapping[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def render_markdown(report: Mapping[str, Any]) -> str:
+def render_markdown(report: Report) -> str:
     """A Markdown summary of one report: metric | value | NC target | distance, conventions, notes, checks, verdict."""
-    checkpoint = report.get("checkpoint") or {}
-    name = report.get("label") or checkpoint.get("path") or "report"
-    passed = _passed(report)
+    name = report.label or report.checkpoint.get("path") or "report"
+    passed = report.passed
     lines = [f"## nc-audit: {_code(name)} {PASS if passed else FAIL}", ""]
     context = _context_line(report)
     if context:
         lines += [context, ""]
-    metrics: Mapping[str, Any] = report.get("metrics") or {}
-    targets: Mapping[str, Any] = report.get("targets") or {}
     rows = []
-    errors = half_widths(dict(report))  # 95% half-widths of SLQ estimates (MI, MIR)
-    for key, value in metrics.items():
-        number, target = as_number(value), as_number(targets.get(key))
+    errors = half_widths({"details": report.details})  # 95% half-widths of SLQ estimates (MI, MIR)
+    for key, value in report.metrics.items():
+        number, target = as_number(value), as_number(report.targets.get(key))
         distance = abs(number - target) if number is not None and target is not None else None
         rows.append([key, with_error(short(value), key, errors), short(target), short(distance)])
     lines += [*_table(["metric", "value", "NC target", "distance"], rows), ""]
-    conventions: Mapping[str, Any] = report.get("conventions") or {}
-    if conventions:
+    if report.conventions:
         text = " · ".join(
-            f"{markdown_text(key)} = {markdown_text(_json_scalar(value))}"
-            for key, value in conventions.items()
+            f"{_line(key)} = {_line(_json_scalar(value))}" for key, value in report.conventions.items()
         )
         lines += [f"Conventions: {text}", ""]
-    notes = report.get("notes") or []
-    if notes:
-        lines += ["**Notes**", "", *[f"- {markdown_text(note)}" for note in notes], ""]
-    checks = report.get("checks") or []
-    if checks:
-        lines += ["**Checks**", "", *_check_lines(checks), ""]
-    lines.append(_verdict_line(passed, checks))
+    if report.notes:
+        lines += ["**Notes**", "", *[f"- {_line(note)}" for note in report.notes], ""]
+    if report.checks:
+        lines += ["**Checks**", "", *_check_lines([("", check) for check in report.checks]), ""]
+    lines.append(_verdict_line(passed, report.checks))
     return "\n".join(lines) + "\n"
 
 
-def _json_scalar(value: Any) -> str:
-    """Booleans and null as JSON spells them (true/false/null), everything else as str."""
+def _json_scalar(value: Any) -> Any:
+    """Booleans and null as JSON spells them (true/false/null), everything else as it is."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return "null" if value is None else str(value)
+    return "null" if value is None else value
 
 
-def render_trajectory_markdown(traj: Mapping[str, Any]) -> str:
+def render_trajectory_markdown(trajectory: Trajectory) -> str:
     """A Markdown summary of a trajectory: one row per checkpoint with the main metrics, then failed checks."""
-    records: Sequence[Mapping[str, Any]] = traj.get("records") or []
-    passed = all(_passed(record) for record in records)
+    records = trajectory.records
+    passed = trajectory.passed
     lines = [f"## nc-audit trajectory: {len(records)} checkpoints {PASS if passed else FAIL}", ""]
-    columns = [key for key in TRAJECTORY_COLUMNS if any(key in (r.get("metrics") or {}) for r in records)]
+    columns = [key for key in TRAJECTORY_COLUMNS if any(key in record.metrics for record in records)]
     targets: dict[str, Any] = {}
     for record in records:
-        targets.update(record.get("targets") or {})
+        targets.update(record.targets)
     rows = [["NC target", "", *[short(targets.get(key)) for key in columns], ""]]
     for index, record in enumerate(records):
-        metrics = record.get("metrics") or {}
-        step = record.get("step")
-        label = record_label(record, index)
-        status = UNDEFINED if record.get("gated") is False else PASS if _passed(record) else FAIL
+        status = UNDEFINED if record.gated is False else PASS if record.passed else FAIL
         rows.append(
             [
-                _code(label),
-                "" if step is None else step,
-                *[short(metrics.get(key)) for key in columns],
+                _code(record_label(record, index)),
+                "" if record.step is None else str(record.step),
+                *[short(record.metrics.get(key)) for key in columns],
                 status,
             ]
         )
     lines += [*_table(["checkpoint", "step", *columns, "checks"], rows), ""]
     failed = [
-        {**check, "label": check.get("label") or record_label(record)}
-        for record in records
-        for check in record.get("checks") or []
-        if not check.get("passed")
+        (record_label(record), check) for record in records for check in record.checks if not check.passed
     ]
     if failed:
         lines += ["**Failed checks**", "", *_check_lines(failed, with_label=True), ""]
-    all_checks = [check for record in records for check in record.get("checks") or []]
+    all_checks = [check for record in records for check in record.checks]
     lines.append(_verdict_line(passed, all_checks))
     return "\n".join(lines) + "\n"
 

@@ -23,10 +23,15 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from nc_audit.io.guards.atomic import atomic_write_bytes
-from nc_audit.report.model import record_label
+from nc_audit.report.figure_text import fit_text
+from nc_audit.report.formats.view import raw_text
+from nc_audit.report.model import Report, Trajectory, record_label
 from nc_audit.report.numbers import as_number
 
 TARGET_LABEL = "NC target"
+#: Characters that fit, at most: a panel title (10 pt over a 5-inch panel), a legend entry, a tick label
+#: (rotated), and a suptitle per inch of figure width (large, at 100 dpi: about 10 px a character).
+PANEL_TITLE_CHARS, LEGEND_CHARS, TICK_CHARS, SUPTITLE_CHARS_PER_INCH = 48, 32, 24, 9
 
 
 @dataclass
@@ -79,7 +84,13 @@ def _draw(ax: Any, x: Sequence[float], panel: Panel, marks: Sequence[float]) -> 
     for label, values in panel.series.items():
         if len(values) != len(x):
             raise ValueError(f"series {label!r} has {len(values)} values for {len(x)} x positions")
-        ax.plot(list(x), [number(v) for v in values], marker="o", markersize=3, label=label)
+        ax.plot(
+            list(x),
+            [number(v) for v in values],
+            marker="o",
+            markersize=3,
+            label=fit_text(label, LEGEND_CHARS),
+        )
     for label, target in panel.targets.items():
         if not math.isfinite(target) or (use_log and target <= 0):
             hidden.append(f"{label} {target:g}")
@@ -90,7 +101,8 @@ def _draw(ax: Any, x: Sequence[float], panel: Panel, marks: Sequence[float]) -> 
     if use_log:
         ax.set_yscale("log")
     title = panel.title + (" (log scale)" if use_log else "")
-    ax.set_title(title + (f"; {', '.join(hidden)}" if hidden else ""), fontsize="medium")
+    title += f"; {', '.join(hidden)}" if hidden else ""
+    ax.set_title(fit_text(title, PANEL_TITLE_CHARS), fontsize="medium")
     if panel.ylabel:
         ax.set_ylabel(panel.ylabel)
     ax.grid(True, alpha=0.3)
@@ -126,12 +138,13 @@ def panel_figure(
             ax.set_xscale("log")
         ax.set_xlabel(xlabel + (f" ({scale} scale)" if scale != "linear" else ""))
         if xticklabels is not None:
-            ax.set_xticks(px, list(xticklabels), rotation=45, ha="right", fontsize="small")
+            ticks = [fit_text(label, TICK_CHARS) for label in xticklabels]
+            ax.set_xticks(px, ticks, rotation=45, ha="right", fontsize="small")
     if not kept:
         ax = figure.add_subplot(1, 1, 1)
         ax.text(0.5, 0.5, "no metric values to plot", ha="center", va="center")
         ax.set_axis_off()
-    figure.suptitle(title)
+    figure.suptitle(fit_text(title, int(SUPTITLE_CHARS_PER_INCH * figure.get_figwidth())))
     return figure
 
 
@@ -185,20 +198,20 @@ def _targets(keys: Sequence[str], targets: Mapping[str, Any]) -> dict[str, float
     return {f"{TARGET_LABEL} ({key})": value for key, value in values.items()}
 
 
-def trajectory_panels(records: Sequence[Mapping[str, Any]]) -> list[Panel]:
+def trajectory_panels(records: Sequence[Report]) -> list[Panel]:
     """The panels of a trajectory: the metric families, accuracy, then a monitor's own scalars (a loss
-    on a log axis, the learning rate on a log axis of its own, anything else alone)."""
+    on a log axis, the learning rate on a log axis of its own, anything else alone). Names are shown as
+    their raw text (a PNG is not markup; mathtext is off: figure_text)."""
     series: dict[str, list[Any]] = {}
     targets: dict[str, Any] = {}
     for index, record in enumerate(records):
-        details = record.get("details") or {}
-        values = dict(record.get("metrics") or {})
+        values = {raw_text(key): value for key, value in record.metrics.items()}
         for key, name in (("accuracy", "accuracy"), ("ncc_accuracy", "nearest class mean")):
-            if key in details:
-                values.setdefault(name, details[key])
+            if key in record.details:
+                values.setdefault(name, record.details[key])
         for key, value in values.items():
             series.setdefault(key, [None] * len(records))[index] = value
-        targets.update({k: v for k, v in (record.get("targets") or {}).items() if v is not None})
+        targets.update({raw_text(k): v for k, v in record.targets.items() if v is not None})
     panels = []
     used: set[str] = set()
     for title, keys, log, ylabel in TRAJECTORY_PANELS:
@@ -224,28 +237,24 @@ def trajectory_panels(records: Sequence[Mapping[str, Any]]) -> list[Panel]:
     return panels
 
 
-def trajectory_figure(traj: Mapping[str, Any], *, x: str = "step", title: str | None = None) -> Figure:
-    """Every metric of a trajectory report against its step (``x="step"``) or record index.
+def trajectory_figure(trajectory: Trajectory, *, x: str = "step", title: str | None = None) -> Figure:
+    """Every metric of a trajectory against its step (``x="step"``) or record index.
 
     Falls back to the index, labelled by checkpoint, when some record has no step.
     """
     if x not in ("step", "index"):
         raise ValueError(f"x must be 'step' or 'index', got {x!r}")
-    records: Sequence[Mapping[str, Any]] = traj.get("records") or []
-    steps = [record.get("step") for record in records]
+    records = trajectory.records
+    steps = [record.step for record in records]
     use_steps = x == "step" and bool(records) and all(isinstance(s, (int, float)) for s in steps)
     positions = (
-        [float(s) for s in steps if isinstance(s, (int, float))]
-        if use_steps
-        else [float(i) for i in range(len(records))]
+        [float(s) for s in steps if s is not None] if use_steps else [float(i) for i in range(len(records))]
     )
-    labels = [record_label(dict(record), i) for i, record in enumerate(records)]
+    labels = [raw_text(record_label(record, i)) for i, record in enumerate(records)]
     ticks = labels if not use_steps and 0 < len(records) <= 12 else None
-    num_classes = next(
-        ((r.get("features") or {}).get("num_classes") for r in records if r.get("features")), None
-    )
+    num_classes = next((r.features.get("num_classes") for r in records if r.features), None)
     default_title = f"nc-audit trajectory: {len(records)} checkpoints" + (
-        f", C = {num_classes}" if num_classes else ""
+        f", C = {raw_text(num_classes)}" if num_classes else ""
     )
     return panel_figure(
         positions,
@@ -256,6 +265,6 @@ def trajectory_figure(traj: Mapping[str, Any], *, x: str = "step", title: str | 
     )
 
 
-def plot_trajectory(traj: Mapping[str, Any], path: str | Path, **options: Any) -> None:
+def plot_trajectory(trajectory: Trajectory, path: str | Path, **options: Any) -> None:
     """Write :func:`trajectory_figure` as a PNG, atomically."""
-    save_figure(trajectory_figure(traj, **options), path)
+    save_figure(trajectory_figure(trajectory, **options), path)

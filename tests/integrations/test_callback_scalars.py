@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from nc_audit.cli import app
 from nc_audit.measurement.jsonl import read_trajectory_jsonl
+from nc_audit.report.model import Trajectory
 from nc_audit.report.plots import trajectory_panels
 
 # importing the frameworks takes several seconds on 2 cores
@@ -22,7 +23,10 @@ pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
 
 def panel_titles(path: Path) -> list[str]:
-    return [panel.title for panel in trajectory_panels(read_trajectory_jsonl(path))]
+    return [
+        panel.title
+        for panel in trajectory_panels(Trajectory.from_records(read_trajectory_jsonl(path), str(path)))
+    ]
 
 
 def track_plots(path: Path, tmp_path: Path) -> None:

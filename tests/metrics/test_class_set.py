@@ -53,7 +53,7 @@ def test_min_class_samples_matches_the_reference_on_the_kept_classes(min_samples
         assert any(f"use the {C} kept classes" in note for note in report.notes), report.notes
     for key in COMPARED:
         assert report.metrics[key] == pytest.approx(expected[key], rel=1e-8, abs=1e-12), key
-    assert "class_set = " in render_markdown(report.to_dict())
+    assert "class_set = " in render_markdown(report)
 
 
 def expected_mir_nc(C: int) -> float:

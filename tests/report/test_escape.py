@@ -87,8 +87,8 @@ def _report(label: str) -> dict:
 
 
 def test_renderers_never_pass_a_control_character_through() -> None:
-    report = _report("epoch" + FORGED)
-    junit = render_junit([Report.from_dict(report, "run.json")])
+    report = Report.from_dict(_report("epoch" + FORGED), "run.json")
+    junit = render_junit([report])
     for text in (*header_lines(report), render_markdown(report), junit):
         assert not any(ord(c) < 32 and c not in "\n" for c in text), repr(text)
         assert "\nPASS nc1" not in text

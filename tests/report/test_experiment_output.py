@@ -180,6 +180,7 @@ MATHTEXT = "a$\\frac$ b$x^2$.pt"
 def test_figures_show_input_without_mathtext(tmp_path: Path) -> None:
     """A name with ``$\\frac$`` stopped measure --html, prune, the studies and interpolate --plot."""
     from nc_audit.report.figures import interpolation_figure, report_figure
+    from nc_audit.report.model import Report
     from nc_audit.report.plots import figure_png
     from nc_audit.report.study_pages import plot_semi_supervised
 
@@ -188,7 +189,7 @@ def test_figures_show_input_without_mathtext(tmp_path: Path) -> None:
         "metrics": {"nc1": 0.5, "mir": 0.9},
         "targets": {"nc1": 0, "mir": 1},
     }
-    figure = report_figure(report)
+    figure = report_figure(Report.from_dict(report, "run.json"))
     assert figure_png(figure).startswith(b"\x89PNG")
     assert figure.axes[0].title.get_text().endswith(MATHTEXT) and not figure.axes[0].title.get_parse_math()
     assert all(label.get_parse_math() for label in figure.axes[0].get_xticklabels())  # log ticks: 10^{-1}

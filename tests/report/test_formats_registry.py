@@ -28,8 +28,8 @@ class ToyFormat(TextFormat):
     name = "toy"
     escape = staticmethod(lambda value: str(value).replace("\n", "\\n"))
 
-    def render(self, result: Trajectory) -> str:
-        return "".join(f"toy {self.text(record.label)} {record.passed}\n" for record in result)
+    def render_view(self, view: Trajectory) -> str:
+        return "".join(f"toy {self.text(record.label)} {record.passed}\n" for record in view)
 
 
 @pytest.fixture

@@ -11,8 +11,10 @@ from typing import Any
 import matplotlib.image
 import pytest
 
-from nc_audit.report.figures import finetune_figure, grokking_figure, interpolation_figure, report_figure
-from nc_audit.report.plots import Panel, panel_figure, save_figure, trajectory_figure
+from nc_audit.report import figures, plots
+from nc_audit.report.figures import finetune_figure, grokking_figure, interpolation_figure
+from nc_audit.report.model import Report, Trajectory
+from nc_audit.report.plots import Panel, panel_figure, save_figure
 
 MIR_NC, LOG9 = 0.952351, math.log(9)
 
@@ -28,6 +30,15 @@ def record(step: int | None, nc1: float, mir: float | None, **extra_metrics: Any
 
 def trajectory(*records: dict[str, Any]) -> dict[str, Any]:
     return {"schema": "nc-audit-trajectory/1", "records": list(records)}
+
+
+def trajectory_figure(traj: dict[str, Any]) -> Any:
+    """The figure of a trajectory given in its JSON form (read back as the typed Trajectory)."""
+    return plots.trajectory_figure(Trajectory.from_dict(traj, "run.json"))
+
+
+def report_figure(report: dict[str, Any]) -> Any:
+    return figures.report_figure(Report.from_dict(report, "run.json"))
 
 
 def panels(figure: Any) -> dict[str, Any]:

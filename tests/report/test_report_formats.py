@@ -11,7 +11,10 @@ import pytest
 
 from nc_audit.core.errors import InputError
 from nc_audit.io.guards.atomic import atomic_write_bytes, atomic_write_text
-from nc_audit.report.markdown import append_step_summary, render_markdown, render_trajectory_markdown
+from nc_audit.report.markdown import append_step_summary
+from nc_audit.report.markdown import render_markdown as render_typed
+from nc_audit.report.markdown import render_trajectory_markdown as render_trajectory_typed
+from nc_audit.report.model import Report, Trajectory
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -57,6 +60,14 @@ def make_trajectory() -> dict[str, Any]:
                                             {"rule": "mir >= 0.9", "value": 0.93, "passed": True}], 9),
     ]  # fmt: skip
     return {"schema": "nc-audit-trajectory/1", "nc_audit_version": "0.1.0", "records": records}
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    return render_typed(Report.from_dict(report, "run.json"))
+
+
+def render_trajectory_markdown(trajectory: dict[str, Any]) -> str:
+    return render_trajectory_typed(Trajectory.from_dict(trajectory, "run.json"))
 
 
 # --- Markdown ------------------------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 A format renders a :class:`Trajectory` (``measure``'s single report is a trajectory of one, ``single``) and
 shows it on stdout or writes it to a file (atomically). Every text format names the escaper of its
-untrusted strings (:mod:`nc_audit.report.escape`): labels, paths, notes and rule text come from inputs,
-and :meth:`TextFormat.text` is how a format writes one — a checkpoint named ``a`b⏎## injected.pt`` never
-forges a heading, a tag, an XML element or a terminal sequence.
+untrusted strings (:mod:`nc_audit.report.escape`), and the interface applies it in one place: a text
+format's renderer (:meth:`TextFormat.render_view`) only ever sees the escaped view of the result
+(:mod:`nc_audit.report.formats.view`: labels, paths, notes, rule text, conventions already escaped), so a
+checkpoint named ``a`b⏎## injected.pt`` never forges a heading, a tag, an XML element or a terminal
+sequence — even in a new format whose renderer escapes nothing itself.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import sys
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, final
 
-from nc_audit.report.model import JSON, Report, Trajectory
+from nc_audit.report.formats.view import escaped_view, safe
+from nc_audit.report.model import Report, Trajectory
 
 
 class OutputFormat(ABC):
@@ -30,18 +33,30 @@ class OutputFormat(ABC):
 
 
 class TextFormat(OutputFormat):
-    """A format that is text: rendered once, printed on stdout or written to a file as it is."""
+    """A format that is text: rendered once, printed on stdout or written to a file as it is.
+
+    A subclass names its ``escape`` and implements :meth:`render_view` over the escaped view."""
 
     #: How an untrusted string (a label, path, note or rule) is written in this format.
     escape: ClassVar[staticmethod[[Any], str]]
 
     def text(self, value: Any) -> str:
-        """``value`` (from an input) as this format's safe text."""
-        return type(self).escape(value)
+        """``value`` (from an input) as this format's safe text (never escaped twice: view.safe)."""
+        return safe(value, type(self).escape)
+
+    @final
+    def view(self, result: Trajectory) -> Trajectory:
+        """``result`` with every untrusted string escaped by this format's escaper."""
+        return escaped_view(result, type(self).escape)
+
+    @final
+    def render(self, result: Trajectory) -> str:
+        """The whole document: :meth:`render_view` of the escaped view (the one place escaping happens)."""
+        return self.render_view(self.view(result))
 
     @abstractmethod
-    def render(self, result: Trajectory) -> str:
-        """The whole document."""
+    def render_view(self, view: Trajectory) -> str:
+        """The whole document of ``view``, whose strings from inputs are already escaped."""
 
     def show(self, result: Trajectory) -> None:
         """Print the document on stdout."""
@@ -51,11 +66,6 @@ class TextFormat(OutputFormat):
         from nc_audit.io.guards.atomic import atomic_write_text
 
         atomic_write_text(path, self.render(result))
-
-
-def as_document(result: Trajectory) -> dict[str, JSON]:
-    """The JSON form of ``result`` (a report's for a single report), which the renderers read."""
-    return result.to_dict()
 
 
 def single(result: Trajectory) -> Report | None:

@@ -12,8 +12,8 @@ class HtmlFormat(TextFormat):
     escape = staticmethod(html_text)
     announce = True
 
-    def render(self, result: Trajectory) -> str:
+    def render_view(self, view: Trajectory) -> str:
         from nc_audit.report.html import report_html, trajectory_html
 
-        report = single(result)
-        return report_html(report) if report is not None else trajectory_html(result)
+        report = single(view)
+        return report_html(report) if report is not None else trajectory_html(view)

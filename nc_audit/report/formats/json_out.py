@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import json
-
-from nc_audit.report.formats.base import TextFormat, as_document
+from nc_audit.report.formats.base import TextFormat
 from nc_audit.report.json_report import dumps_report
 from nc_audit.report.model import Trajectory
 
 
-def _json_string(value: object) -> str:
-    return json.dumps(str(value), ensure_ascii=False)
+def _serialised(value: object) -> str:
+    """JSON keeps every string as it is: ``json.dumps`` quotes and escapes each one (no raw text reaches
+    the file), and a reader must get back the very path or label the run saw."""
+    return str(value)
 
 
 class JsonFormat(TextFormat):
     name = "json"
-    escape = staticmethod(_json_string)  # json.dumps quotes every string; no raw text reaches the file
+    escape = staticmethod(_serialised)
 
-    def render(self, result: Trajectory) -> str:
-        return dumps_report(as_document(result))
+    def render_view(self, view: Trajectory) -> str:
+        return dumps_report(view.to_dict())

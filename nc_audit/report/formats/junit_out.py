@@ -12,5 +12,5 @@ class JunitFormat(TextFormat):
     name = "junit"
     escape = staticmethod(xml_text)
 
-    def render(self, result: Trajectory) -> str:
-        return render_junit([result])
+    def render_view(self, view: Trajectory) -> str:
+        return render_junit([view])

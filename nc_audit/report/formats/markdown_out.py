@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from nc_audit.report.escape import markdown_text
-from nc_audit.report.formats.base import TextFormat, as_document, single
+from nc_audit.report.formats.base import TextFormat, single
 from nc_audit.report.markdown import render_markdown, render_trajectory_markdown
 from nc_audit.report.model import Trajectory
 
@@ -12,8 +12,6 @@ class MarkdownFormat(TextFormat):
     name = "markdown"
     escape = staticmethod(markdown_text)
 
-    def render(self, result: Trajectory) -> str:
-        document = as_document(result)
-        return (
-            render_markdown(document) if single(result) is not None else render_trajectory_markdown(document)
-        )
+    def render_view(self, view: Trajectory) -> str:
+        report = single(view)
+        return render_markdown(report) if report is not None else render_trajectory_markdown(view)

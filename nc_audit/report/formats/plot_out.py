@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nc_audit.report.formats.base import OutputFormat, as_document
+from nc_audit.report.formats.base import OutputFormat
 from nc_audit.report.model import Trajectory
 
 
@@ -15,4 +15,4 @@ class PlotFormat(OutputFormat):
     def write(self, result: Trajectory, path: Path) -> None:
         from nc_audit.report.plots import plot_trajectory
 
-        plot_trajectory(as_document(Trajectory(result.records, result.gate)), path)
+        plot_trajectory(result, path)

@@ -7,7 +7,7 @@ import io
 from typing import TYPE_CHECKING
 
 from nc_audit.report.escape import terminal
-from nc_audit.report.formats.base import TextFormat, as_document, single
+from nc_audit.report.formats.base import TextFormat, single
 from nc_audit.report.model import Trajectory
 
 if TYPE_CHECKING:
@@ -21,28 +21,29 @@ class TableFormat(TextFormat):
     def show(self, result: Trajectory) -> None:
         from nc_audit.report.console import make_console
 
-        self._print(result, make_console())
+        self._print(self.view(result), make_console())
 
-    def render(self, result: Trajectory) -> str:
+    def render_view(self, view: Trajectory) -> str:
         from rich.console import Console
 
         console = Console(width=120, record=True, file=_Discard(), color_system=None)
-        self._print(result, console)
+        self._print(view, console)
         return console.export_text()
 
     @staticmethod
-    def _print(result: Trajectory, console: Console) -> None:
+    def _print(view: Trajectory, console: Console) -> None:
+        """Print the escaped ``view`` (markup escaped in every string from an input) on ``console``."""
         from nc_audit.report.console import render_report
         from nc_audit.report.github import github_actions, render_checkpoint_groups
         from nc_audit.report.trajectory_console import render_trajectory
 
-        document = as_document(result)
-        if single(result) is not None:
-            render_report(document, console)
+        report = single(view)
+        if report is not None:
+            render_report(report, console)
             return
         if github_actions():
-            render_checkpoint_groups(document, console)
-        render_trajectory(document, console)
+            render_checkpoint_groups(view, console)
+        render_trajectory(view, console)
 
 
 class _Discard(io.StringIO):

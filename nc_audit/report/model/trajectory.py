@@ -126,10 +126,10 @@ def record_label(record: Report | Mapping[str, JSON], index: int | None = None) 
     else:
         label, step, checkpoint = record.get("label"), record.get("step"), record.get("checkpoint")
     if label is not None and str(label) != "":
-        return str(label)
+        return label if isinstance(label, str) else str(label)  # an escaped label stays marked escaped
     path = checkpoint.get("path") if isinstance(checkpoint, Mapping) else None
     if path:
-        return str(path)
+        return path if isinstance(path, str) else str(path)
     if step is not None:
         return f"step {step}"
     return f"record {index}" if index is not None else "—"
