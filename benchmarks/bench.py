@@ -23,6 +23,7 @@ if __name__ == "__main__" and "--threads" in sys.argv:  # before NumPy/torch loa
     for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[_name] = _value
 
+import bench_datasets
 import bench_floor
 import bench_sample_level
 import bench_streaming
@@ -188,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     rows += bench_floor.floor_rows(args.data_dir, args.quick, repeats, args.floor_vocabulary, args.keep)
     err.print("[dim]vocabulary-sized class sets ...[/dim]")
     rows += bench_vocab.run(limits, args.data_dir, args.vocab_full, args.quick)
+    err.print("[dim]an image folder streamed through a DataLoader (--workers 0 and 2) ...[/dim]")
+    rows += bench_datasets.run(args.data_dir, args.quick)
 
     wall_s = time.perf_counter() - started
     print_table(console, rows)
