@@ -27,6 +27,22 @@ from nc_audit.models.hooks import find_head_module, forward_with_features
 from nc_audit.models.spec import NO_MODEL, ModelSpec
 from nc_audit.models.stream_sources import Opened, dataset_len, open_source, split_item
 
+#: Most bytes of decoded items in flight at once (the batch being run and those the workers prefetch).
+BATCH_BUDGET_BYTES = 1 << 30
+#: Items per batch when the budget allows it.
+DEFAULT_BATCH = 64
+#: Batches each DataLoader worker prepares ahead.
+PREFETCH = 2
+
+
+def batch_size_for(opened: Opened, workers: int, wanted: int = DEFAULT_BATCH) -> int:
+    """Items per batch such that every batch in flight (1 + PREFETCH per worker) fits BATCH_BUDGET_BYTES
+    (decided before anything is read; at least 1: one item is bounded by the image pixel limit)."""
+    if not opened.item_bytes:
+        return wanted
+    in_flight = 1 + PREFETCH * workers
+    return max(1, min(wanted, BATCH_BUDGET_BYTES // (opened.item_bytes * in_flight)))
+
 
 @dataclass(frozen=True)
 class Failure:
@@ -111,7 +127,7 @@ def batches(opened: Opened, where: str, batch_size: int, workers: int) -> Iterat
         collate_fn=_guarded_collate(opened.collate),
         shuffle=False,
         persistent_workers=False,
-        prefetch_factor=2 if workers else None,
+        prefetch_factor=PREFETCH if workers else None,
     )
     for batch in loader:
         if isinstance(batch, Failure):
@@ -160,7 +176,8 @@ def extract_stream(
             split_writer = writer.split(split, total, head.in_features, head.out_features)
             seen = 0
             with tracker.stage(f"extract {split}", total, unit="rows") as advance:
-                for inputs, labels in batches(source, where, batch_size, spec.workers):
+                rows = batch_size_for(source, spec.workers, batch_size)
+                for inputs, labels in batches(source, where, rows, spec.workers):
                     top = int(labels.max()) if labels.numel() else -1
                     if top >= head.out_features or (labels.numel() and int(labels.min()) < 0):
                         raise InputError(

@@ -43,6 +43,7 @@ class Opened:
     collate: Callable[[list[Any]], Any]
     num_classes: int | None
     identity: str
+    item_bytes: int | None = None  # one decoded item (images: C × H × W float32), when known before reading
 
 
 def _unknown(spec: StreamSpec, known: tuple[str, ...]) -> None:
@@ -111,7 +112,10 @@ def _images(spec: StreamSpec, split: str, model_folder: Path | None, keyword: bo
         return ({"pixel_values": inputs} if keyword else inputs), labels
 
     dataset = image_folder.ImageFolderDataset(items, transform)
-    return Opened(dataset, None, collate, len(classes), f"{spec.identity}[{split}]|{shown}|sha256={digest}")
+    height, width = transform.size or (image_folder.declared_size(items[0][0]) if items else (0, 0))
+    item_bytes = transform.channels * height * width * 4  # float32
+    identity = f"{spec.identity}[{split}]|{shown}|sha256={digest}"
+    return Opened(dataset, None, collate, len(classes), identity, item_bytes)
 
 
 def _tables(spec: StreamSpec, split: str, model_folder: Path | None) -> Opened:

@@ -177,3 +177,19 @@ def test_data_args_apply_only_to_streamed_sources() -> None:
     assert parse_stream_spec("digits:layout=image") is None and parse_stream_spec("gaussian:classes") is None
     spec = parse_stream_spec("pkg.mod:make?workers=3&b=1&a=2")
     assert spec is not None and spec.identity == "callable:pkg.mod:make?a=2&b=1" and spec.workers == 3
+
+
+def test_the_batch_fits_the_memory_budget_before_anything_is_read(tmp_path: Path) -> None:
+    from nc_audit.models.extract_stream import BATCH_BUDGET_BYTES, batch_size_for
+    from nc_audit.models.stream_sources import open_source
+
+    root = image_folder(tmp_path / "images", per_class=1)
+    spec = parse_stream_spec(compose(str(root), ["size=4096"]))
+    assert spec is not None
+    opened = open_source(spec, "train", None)
+    assert opened.item_bytes == 3 * 4096 * 4096 * 4
+    for workers in (0, 2):
+        rows = batch_size_for(opened, workers)
+        assert rows * opened.item_bytes * (1 + 2 * workers) <= BATCH_BUDGET_BYTES and rows >= 1
+    small = open_source(parse_stream_spec(str(root)), "train", None)  # type: ignore[arg-type]
+    assert small.item_bytes == 3 * 12 * 12 * 4 and batch_size_for(small, 2) == 64

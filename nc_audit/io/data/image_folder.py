@@ -73,6 +73,24 @@ class Transform:
         return ((pixels - mean) / std).contiguous()
 
 
+def declared_size(path: Path) -> tuple[int, int]:
+    """(height, width) an image's header declares (nothing decoded); InputError naming it if unreadable."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the size is checked against MAX_PIXELS when decoded
+            with Image.open(path) as image:
+                width, height = image.size
+    except Exception as error:  # Pillow raises UnidentifiedImageError, OSError, DecompressionBombError, ...
+        raise InputError(
+            f"{path}: not a readable image ({type(error).__name__}: {first_line(error)})"
+        ) from None
+    if width * height > MAX_PIXELS:
+        raise InputError(f"{path}: {width}×{height} pixels, more than the {MAX_PIXELS:,} an image may hold")
+    return height, width
+
+
 def _entries(folder: Path, root: str) -> list[os.DirEntry[str]]:
     """The visible entries of ``folder``, each inside ``root`` once links are resolved."""
     try:
