@@ -114,11 +114,7 @@ def extract_command(
             wrote(path)
         return
     from nc_audit.io.data.corpus import is_corpus
-    from nc_audit.io.data.stream_spec import compose, parse_stream_spec
-
-    data = (
-        compose(data, data_arg, workers=workers, text_column=text_column, label_column=label_column) or data
-    )
+    from nc_audit.io.data.stream_spec import parse_stream_spec
 
     if is_corpus(data) and parse_stream_spec(data) is None:  # a .jsonl table is data for a classifier
         raise InputError(
