@@ -148,3 +148,20 @@ def case_datasets_jsonl_not_object(root: Path) -> Case:
         [_measure(root, table)], "error", culprits=["rows.jsonl"], fragments=["line 2 is not a JSON object"],
         outputs=["cache", "cache/*"],
     )  # fmt: skip
+
+
+@case
+def case_datasets_info_links_out(root: Path) -> Case:
+    folder = root / "reviews"
+    folder.mkdir()
+    (folder / "data-00000-of-00001.arrow").write_bytes(b"")
+    state = {"_data_files": [{"filename": "data-00000-of-00001.arrow"}], "_fingerprint": "x", "_split": None}
+    (folder / "state.json").write_text(json.dumps(state))
+    os.symlink("/etc/passwd", folder / "dataset_info.json")
+    return Case(
+        "datasets_info_links_out", 2,
+        "a save_to_disk folder whose dataset_info.json is a symbolic link to /etc/passwd (datasets would read "
+        "it): refused naming it before a byte is read",
+        [_measure(root, folder)], "error", culprits=["dataset_info.json"], fragments=["a link out of the datasets folder"],
+        outputs=["cache", "cache/*"],
+    )  # fmt: skip

@@ -4,6 +4,7 @@ tokenizer), and an image folder preprocessed by an HF folder's preprocessor_conf
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import h5py
@@ -151,3 +152,26 @@ def test_an_hf_image_model_uses_its_preprocessor_config(tmp_path: Path) -> None:
         ).last_hidden_state
     np.testing.assert_allclose(features, hidden[:, 0].numpy(), rtol=1e-4, atol=1e-5)
     assert list(labels) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+
+
+@pytest.mark.parametrize("name", ["dataset_info.json", "state.json"])
+def test_a_datasets_folder_file_linked_outside_is_refused_before_reading(
+    bert: Path, tmp_path: Path, name: str
+) -> None:
+    folder = Path(_write("hf", tmp_path))
+    (folder / "train" / name).unlink()
+    os.symlink("/etc/passwd", folder / "train" / name)
+    data = compose(str(folder), text_column="review", label_column="sentiment")
+    with pytest.raises(InputError, match=f"{name}: a link out of the datasets folder"):
+        extract(bert, data, tmp_path / "d.h5")
+
+
+def test_a_parquet_row_group_larger_than_the_budget_is_refused(
+    bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nc_audit.io.data import tables
+
+    monkeypatch.setattr(tables, "MAX_ROW_GROUP_BYTES", 64)
+    data = compose(_write("parquet", tmp_path), text_column="review", label_column="sentiment")
+    with pytest.raises(InputError, match=r"row group 0 declares .* bytes of text and labels uncompressed"):
+        extract(bert, data, tmp_path / "d.h5")

@@ -17,6 +17,7 @@ import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +33,17 @@ MAX_PIXELS = 64 * 1024 * 1024
 MAX_IMAGES = 10_000_000
 
 
+def pillow() -> Any:
+    """The ``PIL.Image`` module; InputError naming the extra to install when Pillow is absent."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise InputError(
+            "an image folder as --data is read with Pillow: pip install 'nc-audit[data]'"
+        ) from None
+    return Image
+
+
 @dataclass(frozen=True)
 class Transform:
     """How an image becomes a tensor: (H, W) or None (kept as decoded), channels 1 or 3, mean and std."""
@@ -43,8 +55,7 @@ class Transform:
 
     def __call__(self, path: Path) -> Tensor:
         """The (C, H, W) float32 tensor of the image at ``path`` (InputError naming it when unusable)."""
-        from PIL import Image
-
+        Image = pillow()
         Image.MAX_IMAGE_PIXELS = MAX_PIXELS
         try:
             with warnings.catch_warnings():
@@ -75,8 +86,7 @@ class Transform:
 
 def declared_size(path: Path) -> tuple[int, int]:
     """(height, width) an image's header declares (nothing decoded); InputError naming it if unreadable."""
-    from PIL import Image
-
+    Image = pillow()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the size is checked against MAX_PIXELS when decoded

@@ -21,10 +21,12 @@ from typing import Any
 import torch
 
 from nc_audit.core.errors import InputError, first_line
-from nc_audit.io.guards.files import regular_file
+from nc_audit.io.guards.files import load_json, regular_file
 
 #: Longest JSONL line read (bytes).
 MAX_LINE_BYTES = 16 * 1024 * 1024
+#: Most uncompressed bytes of one Parquet row group's text and label columns (and of the label column).
+MAX_ROW_GROUP_BYTES = 512 * 1024 * 1024
 #: Most distinct classes a label column may hold.
 MAX_CLASSES = 1_000_000
 Row = tuple[str, int]
@@ -90,44 +92,69 @@ def _need(columns: list[str], wanted: list[str], where: str) -> None:
 # --- Hugging Face datasets folders --------------------------------------------------------------------------
 
 
-def _checked_split_folder(folder: Path, root: Path) -> list[Path]:
-    """The Arrow files ``folder/state.json`` names, each a regular file of the folder."""
-    state_path = folder / "state.json"
-    regular_file(state_path, "datasets state file")
+def _require(name: str) -> Any:
+    """The module ``name`` (datasets, pyarrow.parquet); InputError naming the extra when it is absent."""
+    import importlib
+
     try:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-        names = [item["filename"] for item in state["_data_files"]]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
-        raise InputError(f"{state_path}: not a datasets state file ({first_line(error)})") from None
+        return importlib.import_module(name)
+    except ImportError:
+        raise InputError(
+            f"a datasets folder or Parquet file as --data needs {name.partition('.')[0]}: pip install 'nc-audit[data]'"
+        ) from None
+
+
+def _inside(path: Path, root: Path, what: str) -> Path:
+    """``path`` when it is a regular file whose real location is inside ``root`` (checked before a byte
+    of it is read); else InputError naming it."""
     real_root = os.path.realpath(root)
-    files = []
+    if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
+        raise InputError(f"{path}: a link out of the datasets folder {root}; refused")
+    regular_file(path, what)
+    return path
+
+
+def _plain_names(values: object, where: Path, what: str) -> list[str]:
+    names = values if isinstance(values, list) else [values]
     for name in names:
         if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
             raise InputError(
-                f"{state_path}: data file {str(name)[:80]!r} is a path; only a file of the folder is read"
+                f"{where}: {what} {str(name)[:80]!r} is a path; only a file of the folder is read"
             )
-        path = folder / name
-        regular_file(path, "datasets data file")
-        if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
-            raise InputError(f"{path}: a link out of the datasets folder; refused")
-        files.append(path)
-    return files
+    return [str(name) for name in names]
+
+
+def _checked_split_folder(folder: Path, root: Path) -> list[Path]:
+    """The Arrow files ``folder/state.json`` names, each a regular file of the folder; the folder's
+    state.json and dataset_info.json are checked the same way (datasets reads both)."""
+    state_path = _inside(folder / "state.json", root, "datasets state file")
+    info = folder / "dataset_info.json"
+    if info.exists() or info.is_symlink():
+        _inside(info, root, "datasets info file")
+    state = load_json(state_path, "datasets state file")
+    try:
+        listed = [item["filename"] for item in state["_data_files"]]
+    except (KeyError, TypeError) as error:
+        raise InputError(
+            f"{state_path}: not a datasets state file (no _data_files: {first_line(error)})"
+        ) from None
+    names = _plain_names(listed, state_path, "data file")
+    return [_inside(folder / name, root, "datasets data file") for name in names]
 
 
 def hf_splits(root: Path) -> dict[str, Path]:
     """``{split: folder}`` of a save_to_disk folder (a Dataset is ``{"train": root}``)."""
     listing = root / "dataset_dict.json"
-    if not listing.is_file():
+    if not (listing.exists() or listing.is_symlink()):
         return {"train": root}
-    regular_file(listing, "datasets split list")
-    try:
-        names = json.loads(listing.read_text(encoding="utf-8"))["splits"]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
-        raise InputError(f"{listing}: not a datasets split list ({first_line(error)})") from None
-    if not isinstance(names, list) or not all(
-        isinstance(n, str) and Path(n).name == n and n not in ("", ".", "..") for n in names
-    ):
-        raise InputError(f"{listing}: its splits are not plain folder names")
+    values = load_json(_inside(listing, root, "datasets split list"), "datasets split list")
+    if not isinstance(values, dict) or not isinstance(values.get("splits"), list):
+        raise InputError(f"{listing}: not a datasets split list (no list of splits)")
+    names = _plain_names(values["splits"], listing, "split")
+    real_root = os.path.realpath(root)
+    for name in names:
+        if os.path.commonpath([real_root, os.path.realpath(root / name)]) != real_root:
+            raise InputError(f"{root / name}: a link out of the datasets folder {root}; refused")
     return {name: root / name for name in names}
 
 
@@ -135,7 +162,7 @@ def open_hf(folder: Path, root: Path) -> Any:
     """The memory-mapped ``datasets.Dataset`` of one split folder (its files checked first)."""
     _checked_split_folder(folder, root)
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    import datasets
+    datasets = _require("datasets")
 
     try:
         loaded = datasets.load_from_disk(str(folder), keep_in_memory=False)
@@ -199,7 +226,7 @@ class ParquetTable(torch.utils.data.IterableDataset[Row]):
         return self.rows
 
     def __iter__(self) -> Iterator[Row]:
-        import pyarrow.parquet as pq
+        pq = _require("pyarrow.parquet")
 
         index = 0
         with pq.ParquetFile(self.path) as handle:
@@ -210,8 +237,25 @@ class ParquetTable(torch.utils.data.IterableDataset[Row]):
                     index += 1
 
 
+def _check_declared_sizes(path: Path, metadata: Any, used: list[int]) -> None:
+    """Refuse a Parquet file whose row group (the unit pyarrow decompresses) or label column declares
+    more uncompressed bytes than nc-audit holds at once, before any page is read."""
+    label_bytes = 0
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        sizes = [group.column(column).total_uncompressed_size for column in used]
+        if sum(sizes) > MAX_ROW_GROUP_BYTES:
+            raise InputError(
+                f"{path}: row group {index} declares {sum(sizes):,} bytes of text and labels uncompressed, "
+                f"more than the {MAX_ROW_GROUP_BYTES:,} read at once; rewrite it with smaller row groups"
+            )
+        label_bytes += sizes[1]
+    if label_bytes > MAX_ROW_GROUP_BYTES:
+        raise InputError(f"{path}: its label column declares {label_bytes:,} bytes uncompressed; refused")
+
+
 def parquet_table(path: Path, text: str, label: str) -> ParquetTable:
-    import pyarrow.parquet as pq
+    pq = _require("pyarrow.parquet")
 
     regular_file(path, "Parquet file")
     try:
@@ -219,6 +263,7 @@ def parquet_table(path: Path, text: str, label: str) -> ParquetTable:
             columns = list(handle.schema_arrow.names)
             _need(columns, [text, label], str(path))
             rows = handle.metadata.num_rows
+            _check_declared_sizes(path, handle.metadata, [columns.index(text), columns.index(label)])
             values = pq.read_table(path, columns=[label]).column(0).to_pylist()
     except InputError:
         raise
