@@ -85,7 +85,8 @@ def parse_stream_spec(spec: str | None) -> StreamSpec | None:
     """The streamed source ``spec`` names, or None (a built-in, an .npz/.h5 file, or unknown)."""
     if not spec:
         return None
-    source, _, query = spec.strip().partition("?")
+    source, _, query = spec.partition("?")
+    source = source.strip()  # a value's own spaces are kept
     kind = _kind(source)
     if kind is None:
         return None
