@@ -175,6 +175,15 @@ def split_item(item: Any, where: str) -> tuple[Any, Any]:
     )
 
 
+def _source_file(function: Any) -> Path | None:
+    """The file that defines the user's callable (its content is part of the cache key), if any."""
+    try:
+        path = Path(inspect.getfile(inspect.unwrap(function)))
+    except (TypeError, OSError):
+        return None
+    return path if path.suffix == ".py" and path.is_file() else None
+
+
 def _callable(spec: StreamSpec, split: str) -> Opened:
     args = parse_model_args([f"{k}={v}" for k, v in spec.args if k not in READ_ONLY_KEYS])
     try:
@@ -208,8 +217,7 @@ def _callable(spec: StreamSpec, split: str) -> Opened:
     classes = getattr(dataset, "classes", None)
     count = len(classes) if isinstance(classes, (list, tuple)) else getattr(dataset, "num_classes", None)
     num_classes = count if isinstance(count, int) and count > 0 else None
-    source = Path(spec.source.rpartition(":")[0])
-    content = f"|sha256={file_sha256(source)}" if source.suffix == ".py" and source.is_file() else ""
+    content = f"|sha256={file_sha256(source)}" if (source := _source_file(function)) is not None else ""
     where = f"--data {spec.source}"
 
     def collate(batch: list[Any]) -> Any:

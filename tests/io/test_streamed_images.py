@@ -193,3 +193,21 @@ def test_the_batch_fits_the_memory_budget_before_anything_is_read(tmp_path: Path
         assert rows * opened.item_bytes * (1 + 2 * workers) <= BATCH_BUDGET_BYTES and rows >= 1
     small = open_source(parse_stream_spec(str(root)), "train", None)  # type: ignore[arg-type]
     assert small.item_bytes == 3 * 12 * 12 * 4 and batch_size_for(small, 2) == 64
+
+
+def test_the_cache_key_of_a_callable_follows_its_source_file(tmp_path: Path) -> None:
+    from nc_audit.models.stream_sources import data_identity, open_source
+
+    checkpoint, factory = cnn_checkpoint(tmp_path / "model")
+    source = Path(factory.rpartition(":")[0])
+    data = compose(f"{source}:make_data", ["n=9"])
+    assert data is not None
+    first = data_identity(data, ["train"], checkpoint)
+    assert "callable:" in first and "n=9" in first and "sha256=" in first
+    source.write_text(source.read_text() + "\n# changed\n")
+    open_source.cache_clear()
+    import sys
+
+    for name in [n for n in sys.modules if n.startswith("nc_audit_user_")]:
+        del sys.modules[name]
+    assert data_identity(data, ["train"], checkpoint) != first
