@@ -129,6 +129,16 @@ _OPTIONS: dict[str, dict[str, _Option]] = {
 def _split_spec(spec: str) -> tuple[str, str, str]:
     """(kind, name or path, option text); kind is a built-in name or "file"."""
     spec = spec.strip()
+    streamed = parse_stream_spec(spec)
+    if streamed is not None:
+        what = {"images": "an image folder", "hf": "a datasets folder", "table": "a table"}.get(
+            streamed.kind, "a module:callable"
+        )
+        raise InputError(
+            f"--data {streamed.source}: {what} is streamed by measure, extract and track only; this command "
+            "takes a built-in dataset or an .npz/.h5 file of arrays (write one with extract's features, or "
+            "np.savez)"
+        )
     named = file_spec(spec)
     if named is not None:
         return "file", *named
