@@ -211,3 +211,16 @@ def test_the_cache_key_of_a_callable_follows_its_source_file(tmp_path: Path) -> 
     for name in [n for n in sys.modules if n.startswith("nc_audit_user_")]:
         del sys.modules[name]
     assert data_identity(data, ["train"], checkpoint) != first
+
+
+def test_commands_that_hold_data_in_memory_refuse_a_streamed_source_without_running_it(
+    tmp_path: Path,
+) -> None:
+    from nc_audit.io.data.datasets import load_dataset
+
+    plant = tmp_path / "plant.py"
+    plant.write_text(f"def make():\n    open({str(tmp_path / 'marker')!r}, 'w').write('ran')\n")
+    for data in (f"{plant}:make", str(image_folder(tmp_path / "images"))):
+        with pytest.raises(InputError, match="streamed by measure, extract and track only"):
+            load_dataset(data, "train")
+    assert not (tmp_path / "marker").exists()
