@@ -12,7 +12,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from generate import Case, case
+from generate import SLOW_CASES, Case, case
 
 CNN = """
 from torch import nn
@@ -165,3 +165,13 @@ def case_datasets_info_links_out(root: Path) -> Case:
         [_measure(root, folder)], "error", culprits=["dataset_info.json"], fragments=["a link out of the datasets folder"],
         outputs=["cache", "cache/*"],
     )  # fmt: skip
+
+
+# The link, the bomb and the state.json naming a file outside run in `make test`; the variants in make test-all.
+for _name, _why in (
+    ("datasets_image_not_an_image", "two measure runs through a CNN factory (about 8 s)"),
+    ("datasets_image_fifo", "a variant of datasets_image_link_out (a measure run, about 4 s)"),
+    ("datasets_jsonl_not_object", "a variant of datasets_state_names_outside (a measure run, about 4 s)"),
+    ("datasets_info_links_out", "a variant of datasets_state_names_outside (a measure run, about 4 s)"),
+):
+    SLOW_CASES[_name] = _why
