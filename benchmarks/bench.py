@@ -8,7 +8,7 @@ from limits measured in the same run. Prints a Rich table and writes benchmarks/
     python benchmarks/bench.py [--quick] [--skip-large] [--out PATH] [--keep] [--threads N] [--dense-budget S]
                                [--only GROUP,...]
 
-``--only floor,vocab`` runs those groups of rows alone (groups: sample, trajectory, streaming, floor, vocab)
+``--only floor,vocab`` runs those groups of rows alone (groups: sample, trajectory, streaming, floor, vocab, datasets)
 and says so in the file it writes.
 """
 
@@ -27,6 +27,7 @@ if __name__ == "__main__" and "--threads" in sys.argv:  # before NumPy/torch loa
     for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[_name] = _value
 
+import bench_datasets
 import bench_floor
 import bench_sample_level
 import bench_streaming
@@ -42,7 +43,7 @@ from nc_audit.metrics.eigen_backend import backend_choices
 
 HERE = Path(__file__).resolve().parent
 #: The groups of rows, in the order they run (--only picks some).
-GROUPS = ("sample", "trajectory", "streaming", "floor", "vocab")
+GROUPS = ("sample", "trajectory", "streaming", "floor", "vocab", "datasets")
 COLUMNS = ("row", "nc-audit", "reference", "ratio", "max |diff|", "floor", "% of floor", "target", "result")
 
 
@@ -215,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     if "vocab" in args.only:
         err.print("[dim]vocabulary-sized class sets ...[/dim]")
         rows += bench_vocab.run(limits, args.data_dir, args.vocab_full, args.quick)
+    if "datasets" in args.only:
+        err.print("[dim]an image folder streamed through a DataLoader (--workers 0 and 2) ...[/dim]")
+        rows += bench_datasets.run(args.data_dir, args.quick)
 
     wall_s = time.perf_counter() - started
     print_table(console, rows)

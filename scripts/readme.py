@@ -13,7 +13,7 @@ Kinds of block:
 
 - ``readme:run [KEY=VALUE ...] COMMAND``: the command line (shell quoting), then its output, stdout and
   stderr as a terminal shows them. Options before the command: ``exit=N`` (the exit code it must have,
-  default 0), ``tail=N`` (keep the last N lines), ``show=PATH`` (show that file, written by the command,
+  default 0), ``tail=N`` (keep the last N lines), ``head=N`` (keep the first N lines), ``show=PATH`` (show that file, written by the command,
   instead of its output), ``raw=1`` (insert stdout as Markdown, e.g. ``--format markdown``),
   ``setup='python scripts/NAME.py ARGS'`` (run one of the repository's scripts in the scratch folder
   first, once per run of this script, and show it with its output: how the README's tiny language model
@@ -134,6 +134,8 @@ def run_command(spec: str, work: Path) -> str:
     lines = [line.rstrip() for line in text.rstrip("\n").splitlines()]
     if "tail" in options:
         lines = lines[-int(options["tail"]) :]
+    if "head" in options:
+        lines = lines[: int(options["head"])]
     if "show" not in options:
         shown = "".join(f"{key}={value} " for key, value in env.items())
         lines = [*prelude, f"$ {shown}{shlex.join(words)}", *lines]

@@ -11,8 +11,10 @@ from nc_audit.cli.common import cli_errors, wrote
 from nc_audit.cli.options import (
     AllowExternalOpt,
     ContextOpt,
+    DataArgOpt,
     DeviceOpt,
     HeadOpt,
+    LabelColumnOpt,
     ModelArgOpt,
     ModelOpt,
     PoolOpt,
@@ -20,6 +22,7 @@ from nc_audit.cli.options import (
     Task,
     TaskOpt,
     TextColumnOpt,
+    WorkersOpt,
     data_option,
 )
 from nc_audit.cli.pool import head_with_pool
@@ -66,13 +69,22 @@ def extract_command(
     task: TaskOpt = Task.classification,
     context: ContextOpt = None,
     text_column: TextColumnOpt = "text",
+    data_arg: DataArgOpt = None,
+    workers: WorkersOpt = 0,
+    label_column: LabelColumnOpt = None,
 ) -> None:
     """Extract features (the head's input), labels, logits and the head into an HDF5 dump."""
     from nc_audit.io.checkpoints.container import check_checkpoint_file
+    from nc_audit.io.data.stream_spec import compose
     from nc_audit.io.hdf5.guard import external_data_allowed
     from nc_audit.io.plan.outputs import plan_outputs
     from nc_audit.io.plan.preflight import data_file
 
+    if task is not Task.next_token:  # a streamed source's arguments travel in its spec
+        data = (
+            compose(data, data_arg, workers=workers, text_column=text_column, label_column=label_column)
+            or data
+        )
     plan_outputs(
         {"--out": out}, [checkpoint, data_file(data)], model=model
     )  # the dump never replaces an input
@@ -102,8 +114,9 @@ def extract_command(
             wrote(path)
         return
     from nc_audit.io.data.corpus import is_corpus
+    from nc_audit.io.data.stream_spec import parse_stream_spec
 
-    if is_corpus(data):
+    if is_corpus(data) and parse_stream_spec(data) is None:  # a .jsonl table is data for a classifier
         raise InputError(
             f"{data}: a corpus; extract a causal language model folder's features with --task next-token"
         )

@@ -24,6 +24,7 @@ from nc_audit.cli.options import (
     ClassRoute,
     ClassRouteOpt,
     ContextOpt,
+    DataArgOpt,
     DataOpt,
     DecisionSamplesOpt,
     DeviceOpt,
@@ -33,6 +34,7 @@ from nc_audit.cli.options import (
     HtmlOpt,
     JsonOpt,
     JunitOpt,
+    LabelColumnOpt,
     MarkdownOpt,
     MeansSplitOpt,
     MinClassSamplesOpt,
@@ -45,6 +47,7 @@ from nc_audit.cli.options import (
     TaskOpt,
     TextColumnOpt,
     ToleranceOpt,
+    WorkersOpt,
 )
 from nc_audit.cli.pool import head_with_pool
 
@@ -110,14 +113,21 @@ def measure_command(
     task: TaskOpt = Task.classification,
     context: ContextOpt = None,
     text_column: TextColumnOpt = "text",
+    data_arg: DataArgOpt = None,
+    workers: WorkersOpt = 0,
+    label_column: LabelColumnOpt = None,
 ) -> None:
     """Report how close a checkpoint's last layer is to Neural Collapse, with matrix-information metrics.
 
     Exit codes: 0 all checks passed, 1 a check or baseline comparison failed, 2 bad usage or bad input.
     """
+    from nc_audit.io.data.stream_spec import compose
     from nc_audit.io.hdf5.guard import external_data_allowed
     from nc_audit.io.plan.outputs import plan_outputs
     from nc_audit.io.plan.preflight import check_measure_inputs, data_file
+
+    if task.value != "next-token":  # a streamed source's arguments travel in its spec
+        data = compose(data, data_arg, workers=workers, text_column=text_column, label_column=label_column)
 
     settings = resolve_settings(
         fail_on,

@@ -82,6 +82,35 @@ ModelArgOpt = Annotated[
         "e.g. --model-arg model_name=resnet10t.",
     ),
 ]
+DataArgOpt = Annotated[
+    list[str] | None,
+    Opt(
+        "--data-arg",
+        metavar="KEY=VALUE",
+        help="Argument of a streamed --data, repeatable: an image folder's size=32 (or HxW), mean=0.5,0.5,0.5, "
+        "std=..., channels=1|3; a table's max_length=128; a module:callable's keyword arguments (VALUE read "
+        "as JSON, else a string).",
+    ),
+]
+WorkersOpt = Annotated[
+    int,
+    Opt(
+        "--workers",
+        min=0,
+        max=64,
+        metavar="N",
+        help="DataLoader worker processes that read and decode a streamed --data (image folder, table, "
+        "callable); 0 reads in this process.",
+    ),
+]
+LabelColumnOpt = Annotated[
+    str | None,
+    Opt(
+        "--label-column",
+        metavar="NAME",
+        help="A datasets folder or .parquet/.jsonl table given as --data: the column of labels. [default: label]",
+    ),
+]
 MeansSplitOpt = Annotated[
     str | None,
     Opt(
@@ -280,7 +309,9 @@ ContextOpt = Annotated[
 TextColumnOpt = Annotated[
     str,
     Opt(
-        metavar="NAME", help="--task next-token with a .jsonl corpus: the field holding each document's text."
+        metavar="NAME",
+        help="--task next-token with a .jsonl corpus, or a datasets folder / .parquet / .jsonl table as --data: "
+        "the column holding each text.",
     ),
 ]
 ClassRouteOpt = Annotated[

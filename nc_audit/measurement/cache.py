@@ -171,13 +171,14 @@ def cached_dump(
     ``on_rebuild`` receives a note saying so."""
     from nc_audit.io.checkpoints.container import check_checkpoint_file
     from nc_audit.io.checkpoints.load import source_sha256
-    from nc_audit.io.data.datasets import dataset_splits, load_dataset
+    from nc_audit.io.data.datasets import dataset_splits
     from nc_audit.models.extract import extract
+    from nc_audit.models.stream_sources import data_identity
 
     checkpoint_path = Path(checkpoint_path)
     check_checkpoint_file(checkpoint_path)  # a regular file (or a folder), not a zip bomb: before hashing
     splits = splits or dataset_splits(data)
-    spec = load_dataset(data, splits[0]).spec
+    spec = data_identity(data, splits, checkpoint_path)
     sha = source_sha256(checkpoint_path)
 
     def fields_of(where: Path) -> tuple[Path, dict[str, str]]:

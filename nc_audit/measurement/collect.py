@@ -25,6 +25,7 @@ from nc_audit.engine.sample_stats import SampleLevelStats
 from nc_audit.io.checkpoints.load import Head, load_checkpoint
 from nc_audit.io.data.corpus import is_corpus
 from nc_audit.io.data.datasets import splits_for_measure
+from nc_audit.io.data.stream_spec import parse_stream_spec
 from nc_audit.io.dumps.reader import SplitInfo, feature_magnitude, iter_chunks, read_head, scale_for
 from nc_audit.io.hdf5.guard import external_allowed, external_data_allowed
 from nc_audit.measurement.cache import cached_dump, errors_name_the_data
@@ -78,7 +79,7 @@ def _features_of(
         return options.features, options.head, None, notes
     if options.task == "next-token":
         return _next_token_features(source, data, options, device, tracker, notes)
-    if is_corpus(data):
+    if is_corpus(data) and parse_stream_spec(data) is None:  # a .jsonl table is data for a classifier
         raise InputError(
             f"{data}: a corpus; measure a causal language model folder on it with --task next-token"
         )

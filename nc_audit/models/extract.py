@@ -22,6 +22,7 @@ from nc_audit.io.data.datasets import (
     holds_split_groups,
     load_dataset,
 )
+from nc_audit.io.data.stream_spec import parse_stream_spec
 from nc_audit.io.dumps.writer import write_dump
 from nc_audit.models.head_param import ParameterHead
 from nc_audit.models.hooks import find_head_module, forward_with_features
@@ -71,6 +72,14 @@ def extract(
     renamed when complete. A file without split groups is written as each split asked for.
     """
     tracker = tracker or SilentTracker()
+    streamed = parse_stream_spec(data)
+    if streamed is not None:  # an image folder, a table, a datasets folder, the user's callable
+        from nc_audit.models.extract_stream import extract_stream
+
+        wanted_splits = splits or dataset_splits(data)
+        return extract_stream(
+            checkpoint_path, streamed, out, splits=wanted_splits, model=model, tracker=tracker
+        )
     available = dataset_splits(data)
     wanted = splits or available
     unknown = [name for name in wanted if name not in available]

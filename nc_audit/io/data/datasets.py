@@ -27,6 +27,8 @@ from torch import Tensor
 from nc_audit.core.errors import InputError, did_you_mean
 from nc_audit.core.inputs import Inputs, describe, num_rows, take
 from nc_audit.io.data.specs import USER_SUFFIXES, file_spec
+from nc_audit.io.data.stream_spec import parse_stream_spec
+from nc_audit.io.data.stream_splits import source_splits
 from nc_audit.io.data.user_files import canonical, nearby_file, user_file
 from nc_audit.io.dumps.reader import dump_splits
 from nc_audit.io.guards.files import is_pseudo_file
@@ -127,6 +129,16 @@ _OPTIONS: dict[str, dict[str, _Option]] = {
 def _split_spec(spec: str) -> tuple[str, str, str]:
     """(kind, name or path, option text); kind is a built-in name or "file"."""
     spec = spec.strip()
+    streamed = parse_stream_spec(spec)
+    if streamed is not None:
+        what = {"images": "an image folder", "hf": "a datasets folder", "table": "a table"}.get(
+            streamed.kind, "a module:callable"
+        )
+        raise InputError(
+            f"--data {streamed.source}: {what} is streamed by measure, extract and track only; this command "
+            "takes a built-in dataset or an .npz/.h5 file of arrays (write one with extract's features, or "
+            "np.savez)"
+        )
     named = file_spec(spec)
     if named is not None:
         return "file", *named
@@ -277,6 +289,9 @@ def load_dataset(spec: str, split: str = "train") -> ArrayDataset:
 
 def dataset_splits(spec: str) -> list[str]:
     """Names of the splits a dataset spec offers (built-ins: train, test; files: their groups, or train)."""
+    streamed = parse_stream_spec(spec)
+    if streamed is not None:
+        return source_splits(streamed)[0]
     kind, label, option_text = _split_spec(spec)
     if kind != "file":
         _parse_options(kind, label, option_text)
@@ -287,6 +302,9 @@ def dataset_splits(spec: str) -> list[str]:
 def holds_split_groups(spec: str) -> bool:
     """Whether ``spec`` names splits of its own (built-ins, files with groups); a file of root arrays
     does not: it is whichever split is asked for."""
+    streamed = parse_stream_spec(spec)
+    if streamed is not None:
+        return source_splits(streamed)[1]
     kind, _, _ = _split_spec(spec)
     return kind != "file" or not _load_all(spec)[4]
 
@@ -313,8 +331,13 @@ def splits_for_measure(spec: str, split: str | None) -> list[str]:
     and a ``split`` it lacks is an InputError naming the dataset; a file without split groups is the
     split asked for, so it gives ``[split]``.
     """
-    kind, label, option_text = _split_spec(spec)
-    if kind == "file":
+    streamed = parse_stream_spec(spec)
+    kind, label, option_text = ("stream", spec, "") if streamed is not None else _split_spec(spec)
+    if streamed is not None:
+        available, own = source_splits(streamed)
+        if not own:
+            return [split or "train"]
+    elif kind == "file":
         _, arrays, _, _, root_only = _load_all(spec)
         if root_only:
             return [split or "train"]

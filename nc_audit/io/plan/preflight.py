@@ -15,11 +15,17 @@ from pathlib import Path
 
 from nc_audit.io.checkpoints.container import check_checkpoint_file
 from nc_audit.io.data.specs import file_spec
+from nc_audit.io.data.stream_spec import parse_stream_spec
 from nc_audit.io.dumps.reader import DUMP_SUFFIXES, check_head, resolve_split
 
 
 def data_file(spec: str | None) -> Path | None:
-    """The file a --data spec names (``data.npz`` or ``data.h5:sha256=...``), or None for a built-in."""
+    """The file or folder a --data spec names (``data.npz``, ``data.h5:sha256=...``, an image folder, a
+    table, a callable's .py file), or None for a built-in or a module's callable."""
+    streamed = parse_stream_spec(spec)
+    if streamed is not None:
+        target = streamed.source.rpartition(":")[0] if streamed.kind == "callable" else streamed.source
+        return Path(target).expanduser() if streamed.kind != "callable" or target.endswith(".py") else None
     named = file_spec(spec) if spec else None
     return Path(named[0]).expanduser() if named is not None else None
 
