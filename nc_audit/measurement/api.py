@@ -11,39 +11,18 @@ Nothing here renders anything.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from nc_audit.core.progress import Tracker
-from nc_audit.gating.baseline import Baseline, Tolerance, load_baseline
-from nc_audit.gating.gate import gate
-from nc_audit.gating.rules import Rule, parse_rules
+from nc_audit.measurement.gating import Gating
 from nc_audit.measurement.memory import NO_FILE
 from nc_audit.measurement.modules import array_splits, module_splits
 from nc_audit.measurement.options import MeasureOptions
 from nc_audit.measurement.pipeline import measure_memory, measure_source
 from nc_audit.report.model import Report
-
-
-@dataclass(frozen=True)
-class _Gating:
-    """The ``fail_on`` rules and the baseline of a call, read before anything is measured (a typo or a
-    bad baseline fails at once), and held against the report by the one gate (gating/gate.py)."""
-
-    rules: list[Rule]
-    baseline: Baseline | None
-    tolerance: Tolerance
-
-    @classmethod
-    def of(cls, options: MeasureOptions) -> _Gating:
-        baseline = load_baseline(options.baseline) if options.baseline is not None else None
-        return cls(parse_rules(options.fail_on), baseline, options.tolerance)
-
-    def __call__(self, report: Report) -> Report:
-        return gate(report, self.rules, self.baseline, self.tolerance)
 
 
 def measure(
@@ -68,7 +47,7 @@ def measure(
     if isinstance(loader, MeasureOptions):  # measure(source, options): the positional form of before
         options, loader = loader, None
     options = MeasureOptions.of(options, **changes)
-    gating = _Gating.of(options)
+    gating = Gating.of(options)
     if not isinstance(source, nn.Module):
         if loader is not None:
             raise TypeError("a loader goes with a model (nn.Module); a checkpoint takes features= or data=")
@@ -95,6 +74,6 @@ def measure_arrays(
     NumPy arrays or tensors, or dicts of features and labels by split name — with every option of
     :func:`measure`."""
     options = MeasureOptions.of(options, **changes)
-    gating = _Gating.of(options)
+    gating = Gating.of(options)
     head, splits = array_splits(features, labels, head_weight, head_bias)
     return gating(measure_memory("measure_arrays", splits, head, options, NO_FILE, tracker))

@@ -16,12 +16,10 @@ from typing import Any
 
 from nc_audit.core.errors import InputError
 from nc_audit.core.progress import SilentTracker, Tracker
-from nc_audit.gating.baseline import load_baseline
-from nc_audit.gating.gate import gate as apply_gate
-from nc_audit.gating.rules import parse_rules
 from nc_audit.measurement.build import build_report
 from nc_audit.measurement.collect import Collected, collect
 from nc_audit.measurement.compute import batched_class_level
+from nc_audit.measurement.gating import Gating
 from nc_audit.measurement.next_token_folders import language_model_folders, order_folders
 from nc_audit.measurement.options import MeasureOptions
 from nc_audit.report.model import Trajectory
@@ -59,8 +57,7 @@ def measure_next_token_trajectory(
     options = replace(MeasureOptions.of(options, **changes), task="next-token", features=None)
     if options.data is None:
         raise InputError("--task next-token needs --data CORPUS (.txt, .jsonl or token ids .npy)")
-    rules = parse_rules(options.fail_on)  # a typo or a bad baseline fails before anything is measured
-    baseline = load_baseline(options.baseline) if options.baseline is not None else None
+    gating = Gating.of(options)  # a typo or a bad baseline fails before anything is measured
     shown: Tracker | SilentTracker = tracker or SilentTracker()
     ordered = order_folders(language_model_folders(inputs))
     collected: list[Collected] = []
@@ -80,4 +77,4 @@ def measure_next_token_trajectory(
         build_report(item, values, (routes, info)).changed(step=step, label=folder.name)
         for (folder, step), item, values, info in zip(ordered, collected, metrics, information, strict=True)
     )
-    return apply_gate(Trajectory(reports), rules, baseline, options.tolerance, gate)
+    return gating(Trajectory(reports), gate)

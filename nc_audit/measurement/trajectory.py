@@ -17,14 +17,12 @@ from typing import Any
 
 from nc_audit.core.errors import InputError
 from nc_audit.core.progress import SilentTracker, Tracker
-from nc_audit.gating.baseline import load_baseline
-from nc_audit.gating.gate import gate as apply_gate
-from nc_audit.gating.rules import parse_rules
 from nc_audit.io.checkpoints.load import read_step
 from nc_audit.measurement.build import build_report
 from nc_audit.measurement.collect import Collected, collect
 from nc_audit.measurement.compute import batched_class_level
 from nc_audit.measurement.discover import CHECKPOINT_SUFFIXES, discover, features_beside, natural_key
+from nc_audit.measurement.gating import Gating
 from nc_audit.measurement.options import MeasureOptions
 from nc_audit.measurement.resolve import DUMP_SUFFIXES
 from nc_audit.measurement.run_folders import distinct_labels, drop_duplicates, trainer_step
@@ -84,8 +82,7 @@ def measure_trajectory(
     ``gate`` chooses (last | best | all, as ``track --gate``: :func:`nc_audit.gating.gate.gate`);
     ``trajectory.passed`` is the verdict."""
     options = MeasureOptions.of(options, **changes)
-    rules = parse_rules(options.fail_on)  # a typo or a bad baseline fails before anything is measured
-    baseline = load_baseline(options.baseline) if options.baseline is not None else None
+    gating = Gating.of(options)  # a typo or a bad baseline fails before anything is measured
     tracker = tracker or SilentTracker()
     ordered = order_by_step(discover(inputs))
     labels = distinct_labels([path for path, _ in ordered])
@@ -114,7 +111,7 @@ def measure_trajectory(
         report = build_report(item, values, (routes, info))
         notes = (*report.notes, duplicate_notes[path]) if path in duplicate_notes else report.notes
         reports.append(report.changed(step=step, label=labels[path], notes=notes))
-    return apply_gate(Trajectory(tuple(reports)), rules, baseline, options.tolerance, gate)
+    return gating(Trajectory(tuple(reports)), gate)
 
 
 def _check_compatible(collected: list[Collected], paths: list[Path]) -> None:

@@ -11,7 +11,6 @@ DIR/runs/eps_E-seed_S.pt (measurable with ``nc-audit measure --data``). Runs are
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,15 +23,13 @@ from nc_audit.experiments.evaluation import evaluate
 from nc_audit.experiments.studies.records import (
     OnRecord,
     Run,
-    StudyRecords,
     plain,
     run_study,
     write_results,
 )
+from nc_audit.experiments.studies.setup import open_mlp_study
 from nc_audit.experiments.studies.summary import summarise
 from nc_audit.io.checkpoints.save import save_checkpoint
-from nc_audit.io.data.datasets import load_dataset
-from nc_audit.models.registry import architecture_record
 from nc_audit.train.ranges import LABEL_SMOOTHING
 from nc_audit.train.recipe import Recipe, train_from_scratch
 
@@ -81,13 +78,6 @@ def run_name(epsilon: float, seed: int) -> str:
     return f"eps_{epsilon:g}-seed_{seed}"
 
 
-def _model_record(
-    study: LabelSmoothingStudy, num_classes: int, input_shape: tuple[int, ...]
-) -> dict[str, Any]:
-    config = {"input_dim": math.prod(input_shape), "hidden": list(study.hidden), "batch_norm": True}
-    return architecture_record("mlp", config, num_classes)
-
-
 def run_label_smoothing(
     out: Path | str,
     study: LabelSmoothingStudy | None = None,
@@ -102,12 +92,8 @@ def run_label_smoothing(
     study.validate()
     tracker = tracker or SilentTracker()
     out = Path(out)
-    train, test = load_dataset(study.data, "train"), load_dataset(study.data, "test")
-    if not train.input_shape:
-        raise InputError(f"{study.data}: the label-smoothing study trains an MLP on one array of inputs")
-    record = _model_record(study, train.num_classes, train.input_shape)
-    records = StudyRecords.open(out, KIND, study.settings(), resume)
-    (out / "runs").mkdir(exist_ok=True)
+    opened = open_mlp_study(out, KIND, study.data, study.hidden, study.settings(), resume)
+    train, test, record, records = opened.train, opened.test, opened.record, opened.records
 
     def work(epsilon: float, seed: int) -> Any:
         def one_run(inner: Tracker) -> dict[str, Any]:

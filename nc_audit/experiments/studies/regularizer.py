@@ -30,15 +30,14 @@ from nc_audit.experiments.evaluation import evaluate
 from nc_audit.experiments.studies.records import (
     OnRecord,
     Run,
-    StudyRecords,
     plain,
     run_study,
     write_results,
 )
+from nc_audit.experiments.studies.setup import open_mlp_study
 from nc_audit.experiments.studies.summary import summarise
 from nc_audit.io.checkpoints.save import save_checkpoint
-from nc_audit.io.data.datasets import ArrayDataset, load_dataset
-from nc_audit.models.registry import architecture_record
+from nc_audit.io.data.datasets import ArrayDataset
 from nc_audit.train.recipe import Recipe, train_from_scratch
 from nc_audit.train.regularizer import Head, RegularizerForm, Target
 
@@ -151,13 +150,8 @@ def run_regularizer(
     study.validate()
     tracker = tracker or SilentTracker()
     out = Path(out)
-    train, test = load_dataset(study.data, "train"), load_dataset(study.data, "test")
-    if not train.input_shape:
-        raise InputError(f"{study.data}: the regularizer study trains an MLP on one array of inputs")
-    config = {"input_dim": math.prod(train.input_shape), "hidden": list(study.hidden), "batch_norm": True}
-    record = architecture_record("mlp", config, train.num_classes)
-    records = StudyRecords.open(out, KIND, study.settings(), resume)
-    (out / "runs").mkdir(exist_ok=True)
+    opened = open_mlp_study(out, KIND, study.data, study.hidden, study.settings(), resume)
+    train, test, record, records = opened.train, opened.test, opened.record, opened.records
 
     def work(setting: Setting, seed: int) -> Any:
         return lambda inner: _train_and_measure(study, record, (train, test), setting, seed, out, inner)
