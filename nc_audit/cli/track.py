@@ -21,6 +21,7 @@ from nc_audit.cli.options import (
     ClassRoute,
     ClassRouteOpt,
     ContextOpt,
+    DataArgOpt,
     DataOpt,
     DecisionSamplesOpt,
     DeviceOpt,
@@ -32,6 +33,7 @@ from nc_audit.cli.options import (
     HtmlOpt,
     JsonOpt,
     JunitOpt,
+    LabelColumnOpt,
     MarkdownOpt,
     MeansSplitOpt,
     MinClassSamplesOpt,
@@ -44,6 +46,7 @@ from nc_audit.cli.options import (
     TaskOpt,
     TextColumnOpt,
     ToleranceOpt,
+    WorkersOpt,
 )
 from nc_audit.cli.pool import head_with_pool
 from nc_audit.core.errors import InputError
@@ -95,6 +98,9 @@ def track_command(
     task: TaskOpt = Task.classification,
     context: ContextOpt = None,
     text_column: TextColumnOpt = "text",
+    data_arg: DataArgOpt = None,
+    workers: WorkersOpt = 0,
+    label_column: LabelColumnOpt = None,
 ) -> None:
     """Measure every checkpoint of a training run, in step order; batched metrics, a table, a plot, gates.
 
@@ -104,8 +110,12 @@ def track_command(
 
     Exit codes: 0 all checks passed, 1 a check or baseline comparison failed, 2 bad usage or bad input.
     """
+    from nc_audit.io.data.stream_spec import compose
     from nc_audit.io.plan.outputs import plan_outputs
     from nc_audit.io.plan.preflight import data_file
+
+    if task.value != "next-token":  # a streamed source's arguments travel in its spec
+        data = compose(data, data_arg, workers=workers, text_column=text_column, label_column=label_column)
 
     settings = resolve_settings(
         fail_on,

@@ -53,9 +53,9 @@ SHARED: dict[str, tuple[tuple[tuple[Any, Any], ...], frozenset[str]]] = {
     "--task": (((declared.TaskOpt, declared.Task.classification),), frozenset({"measure", "extract", "track"})),
     "--context": (((declared.ContextOpt, None),), frozenset({"measure", "extract", "track"})),
     "--text-column": (((declared.TextColumnOpt, "text"),), frozenset({"measure", "extract", "track"})),
-    "--data-arg": (((declared.DataArgOpt, None),), frozenset({"measure", "extract"})),
-    "--workers": (((declared.WorkersOpt, 0),), frozenset({"measure", "extract"})),
-    "--label-column": (((declared.LabelColumnOpt, None),), frozenset({"measure", "extract"})),
+    "--data-arg": (((declared.DataArgOpt, None),), frozenset({"measure", "extract", "track"})),
+    "--workers": (((declared.WorkersOpt, 0),), frozenset({"measure", "extract", "track"})),
+    "--label-column": (((declared.LabelColumnOpt, None),), frozenset({"measure", "extract", "track"})),
 }  # fmt: skip
 
 #: Names several commands use with a meaning of their own (so one declaration would be wrong), and why.

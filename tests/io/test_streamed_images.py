@@ -224,3 +224,25 @@ def test_commands_that_hold_data_in_memory_refuse_a_streamed_source_without_runn
         with pytest.raises(InputError, match="streamed by measure, extract and track only"):
             load_dataset(data, "train")
     assert not (tmp_path / "marker").exists()
+
+
+def test_track_takes_the_same_streamed_data_options_as_measure(tmp_path: Path) -> None:
+    """`track --data FOLDER --data-arg ... --workers N` equals `measure` of each checkpoint on it."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from nc_audit.cli import app
+
+    checkpoint, factory = cnn_checkpoint(tmp_path / "model")
+    root = image_folder(tmp_path / "images")
+    common = ["--data", str(root), "--data-arg", "size=8", "--workers", "2", "--model", factory,
+              "--cache-dir", str(tmp_path / "cache"), "--format", "json"]  # fmt: skip
+    runner = CliRunner()
+    tracked = runner.invoke(app, ["track", str(checkpoint), *common])
+    measured = runner.invoke(app, ["measure", str(checkpoint), *common])
+    assert tracked.exit_code == 0 and measured.exit_code == 0, tracked.output + measured.output
+    (record,) = json.loads(tracked.stdout)["records"]
+    assert record["metrics"] == json.loads(measured.stdout)["metrics"]
+    refused = runner.invoke(app, ["track", str(checkpoint), "--data", "digits", "--workers", "2"])
+    assert refused.exit_code == 2
