@@ -117,6 +117,7 @@ def test_nc1_mir_and_hdr_approach_their_nc_values_from_the_first_to_the_last_che
     assert first.mir < MIR_NC_10 - 0.01, table(trajectory)  # epoch 1: training pulled MIR below MIR_NC
 
 
+@pytest.mark.slow  # runs the README's demo command (about 3 s); make test-all runs it
 def test_make_demo_command_exits_0() -> None:
     """`make demo` measures the last sample checkpoint with its dump; that command succeeds."""
     last = sample_checkpoints()[-1]

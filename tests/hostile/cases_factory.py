@@ -350,7 +350,5 @@ generate.SLOW_CASES["factory_dangerous_callables"] = "8 runs: one a dangerous ca
 #: The cases `make test` runs; the other variants of this class are marked slow (`make test-all`, CI).
 FAST = (
     "factory_import_module",
-    "factory_sys_exit_gate",
-    "factory_cwd_timm",
     "hf_auto_map",
 )

@@ -261,7 +261,4 @@ def case_ranges_one_class_interpolate(root: Path) -> Case:
 
 
 #: The cases `make test` runs; the other variants of this class are marked slow (`make test-all`, CI).
-FAST = (
-    "ranges_zero_head_row",
-    "ranges_npz_huge_header",
-)
+FAST = ("ranges_npz_huge_header",)

@@ -30,6 +30,7 @@ from typing import Any
 import contract
 import h5py
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
@@ -312,6 +313,7 @@ def between_class_spread_is_zero(arrays: Arrays) -> bool:
     return bool(np.all(means == means[0]))
 
 
+@pytest.mark.slow  # about 5 s; make test keeps the other properties, make test-all runs it
 @settings(PROFILE, max_examples=DUMP_EXAMPLES)
 @given(recipe=dump_recipes())
 def test_random_dumps_keep_the_contract(recipe: DumpRecipe) -> None:
