@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nc_audit.report.studies import Panel, geometry_panels, plot_study
+from nc_audit.report.study_pages import model_text, recipe_line
 from nc_audit.report.tables import Block, Column, Line, Markup, Number, Page, Paragraph, Spread, Table
 
 #: Summary columns shown in the table: (key, header).
@@ -42,17 +43,9 @@ def regularizer_table(rows: Sequence[Mapping[str, Any]], digits: int = 4) -> Tab
     return Table(headers, tuple(cells(row) for row in rows))
 
 
-def _recipe_text(recipe: Mapping[str, Any]) -> Line:
-    drop = ", last partial batch dropped" if recipe["drop_last"] else ""
-    return ("SGD momentum ", Number(recipe["momentum"], None), ", lr ", Number(recipe["lr"], None), " cosine over ",
-            Number(recipe["epochs"], None), " epochs, weight decay ", Number(recipe["weight_decay"], None),
-            ", batch ", Number(recipe["batch_size"], None), drop)  # fmt: skip
-
-
 def regularizer_page(document: Mapping[str, Any], seconds: float | None = None) -> Page:
     """The page: what was trained, the two forms' formulas, the table, and the study's wall time."""
-    settings, targets, model = document["settings"], document["targets"], document["model"]
-    widths = " → ".join(str(w) for w in [model["config"]["input_dim"], *model["config"]["hidden"]])
+    settings, targets = document["settings"], document["targets"]
     seeds = ", ".join(str(int(s)) for s in settings["seeds"])
     title: Line = (
         "MIR/HDR regulariser on ",
@@ -62,8 +55,8 @@ def regularizer_page(document: Mapping[str, Any], seconds: float | None = None) 
         ")",
     )
     setup: Line = (
-        f"Model: mlp {widths} (Linear → BatchNorm → ReLU) → {int(model['num_classes'])} classes, trained from "
-        "scratch per run: ", *_recipe_text(settings["recipe"]), "; loss = cross-entropy + R with λ_mir = λ_hdr = λ "
+        f"Model: {model_text(document['model'])}, trained from scratch per run: ", *recipe_line(settings),
+        "; loss = cross-entropy + R with λ_mir = λ_hdr = λ "
         '(docs/METRICS.md, "MIR/HDR regulariser forms"). Forms: ',
         Markup("**nc/detached**"), " (the default): R = λ·|MIR(K_Z, K_Y) − MIR*| + λ·|HDR(K_Z, K_Y) − HDR*|, the "
         "batch's values at exact collapse as target, features centred by the mean of the batch's class means, "

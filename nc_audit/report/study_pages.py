@@ -27,7 +27,8 @@ def study_table(
     return summary_table(document["summary"], groups, headers)
 
 
-def _recipe(settings: Mapping[str, Any]) -> Line:
+def recipe_line(settings: Mapping[str, Any]) -> Line:
+    """The from-scratch recipe of a study's settings, as every study page states it."""
     recipe = settings["recipe"]
     drop = ", last partial batch dropped" if recipe["drop_last"] else ""
     return ("SGD momentum ", Number(recipe["momentum"], None), ", lr ", Number(recipe["lr"], None), " cosine over ",
@@ -35,7 +36,8 @@ def _recipe(settings: Mapping[str, Any]) -> Line:
             ", batch ", Number(recipe["batch_size"], None), drop)  # fmt: skip
 
 
-def _model(model: Mapping[str, Any]) -> str:
+def model_text(model: Mapping[str, Any]) -> str:
+    """``mlp 64 → 64 (Linear → BatchNorm → ReLU) → 10 classes`` from a study document's model entry."""
     config = model["config"]
     widths = " → ".join(str(w) for w in [config["input_dim"], *config["hidden"]])
     return f"mlp {widths} (Linear → BatchNorm → ReLU) → {model['num_classes']} classes"
@@ -55,7 +57,7 @@ def label_smoothing_page(document: Document, table: Table) -> Page:
         Markup("`nc-audit study label-smoothing`"),
         ")",
     )
-    setup: Line = (f"Model: {_model(document['model'])}, trained from scratch per run: ", *_recipe(settings),
+    setup: Line = (f"Model: {model_text(document['model'])}, trained from scratch per run: ", *recipe_line(settings),
                    f"; cross-entropy with label smoothing ε; seeds {_seeds(settings)}. NC1, MIR, HDR and NC4 on the "
                    "train features (K_W against the train class means; MIR_NC = ", Number(targets["mir"]),
                    "); test accuracy on the test split. Mean ± sample standard deviation over seeds.")  # fmt: skip
@@ -80,7 +82,7 @@ def semi_supervised_page(document: Document, table: Table) -> Page:
         ")",
     )
     setup: Line = (
-        f"Model: {_model(document['model'])}, trained from scratch per run on K labeled samples per class "
+        f"Model: {model_text(document['model'])}, trained from scratch per run on K labeled samples per class "
         "(a seeded stratified subset of the train split; the rest unlabeled): ", Number(recipe["steps"], None),
         " steps of SGD (Nesterov momentum ", Number(recipe["momentum"], None), ", lr ", Number(recipe["lr"], None),
         "·cos(7πk/16K), weight decay ", Number(recipe["weight_decay"], None), "), batch ",
