@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from nc_audit.cli.cache import cache_app
-from nc_audit.cli.common import Command
+from nc_audit.cli.common import Command, fail
 from nc_audit.cli.demo import demo_app
 from nc_audit.cli.extract import extract_command
 from nc_audit.cli.finetune import finetune_command
@@ -17,6 +17,8 @@ from nc_audit.cli.measure import measure_command
 from nc_audit.cli.prune import prune_command
 from nc_audit.cli.study import study_app
 from nc_audit.cli.track import track_command
+from nc_audit.core.errors import InputError
+from nc_audit.core.limits import HEAD_MEMORY_VARIABLE, parse_size
 from nc_audit.core.version import __version__
 
 app = typer.Typer(
@@ -52,10 +54,26 @@ def root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    max_head_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--max-head-memory",
+            metavar="SIZE",
+            envvar=HEAD_MEMORY_VARIABLE,
+            help="Largest classifier head read whole, as float64 (C × d × 8 bytes), e.g. 8GiB; default 1GiB. "
+            "A larger head is refused before it is read.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """nc-audit: how close is your classifier to Neural Collapse, and did it regress?"""
     if debug:
         os.environ["NC_AUDIT_DEBUG"] = "1"
+    if max_head_memory is not None:
+        try:
+            os.environ[HEAD_MEMORY_VARIABLE] = str(parse_size(max_head_memory, "--max-head-memory"))
+        except InputError as error:
+            raise fail(str(error)) from None
 
 
 def main() -> None:

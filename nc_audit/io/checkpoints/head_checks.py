@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from nc_audit.core.errors import InputError
+from nc_audit.core.limits import check_head_memory
 
 if TYPE_CHECKING:
     import numpy as np
@@ -61,6 +62,7 @@ def head_weight(where: object, name: str, weight: torch.Tensor) -> torch.Tensor:
         raise InputError(
             f"{where}: the head weight {name} must be 2-D (C, d), found shape {tuple(weight.shape)}"
         )
+    check_head_memory(where, name, tuple(weight.shape))
     return weight.detach().to(torch.float64)
 
 

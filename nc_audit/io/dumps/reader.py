@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 
 from nc_audit.core.errors import InputError, first_line
+from nc_audit.core.limits import check_head_memory, head_memory
 from nc_audit.io.checkpoints.head_checks import array_dtype_problem
 from nc_audit.io.guards.files import regular_file
 from nc_audit.io.hdf5.attrs import as_text, attr_names, attr_size_problem, heap_bound
@@ -36,8 +37,6 @@ DUMP_SUFFIXES = (".h5", ".hdf5", ".hdf")
 CHUNK_BYTES = 32 * 2**20
 #: Largest read buffer of features, whatever --chunk-rows says.
 MAX_READ_BYTES = 256 * 2**20
-#: Largest /head/weight or /head/bias read (they are read whole).
-MAX_HEAD_BYTES = 256 * 2**20
 #: Longest root attribute kept (checkpoint_path, dataset, ...); longer ones are cut.
 MAX_ATTR_CHARS = 1024
 #: Longest head name accepted (the /head group's ``name`` attribute).
@@ -157,7 +156,8 @@ def _head_array(handle: h5py.File, path: Path, name: str) -> np.ndarray | None:
         raise InputError(
             f"{path}: {name} holds {problem}; a head must be real floating point (float16/32/64)"
         )
-    return np.asarray(read_small(dataset, name, path, MAX_HEAD_BYTES), dtype=np.float64)
+    check_head_memory(path, name, tuple(int(n) for n in dataset.shape or ()))
+    return np.asarray(read_small(dataset, name, path, head_memory()), dtype=np.float64)
 
 
 def check_head(path: Path | str) -> tuple[np.ndarray, np.ndarray | None, str] | None:

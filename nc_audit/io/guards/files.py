@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from nc_audit.core.errors import InputError
+from nc_audit.core.limits import human_bytes
 
 #: Pseudo-file systems whose "regular files" are not data (/proc/self/mem, /proc/self/environ, ...).
 PSEUDO_ROOTS = ("/proc/", "/sys/")
@@ -81,15 +82,6 @@ def regular_file(
             "regular file"
         )
     return info
-
-
-def human_bytes(count: float) -> str:
-    """1536 -> '1.5 KiB'."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(count) < 1024 or unit == "PiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} PiB"  # pragma: no cover
 
 
 def read_capped(
