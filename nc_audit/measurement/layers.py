@@ -79,9 +79,11 @@ def _probe_or_head(stats: ClassStats, head: Head, name: str) -> tuple[Head, str,
     return Head(f"{name} (probe)", probe.weight, probe.bias), "probe", probe.ridge
 
 
-def layer_results(stats: Mapping[str, Any], head: Head, options: MeasureOptions) -> tuple[LayerResult, ...]:
+def layer_results(
+    stats: Mapping[str, ClassStats], head: Head, options: MeasureOptions, kinds: Mapping[str, str]
+) -> tuple[LayerResult, ...]:
     """Each layer's metrics (see the module docstring), in the order of ``stats``; layers of one width
-    go through the batched kernels together."""
+    go through the batched kernels together; ``kinds``: each layer's module class name."""
     chosen = {name: _probe_or_head(layer, head, name) for name, layer in stats.items()}
     by_width: dict[int, list[str]] = {}
     for name, layer in stats.items():
@@ -99,7 +101,7 @@ def layer_results(stats: Mapping[str, Any], head: Head, options: MeasureOptions)
         metrics = batched_class_level(items, None, options.class_route, options.class_budget_bytes)[0]
         for name, values in zip(names, metrics, strict=True):
             _, against, ridge = chosen[name]
-            results[name] = LayerResult.of(name, width, against, values, ridge)
+            results[name] = LayerResult.of(name, kinds[name], width, against, values, ridge)
     return tuple(results[name] for name in stats)
 
 
@@ -114,7 +116,8 @@ def _measure(
         found = accumulate_layers(batches, forward, num_classes, device, options.layers_budget_bytes, where)
     module = find_head_module(model, head_name)[1]
     head = Head(head_name, module.weight.detach().to(device, torch.float64), _bias(module, device))
-    return layer_results(found.stats, head, options), notes
+    kinds = {name: type(model.get_submodule(split_head(name).name or name)).__name__ for name in found.stats}
+    return layer_results(found.stats, head, options, kinds), notes
 
 
 def _bias(module: Any, device: torch.device) -> torch.Tensor | None:

@@ -103,6 +103,10 @@ def render_report(report: Report, console: Console | None = None) -> None:
     for line in header_lines(report):
         console.print(line, highlight=False)
     console.print(metrics_table(report, meanings=console.width >= MEANING_MIN_WIDTH))
+    if report.layers:
+        from nc_audit.report.layers_console import layers_table
+
+        console.print(layers_table(report))
     console.print(f"[dim]conventions: {conventions_line(report)}[/]", highlight=False)
     for note in report.notes:
         console.print(f"[yellow]note:[/] {text(note)}", highlight=False)

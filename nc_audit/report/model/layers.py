@@ -35,11 +35,12 @@ AGAINST = ("head", "probe")
 
 @dataclass(frozen=True)
 class LayerResult:
-    """One layer: ``name`` (the module whose input is measured), ``width`` (pooled feature width),
+    """One layer: ``name`` (the module whose input is measured), ``module`` (its class name), ``width`` (pooled feature width),
     ``against`` (head | probe), ``probe_ridge`` (the ridge the probe needed, None: none or no probe),
     and the metrics of :data:`LAYER_METRICS` (None where undefined)."""
 
     name: str
+    module: str
     width: int
     against: str
     nc1: float | None = None
@@ -56,11 +57,17 @@ class LayerResult:
 
     @classmethod
     def of(
-        cls, name: str, width: int, against: str, metrics: Mapping[str, float | None], ridge: float | None
+        cls,
+        name: str,
+        module: str,
+        width: int,
+        against: str,
+        metrics: Mapping[str, float | None],
+        ridge: float | None,
     ) -> LayerResult:
         """The layer's result from a measurement's metrics dict (only :data:`LAYER_METRICS` are kept)."""
         values = {key: json_number(metrics.get(key)) for key in LAYER_METRICS}
-        return cls(name=name, width=width, against=against, probe_ridge=ridge, **values)
+        return cls(name=name, module=module, width=width, against=against, probe_ridge=ridge, **values)
 
     @property
     def metrics(self) -> dict[str, float | None]:
@@ -75,9 +82,12 @@ class LayerResult:
         if not isinstance(data, Mapping):
             raise InputError(f"{where}: a layer must be a JSON object")
         name, width, against = data.get("name"), data.get("width"), data.get("against")
-        if not isinstance(name, str) or not isinstance(against, str) or against not in AGAINST:
-            raise InputError(f"{where}: a layer needs a string 'name' and 'against' (head or probe)")
+        module = data.get("module", "")
+        if not isinstance(name, str) or not isinstance(module, str):
+            raise InputError(f"{where}: a layer needs a string 'name' and 'module'")
+        if not isinstance(against, str) or against not in AGAINST:
+            raise InputError(f"{where}: a layer's 'against' must be head or probe")
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
             raise InputError(f"{where}: layer 'width' must be a positive integer")
         values = {key: json_number(data.get(key)) for key in (*LAYER_METRICS, "probe_ridge")}
-        return cls(name=name, width=width, against=against, **values)
+        return cls(name=name, module=module, width=width, against=against, **values)
