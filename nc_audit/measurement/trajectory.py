@@ -23,6 +23,7 @@ from nc_audit.measurement.collect import Collected, collect
 from nc_audit.measurement.compute import batched_class_level
 from nc_audit.measurement.discover import CHECKPOINT_SUFFIXES, discover, features_beside, natural_key
 from nc_audit.measurement.gating import Gating
+from nc_audit.measurement.layers import check_layers_source, measure_source_layers
 from nc_audit.measurement.options import MeasureOptions
 from nc_audit.measurement.resolve import DUMP_SUFFIXES
 from nc_audit.measurement.run_folders import distinct_labels, drop_duplicates, trainer_step
@@ -84,6 +85,8 @@ def measure_trajectory(
     options = MeasureOptions.of(options, **changes)
     gating = Gating.of(options)  # a typo or a bad baseline fails before anything is measured
     tracker = tracker or SilentTracker()
+    if options.layers:
+        check_layers_source(options)
     ordered = order_by_step(discover(inputs))
     labels = distinct_labels([path for path, _ in ordered])
     beside = None if options.data is not None else features_beside
@@ -109,6 +112,8 @@ def measure_trajectory(
     reports: list[Report] = []
     for (path, step), item, values, info in zip(ordered, collected, metrics, information, strict=True):
         report = build_report(item, values, (routes, info))
+        if options.layers:  # collapse across depth, per checkpoint (measurement/layers.py)
+            report = measure_source_layers(path, options, report)
         notes = (*report.notes, duplicate_notes[path]) if path in duplicate_notes else report.notes
         reports.append(report.changed(step=step, label=labels[path], notes=notes))
     return gating(Trajectory(tuple(reports)), gate)
