@@ -54,7 +54,7 @@ def measure(
         if loader is not None:
             raise TypeError("a loader goes with a model (nn.Module); a checkpoint takes features= or data=")
         if options.layers:
-            check_layers_source(options)  # before the head's measurement, not after it
+            check_layers_source(options, source)  # before the head's measurement, not after it
         report = measure_source(source, options, tracker)
         if options.layers:
             report = measure_source_layers(source, options, report)

@@ -168,13 +168,17 @@ def _data_batches(source: Path | str, data: str, split: str) -> Batches:
     return streamed_batches
 
 
-def check_layers_source(options: MeasureOptions) -> None:
-    """``--layers`` runs the model on its inputs: a classifier checkpoint with ``--data``."""
+def check_layers_source(options: MeasureOptions, source: Path | str | None = None) -> None:
+    """``--layers`` runs the model on its inputs: a classifier checkpoint with ``--data``; with ``source``,
+    the layer names are checked against its model too, before anything is measured."""
     if options.data is None or options.task != "classification":
         raise InputError(
             "--layers runs the model on its inputs: give a classifier checkpoint with --data NAME|PATH "
             "(a feature dump holds the head's input only)"
         )
+    if source is not None:
+        loaded = options.model_spec("cpu").load(source)
+        select_layers(loaded.model, options.layers, loaded.head_name)
 
 
 def measure_source_layers(source: Path | str, options: MeasureOptions, report: Report) -> Report:
