@@ -8,6 +8,10 @@ across workers and ranks as the dump path's). As in :func:`nc_audit.engine.passe
 when one shift would cost σ_c² digits (nearly collapsed classes) a second forward pass centres every
 class of every layer on its mean from the first.
 
+Under torchrun each rank runs every ``world_size``-th batch (the first batch runs on every rank, which
+learns the widths from it) and the ranks' accumulators merge in rank order
+(:func:`nc_audit.engine.state.reduce_over_ranks`): the statistics of one process, on every rank.
+
 Memory: every width is known after the first batch; the accumulators are allocated only when all of
 them fit ``budget_bytes`` together (:func:`layer_bytes`), else InputError before any is allocated.
 """
@@ -22,8 +26,10 @@ import torch
 from nc_audit.core.class_stats import ClassStats
 from nc_audit.core.errors import InputError
 from nc_audit.core.inputs import Inputs
+from nc_audit.distributed import DistributedContext
 from nc_audit.engine.blocks import block_rows
 from nc_audit.engine.first_pass import ShiftedSums
+from nc_audit.engine.state import reduce_over_ranks
 
 #: One forward pass's pooled layer inputs: name → (N, width), in forward order, the head's input last.
 LayerFeatures = dict[str, torch.Tensor]
@@ -74,10 +80,14 @@ def _one_pass(
     budget_bytes: int,
     where: str,
     shifts: dict[str, torch.Tensor] | None,
+    ctx: DistributedContext,
 ) -> dict[str, ShiftedSums]:
     accumulators: dict[str, ShiftedSums] | None = None
-    for inputs, labels in batches():
-        labels = torch.as_tensor(labels).reshape(-1).to(torch.int64)
+    for index, (inputs, batch_labels) in enumerate(batches()):
+        mine = index % ctx.world_size == ctx.rank
+        if not mine and accumulators is not None:
+            continue  # another rank's batch
+        labels = torch.as_tensor(batch_labels).reshape(-1).to(torch.int64)
         _check_labels(labels, num_classes, where)
         found = forward(inputs)
         if accumulators is None:  # the widths are known after the first batch: budget, then allocate
@@ -87,10 +97,13 @@ def _one_pass(
                 name: ShiftedSums(num_classes, width, device, True, None if shifts is None else shifts[name])
                 for name, width in widths.items()
             }
+        if not mine:
+            continue
         for name, accumulator in accumulators.items():
             accumulator.update(found[name], labels)
     if accumulators is None:
         raise InputError(f"{where}: no samples to measure the layers on")
+    accumulators = {name: reduce_over_ranks(item, ctx) for name, item in accumulators.items()}
     for name, accumulator in accumulators.items():
         if accumulator.nonfinite_rows:
             raise InputError(
@@ -106,14 +119,17 @@ def accumulate_layers(
     device: torch.device,
     budget_bytes: int,
     where: str,
+    ctx: DistributedContext | None = None,
 ) -> LayerStats:
     """ClassStats of every layer's input over ``batches`` (see the module docstring); ``forward`` runs
-    one batch and returns the pooled inputs; ``where`` names the data in messages."""
-    first = _one_pass(batches, forward, num_classes, device, budget_bytes, where, None)
+    one batch and returns the pooled inputs; ``where`` names the data in messages; ``ctx``: the ranks
+    sharing the batches (default: this process alone)."""
+    ctx = ctx or DistributedContext(device=device)
+    first = _one_pass(batches, forward, num_classes, device, budget_bytes, where, None, ctx)
     passes = 1
     if any(accumulator.ill_conditioned() for accumulator in first.values()):
         means = {name: accumulator.class_stats().class_means for name, accumulator in first.items()}
-        first = _one_pass(batches, forward, num_classes, device, budget_bytes, where, means)
+        first = _one_pass(batches, forward, num_classes, device, budget_bytes, where, means, ctx)
         passes = 2
     stats = {name: accumulator.class_stats() for name, accumulator in first.items()}
     for name, layer in stats.items():

@@ -22,6 +22,7 @@ from nc_audit.core.class_stats import ClassStats
 from nc_audit.core.devices import resolve_device
 from nc_audit.core.errors import InputError
 from nc_audit.core.inputs import Inputs, to_device
+from nc_audit.distributed import DistributedContext
 from nc_audit.engine.accumulators import DecisionCounter
 from nc_audit.io.checkpoints.load import Head
 from nc_audit.measurement.compute import batched_class_level
@@ -106,14 +107,22 @@ def layer_results(
 
 
 def _measure(
-    model: nn.Module, head_name: str, batches: Batches, num_classes: int, options: MeasureOptions, where: str
+    model: nn.Module,
+    head_name: str,
+    batches: Batches,
+    num_classes: int,
+    options: MeasureOptions,
+    where: str,
+    ctx: DistributedContext | None = None,
 ) -> tuple[tuple[LayerResult, ...], list[str]]:
     notes: list[str] = []
     everything, names = select_layers(model, options.layers, head_name)
     forward = _forward(model, head_name, names, everything, notes)
     device = resolve_device(options.device)
     with torch.inference_mode():
-        found = accumulate_layers(batches, forward, num_classes, device, options.layers_budget_bytes, where)
+        found = accumulate_layers(
+            batches, forward, num_classes, device, options.layers_budget_bytes, where, ctx
+        )
     module = find_head_module(model, head_name)[1]
     head = Head(head_name, module.weight.detach().to(device, torch.float64), _bias(module, device))
     kinds = {name: type(model.get_submodule(split_head(name).name or name)).__name__ for name in found.stats}
@@ -191,7 +200,8 @@ def measure_source_layers(source: Path | str, options: MeasureOptions, report: R
     split = _means_split(report, options)
     batches = _data_batches(source, data, split)
     where = f"{data} [{split}]"
-    results, notes = _measure(model, loaded.head_name, batches, loaded.num_classes, options, where)
+    ctx = DistributedContext.from_env(device)  # under torchrun the ranks share the batches
+    results, notes = _measure(model, loaded.head_name, batches, loaded.num_classes, options, where, ctx)
     return with_layers(report, results, notes)
 
 
