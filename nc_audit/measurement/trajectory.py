@@ -85,9 +85,10 @@ def measure_trajectory(
     options = MeasureOptions.of(options, **changes)
     gating = Gating.of(options)  # a typo or a bad baseline fails before anything is measured
     tracker = tracker or SilentTracker()
-    if options.layers:
-        check_layers_source(options)
     ordered = order_by_step(discover(inputs))
+    if options.layers:  # the names checked on the first checkpoint's model, before anything is measured
+        first = ordered[0][0] if ordered else None
+        check_layers_source(options, first if first is not None and not _is_dump(first) else None)
     labels = distinct_labels([path for path, _ in ordered])
     beside = None if options.data is not None else features_beside
     ordered, duplicate_notes = drop_duplicates(ordered, labels, beside)
@@ -117,6 +118,10 @@ def measure_trajectory(
         notes = (*report.notes, duplicate_notes[path]) if path in duplicate_notes else report.notes
         reports.append(report.changed(step=step, label=labels[path], notes=notes))
     return gating(Trajectory(tuple(reports)), gate)
+
+
+def _is_dump(path: Path) -> bool:
+    return path.suffix.lower() in DUMP_SUFFIXES
 
 
 def _check_compatible(collected: list[Collected], paths: list[Path]) -> None:
