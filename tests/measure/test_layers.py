@@ -250,3 +250,33 @@ def test_track_writes_the_heat_map_and_each_records_layers(tmp_path: Path) -> No
         assert record["layers"][-1]["nc1"] == pytest.approx(record["metrics"]["nc1"], rel=1e-9)
     code, _, err = invoke("track", run, "--data", DATA, "--layers-plot", heat_map)
     assert code == 2 and "--layers" in err
+
+
+class TokenNet(nn.Module):
+    """Token ids (N, T) → ``embed`` → ``proj`` on every token (N, T, 6) → mean over tokens → ``head``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(10, 8)
+        self.proj = nn.Linear(8, 6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.tanh(self.proj(self.embed(ids))).mean(1))
+
+
+def test_a_sequence_input_is_mean_pooled_and_token_ids_are_left_out_with_a_note() -> None:
+    net = TokenNet().eval()
+    generator = torch.Generator().manual_seed(2)
+    labels = torch.arange(3).repeat(12)
+    ids = (labels[:, None] * 3 + torch.randint(0, 4, (36, 5), generator=generator)) % 10  # (N, T)
+    report = nc_audit.measure(net, [(ids, labels)], layers="all")
+    assert [(layer.name, layer.width) for layer in report.layers] == [("proj", 8), ("head", 6)]
+    assert any("'embed' takes torch.int64 input" in note for note in report.notes)
+    with torch.no_grad():
+        pooled = net.embed(ids).mean(1).double()  # (N, 8): proj's input, mean over the tokens
+    head = np.random.default_rng(0).normal(size=(3, 8))  # any head: these metrics read the features alone
+    expected = nc_audit.measure_arrays(pooled.numpy(), labels.numpy(), head)
+    for key in ("nc1", "nc1_cdnv", "nc2_equinorm_means", "h_means"):
+        assert getattr(report.layers[0], key) == pytest.approx(expected.metrics[key], rel=1e-9), key
