@@ -35,6 +35,7 @@ from nc_audit.cli.options import (
     JsonOpt,
     JunitOpt,
     LabelColumnOpt,
+    LayersOpt,
     MarkdownOpt,
     MeansSplitOpt,
     MinClassSamplesOpt,
@@ -116,6 +117,7 @@ def measure_command(
     data_arg: DataArgOpt = None,
     workers: WorkersOpt = 0,
     label_column: LabelColumnOpt = None,
+    layers: LayersOpt = None,
 ) -> None:
     """Report how close a checkpoint's last layer is to Neural Collapse, with matrix-information metrics.
 
@@ -147,7 +149,7 @@ def measure_command(
     from nc_audit.cli.progress import make_tracker
     from nc_audit.distributed import is_main_process
     from nc_audit.measurement.api import measure
-    from nc_audit.measurement.options import MeasureOptions
+    from nc_audit.measurement.options import MeasureOptions, layer_names
 
     main_rank = is_main_process()  # under torchrun every rank measures its rows; rank 0 reports
     with make_tracker(quiet, enabled=main_rank) as tracker:
@@ -174,6 +176,7 @@ def measure_command(
             fail_on=settings.fail_on,
             baseline=settings.baseline_path,
             tolerance=settings.tolerance,
+            layers=layer_names(layers),
         )
         report = measure(source, options=options, tracker=tracker)  # measured and gated
     if not main_rank:

@@ -120,6 +120,16 @@ MeansSplitOpt = Annotated[
         "held-out features' own geometry. [default: train when there is one (Papyan's protocol)]",
     ),
 ]
+LayersOpt = Annotated[
+    str | None,
+    Opt(
+        "--layers",
+        metavar="all|NAME,NAME",
+        help="Collapse across depth: also measure the input of these modules (qualified names; all = every "
+        "leaf module with parameters before the head, in forward order), pooled as the head's input, in the "
+        "same forward pass; MIR/HDR against the head, or a least-squares probe where widths differ. Needs --data.",
+    ),
+]
 CacheDirOpt = Annotated[
     Path | None,
     Opt(

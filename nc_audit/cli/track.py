@@ -34,6 +34,7 @@ from nc_audit.cli.options import (
     JsonOpt,
     JunitOpt,
     LabelColumnOpt,
+    LayersOpt,
     MarkdownOpt,
     MeansSplitOpt,
     MinClassSamplesOpt,
@@ -101,6 +102,23 @@ def track_command(
     data_arg: DataArgOpt = None,
     workers: WorkersOpt = 0,
     label_column: LabelColumnOpt = None,
+    layers: LayersOpt = None,
+    layers_plot: Annotated[
+        Path | None,
+        Opt(
+            metavar="PATH",
+            help="With --layers: write a PNG heat map, layer × checkpoint, of --layers-metric (log colour "
+            "scale for nc1, nc1_cdnv, hdr).",
+        ),
+    ] = None,
+    layers_metric: Annotated[
+        str,
+        Opt(
+            metavar="METRIC",
+            help="The layer metric the --layers-plot heat map shows (nc1, nc1_cdnv, "
+            "nc2_equinorm_means, nc2_equiangular_means, nc2_maxangle_means, h_means, h_head, mi, mir, hdr).",
+        ),
+    ] = "nc1",
 ) -> None:
     """Measure every checkpoint of a training run, in step order; batched metrics, a table, a plot, gates.
 
@@ -125,8 +143,19 @@ def track_command(
         device.value if device else None,
     )
     outputs = {
-        "--json": json_path, "--markdown": markdown_path, "--junit": junit_path, "--plot": plot, "--html": html_path
+        "--json": json_path, "--markdown": markdown_path, "--junit": junit_path, "--plot": plot, "--html": html_path,
+        "--layers-plot": layers_plot,
     }  # fmt: skip
+    if layers_plot is not None:
+        from nc_audit.report.formats.layers_plot_out import LayersPlotFormat
+        from nc_audit.report.formats.registry import register
+        from nc_audit.report.model import LAYER_METRICS
+
+        if not layers:
+            raise InputError("--layers-plot draws the layers of --layers all|NAME,...; give --layers too")
+        if layers_metric not in LAYER_METRICS:
+            raise InputError(f"--layers-metric {layers_metric}: expected one of {', '.join(LAYER_METRICS)}")
+        register(LayersPlotFormat(layers_metric))
     if len(inputs) == 1 and inputs[0].suffix.lower() == ".jsonl":
         from nc_audit.gating.recorded import gate_run
         from nc_audit.measurement.jsonl import read_trajectory_jsonl
@@ -156,7 +185,7 @@ def track_command(
             outputs, [*read, settings.baseline_path, data_file(data)], model=model, step_summary=True
         )
         from nc_audit.cli.progress import make_tracker
-        from nc_audit.measurement.options import MeasureOptions
+        from nc_audit.measurement.options import MeasureOptions, layer_names
         from nc_audit.measurement.trajectory import measure_trajectory
 
         with make_tracker(quiet) as tracker:
@@ -180,6 +209,7 @@ def track_command(
                 task=task.value,
                 context=context,
                 text_column=text_column,
+                layers=layer_names(layers),
             )
             if next_token:  # causal LM folders on one corpus, gated by the same one gate
                 from nc_audit.measurement.next_token_trajectory import measure_next_token_trajectory
@@ -195,6 +225,7 @@ def track_command(
         "junit": junit_path,
         "plot": plot,
         "html": html_path,
+        "layers-plot": layers_plot,
     }
     emit_results(trajectory, settings.output_format, files)
     exit_if_failed(trajectory.failed)

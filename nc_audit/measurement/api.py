@@ -18,6 +18,7 @@ from torch import nn
 
 from nc_audit.core.progress import Tracker
 from nc_audit.measurement.gating import Gating
+from nc_audit.measurement.layers import check_layers_source, measure_module_layers, measure_source_layers
 from nc_audit.measurement.memory import NO_FILE
 from nc_audit.measurement.modules import array_splits, module_splits
 from nc_audit.measurement.options import MeasureOptions
@@ -42,7 +43,8 @@ def measure(
     The options are the fields of :class:`MeasureOptions` — the CLI's, ``fail_on`` and ``baseline``
     included — given as one object or by name (``measure("ckpt.pt", features="f.h5", split="test",
     fail_on=["nc1<=0.5"])``); ``report.checks`` and ``report.passed`` hold the verdict. ``tracker``
-    shows progress.
+    shows progress. ``layers="all"`` (or module names) adds ``report.layers``: collapse across depth
+    (nc_audit.measurement.layers; a checkpoint needs ``data=``).
     """
     if isinstance(loader, MeasureOptions):  # measure(source, options): the positional form of before
         options, loader = loader, None
@@ -51,13 +53,21 @@ def measure(
     if not isinstance(source, nn.Module):
         if loader is not None:
             raise TypeError("a loader goes with a model (nn.Module); a checkpoint takes features= or data=")
-        return gating(measure_source(source, options, tracker))
+        if options.layers:
+            check_layers_source(options, source)  # before the head's measurement, not after it
+        report = measure_source(source, options, tracker)
+        if options.layers:
+            report = measure_source_layers(source, options, report)
+        return gating(report)
     if loader is None:
         raise TypeError("measure(model, loader): a model needs a loader of (inputs, labels) batches")
     loaders: dict[str | None, Any] = dict(loader) if isinstance(loader, Mapping) else {None: loader}
     head, splits = module_splits(source, loaders, options.head)
     origin = {**NO_FILE, "model": type(source).__name__}
-    return gating(measure_memory("measure(model, loader)", splits, head, options, origin, tracker))
+    report = measure_memory("measure(model, loader)", splits, head, options, origin, tracker)
+    if options.layers:
+        report = measure_module_layers(source, loaders, options, report)
+    return gating(report)
 
 
 def measure_arrays(

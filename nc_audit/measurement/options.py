@@ -49,6 +49,9 @@ class MeasureOptions:
                   causal LM folder and ``data`` a corpus; see nc_audit.models.next_token)
     context       next-token: tokens per window (default: the model's longest sequence, at most 1024)
     text_column   next-token with a .jsonl corpus: the field holding each document's text
+    layers        collapse across depth: ``("all",)`` or module names whose input is measured besides the
+                  head's (nc_audit.measurement.layers); a string is split at commas; () measures the head only
+    layers_budget_bytes  memory the per-layer float64 statistics (8·width² each) may take together
     allow_external_data  follow external links, external storage and virtual-dataset sources into other
                   files (trusted multi-file dumps; refused by default, see io/hdf5/guard.py)
     """
@@ -78,6 +81,8 @@ class MeasureOptions:
     task: str = "classification"
     context: int | None = None
     text_column: str = "text"
+    layers: tuple[str, ...] = ()
+    layers_budget_bytes: int = SAMPLE_BUDGET_BYTES
 
     def model_spec(self, device: str | None = None) -> ModelSpec:
         """The model these options build from a checkpoint (``model``, ``model_args``, ``head``) and where
@@ -104,4 +109,13 @@ class MeasureOptions:
                 changes[name] = (changes[name],)
             elif changes.get(name) is not None:
                 changes[name] = tuple(changes[name])
+        if isinstance(changes.get("layers"), str):
+            changes["layers"] = layer_names(changes["layers"])
+        elif changes.get("layers") is not None:
+            changes["layers"] = tuple(changes["layers"])
         return replace(options or cls(), **changes)
+
+
+def layer_names(text: str | None) -> tuple[str, ...]:
+    """``--layers all`` or ``--layers body.0,body.3`` as a tuple of names (blanks dropped)."""
+    return tuple(part.strip() for part in (text or "").split(",") if part.strip())

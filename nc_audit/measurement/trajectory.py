@@ -23,6 +23,7 @@ from nc_audit.measurement.collect import Collected, collect
 from nc_audit.measurement.compute import batched_class_level
 from nc_audit.measurement.discover import CHECKPOINT_SUFFIXES, discover, features_beside, natural_key
 from nc_audit.measurement.gating import Gating
+from nc_audit.measurement.layers import check_layers_source, measure_source_layers
 from nc_audit.measurement.options import MeasureOptions
 from nc_audit.measurement.resolve import DUMP_SUFFIXES
 from nc_audit.measurement.run_folders import distinct_labels, drop_duplicates, trainer_step
@@ -85,6 +86,9 @@ def measure_trajectory(
     gating = Gating.of(options)  # a typo or a bad baseline fails before anything is measured
     tracker = tracker or SilentTracker()
     ordered = order_by_step(discover(inputs))
+    if options.layers:  # the names checked on the first checkpoint's model, before anything is measured
+        first = ordered[0][0] if ordered else None
+        check_layers_source(options, first if first is not None and not _is_dump(first) else None)
     labels = distinct_labels([path for path, _ in ordered])
     beside = None if options.data is not None else features_beside
     ordered, duplicate_notes = drop_duplicates(ordered, labels, beside)
@@ -109,9 +113,15 @@ def measure_trajectory(
     reports: list[Report] = []
     for (path, step), item, values, info in zip(ordered, collected, metrics, information, strict=True):
         report = build_report(item, values, (routes, info))
+        if options.layers:  # collapse across depth, per checkpoint (measurement/layers.py)
+            report = measure_source_layers(path, options, report)
         notes = (*report.notes, duplicate_notes[path]) if path in duplicate_notes else report.notes
         reports.append(report.changed(step=step, label=labels[path], notes=notes))
     return gating(Trajectory(tuple(reports)), gate)
+
+
+def _is_dump(path: Path) -> bool:
+    return path.suffix.lower() in DUMP_SUFFIXES
 
 
 def _check_compatible(collected: list[Collected], paths: list[Path]) -> None:

@@ -98,7 +98,7 @@ def conventions_line(report: Report) -> str:
 
 
 def render_report(report: Report, console: Console | None = None) -> None:
-    """Print one report: header, table, conventions, notes, checks, verdict."""
+    """Print one report: header, table, conventions, notes, the layers (``--layers``), checks, verdict."""
     console = console or make_console()
     for line in header_lines(report):
         console.print(line, highlight=False)
@@ -106,6 +106,10 @@ def render_report(report: Report, console: Console | None = None) -> None:
     console.print(f"[dim]conventions: {conventions_line(report)}[/]", highlight=False)
     for note in report.notes:
         console.print(f"[yellow]note:[/] {text(note)}", highlight=False)
+    if report.layers:  # collapse across depth, after the head's own report
+        from nc_audit.report.layers_console import layers_table
+
+        console.print(layers_table(report))
     render_checks([("", check) for check in report.checks], console)
 
 

@@ -131,6 +131,8 @@ def render_markdown(report: Report) -> str:
         distance = abs(number - target) if number is not None and target is not None else None
         rows.append([key, with_error(short(value), key, errors), short(target), short(distance)])
     lines += [*_table(["metric", "value", "NC target", "distance"], rows), ""]
+    if report.layers:
+        lines += _layer_lines(report)
     if report.conventions:
         text = " · ".join(
             f"{_line(key)} = {_line(_json_scalar(value))}" for key, value in report.conventions.items()
@@ -142,6 +144,20 @@ def render_markdown(report: Report) -> str:
         lines += ["**Checks**", "", *_check_lines([("", check) for check in report.checks]), ""]
     lines.append(_verdict_line(passed, report.checks))
     return "\n".join(lines) + "\n"
+
+
+def _layer_lines(report: Report) -> list[str]:
+    """Collapse across depth: one row per layer (the module whose input is measured), then the NC targets."""
+    from nc_audit.report.layers_console import LAYER_COLUMNS
+
+    header = ["layer", "module", "width", "vs", *(title for _, title in LAYER_COLUMNS)]
+    rows: list[list[Any]] = [
+        [_code(layer.name), layer.module, str(layer.width), layer.against]
+        + [short(layer.metrics[key]) for key, _ in LAYER_COLUMNS]
+        for layer in report.layers
+    ]
+    rows.append(["NC target", "", "", "", *(short(report.targets.get(key)) for key, _ in LAYER_COLUMNS)])
+    return ["**Layers** (input of each module, forward order)", "", *_table(header, rows), ""]
 
 
 def _json_scalar(value: Any) -> Any:

@@ -56,6 +56,7 @@ SHARED: dict[str, tuple[tuple[tuple[Any, Any], ...], frozenset[str]]] = {
     "--data-arg": (((declared.DataArgOpt, None),), frozenset({"measure", "extract", "track"})),
     "--workers": (((declared.WorkersOpt, 0),), frozenset({"measure", "extract", "track"})),
     "--label-column": (((declared.LabelColumnOpt, None),), frozenset({"measure", "extract", "track"})),
+    "--layers": (((declared.LayersOpt, None),), frozenset({"measure", "track"})),
 }  # fmt: skip
 
 #: Names several commands use with a meaning of their own (so one declaration would be wrong), and why.

@@ -18,6 +18,7 @@ BUILTIN: dict[str, str] = {
     "html": "nc_audit.report.formats.html_out:HtmlFormat",
     "step-summary": "nc_audit.report.formats.step_summary:StepSummaryFormat",
     "plot": "nc_audit.report.formats.plot_out:PlotFormat",
+    "layers-plot": "nc_audit.report.formats.layers_plot_out:LayersPlotFormat",
 }
 #: The formats ``--format`` prints on stdout (and ``format =`` in [tool.nc-audit] names), in help order.
 STDOUT_FORMATS: list[str] = ["table", "json", "markdown"]

@@ -92,6 +92,10 @@ def escape_report(report: Report, escape: Escaper) -> Report:
         checks=tuple(escape_check(check, escape) for check in report.checks),
         details=escape_value(report.details, escape),
         label=escape_value(report.label, escape),
+        layers=tuple(
+            replace(layer, name=Escaped(layer.name, escape), module=Escaped(layer.module, escape))
+            for layer in report.layers
+        ),
     )
 
 

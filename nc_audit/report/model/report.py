@@ -16,6 +16,7 @@ from nc_audit.core.errors import InputError
 from nc_audit.core.formats import REPORT_SCHEMA
 from nc_audit.core.version import __version__
 from nc_audit.report.model.check import Check, json_number
+from nc_audit.report.model.layers import LayerResult
 from nc_audit.report.ranges import check_ranges
 
 #: A JSON value (what a convention, a checkpoint field or a detail holds).
@@ -79,6 +80,9 @@ class Report:
     step: int | None = None
     label: str | None = None
     gated: bool | None = None
+    layers: Sequence[
+        LayerResult
+    ] = ()  # collapse across depth (--layers), in forward order; a tuple once built
     check_ranges: InitVar[bool] = True
 
     def __post_init__(self, check_ranges_: bool) -> None:
@@ -86,6 +90,7 @@ class Report:
         object.__setattr__(self, "conventions", Conventions.of(self.conventions))
         object.__setattr__(self, "notes", tuple(self.notes))
         object.__setattr__(self, "checks", tuple(self.checks))
+        object.__setattr__(self, "layers", tuple(self.layers))
         if not check_ranges_:
             return
         level = self.details.get("sample_level")
@@ -131,6 +136,8 @@ class Report:
         }
         if self.details:
             data["details"] = self.details
+        if self.layers:
+            data["layers"] = [layer.to_dict() for layer in self.layers]
         if self.label is not None or self.step is not None:
             data["step"] = self.step
             data["label"] = self.label
@@ -157,6 +164,9 @@ class Report:
         if label is not None and not isinstance(label, str):
             raise InputError(f"{where}: 'label' must be a string or null")
         gated = data.get("gated")
+        layers = data.get("layers") or []
+        if not isinstance(layers, list):
+            raise InputError(f"{where}: 'layers' must be a list")
         return cls(
             checkpoint=dict(parts["checkpoint"]),
             features=dict(parts["features"]),
@@ -169,6 +179,9 @@ class Report:
             step=step,
             label=label,
             gated=gated if isinstance(gated, bool) else None,
+            layers=tuple(
+                LayerResult.from_dict(layer, f"{where}: layer {i}") for i, layer in enumerate(layers)
+            ),
             check_ranges=False,
         )
 
