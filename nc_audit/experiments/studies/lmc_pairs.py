@@ -1,0 +1,156 @@
+"""The pairs of the linear-mode-connectivity study (nc_audit.experiments.studies.lmc): the parent of each
+seed trained to each spawn epoch, its two children, the independent pair, and the path between a pair.
+
+Every network the study trains is kept in DIR/runs (written atomically) and read back instead of trained
+again: a parent's run state at each spawn epoch (the next spawn epoch trains on from the newest one), and
+each pair's two final networks. The path is ``interpolate``'s (nc_audit.experiments.interpolate), run on the
+two saved checkpoints like ``nc-audit interpolate A B --data DATA --split SPLIT --device cpu``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nc_audit.core.progress import Tracker
+from nc_audit.experiments.interpolate import run_interpolation
+from nc_audit.io.checkpoints.save import save_checkpoint
+from nc_audit.io.data.datasets import ArrayDataset
+from nc_audit.models.spec import ModelSpec
+from nc_audit.train.recipe import RunState, start_run, train_epochs, train_from_scratch
+from nc_audit.train.spawn import load_run_state, save_run_state, spawn
+
+if TYPE_CHECKING:
+    from nc_audit.experiments.studies.lmc import LmcStudy
+
+#: Seeds below this bound; the children's order seeds and the independent partner's seed lie above it.
+SEED_BOUND = 10_000
+#: Metrics kept per α (each split's features against its own class means, as ``interpolate`` measures).
+CURVE_METRICS = ("nc1", "mir", "hdr")
+SPLITS = ("train", "test")
+INDEPENDENT = "independent"
+
+
+def setting_name(spawn_epoch: int | None) -> str:
+    """``0``, ``5``, … for children spawned at epoch k; ``independent`` for the control."""
+    return INDEPENDENT if spawn_epoch is None else str(spawn_epoch)
+
+
+def child_order_seeds(seed: int) -> tuple[int, int]:
+    """The batch-order seeds of the two children of seed ``seed``'s parent (never a parent's seed)."""
+    return SEED_BOUND + 2 * seed, SEED_BOUND + 2 * seed + 1
+
+
+def independent_seeds(seed: int) -> tuple[int, int]:
+    """The init (and batch-order) seeds of the independent pair of seed ``seed``: the parent's full run
+    and a run seeded 20000 + ``seed``."""
+    return seed, 2 * SEED_BOUND + seed
+
+
+class PairTrainer:
+    """Trains (or reads back) the networks of one study and measures the path of each pair."""
+
+    def __init__(self, out: Path, study: LmcStudy, train: ArrayDataset, record: dict[str, Any]) -> None:
+        self.runs = out / "runs"
+        self.study = study
+        self.train = train
+        self.record = record
+        self._parents: dict[int, RunState] = {}  # per seed, the newest parent state of this process
+
+    def parent_path(self, seed: int, epoch: int) -> Path:
+        return self.runs / f"parent-seed_{seed}-epoch_{epoch}.pt"
+
+    def child_path(self, seed: int, spawn_epoch: int, order_seed: int) -> Path:
+        return self.runs / f"child-seed_{seed}-k_{spawn_epoch}-order_{order_seed}.pt"
+
+    def independent_path(self, seed: int, init_seed: int) -> Path:
+        return self.runs / f"independent-seed_{seed}-init_{init_seed}.pt"
+
+    def _meta(self, seed: int, **more: Any) -> dict[str, Any]:
+        recipe = self.study.recipe
+        return {"epoch": recipe.epochs, "step": recipe.epochs, "dataset": self.train.spec,
+                "recipe": recipe.to_dict(), "seed": seed, **more}  # fmt: skip
+
+    def parent(self, seed: int, epoch: int, tracker: Tracker) -> RunState:
+        """Seed ``seed``'s parent at ``epoch``: read from its file, else trained on from the newest state
+        at or before ``epoch`` (in memory, or a file of an earlier spawn epoch, or the initialisation)."""
+        path = self.parent_path(seed, epoch)
+        recipe = self.study.recipe
+        if path.exists():
+            state = load_run_state(path, self.record, recipe)
+        else:
+            remembered = self._parents.get(seed)
+            if remembered is not None and remembered.epoch <= epoch:
+                state = remembered
+            else:
+                earlier = [
+                    k for k in self.study.spawn_epochs if k < epoch and self.parent_path(seed, k).exists()
+                ]
+                state = (
+                    load_run_state(self.parent_path(seed, max(earlier)), self.record, recipe)
+                    if earlier
+                    else start_run(self.record, recipe, seed)
+                )
+            train_epochs(state, self.train, recipe, epoch, tracker=tracker,
+                         description=f"parent seed {seed} to epoch {epoch}")  # fmt: skip
+            save_run_state(path, state, self.record, {"dataset": self.train.spec, "seed": seed})
+        self._parents[seed] = state
+        return state
+
+    def children(self, seed: int, spawn_epoch: int, tracker: Tracker) -> list[Path]:
+        """The two children of seed ``seed``'s parent at ``spawn_epoch``, trained to the end (or read back)."""
+        orders = child_order_seeds(seed)
+        paths = [self.child_path(seed, spawn_epoch, order) for order in orders]
+        if all(path.exists() for path in paths):
+            return paths
+        parent = self.parent(seed, spawn_epoch, tracker)
+        recipe = self.study.recipe
+        for order, path in zip(orders, paths, strict=True):
+            if path.exists():
+                continue
+            child = spawn(parent, recipe, order)
+            model = train_epochs(child, self.train, recipe, recipe.epochs, tracker=tracker,
+                                 description=f"child k={spawn_epoch} order {order} seed {seed}")  # fmt: skip
+            meta = self._meta(seed, spawn_epoch=spawn_epoch, order_seed=order)
+            save_checkpoint(path, model.state_dict(), self.record, meta)
+        return paths
+
+    def independent(self, seed: int, tracker: Tracker) -> list[Path]:
+        """Two full runs from different inits and batch orders (or read back)."""
+        paths = []
+        for init in independent_seeds(seed):
+            path = self.independent_path(seed, init)
+            if not path.exists():
+                model = train_from_scratch(self.record, self.train, self.study.recipe, init, tracker=tracker,
+                                           description=f"independent init {init} seed {seed}")  # fmt: skip
+                save_checkpoint(path, model.state_dict(), self.record, self._meta(init))
+            paths.append(path)
+        return paths
+
+    def path_curve(self, a: Path, b: Path, split: str, tracker: Tracker) -> dict[str, Any]:
+        """``interpolate``'s records between ``a`` and ``b`` on ``split``, reduced to what the study reads."""
+        line = run_interpolation(a, b, self.study.data, steps=self.study.steps, split=split,
+                                 model=ModelSpec(device="cpu"), tracker=tracker)  # fmt: skip
+        points = [
+            {"alpha": r["alpha"], "accuracy": r["accuracy"], "loss": r["loss"],
+             "metrics": {key: r["metrics"].get(key) for key in CURVE_METRICS}}
+            for r in line.records
+        ]  # fmt: skip
+        return {"curve": points}
+
+    def measure(self, seed: int, spawn_epoch: int | None, tracker: Tracker) -> dict[str, Any]:
+        """The record of one pair: who its two networks are and the path between them on each split."""
+        if spawn_epoch is None:
+            paths = self.independent(seed, tracker)
+            who: dict[str, Any] = {"init_seeds": list(independent_seeds(seed))}
+        else:
+            paths = self.children(seed, spawn_epoch, tracker)
+            who = {"order_seeds": list(child_order_seeds(seed))}
+        return {
+            "seed": seed,
+            "setting": setting_name(spawn_epoch),
+            "spawn_epoch": spawn_epoch,
+            **who,
+            "checkpoints": [str(path) for path in paths],
+            **{split: self.path_curve(paths[0], paths[1], split, tracker) for split in SPLITS},
+        }
