@@ -50,13 +50,13 @@ def excess(curve: Curve) -> list[float] | None:
 def barrier(curve: Curve) -> float | None:
     """max_α Δf(α): how far the path rises above the line between its endpoint values (≥ 0)."""
     above = excess(curve)
-    return None if above is None else max(above)
+    return None if above is None else max(above) + 0.0  # + 0.0: no −0.0
 
 
 def dip(curve: Curve) -> float | None:
     """max_α −Δf(α): how far the path falls below the line between its endpoint values (≥ 0)."""
     above = excess(curve)
-    return None if above is None else max(-value for value in above)
+    return None if above is None else max(-value for value in above) + 0.0  # + 0.0: no −0.0
 
 
 def value_at(curve: Curve, alpha: float) -> float | None:
