@@ -152,3 +152,16 @@ def test_table_escapes_settings_read_back() -> None:
     rows = [{"setting": "5|x", "runs": 3, "mir_dip": stat}, {"setting": "independent", "runs": 3}]
     table = table_text(lmc_table(rows))
     assert "5\\|x" in table and "0.5000 ± 0.1000" in table and "independent (two inits)" in table
+
+
+def test_a_new_study_never_takes_networks_it_did_not_train(tmp_path: Path) -> None:
+    """DIR/runs/child-….pt left by someone else (no study.json to resume): refused before anything is
+    written, not measured as the study's own child, not replaced."""
+    out = tmp_path / "lmc"
+    (out / "runs").mkdir(parents=True)
+    planted = out / "runs" / "child-seed_0-k_2-order_10001.pt"
+    planted.write_bytes(b"not ours")
+    result = CliRunner().invoke(app, ["study", "lmc", "--quick", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "child-seed_0-k_2-order_10001.pt already exists" in result.output
+    assert planted.read_bytes() == b"not ours" and not (out / "study.json").exists()

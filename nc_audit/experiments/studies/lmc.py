@@ -33,6 +33,7 @@ from nc_audit.experiments.studies.lmc_pairs import (
     CURVE_METRICS,
     SEED_BOUND,
     PairTrainer,
+    check_no_stale_files,
     setting_name,
 )
 from nc_audit.experiments.studies.records import OnRecord, Run, plain, run_study, write_results
@@ -160,6 +161,8 @@ def run_lmc(
     study.validate()
     tracker = tracker or SilentTracker()
     out = Path(out)
+    if not resume:
+        check_no_stale_files(out, study)
     opened = open_mlp_study(out, KIND, study.data, study.hidden, study.settings(), resume)
     pairs = PairTrainer(out, study, opened.train, opened.record)
 

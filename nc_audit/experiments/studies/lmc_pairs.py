@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nc_audit.core.errors import InputError
 from nc_audit.core.progress import Tracker
 from nc_audit.experiments.interpolate import run_interpolation
 from nc_audit.io.checkpoints.save import save_checkpoint
@@ -47,6 +48,48 @@ def independent_seeds(seed: int) -> tuple[int, int]:
     return seed, 2 * SEED_BOUND + seed
 
 
+def parent_path(runs: Path, seed: int, epoch: int) -> Path:
+    """DIR/runs/parent-seed_S-epoch_K.pt: seed S's run state at epoch K."""
+    return runs / f"parent-seed_{seed}-epoch_{epoch}.pt"
+
+
+def child_path(runs: Path, seed: int, spawn_epoch: int, order_seed: int) -> Path:
+    """DIR/runs/child-seed_S-k_K-order_O.pt: a child's final weights."""
+    return runs / f"child-seed_{seed}-k_{spawn_epoch}-order_{order_seed}.pt"
+
+
+def independent_path(runs: Path, seed: int, init_seed: int) -> Path:
+    """DIR/runs/independent-seed_S-init_I.pt: a run of the independent pair, its final weights."""
+    return runs / f"independent-seed_{seed}-init_{init_seed}.pt"
+
+
+def planned_files(out: Path, study: LmcStudy) -> list[Path]:
+    """Every file the study keeps in DIR/runs (parents, children, independent runs)."""
+    runs = out / "runs"
+    files = []
+    for seed in study.seeds:
+        files += [runs / f"parent-seed_{seed}-epoch_{k}.pt" for k in study.spawn_epochs]
+        files += [
+            runs / f"child-seed_{seed}-k_{k}-order_{o}.pt"
+            for k in study.spawn_epochs
+            for o in child_order_seeds(seed)
+        ]
+        if study.independent:
+            files += [runs / f"independent-seed_{seed}-init_{i}.pt" for i in independent_seeds(seed)]
+    return files
+
+
+def check_no_stale_files(out: Path, study: LmcStudy) -> None:
+    """InputError when a new study's DIR/runs already holds a file it would write: a resumed study reads
+    its own networks back, a new one never takes (or replaces) files it did not write."""
+    for path in planned_files(out, study):
+        if path.exists() or path.is_symlink():
+            raise InputError(
+                f"--out {out}: {path} already exists, and no study to resume holds it; remove it or choose "
+                "another --out"
+            )
+
+
 class PairTrainer:
     """Trains (or reads back) the networks of one study and measures the path of each pair."""
 
@@ -57,15 +100,6 @@ class PairTrainer:
         self.record = record
         self._parents: dict[int, RunState] = {}  # per seed, the newest parent state of this process
 
-    def parent_path(self, seed: int, epoch: int) -> Path:
-        return self.runs / f"parent-seed_{seed}-epoch_{epoch}.pt"
-
-    def child_path(self, seed: int, spawn_epoch: int, order_seed: int) -> Path:
-        return self.runs / f"child-seed_{seed}-k_{spawn_epoch}-order_{order_seed}.pt"
-
-    def independent_path(self, seed: int, init_seed: int) -> Path:
-        return self.runs / f"independent-seed_{seed}-init_{init_seed}.pt"
-
     def _meta(self, seed: int, **more: Any) -> dict[str, Any]:
         recipe = self.study.recipe
         return {"epoch": recipe.epochs, "step": recipe.epochs, "dataset": self.train.spec,
@@ -74,7 +108,7 @@ class PairTrainer:
     def parent(self, seed: int, epoch: int, tracker: Tracker) -> RunState:
         """Seed ``seed``'s parent at ``epoch``: read from its file, else trained on from the newest state
         at or before ``epoch`` (in memory, or a file of an earlier spawn epoch, or the initialisation)."""
-        path = self.parent_path(seed, epoch)
+        path = parent_path(self.runs, seed, epoch)
         recipe = self.study.recipe
         if path.exists():
             state = load_run_state(path, self.record, recipe)
@@ -84,10 +118,12 @@ class PairTrainer:
                 state = remembered
             else:
                 earlier = [
-                    k for k in self.study.spawn_epochs if k < epoch and self.parent_path(seed, k).exists()
+                    k
+                    for k in self.study.spawn_epochs
+                    if k < epoch and parent_path(self.runs, seed, k).exists()
                 ]
                 state = (
-                    load_run_state(self.parent_path(seed, max(earlier)), self.record, recipe)
+                    load_run_state(parent_path(self.runs, seed, max(earlier)), self.record, recipe)
                     if earlier
                     else start_run(self.record, recipe, seed)
                 )
@@ -100,7 +136,7 @@ class PairTrainer:
     def children(self, seed: int, spawn_epoch: int, tracker: Tracker) -> list[Path]:
         """The two children of seed ``seed``'s parent at ``spawn_epoch``, trained to the end (or read back)."""
         orders = child_order_seeds(seed)
-        paths = [self.child_path(seed, spawn_epoch, order) for order in orders]
+        paths = [child_path(self.runs, seed, spawn_epoch, order) for order in orders]
         if all(path.exists() for path in paths):
             return paths
         parent = self.parent(seed, spawn_epoch, tracker)
@@ -119,7 +155,7 @@ class PairTrainer:
         """Two full runs from different inits and batch orders (or read back)."""
         paths = []
         for init in independent_seeds(seed):
-            path = self.independent_path(seed, init)
+            path = independent_path(self.runs, seed, init)
             if not path.exists():
                 model = train_from_scratch(self.record, self.train, self.study.recipe, init, tracker=tracker,
                                            description=f"independent init {init} seed {seed}")  # fmt: skip
