@@ -16,6 +16,8 @@ the optimizer's and the schedule's state dicts and the generator's state.
 from __future__ import annotations
 
 import copy
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,13 @@ def load_run_state(path: Path, record: dict[str, Any], recipe: Recipe) -> RunSta
     check_checkpoint_file(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"GLOBAL (\S+)", str(error))
+        what = f"a Python object ({found.group(1)})" if found else "a Python object"
+        raise InputError(
+            f"{path}: refused to unpickle {what}, which could execute code; not a run state this study "
+            "wrote: delete it to train again"
+        ) from None
     except Exception as error:  # torch.load on damaged bytes can raise almost anything
         detail = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
         raise InputError(f"{path}: not a readable run state ({detail}); delete it to train again") from None
