@@ -16,7 +16,8 @@ from nc_audit.cli.experiment_output import parse_numbers, run_line
 from nc_audit.cli.study import write_outputs
 from nc_audit.core.progress import Tracker
 from nc_audit.experiments.studies.lmc import COLUMNS, LmcStudy, run_lmc
-from nc_audit.report.lmc_study import lmc_page, lmc_table, plot_lmc
+from nc_audit.report.lmc_plot import plot_lmc
+from nc_audit.report.lmc_study import lmc_page, lmc_table
 from nc_audit.report.numbers import decimals
 from nc_audit.report.tables import Line
 from nc_audit.report.tables_markdown import page_text, table_text

@@ -1,5 +1,5 @@
-"""Rendering of the linear-mode-connectivity study (nc_audit.experiments.studies.lmc): the Markdown page and
-the PNG of barriers and dips against the spawn epoch k.
+"""Rendering of the linear-mode-connectivity study (nc_audit.experiments.studies.lmc): the Markdown page (the PNG:
+nc_audit.report.lmc_plot).
 
 The document is a study results document (DIR/results.json); the page is the typed table model
 (nc_audit.report.tables), so every string taken from it (the data spec, a setting read back from a resumed
@@ -9,12 +9,10 @@ record) is escaped by the one Markdown renderer (nc_audit.report.tables_markdown
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from nc_audit.report.studies import Panel, plot_study, summary_table
 from nc_audit.report.study_pages import model_text, recipe_line
-from nc_audit.report.tables import Block, Line, Markup, Number, Page, Paragraph, Table
+from nc_audit.report.tables import Block, Column, Line, Markup, Number, Page, Paragraph, Spread, Table
 
 INDEPENDENT = "independent"
 #: Summary columns shown in the table: (key, header), in the order of
@@ -36,10 +34,19 @@ def _setting_text(setting: Any) -> str:
     return "independent (two inits)" if setting == INDEPENDENT else str(setting)
 
 
-def lmc_table(rows: Sequence[Mapping[str, Any]], digits: int = 4) -> Table:
+#: Decimals per column where 4 would hide the children's values (MIR moves by 1e-5 along their paths).
+DIGITS = {"mir_dip": 5}
+
+
+def lmc_table(rows: Sequence[Mapping[str, Any]]) -> Table:
     """Spawn epoch k (or independent), pairs, then one mean ± std cell per column."""
-    shown = [{**row, "setting": _setting_text(row.get("setting"))} for row in rows]
-    return summary_table(shown, (("setting", "spawn epoch k"), ("runs", "pairs")), TABLE_COLUMNS, digits)
+    headers = (Column("spawn epoch k"), Column("pairs"), *(Column(header) for _, header in TABLE_COLUMNS))
+
+    def cells(row: Mapping[str, Any]) -> tuple[Line, ...]:
+        fixed: tuple[Line, ...] = ((_setting_text(row.get("setting")),), (Number(row.get("runs"), None),))
+        return fixed + tuple((Spread.of(row.get(key), DIGITS.get(key, 4)),) for key, _ in TABLE_COLUMNS)
+
+    return Table(headers, tuple(cells(row) for row in rows))
 
 
 def _load_text(records: Sequence[Mapping[str, Any]]) -> str:
@@ -87,24 +94,3 @@ def lmc_page(document: Mapping[str, Any]) -> Page:
     )
     blocks.append(Paragraph(wall))
     return Page(title, tuple(blocks))
-
-
-def plot_lmc(document: Mapping[str, Any], path: Path) -> None:
-    """PNG: loss and error barriers, MIR dip, HDR rise and NC1 at α = 0.5 against k (categorical: an
-    evenly spaced, log-like axis 0, 1, 2, 5, …), the independent pairs as a point of their own."""
-    rows = [
-        {**row, "pair": "independent" if row["setting"] == INDEPENDENT else "children of one parent"}
-        for row in document["summary"]
-    ]
-    panels = [
-        Panel("loss_barrier_train", "loss barrier (train)"),
-        Panel("error_barrier_train", "error barrier (train)"),
-        Panel("error_barrier_test", "error barrier (test)"),
-        Panel("mir_dip", "MIR dip (train)"),
-        Panel("hdr_rise", "HDR rise (train)"),
-        Panel("nc1_mid", "NC1 at α = 0.5 (train, log scale)", log=True),
-    ]
-    seeds = len(document["settings"]["seeds"])
-    plot_study(rows, "setting", panels, path, xlabel="spawn epoch k", line_key="pair", categorical=True,
-               title=f"Linear mode connectivity on {document['settings']['data']}: mean ± std over {seeds} "
-               "seed(s)")  # fmt: skip

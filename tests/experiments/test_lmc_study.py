@@ -149,9 +149,13 @@ def test_a_tampered_curve_is_refused_naming_the_run() -> None:
 
 def test_table_escapes_settings_read_back() -> None:
     stat = {"mean": 0.5, "std": 0.1, "n": 3}
-    rows = [{"setting": "5|x", "runs": 3, "mir_dip": stat}, {"setting": "independent", "runs": 3}]
+    rows = [
+        {"setting": "5|x", "runs": 3, "hdr_rise": stat, "mir_dip": stat},
+        {"setting": "independent", "runs": 3},
+    ]
     table = table_text(lmc_table(rows))
     assert "5\\|x" in table and "0.5000 ± 0.1000" in table and "independent (two inits)" in table
+    assert "0.50000 ± 0.10000" in table  # MIR dip: 5 decimals
 
 
 def test_a_new_study_never_takes_networks_it_did_not_train(tmp_path: Path) -> None:
