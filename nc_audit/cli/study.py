@@ -8,7 +8,7 @@ line, the PNG).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -35,15 +35,24 @@ study_app = command_group(
 
 
 def plan_study_outputs(
-    out: Path, markdown: Path | None, plot: Path | None, plot_name: str, data: str | None
+    out: Path,
+    markdown: Path | None,
+    plot: Path | None,
+    plot_name: str,
+    data: str | None,
+    networks: Sequence[Path] = (),
 ) -> tuple[Path, Path]:
-    """The study's Markdown page and plot (defaults in --out), checked with its records against its
-    data file before anything is created (nc_audit.io.plan.outputs)."""
+    """The study's Markdown page and plot (defaults in --out), checked with its records and the
+    ``networks`` it keeps in --out against its data file before anything is created
+    (nc_audit.io.plan.outputs)."""
     from nc_audit.io.plan.outputs import files_in, plan_outputs
     from nc_audit.io.plan.preflight import STUDY_FILES, data_file
 
     markdown, plot = markdown or out / "RESULTS.md", plot or out / plot_name
-    plan_outputs({**files_in(out, STUDY_FILES), "--markdown": markdown, "--plot": plot}, [data_file(data)])
+    kept = {f"--out {path}": path for path in networks}
+    plan_outputs(
+        {**files_in(out, STUDY_FILES), **kept, "--markdown": markdown, "--plot": plot}, [data_file(data)]
+    )
     return markdown, plot
 
 
@@ -281,6 +290,8 @@ def lmc_command(
     study = build_study(quick=quick, spawn_epochs=spawn_epochs, seeds=seeds, epochs=epochs, steps=steps,
                         independent=independent)  # fmt: skip
     study.validate()
-    markdown, plot = plan_study_outputs(out, markdown, plot, "lmc.png", None)
+    from nc_audit.experiments.studies.lmc_pairs import planned_files
+
+    markdown, plot = plan_study_outputs(out, markdown, plot, "lmc.png", None, planned_files(out, study))
     with torch_threads(thread_count), make_tracker(quiet) as tracker:
         run_lmc_command(out, markdown, plot, tracker, study, resume=resume)

@@ -127,6 +127,8 @@ def test_a_resumed_study_trains_nothing_finished_again(tmp_path: Path) -> None:
         (["--spawn-epochs", "2,0"], "in increasing order"),
         (["--steps", "4"], "an odd number"),
         (["--spawn-epochs", "a"], "comma-separated integers"),
+        (["--plot", "lmc/runs/child-seed_0-k_0-order_10000.pt"], "the same file as --out"),  # a kept network
+        (["--markdown", "lmc/lmc.png"], "the same file as --markdown"),
     ],
 )
 def test_bad_options_are_one_line_and_create_nothing(
