@@ -70,25 +70,33 @@ def save_run_state(path: Path, state: RunState, record: dict[str, Any], meta: di
     save_checkpoint(path, state.model.state_dict(), record, {**meta, "epoch": state.epoch}, extra)
 
 
-def load_run_state(path: Path, record: dict[str, Any], recipe: Recipe) -> RunState:
-    """The run state in ``path`` (written by :func:`save_run_state`) on the architecture ``record``;
-    InputError naming the file when it is not one (no code is executed: weights_only)."""
+def read_payload(path: Path, what: str) -> dict[str, Any]:
+    """The plain dict a .pt file holds, read with ``torch.load(weights_only=True)`` (no code executed) after
+    the container checks of nc_audit.io.checkpoints.container; InputError naming the file otherwise."""
     check_checkpoint_file(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         found = re.search(r"GLOBAL (\S+)", str(error))
-        what = f"a Python object ({found.group(1)})" if found else "a Python object"
+        culprit = f"a Python object ({found.group(1)})" if found else "a Python object"
         raise InputError(
-            f"{path}: refused to unpickle {what}, which could execute code; not a run state this study "
+            f"{path}: refused to unpickle {culprit}, which could execute code; not a {what} this study "
             "wrote: delete it to train again"
         ) from None
     except Exception as error:  # torch.load on damaged bytes can raise almost anything
         detail = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
-        raise InputError(f"{path}: not a readable run state ({detail}); delete it to train again") from None
+        raise InputError(f"{path}: not a readable {what} ({detail}); delete it to train again") from None
+    if not isinstance(payload, dict):
+        raise InputError(f"{path}: not a {what} (a {type(payload).__name__}); delete it to train again")
+    return payload
+
+
+def load_run_state(path: Path, record: dict[str, Any], recipe: Recipe) -> RunState:
+    """The run state in ``path`` (written by :func:`save_run_state`) on the architecture ``record`` with
+    ``recipe``'s optimizer and schedule; InputError naming the file when it is not one."""
+    payload = read_payload(path, "run state")
     if not (
-        isinstance(payload, dict)
-        and payload.get("run_state_format") == RUN_STATE_FORMAT
+        payload.get("run_state_format") == RUN_STATE_FORMAT
         and payload.get("complete") is True
         and payload.get("architecture") == record
         and isinstance(payload.get("state_dict"), dict)
@@ -106,6 +114,15 @@ def load_run_state(path: Path, record: dict[str, Any], recipe: Recipe) -> RunSta
     except (RuntimeError, KeyError, ValueError, TypeError) as error:
         detail = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
         raise InputError(f"{path}: run state does not fit the study's model ({detail}); delete it") from None
+    group = state.optimizer.param_groups[0]
+    expected = (recipe.epochs, recipe.lr, recipe.momentum, recipe.weight_decay)
+    if (
+        state.schedule.T_max,
+        state.schedule.base_lrs[0],
+        group["momentum"],
+        group["weight_decay"],
+    ) != expected:
+        raise InputError(f"{path}: a run state of another recipe (schedule or optimizer differ); delete it")
     if payload.get("epoch") != state.epoch:
         raise InputError(f"{path}: its epoch and its schedule disagree; delete it to train again")
     return state

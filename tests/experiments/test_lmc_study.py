@@ -171,3 +171,60 @@ def test_a_new_study_never_takes_networks_it_did_not_train(tmp_path: Path) -> No
     assert result.exit_code == 2, result.output
     assert "child-seed_0-k_2-order_10001.pt already exists" in result.output
     assert planted.read_bytes() == b"not ours" and not (out / "study.json").exists()
+
+
+def _fake_curve() -> dict[str, object]:
+    points = [{"alpha": a, "accuracy": 1.0, "loss": 0.1, "metrics": {"nc1": 0.1, "mir": 0.9, "hdr": 0.01}}
+              for a in GRID]  # fmt: skip
+    return {"curve": points}
+
+
+def test_a_record_read_back_must_be_the_run_of_its_key(tmp_path: Path) -> None:
+    """runs.jsonl whose record under key seed=0,k=0 says setting 2 (a swapped or edited line): refused
+    before the table, so no pair is counted under another k."""
+    from nc_audit.experiments.studies.lmc import KIND, run_lmc
+    from nc_audit.experiments.studies.records import StudyRecords
+
+    study = LmcStudy.quick()
+    records = StudyRecords.open(tmp_path / "lmc", KIND, study.settings(), resume=False)
+    for key, setting in (("seed=0,k=0", "2"), ("seed=0,k=2", "2"), ("seed=0,k=independent", "independent")):
+        records.add({"key": key, "seed": 0, "setting": setting, "spawn_epoch": None, "checkpoints": [],
+                     "train": _fake_curve(), "test": _fake_curve()})  # fmt: skip
+    with pytest.raises(InputError, match=r"run 'seed=0,k=0' holds the record of seed 0, setting '2'"):
+        run_lmc(tmp_path / "lmc", study, resume=True)
+
+
+def test_a_non_number_on_a_path_is_refused() -> None:
+    record = {"key": "seed=0,k=5", "train": _fake_curve()}
+    record["train"]["curve"][2]["loss"] = "0.5"  # type: ignore[index]  # the fake curve's points are dicts
+    with pytest.raises(InputError, match="loss must be a number or null"):
+        curve(record, "train", "loss")
+
+
+def test_a_kept_network_of_another_study_is_refused_before_training(tmp_path: Path) -> None:
+    """DIR/runs/child-….pt written with another recipe (a resumed folder with a file copied in): refused by
+    name, not measured and not replaced."""
+    import torch
+
+    from nc_audit.core.progress import SilentTracker
+    from nc_audit.experiments.studies.lmc_pairs import PairTrainer
+    from nc_audit.io.checkpoints.save import save_checkpoint
+    from nc_audit.io.data.datasets import load_dataset
+    from nc_audit.models.registry import architecture_record, build_model
+
+    study = LmcStudy.quick()
+    record = architecture_record("mlp", {"input_dim": 64, "hidden": [16, 16], "batch_norm": True}, 10)
+    trainer = PairTrainer(tmp_path, study, load_dataset("digits", "train"), record)
+    (tmp_path / "runs").mkdir()
+    torch.manual_seed(0)
+    meta = {"dataset": trainer.train.spec, "recipe": {**study.recipe.to_dict(), "epochs": 5},
+            "lmc": {"seed": 0, "role": "child", "spawn_epoch": 0, "order_seed": 10000}}  # fmt: skip
+    planted = tmp_path / "runs" / "child-seed_0-k_0-order_10000.pt"
+    save_checkpoint(planted, build_model(record).state_dict(), record, meta)
+    before = planted.read_bytes()
+    with pytest.raises(
+        InputError, match=r"child-seed_0-k_0-order_10000\.pt: not written by this study \(its recipe"
+    ):
+        trainer.children(0, 0, SilentTracker())
+    assert planted.read_bytes() == before
+    assert not (tmp_path / "runs" / "parent-seed_0-epoch_0.pt").exists()  # nothing trained

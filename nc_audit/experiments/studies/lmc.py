@@ -36,7 +36,7 @@ from nc_audit.experiments.studies.lmc_pairs import (
     check_no_stale_files,
     setting_name,
 )
-from nc_audit.experiments.studies.records import OnRecord, Run, plain, run_study, write_results
+from nc_audit.experiments.studies.records import RUNS_NAME, OnRecord, Run, plain, run_study, write_results
 from nc_audit.experiments.studies.setup import open_mlp_study
 from nc_audit.experiments.studies.summary import summarise
 from nc_audit.train.recipe import Recipe
@@ -90,14 +90,17 @@ class LmcStudy:
 
 
 def _point_value(point: Any, name: str, where: str) -> float | None:
+    """One value of a point of a path (``error``: 1 − accuracy); None when undefined."""
     if not isinstance(point, Mapping):
         raise InputError(f"{where}: a point of a path must be an object")
-    if name == "error":
-        accuracy = point.get("accuracy")
-        return None if accuracy is None else 1.0 - float(accuracy)
+    field = "accuracy" if name == "error" else name
     holder = point.get("metrics") if name in CURVE_METRICS else point
-    value = holder.get(name) if isinstance(holder, Mapping) else None
-    return None if value is None else float(value)
+    value = holder.get(field) if isinstance(holder, Mapping) else None
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise InputError(f"{where}: {field} must be a number or null, found {str(value)[:40]!r}")
+    if value is None:
+        return None
+    return 1.0 - float(value) if name == "error" else float(value)
 
 
 def curve(record: Mapping[str, Any], split: str, name: str) -> Curve:
@@ -183,4 +186,11 @@ def run_lmc(
         for k in study.settings_of_pairs()
     ]
     results = run_study(opened.records, runs, tracker, on_record)
+    for run, result in zip(runs, results, strict=True):  # a record read back must be the run of its key
+        seed, k = run.key.removeprefix("seed=").split(",k=")
+        if str(result.get("seed")) != seed or result.get("setting") != k:
+            raise InputError(
+                f"--resume: {opened.records.out / RUNS_NAME}: run '{run.key}' holds the record of seed "
+                f"{str(result.get('seed'))[:20]}, setting {str(result.get('setting'))[:40]!r}"
+            )
     return write_results(opened.records, opened.record, opened.train.num_classes, results, summary(results))

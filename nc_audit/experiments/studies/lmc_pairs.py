@@ -19,7 +19,7 @@ from nc_audit.io.checkpoints.save import save_checkpoint
 from nc_audit.io.data.datasets import ArrayDataset
 from nc_audit.models.spec import ModelSpec
 from nc_audit.train.recipe import RunState, start_run, train_epochs, train_from_scratch
-from nc_audit.train.spawn import load_run_state, save_run_state, spawn
+from nc_audit.train.spawn import load_run_state, read_payload, save_run_state, spawn
 
 if TYPE_CHECKING:
     from nc_audit.experiments.studies.lmc import LmcStudy
@@ -100,17 +100,34 @@ class PairTrainer:
         self.record = record
         self._parents: dict[int, RunState] = {}  # per seed, the newest parent state of this process
 
-    def _meta(self, seed: int, **more: Any) -> dict[str, Any]:
+    def _meta(self, seed: int, **role: Any) -> dict[str, Any]:
+        """What every file of the study records about itself: its data, recipe, seed and role in the study
+        (checked by :meth:`_check_kept` before the file is used again)."""
         recipe = self.study.recipe
         return {"epoch": recipe.epochs, "step": recipe.epochs, "dataset": self.train.spec,
-                "recipe": recipe.to_dict(), "seed": seed, **more}  # fmt: skip
+                "recipe": recipe.to_dict(), "seed": seed, "lmc": {"seed": seed, **role}}  # fmt: skip
+
+    def _check_kept(self, path: Path, meta: dict[str, Any]) -> None:
+        """InputError unless ``path`` is the file this study wrote there (same model, data, recipe and
+        role): a resumed study never measures a network it did not train."""
+        payload = read_payload(path, "network of this study")
+        for key in ("dataset", "recipe", "lmc"):
+            if payload.get(key) != meta[key]:
+                raise InputError(
+                    f"{path}: not written by this study (its {key} differs: {str(payload.get(key))[:80]}); "
+                    "delete it to train again"
+                )
+        if payload.get("architecture") != self.record:
+            raise InputError(f"{path}: not written by this study (another model); delete it to train again")
 
     def parent(self, seed: int, epoch: int, tracker: Tracker) -> RunState:
         """Seed ``seed``'s parent at ``epoch``: read from its file, else trained on from the newest state
         at or before ``epoch`` (in memory, or a file of an earlier spawn epoch, or the initialisation)."""
         path = parent_path(self.runs, seed, epoch)
         recipe = self.study.recipe
+        meta = self._meta(seed, role="parent", epoch=epoch)
         if path.exists():
+            self._check_kept(path, meta)
             state = load_run_state(path, self.record, recipe)
         else:
             remembered = self._parents.get(seed)
@@ -123,32 +140,41 @@ class PairTrainer:
                     if k < epoch and parent_path(self.runs, seed, k).exists()
                 ]
                 state = (
-                    load_run_state(parent_path(self.runs, seed, max(earlier)), self.record, recipe)
+                    self._earlier_parent(seed, max(earlier))
                     if earlier
                     else start_run(self.record, recipe, seed)
                 )
             train_epochs(state, self.train, recipe, epoch, tracker=tracker,
                          description=f"parent seed {seed} to epoch {epoch}")  # fmt: skip
-            save_run_state(path, state, self.record, {"dataset": self.train.spec, "seed": seed})
+            save_run_state(path, state, self.record, {**meta, "step": epoch})  # epoch: the state's own
         self._parents[seed] = state
         return state
+
+    def _earlier_parent(self, seed: int, epoch: int) -> RunState:
+        path = parent_path(self.runs, seed, epoch)
+        self._check_kept(path, self._meta(seed, role="parent", epoch=epoch))
+        return load_run_state(path, self.record, self.study.recipe)
 
     def children(self, seed: int, spawn_epoch: int, tracker: Tracker) -> list[Path]:
         """The two children of seed ``seed``'s parent at ``spawn_epoch``, trained to the end (or read back)."""
         orders = child_order_seeds(seed)
         paths = [child_path(self.runs, seed, spawn_epoch, order) for order in orders]
-        if all(path.exists() for path in paths):
-            return paths
-        parent = self.parent(seed, spawn_epoch, tracker)
-        recipe = self.study.recipe
-        for order, path in zip(orders, paths, strict=True):
+        metas = [
+            self._meta(seed, role="child", spawn_epoch=spawn_epoch, order_seed=order) for order in orders
+        ]
+        missing = []
+        for path, meta in zip(paths, metas, strict=True):
             if path.exists():
-                continue
-            child = spawn(parent, recipe, order)
-            model = train_epochs(child, self.train, recipe, recipe.epochs, tracker=tracker,
-                                 description=f"child k={spawn_epoch} order {order} seed {seed}")  # fmt: skip
-            meta = self._meta(seed, spawn_epoch=spawn_epoch, order_seed=order)
-            save_checkpoint(path, model.state_dict(), self.record, meta)
+                self._check_kept(path, meta)
+            else:
+                missing.append((path, meta))
+        if missing:
+            parent, recipe = self.parent(seed, spawn_epoch, tracker), self.study.recipe
+            for path, meta in missing:
+                child = spawn(parent, recipe, meta["lmc"]["order_seed"])
+                model = train_epochs(child, self.train, recipe, recipe.epochs, tracker=tracker,
+                                     description=f"child {path.stem}")  # fmt: skip
+                save_checkpoint(path, model.state_dict(), self.record, meta)
         return paths
 
     def independent(self, seed: int, tracker: Tracker) -> list[Path]:
@@ -156,10 +182,13 @@ class PairTrainer:
         paths = []
         for init in independent_seeds(seed):
             path = independent_path(self.runs, seed, init)
-            if not path.exists():
+            meta = self._meta(seed, role="independent", init_seed=init)
+            if path.exists():
+                self._check_kept(path, meta)
+            else:
                 model = train_from_scratch(self.record, self.train, self.study.recipe, init, tracker=tracker,
                                            description=f"independent init {init} seed {seed}")  # fmt: skip
-                save_checkpoint(path, model.state_dict(), self.record, self._meta(init))
+                save_checkpoint(path, model.state_dict(), self.record, meta)
             paths.append(path)
         return paths
 
