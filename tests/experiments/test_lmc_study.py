@@ -32,8 +32,10 @@ def test_barrier_is_the_largest_excess_over_the_line_between_the_endpoints() -> 
     path = on_grid([1.0, 0.9, 0.9, 0.4, 0.2])
     assert excess(path) == pytest.approx([0.0, 0.1, 0.3, 0.0, 0.0])
     assert barrier(path) == pytest.approx(0.3)
-    # Frankle et al.'s height over the endpoints' mean would be 0.9 − 0.6 = 0.3 here too; at α = 0.25 it
-    # differs (0.9 − 0.6 = 0.3 against 0.1): the line is what the study subtracts
+    # Frankle et al.'s height, max f − mean of the endpoints, is 1.0 − 0.6 = 0.4 here: it counts the worse
+    # endpoint itself; the two differ by at most half the endpoints' difference (0.4)
+    frankle = max(value for _, value in path if value is not None) - (1.0 + 0.2) / 2
+    assert frankle == pytest.approx(0.4) and abs(frankle - 0.3) <= abs(1.0 - 0.2) / 2
     assert dip(path) == 0.0
 
 
