@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 # The CPU build of torch lies on this machine's disk; users with GPUs install any torch in the package's range.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install test test-all demo lint typecheck bench gpu-check samples cma-experiment readme studies study-label-smoothing study-prune study-semi-supervised study-regularizer grokking-transformer grokking-seeds grokking-reference clean
+.PHONY: install test test-all demo lint typecheck bench gpu-check samples cma-experiment readme studies study-label-smoothing study-prune study-semi-supervised study-regularizer study-lmc grokking-transformer grokking-seeds grokking-reference clean
 
 install: $(STAMP)
 
@@ -65,7 +65,7 @@ readme: $(STAMP)
 # The studies of the README (one thread: tiny models; on shared cores more threads spin-wait). Each resumes
 # a killed run (--resume) and writes its table to benchmarks/, its plot to docs/, its runs to studies/.
 NC_AUDIT := $(VENV)/bin/nc-audit
-studies: study-label-smoothing study-prune study-semi-supervised study-regularizer grokking-transformer grokking-seeds
+studies: study-label-smoothing study-prune study-semi-supervised study-regularizer study-lmc grokking-transformer grokking-seeds
 
 study-label-smoothing: $(STAMP)
 	$(NC_AUDIT) study label-smoothing --resume --threads 1 --out studies/label-smoothing \
@@ -86,6 +86,10 @@ study-semi-supervised: $(STAMP)
 study-regularizer: $(STAMP)
 	$(NC_AUDIT) study regularizer --resume --threads 1 --out studies/regularizer \
 		--plot docs/regularizer.png --markdown benchmarks/REGULARIZER.md
+
+study-lmc: $(STAMP)
+	$(NC_AUDIT) study lmc --resume --threads 1 --out studies/lmc \
+		--plot docs/lmc.png --markdown benchmarks/LMC.md
 
 # The transformer demo over seeds 0-2 (grokking steps as mean ± spread), and Nanda et al.'s configuration
 # (p = 113, 30 % train, d_model 128, weight decay 1: hours on 2 CPU cores; resumable, not in `studies`).

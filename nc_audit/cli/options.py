@@ -244,6 +244,25 @@ ThreadsOpt = Annotated[
         help="Torch CPU threads; on shared cores more threads spin-wait.",
     ),
 ]
+StudyOutOpt = Annotated[
+    Path,
+    Opt(
+        "--out", "-o", metavar="DIR", help="Study folder: study.json, runs.jsonl, results.json, checkpoints."
+    ),
+]
+StudyResumeOpt = Annotated[
+    bool, Opt("--resume", help="Continue the study in --out: finished runs are read back, the rest run.")
+]
+StudyQuickOpt = Annotated[
+    bool, Opt("--quick", help="A few seconds: fewer runs, a smaller model, a short schedule.")
+]
+StudySeedsOpt = Annotated[
+    int | None,
+    Opt("--seeds", min=1, metavar="N", help="Seeds 0..N-1 per setting. [default: 3; --quick: 1]"),
+]
+StudyPlotOpt = Annotated[
+    Path | None, Opt("--plot", metavar="PATH", help="Where to write the PNG. [default: in --out]")
+]
 TorchThreadsOpt = Annotated[
     int | None,
     Opt(

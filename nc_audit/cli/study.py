@@ -1,4 +1,5 @@
-"""`nc-audit study ...`: the paper's claims measured on small models — label smoothing, semi-supervised.
+"""`nc-audit study ...`: the paper's claims measured on small models — label smoothing, semi-supervised,
+the MIR/HDR regulariser, linear mode connectivity.
 
 The library (nc_audit.experiments.studies) trains, measures and keeps resumable records; this module
 parses options and hands the results to nc_audit.report.study_pages (the page, the table, the per-run
@@ -7,7 +8,7 @@ line, the PNG).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +16,16 @@ import typer
 
 from nc_audit.cli.common import Command, cli_errors, command_group, print_stdout, wrote
 from nc_audit.cli.experiment_output import parse_numbers, run_line
-from nc_audit.cli.options import PageMarkdownOpt, QuietOpt, ThreadsOpt
+from nc_audit.cli.options import (
+    PageMarkdownOpt,
+    QuietOpt,
+    StudyOutOpt,
+    StudyPlotOpt,
+    StudyQuickOpt,
+    StudyResumeOpt,
+    StudySeedsOpt,
+    ThreadsOpt,
+)
 
 Opt = typer.Option
 
@@ -23,34 +33,26 @@ study_app = command_group(
     "Studies: train small models under the settings of a claim, measure them, tabulate mean ± std."
 )
 
-OutOpt = Annotated[
-    Path,
-    Opt(
-        "--out", "-o", metavar="DIR", help="Study folder: study.json, runs.jsonl, results.json, checkpoints."
-    ),
-]
-ResumeOpt = Annotated[
-    bool, Opt("--resume", help="Continue the study in --out: finished runs are read back, the rest run.")
-]
-QuickOpt = Annotated[
-    bool, Opt("--quick", help="A few seconds: fewer runs, a smaller model, a short schedule.")
-]
-SeedsOpt = Annotated[
-    int | None, Opt(min=1, metavar="N", help="Seeds 0..N-1 per setting. [default: 3; --quick: 1]")
-]
-PlotOpt = Annotated[Path | None, Opt(metavar="PATH", help="Where to write the PNG. [default: in --out]")]
-
 
 def plan_study_outputs(
-    out: Path, markdown: Path | None, plot: Path | None, plot_name: str, data: str | None
+    out: Path,
+    markdown: Path | None,
+    plot: Path | None,
+    plot_name: str,
+    data: str | None,
+    networks: Sequence[Path] = (),
 ) -> tuple[Path, Path]:
-    """The study's Markdown page and plot (defaults in --out), checked with its records against its
-    data file before anything is created (nc_audit.io.plan.outputs)."""
+    """The study's Markdown page and plot (defaults in --out), checked with its records and the
+    ``networks`` it keeps in --out against its data file before anything is created
+    (nc_audit.io.plan.outputs)."""
     from nc_audit.io.plan.outputs import files_in, plan_outputs
     from nc_audit.io.plan.preflight import STUDY_FILES, data_file
 
     markdown, plot = markdown or out / "RESULTS.md", plot or out / plot_name
-    plan_outputs({**files_in(out, STUDY_FILES), "--markdown": markdown, "--plot": plot}, [data_file(data)])
+    kept = {f"--out {path}": path for path in networks}
+    plan_outputs(
+        {**files_in(out, STUDY_FILES), **kept, "--markdown": markdown, "--plot": plot}, [data_file(data)]
+    )
     return markdown, plot
 
 
@@ -65,7 +67,7 @@ def write_outputs(text: str, markdown: Path, plot: Path, draw: Callable[[Path], 
 @study_app.command("label-smoothing", cls=Command)
 @cli_errors
 def label_smoothing_command(
-    out: OutOpt = Path("studies/label-smoothing"),
+    out: StudyOutOpt = Path("studies/label-smoothing"),
     epsilons: Annotated[
         str | None,
         Opt(
@@ -73,7 +75,7 @@ def label_smoothing_command(
             help="Label smoothing values ε, comma-separated. [default: 0,0.05,0.1,0.2; --quick: 0,0.1]",
         ),
     ] = None,
-    seeds: SeedsOpt = None,
+    seeds: StudySeedsOpt = None,
     epochs: Annotated[
         int | None, Opt(min=1, metavar="N", help="Epochs per run. [default: 300, the sample's recipe]")
     ] = None,
@@ -83,9 +85,9 @@ def label_smoothing_command(
             metavar="NAME|PATH", help="Dataset (inputs as one array): digits, gaussian:..., a .npz/.h5 file."
         ),
     ] = "digits",
-    quick: QuickOpt = False,
-    resume: ResumeOpt = False,
-    plot: PlotOpt = None,
+    quick: StudyQuickOpt = False,
+    resume: StudyResumeOpt = False,
+    plot: StudyPlotOpt = None,
     markdown: PageMarkdownOpt = None,
     thread_count: ThreadsOpt = 1,
     quiet: QuietOpt = False,
@@ -132,7 +134,7 @@ def label_smoothing_command(
 @study_app.command("semi-supervised", cls=Command)
 @cli_errors
 def semi_supervised_command(
-    out: OutOpt = Path("studies/semi-supervised"),
+    out: StudyOutOpt = Path("studies/semi-supervised"),
     labels_per_class: Annotated[
         str | None,
         Opt(metavar="LIST", help="Labeled samples per class, comma-separated. [default: 4,10; --quick: 4]"),
@@ -145,16 +147,16 @@ def semi_supervised_command(
             "[default: 0,0.1,1; --quick: 0,0.1]",
         ),
     ] = None,
-    seeds: SeedsOpt = None,
+    seeds: StudySeedsOpt = None,
     steps: Annotated[
         int | None, Opt(min=1, metavar="N", help="Optimizer steps per run. [default: 2000; --quick: 20]")
     ] = None,
     baseline: Annotated[
         bool, Opt(help="Also train on the labeled samples alone (the supervised baseline).")
     ] = True,
-    quick: QuickOpt = False,
-    resume: ResumeOpt = False,
-    plot: PlotOpt = None,
+    quick: StudyQuickOpt = False,
+    resume: StudyResumeOpt = False,
+    plot: StudyPlotOpt = None,
     markdown: PageMarkdownOpt = None,
     thread_count: ThreadsOpt = 1,
     quiet: QuietOpt = False,
@@ -204,7 +206,7 @@ def semi_supervised_command(
 @study_app.command("regularizer", cls=Command)
 @cli_errors
 def regularizer_command(
-    out: OutOpt = Path("studies/regularizer"),
+    out: StudyOutOpt = Path("studies/regularizer"),
     weights: Annotated[
         str | None,
         Opt(
@@ -212,14 +214,14 @@ def regularizer_command(
             help="Regulariser weights λ (λ_mir = λ_hdr), comma-separated. [default: 0,0.1,1; --quick: 0,1]",
         ),
     ] = None,
-    seeds: SeedsOpt = None,
+    seeds: StudySeedsOpt = None,
     epochs: Annotated[
         int | None,
         Opt(min=1, metavar="N", help="Epochs per run. [default: 300, the sample's recipe; --quick: 2]"),
     ] = None,
-    quick: QuickOpt = False,
-    resume: ResumeOpt = False,
-    plot: PlotOpt = None,
+    quick: StudyQuickOpt = False,
+    resume: StudyResumeOpt = False,
+    plot: StudyPlotOpt = None,
     markdown: PageMarkdownOpt = None,
     thread_count: ThreadsOpt = 1,
     quiet: QuietOpt = False,
@@ -237,3 +239,59 @@ def regularizer_command(
     with torch_threads(thread_count), make_tracker(quiet) as tracker:
         run_regularizer_command(out, markdown, plot, tracker, quick=quick, resume=resume, weights=weights,
                                 seeds=seeds, epochs=epochs)  # fmt: skip
+
+
+@study_app.command("lmc", cls=Command)
+@cli_errors
+def lmc_command(
+    out: StudyOutOpt = Path("studies/lmc"),
+    spawn_epochs: Annotated[
+        str | None,
+        Opt(
+            metavar="LIST",
+            help="Epochs k at which the parent spawns its two children, comma-separated, each below --epochs. "
+            "[default: 0,1,2,5,10,20,50,100; --quick: 0,2]",
+        ),
+    ] = None,
+    seeds: StudySeedsOpt = None,
+    epochs: Annotated[
+        int | None,
+        Opt(min=1, metavar="N", help="Epochs of every run. [default: 300, the sample's recipe; --quick: 4]"),
+    ] = None,
+    steps: Annotated[
+        int | None,
+        Opt(
+            min=3,
+            metavar="N",
+            help="α values of each path, an odd number (α = 0.5 on it). [default: 11; --quick: 5]",
+        ),
+    ] = None,
+    independent: Annotated[
+        bool, Opt(help="Also the control: two runs from different inits and batch orders per seed.")
+    ] = True,
+    quick: StudyQuickOpt = False,
+    resume: StudyResumeOpt = False,
+    plot: StudyPlotOpt = None,
+    markdown: PageMarkdownOpt = None,
+    thread_count: ThreadsOpt = 1,
+    quiet: QuietOpt = False,
+) -> None:
+    """Linear mode connectivity (Frankle et al.'s instability analysis) with MIR/HDR along every path.
+
+    Per seed, the sample model's parent is trained to each spawn epoch k; two children continue from its
+    state in different batch orders to the end; the straight path between them (and between two independent
+    runs) is evaluated as `interpolate` does. Tabulates loss and error barriers, the MIR dip, the HDR rise and
+    NC1 at α = 0.5, mean ± std over seeds, and plots them against k. A killed study continues with --resume.
+    """
+    from nc_audit.cli.lmc_study import build_study, run_lmc_command
+    from nc_audit.cli.progress import make_tracker
+    from nc_audit.core.threads import torch_threads
+
+    study = build_study(quick=quick, spawn_epochs=spawn_epochs, seeds=seeds, epochs=epochs, steps=steps,
+                        independent=independent)  # fmt: skip
+    study.validate()
+    from nc_audit.experiments.studies.lmc_pairs import planned_files
+
+    markdown, plot = plan_study_outputs(out, markdown, plot, "lmc.png", None, planned_files(out, study))
+    with torch_threads(thread_count), make_tracker(quiet) as tracker:
+        run_lmc_command(out, markdown, plot, tracker, study, resume=resume)

@@ -75,6 +75,43 @@ def batch_starts(num_samples: int, batch_size: int, drop_last: bool) -> range:
     return range(0, end, batch_size)
 
 
+@dataclass(frozen=True)
+class RunState:
+    """A from-scratch run between two epochs: the model, its SGD optimizer (momentum buffers), the cosine
+    schedule (``last_epoch``: the epochs done, so the learning rate of the next epoch follows from it) and
+    the generator of the batch orders. :func:`train_epochs` advances it in place."""
+
+    model: nn.Module
+    optimizer: torch.optim.SGD
+    schedule: torch.optim.lr_scheduler.CosineAnnealingLR
+    order: torch.Generator
+
+    @property
+    def epoch(self) -> int:
+        """Epochs trained so far (0: the initialisation)."""
+        return int(self.schedule.last_epoch)
+
+
+def optimizer_of(
+    model: nn.Module, recipe: Recipe
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.CosineAnnealingLR]:
+    """The recipe's SGD optimizer over ``model``'s parameters and its cosine schedule over all epochs."""
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
+    )
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=recipe.epochs)
+
+
+def start_run(record: dict[str, Any], recipe: Recipe, seed: int) -> RunState:
+    """Epoch 0 of a run: ``torch.manual_seed(seed)`` right before the architecture ``record`` is built,
+    a fresh optimizer and schedule, and the batch-order generator seeded with ``seed``."""
+    recipe.validate()
+    torch.manual_seed(seed)
+    model = build_model(record)
+    optimizer, schedule = optimizer_of(model, recipe)
+    return RunState(model, optimizer, schedule, torch.Generator().manual_seed(seed))
+
+
 def train_from_scratch(
     record: dict[str, Any],
     train: ArrayDataset,
@@ -92,24 +129,39 @@ def train_from_scratch(
     Returns the model in eval mode. ``on_epoch`` sees the model after each epoch (to checkpoint or
     measure it: switch to eval mode inside and back to train mode before returning).
     """
+    state = start_run(record, recipe, seed)
+    return train_epochs(state, train, recipe, recipe.epochs, on_epoch=on_epoch, tracker=tracker,
+                        description=description, regularizer=regularizer)  # fmt: skip
+
+
+def train_epochs(
+    state: RunState,
+    train: ArrayDataset,
+    recipe: Recipe,
+    until: int,
+    *,
+    on_epoch: EpochHook | None = None,
+    tracker: Tracker | None = None,
+    description: str = "train",
+    regularizer: RegularizerForm | None = None,
+) -> nn.Module:
+    """Train ``state`` from its epoch to epoch ``until`` (at most ``recipe.epochs``); returns its model in
+    eval mode. Every epoch draws a fresh permutation from ``state.order`` and steps the schedule once, so
+    a run stopped at epoch k and continued ends with the same floats as one trained straight through."""
     recipe.validate()
+    if not state.epoch <= until <= recipe.epochs:
+        raise InputError(f"cannot train from epoch {state.epoch} to epoch {until} of {recipe.epochs}")
     if regularizer is not None:
         regularizer.validate()
     regularized = regularizer is not None and regularizer.active
     tracker = tracker or SilentTracker()
-    torch.manual_seed(seed)
-    model = build_model(record)
+    model, optimizer, schedule, order = state.model, state.optimizer, state.schedule, state.order
     head = find_head_module(model, None)[1] if regularized else None
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
-    )
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=recipe.epochs)
-    order = torch.Generator().manual_seed(seed)
     starts = batch_starts(len(train), recipe.batch_size, recipe.drop_last)
     seen = sum(min(recipe.batch_size, len(train) - start) for start in starts)  # rows per epoch
     model.train()
-    with tracker.stage(description, recipe.epochs, unit="epochs") as advance:
-        for epoch in range(1, recipe.epochs + 1):
+    with tracker.stage(description, until - state.epoch, unit="epochs") as advance:
+        for epoch in range(state.epoch + 1, until + 1):
             permutation = torch.randperm(len(train), generator=order)  # (N,)
             total = torch.zeros((), dtype=torch.float64)
             for start in starts:

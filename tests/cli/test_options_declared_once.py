@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,8 @@ import typer
 from nc_audit.cli import app
 from nc_audit.cli import options as declared
 
+#: The study commands, each writing to studies/NAME by default.
+STUDY_FOLDERS = ("label-smoothing", "semi-supervised", "regularizer", "lmc")
 #: Shared option → (its declaration(s) in nc_audit/cli/options.py with the command default, commands).
 SHARED: dict[str, tuple[tuple[tuple[Any, Any], ...], frozenset[str]]] = {
     "--device": (((declared.DeviceOpt, None),), frozenset({"measure", "track", "extract", "finetune", "interpolate", "prune"})),
@@ -28,18 +31,20 @@ SHARED: dict[str, tuple[tuple[tuple[Any, Any], ...], frozenset[str]]] = {
     "--json": (((declared.JsonOpt, None),), frozenset({"measure", "track", "interpolate", "prune"})),
     "--markdown": (
         ((declared.MarkdownOpt, None), (declared.PageMarkdownOpt, None)),
-        frozenset({"measure", "track", "prune", "study label-smoothing", "study semi-supervised", "study regularizer"}),
+        frozenset({"measure", "track", "prune", "study label-smoothing", "study semi-supervised", "study regularizer",
+                   "study lmc"}),
     ),
     "--junit": (((declared.JunitOpt, None),), frozenset({"measure", "track"})),
     "--html": (((declared.HtmlOpt, None),), frozenset({"measure", "track", "finetune"})),
     "--threads": (
         ((declared.ThreadsOpt, 1), (declared.TorchThreadsOpt, None)),
-        frozenset({"prune", "study label-smoothing", "study semi-supervised", "study regularizer", "demo grokking"}),
+        frozenset({"prune", "study label-smoothing", "study semi-supervised", "study regularizer", "study lmc",
+                   "demo grokking"}),
     ),
     "--quiet": (
         ((declared.QuietOpt, False),),
         frozenset({"measure", "track", "extract", "finetune", "interpolate", "prune", "demo grokking",
-                   "study label-smoothing", "study semi-supervised", "study regularizer"}),
+                   "study label-smoothing", "study semi-supervised", "study regularizer", "study lmc"}),
     ),
     "--allow-external-data": (((declared.AllowExternalOpt, False),), frozenset({"measure", "track", "extract", "finetune"})),
     "--cache-dir": (((declared.CacheDirOpt, None),), frozenset({"measure", "track"})),
@@ -57,6 +62,15 @@ SHARED: dict[str, tuple[tuple[tuple[Any, Any], ...], frozenset[str]]] = {
     "--workers": (((declared.WorkersOpt, 0),), frozenset({"measure", "extract", "track"})),
     "--label-column": (((declared.LabelColumnOpt, None),), frozenset({"measure", "extract", "track"})),
     "--layers": (((declared.LayersOpt, None),), frozenset({"measure", "track"})),
+    # the studies' own options (other commands' --out, --resume, --quick, --plot: OWN_MEANING)
+    "--out": (
+        tuple((declared.StudyOutOpt, Path(f"studies/{name}")) for name in STUDY_FOLDERS),
+        frozenset(f"study {name}" for name in STUDY_FOLDERS),
+    ),
+    "--resume": (((declared.StudyResumeOpt, False),), frozenset(f"study {name}" for name in STUDY_FOLDERS)),
+    "--quick": (((declared.StudyQuickOpt, False),), frozenset(f"study {name}" for name in STUDY_FOLDERS)),
+    "--seeds": (((declared.StudySeedsOpt, None),), frozenset(f"study {name}" for name in STUDY_FOLDERS)),
+    "--plot": (((declared.StudyPlotOpt, None),), frozenset(f"study {name}" for name in STUDY_FOLDERS)),
 }  # fmt: skip
 
 #: Names several commands use with a meaning of their own (so one declaration would be wrong), and why.
@@ -66,13 +80,12 @@ OWN_MEANING = {
     "--features": "measure reads a dump; finetune trains an adapter on one",
     "--baseline": "measure/track: a report to compare with; study semi-supervised: a supervised run",
     "--model": "demo grokking: a built-in architecture name (listed in SHARED for the six factory commands)",
-    "--out": "each command writes other files",
-    "--resume": "each command continues other records",
-    "--plot": "each command plots other things",
-    "--steps": "interpolate: α values; demo: training steps; study: optimizer steps",
+    "--out": "each command writes other files (listed in SHARED for the studies)",
+    "--resume": "each command continues other records (listed in SHARED for the studies)",
+    "--plot": "each command plots other things (listed in SHARED for the studies)",
+    "--steps": "interpolate and study lmc: α values; demo: training steps; study semi-supervised: optimizer steps",
     "--seed": "what the seed seeds differs",
-    "--seeds": "declared once in cli/study.py for both studies",
-    "--quick": "each command shortens other things",
+    "--quick": "each command shortens other things (listed in SHARED for the studies)",
     "--weights": "each study sweeps its own λ values (other defaults, another regulariser form)",
     "--lr": "finetune and prune's fine-tune have their own defaults",
     "--batch-size": "extract: forward passes; finetune/prune: training batches",
@@ -135,7 +148,7 @@ def _declaration(option: str, alias: Any, default: Any) -> dict[str, Any]:
 def test_a_shared_option_reads_as_declared_in_every_command_that_has_it(option: str) -> None:
     declarations, expected = SHARED[option]
     uses = _uses()[option]
-    if option in ("--model", "--cache-dir"):  # demo grokking's --model, cache's --cache-dir: OWN_MEANING
+    if option in OWN_MEANING:  # e.g. demo grokking's --model, prune's --out: a meaning of their own
         uses = {name: use for name, use in uses.items() if name in expected}
     assert set(uses) == expected, f"{option}: commands that have it differ from {sorted(expected)}"
     allowed = [_declaration(option, alias, default) for alias, default in declarations]

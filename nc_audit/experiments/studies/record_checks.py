@@ -45,12 +45,17 @@ REQUIRED: dict[str, dict[str, str]] = {
            for field, kind in (("accuracy", _NUMBER), ("metrics", _OBJECT))},
         **{f"train.metrics.{key}": _OPTIONAL_NUMBER for key in ("nc1", "nc4", "mir", "hdr")},
     },
+    "lmc": {
+        "seed": _NUMBER, "setting": _TEXT, "spawn_epoch": _OPTIONAL_NUMBER, "checkpoints": _LIST,
+        "train.curve": _LIST, "test.curve": _LIST,
+    },
 }  # fmt: skip
 
 #: Leaves outside a metrics object that hold a share or a non-negative amount, wherever they appear.
 _UNIT_FIELDS = ("accuracy", "test_accuracy", "ncc_accuracy", "fraction", "sparsity", "mask_rate",
-                "pseudo_label_accuracy")  # fmt: skip
-_NON_NEGATIVE_FIELDS = ("seconds", "loss", "total", "kept", "epsilon", "seed", "labels_per_class", "lam")
+                "pseudo_label_accuracy", "alpha")  # fmt: skip
+_NON_NEGATIVE_FIELDS = ("seconds", "loss", "total", "kept", "epsilon", "seed", "labels_per_class", "lam",
+                        "spawn_epoch", "load_average")  # fmt: skip
 
 
 def _is_number(value: Any) -> bool:
