@@ -212,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if "floor" in args.only:
         err.print("[dim]the common case at its floor (200,000 × 512, C = 100) ...[/dim]")
-        rows += bench_floor.floor_rows(args.data_dir, args.quick, repeats, args.floor_vocabulary, args.keep)
+        rows += bench_floor.floor_rows(
+            args.data_dir, args.quick, repeats, args.floor_vocabulary, limits, args.keep
+        )
     if "vocab" in args.only:
         err.print("[dim]vocabulary-sized class sets ...[/dim]")
         rows += bench_vocab.run(limits, args.data_dir, args.vocab_full, args.quick)

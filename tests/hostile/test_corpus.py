@@ -137,6 +137,8 @@ SLOW: dict[str, str] = {
     "random_bytes_pt": "a variant of truncated_pt",
     "meta_head_tensor": "a variant of sparse_head_tensor",
     "baseline_bigint": "a variant of baseline_deep",
+    "second_pass_classes_3000": "4 s; its class (the second pass's memory independent of C) is "
+    "tests/engine/test_second_pass_memory.py in make test",
 }
 
 
