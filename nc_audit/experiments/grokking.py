@@ -95,15 +95,22 @@ def measure_splits(paths: list[Path], spec: str, tracker: Tracker) -> tuple[list
         train_reports = measure_trajectory(paths, replace(options, split="train"), tracker)
         test_reports = measure_trajectory(paths, replace(options, split="test"), tracker)
         with tracker.stage("test class means", len(test_reports), unit="checkpoints") as advance:
+            own = []
             for report in test_reports:
-                report.details["own_class_means"] = own_class_means(
-                    Path(report.details["feature_cache"]["path"])
-                )
+                own.append(own_class_means(Path(report.details["feature_cache"]["path"])))
                 advance(1)
-    for report in (*train_reports, *test_reports):  # the cache is gone: do not point into it
-        report.features["path"] = None
-        report.details.pop("feature_cache", None)
+    # The cache is gone: the copies no longer point into it (reports are frozen; nothing is mutated).
+    train_reports = [_uncached(report) for report in train_reports]
+    test_reports = [
+        _uncached(report, own_class_means=means) for report, means in zip(test_reports, own, strict=True)
+    ]
     return list(train_reports), list(test_reports)
+
+
+def _uncached(report: Report, **details: Any) -> Report:
+    """A copy of ``report`` without its temporary feature cache (path and details), plus ``details``."""
+    kept = {key: value for key, value in report.details.items() if key != "feature_cache"}
+    return report.changed(features={**report.features, "path": None}, details={**kept, **details})
 
 
 def own_class_means(dump: Path) -> dict[str, float | None]:
