@@ -100,11 +100,9 @@ def measure_splits(paths: list[Path], spec: str, tracker: Tracker) -> tuple[list
                 own.append(own_class_means(Path(report.details["feature_cache"]["path"])))
                 advance(1)
     # The cache is gone: the copies no longer point into it (reports are frozen; nothing is mutated).
-    train_reports = [_uncached(report) for report in train_reports]
-    test_reports = [
-        _uncached(report, own_class_means=means) for report, means in zip(test_reports, own, strict=True)
-    ]
-    return list(train_reports), list(test_reports)
+    train = [_uncached(report) for report in train_reports]
+    test = [_uncached(report, own_class_means=means) for report, means in zip(test_reports, own, strict=True)]
+    return train, test
 
 
 def _uncached(report: Report, **details: Any) -> Report:
