@@ -21,6 +21,7 @@ from pathlib import Path
 import bench_sample_level
 import bench_streaming
 import bench_trajectory
+import bench_vocab
 import numpy as np
 import torch
 from bench_common import best_of
@@ -33,6 +34,9 @@ from nc_audit.train.losses import cma_loss
 ROOT = Path(__file__).resolve().parent.parent
 AGREEMENT = 1e-9  # relative, float64, CPU against the device
 TRAJECTORY_TARGET = 10.0  # × the CPU loop (issue 15)
+VOCAB_TARGET_S = 30.0  # GPT-2 shapes on the device (issue 23)
+#: Metrics from SLQ when the joint entropy takes that route: compared within their error bar, not to 1e-9.
+SLQ_KEYS = frozenset({"mi", "mir"})
 #: Seconds the dump's writing may take before N is scaled down; bytes of free disk it may use (share).
 DUMP_WRITE_BUDGET_S, DUMP_DISK_SHARE = 90.0, 0.5
 
@@ -374,6 +378,60 @@ def cma(ctx: Context, timeout_s: float) -> list[CheckRow]:
     return [row]
 
 
+# --- vocabulary-sized class sets ---------------------------------------------------------------------------------
+def vocabulary(ctx: Context, timeout_s: float) -> list[CheckRow]:
+    """Whole ``measure`` at vocabulary sizes (issue 23) on the device; C = 5,000 on the CPU too, GPT-2's shapes
+    on the device only (the CPU takes minutes: benchmarks/RESULTS_VOCAB.md). Exact metrics must agree to
+    1e-9; MI and MIR, from SLQ above d² > C, within the CPU's error bar. At --quick sizes the routes are
+    forced to ``factored`` (Kronecker for d² ≤ C, SLQ above), which ``auto`` keeps for large C."""
+    route = "factored" if ctx.quick else "auto"
+    sizes = (
+        [(500, 64, 10_000, None), (2_000, 32, 20_000, None)]
+        if ctx.quick
+        else [
+            (5_000, 256, 100_000, None),
+            (50_257, 768, 200_000, VOCAB_TARGET_S),
+        ]
+    )
+    rows = []
+    for C, d, N, target in sizes:
+        path = ctx.data_dir / f"vocab_{C}_{d}_{N}.h5"
+        bench_vocab.generate_dump(path, N, d, C)
+        try:
+            row = ctx.track(CheckRow(f"vocab C={C:,} d={d} N={N:,}: measure"))
+            cpu = None
+            if target is None:  # the CPU side fits the budget
+                start = time.perf_counter()
+                cpu = measure(path, device="cpu", class_route=route)
+                row.cpu_s = time.perf_counter() - start
+            reset_peak(ctx)
+            start = time.perf_counter()
+            dev = measure(path, device=str(ctx.device), class_route=route)
+            row.device_s = time.perf_counter() - start
+            routes = (dev.details.get("class_level") or {}).get("routes")
+            row.details.append(f"routes {routes}; peak GPU memory {gib(peak_gpu(ctx))}")
+            if target is not None:
+                row.target, row.met = f"≤ {target:g} s", row.device_s <= target
+            if cpu is not None:
+                exact = {k: v for k, v in cpu.metrics.items() if k not in SLQ_KEYS}
+                difference, key = metrics_relative({k: dev.metrics[k] for k in exact}, exact)
+                ctx.agree(f"vocabulary measure, exact metrics (worst: {key})", difference)
+                interval = ((cpu.details.get("class_level") or {}).get("interval_95") or {}).get("mi")
+                mi_cpu, mi_dev = cpu.metrics.get("mi"), dev.metrics.get("mi")
+                gap = abs(mi_dev - mi_cpu) if mi_cpu is not None and mi_dev is not None else math.inf
+                row.details.append(
+                    f"exact metrics: largest relative difference {difference:.1e} ({key}); "
+                    f"|MI device − MI CPU| {gap:.2e}"
+                    + (f" (CPU half-width {interval:.2e})" if interval else "")
+                )
+                if interval:
+                    row.target, row.met = "MI within the CPU's SLQ half-width", gap <= interval
+            rows.append(row)
+        finally:
+            path.unlink(missing_ok=True)
+    return rows
+
+
 # --- agreement -------------------------------------------------------------------------------------------------
 def agreement(ctx: Context, timeout_s: float) -> list[CheckRow]:
     """measure() with the sample-level metrics on a small dump, CPU against the device, every metric;
@@ -408,5 +466,6 @@ ROWS = [
     (trajectory, ["trajectory"], 60.0, 5.0),
     (sample_level, ["sample-level H/MI"], 75.0, 5.0),
     (cma, ["CMA loss forward+backward"], 15.0, 3.0),
+    (vocabulary, ["vocabulary-sized class sets"], 150.0, 20.0),
     (agreement, ["agreement CPU vs device"], 40.0, 10.0),
 ]

@@ -21,6 +21,8 @@ ROWS = (
     "sample-level H/MI, N=500, d=32, C=10",
     "sample-level H/MI, N=2,000, d=32, C=10",
     "CMA loss forward+backward, B=64, C=10, d=32",
+    "vocab C=500 d=64 N=10,000: measure",
+    "vocab C=2,000 d=32 N=20,000: measure",
     "agreement CPU vs cpu, float64",
 )
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port
+from gloo_ranks import CHILD_ENV
 from tiny_lm import build, write_tokens
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
-CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def torchrun(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:

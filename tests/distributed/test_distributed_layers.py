@@ -5,13 +5,12 @@ also when a nearly collapsed layer makes the passes run twice."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from conftest import free_port
+from gloo_ranks import spawn_ranks
 from torch import nn
 
 from nc_audit.distributed import DistributedContext
@@ -19,7 +18,6 @@ from nc_audit.measurement.layer_passes import LayerStats, accumulate_layers
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]  # two spawned gloo processes: ~14 s
 RANKS = 2
-CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def problem() -> tuple[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]:
@@ -57,20 +55,7 @@ def _worker(rank: int, port: int, out: str) -> None:
 
 
 def test_two_ranks_give_one_process_layer_statistics(tmp_path: Path) -> None:
-    saved = {name: os.environ.get(name) for name in CHILD_ENV}
-    os.environ.update(CHILD_ENV)
-    try:
-        context = mp.start_processes(_worker, args=(free_port(), str(tmp_path)), nprocs=RANKS,
-                                     join=False, start_method="spawn")  # fmt: skip
-    finally:
-        for name, value in saved.items():
-            os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
-    deadline = time.monotonic() + 120
-    while not context.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the 2 gloo workers did not finish within 120 s")
+    spawn_ranks(_worker, (free_port(), str(tmp_path)), RANKS)
     ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=False) for rank in range(RANKS)]
     one = run(None)
     assert one.passes == 2  # nearly collapsed: the second pass centres each class on its mean

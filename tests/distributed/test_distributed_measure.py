@@ -21,15 +21,14 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from conftest import free_port, make_random_problem
+from gloo_ranks import CHILD_ENV, spawn_ranks
 from reference import Problem
 from typer.testing import CliRunner
 
@@ -45,7 +44,6 @@ from nc_audit.measurement.compute import compute_metrics
 
 TOLERANCE = 1e-12
 pytestmark = pytest.mark.distributed
-CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 RANKS = 2
 
 
@@ -228,20 +226,7 @@ def ranks(tmp_path_factory: pytest.TempPathFactory, dump: Path) -> list[dict]:
     nearly_collapsed_dump(dump.with_name("collapsed.h5"))
     write_problem(dump.with_name("split.h5"), split_problem())
     out = tmp_path_factory.mktemp("ranks")
-    saved = {name: os.environ.get(name) for name in CHILD_ENV}
-    os.environ.update(CHILD_ENV)  # spawned children inherit the environment at start
-    try:
-        context = mp.start_processes(_worker, args=(free_port(), str(out), str(dump)), nprocs=RANKS,
-                                     join=False, start_method="spawn")  # fmt: skip
-    finally:
-        for name, value in saved.items():
-            os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
-    deadline = time.monotonic() + 120
-    while not context.join(timeout=1):
-        if time.monotonic() > deadline:
-            for process in context.processes:
-                process.kill()
-            pytest.fail("the 2 gloo workers did not finish within 120 s")
+    spawn_ranks(_worker, (free_port(), str(out), str(dump)), RANKS)
     return [torch.load(out / f"rank{rank}.pt", weights_only=False) for rank in range(RANKS)]
 
 

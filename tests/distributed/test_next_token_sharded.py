@@ -18,10 +18,10 @@ import h5py
 import numpy as np
 import pytest
 from conftest import free_port
+from gloo_ranks import CHILD_ENV
 from tiny_lm import build
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
-CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def run(args: list[str], cwd: Path, ranks: int = 1) -> str:
