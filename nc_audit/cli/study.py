@@ -1,5 +1,5 @@
 """`nc-audit study ...`: the paper's claims measured on small models — label smoothing, semi-supervised,
-the MIR/HDR regulariser, linear mode connectivity.
+the MIR/HDR regulariser, linear mode connectivity, magnitude pruning over seeds.
 
 The library (nc_audit.experiments.studies) trains, measures and keeps resumable records; this module
 parses options and hands the results to nc_audit.report.study_pages (the page, the table, the per-run
@@ -305,7 +305,8 @@ def prune_command(
         str | None,
         Opt(
             metavar="LIST",
-            help="Sparsities in [0, 1), comma-separated. [default: 0,0.3,0.5,0.7,0.8,0.9,0.95; --quick: 0,0.8]",
+            help="Shares of the weights to prune, comma-separated, each in [0, 1). "
+            "[default: 0,0.3,0.5,0.7,0.8,0.9,0.95; --quick: 0,0.8]",
         ),
     ] = None,
     seeds: StudySeedsOpt = None,
@@ -333,6 +334,8 @@ def prune_command(
 
     study = build_study(quick=quick, sparsities=sparsities, seeds=seeds, epochs=epochs)
     study.validate()
-    markdown, plot = plan_study_outputs(out, markdown, plot, "pruning_seeds.png", None, planned_files(out, study))
+    markdown, plot = plan_study_outputs(
+        out, markdown, plot, "pruning_seeds.png", None, planned_files(out, study)
+    )
     with torch_threads(thread_count), make_tracker(quiet) as tracker:
         run_prune_study_command(out, markdown, plot, tracker, study, resume=resume)

@@ -86,7 +86,9 @@ class PruneSource:
     cache: Path
 
 
-def prune_one(source: PruneSource, settings: PruneSettings, sparsity: float, tracker: Tracker) -> dict[str, Any]:
+def prune_one(
+    source: PruneSource, settings: PruneSettings, sparsity: float, tracker: Tracker
+) -> dict[str, Any]:
     """Prune (and fine-tune) a fresh copy of the checkpoint's model at ``sparsity``, save and measure it."""
     device = source.model.torch_device()
     loaded = source.model.load(source.checkpoint)

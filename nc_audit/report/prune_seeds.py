@@ -57,7 +57,7 @@ def prune_seeds_page(document: Mapping[str, Any]) -> Page:
     setup: Line = (
         f"Model: {model_text(document['model'])}, trained from scratch per seed s (the λ = 0 run of ",
         Markup("`study regularizer`"), "): ", *recipe_line(settings), ". Each sparsity prunes a fresh copy "
-        f"of it as ", Markup("`nc-audit prune`"), " does: ", str(pruning.get("scope")), " magnitude ranking "
+        "of it as ", Markup("`nc-audit prune`"), " does: ", str(pruning.get("scope")), " magnitude ranking "
         f"of |w| over every Linear layer, the head {head}, ", Number(pruning.get("finetune_epochs"), None),
         " fine-tuning epochs. Train accuracy, NC1, NC4, MIR and HDR on the train split (class means from "
         "train; MIR_NC = ", Number(targets["mir"]), "); test accuracy on the test split. Seeds ", seeds,
