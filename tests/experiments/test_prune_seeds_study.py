@@ -49,6 +49,14 @@ def test_quick_study_runs_end_to_end_and_resumes_without_training_again(tmp_path
     assert trained.stat().st_mtime_ns == stamp  # not trained again
     assert json.loads((out / "results.json").read_text())["summary"] == document["summary"]
 
+    # Two records of one seed naming two networks (a tampered runs.jsonl): refused.
+    kept_records = runs.read_text()
+    first, second = (json.loads(line) for line in kept_records.splitlines())
+    runs.write_text(json.dumps(first) + "\n" + json.dumps({**second, "trained": "00"}) + "\n")
+    mixed = _study(out, "--resume")
+    assert mixed.exit_code == 2 and "records of seed 0 name two different networks" in mixed.output
+    runs.write_text(kept_records)
+
     # Another network in place of the kept one: refused, not reported as measured.
     trained.write_bytes((out / "runs" / "seed_0" / "sparsity_0.800.pt").read_bytes())
     refused = _study(out, "--resume")

@@ -91,6 +91,7 @@ class _Opened:
     train: ArrayDataset
     out: Path
     cache: Path
+    known: dict[int, str]
 
 
 def _trained(opened: _Opened, seed: int, tracker: Tracker) -> Path:
@@ -108,22 +109,37 @@ def _trained(opened: _Opened, seed: int, tracker: Tracker) -> Path:
 
 def _prune_seed(opened: _Opened, seed: int, sparsity: float, tracker: Tracker) -> dict[str, Any]:
     checkpoint = _trained(opened, seed, tracker)
+    sha = _check_network(checkpoint, seed, opened.known)
     folder = opened.out / "runs" / f"seed_{seed}"
     folder.mkdir(exist_ok=True)
     source = PruneSource(checkpoint, opened.study.data, NO_MODEL, folder, opened.cache)
     record = prune_one(source, replace(opened.study.pruning, seed=seed), sparsity, tracker)
-    return {"seed": seed, **record, "trained": file_sha256(checkpoint), "load_average": os.getloadavg()[0]}
+    return {"seed": seed, **record, "trained": sha, "load_average": os.getloadavg()[0]}
 
 
-def _check_trained(records: dict[str, dict[str, Any]], out: Path) -> None:
-    """A kept network must be the one the study's records were measured on (its SHA-256)."""
+def _measured_networks(records: dict[str, dict[str, Any]]) -> dict[int, str]:
+    """Seed → the SHA-256 of the network its records were measured on; InputError when two records of
+    one seed name two networks."""
+    known: dict[int, str] = {}
     for record in records.values():
-        path = trained_path(out, int(record["seed"]))
-        if path.is_file() and file_sha256(path) != record["trained"]:
+        seed, sha = int(record["seed"]), str(record["trained"])
+        if known.setdefault(seed, sha) != sha:
             raise InputError(
-                f"--resume: {path} is not the network the records of seed {record['seed']} were measured "
-                "on (its SHA-256 differs); use another --out"
+                f"--resume: the records of seed {seed} name two different networks; use another --out"
             )
+    return known
+
+
+def _check_network(path: Path, seed: int, known: dict[int, str]) -> str:
+    """The SHA-256 of ``path``; InputError when the records of ``seed`` were measured on another network
+    (a replaced file, or one trained again elsewhere after it was deleted): never mix two networks."""
+    sha = file_sha256(path)
+    if seed in known and known[seed] != sha:
+        raise InputError(
+            f"--resume: {path} is not the network the records of seed {seed} were measured on (its SHA-256 "
+            "differs); use another --out"
+        )
+    return sha
 
 
 def run_prune_seeds(
@@ -141,9 +157,12 @@ def run_prune_seeds(
     tracker = tracker or SilentTracker()
     out = Path(out)
     opened = open_mlp_study(out, KIND, study.data, study.hidden, study.settings(), resume)
-    _check_trained(opened.records.records, out)
+    known = _measured_networks(opened.records.records)
+    for seed in known:
+        if trained_path(out, seed).is_file():
+            _check_network(trained_path(out, seed), seed, known)
     with tempfile.TemporaryDirectory(prefix=".nc-audit-cache-", dir=out) as cache:
-        shared = _Opened(study, opened.record, opened.train, out, Path(cache))
+        shared = _Opened(study, opened.record, opened.train, out, Path(cache), known)
 
         def work(seed: int, sparsity: float) -> Any:
             return lambda inner: _prune_seed(shared, seed, sparsity, inner)
