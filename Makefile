@@ -78,6 +78,8 @@ study-prune: $(STAMP)
 		--markdown benchmarks/PRUNING_LAYER.md
 	$(NC_AUDIT) prune $(LAST_CKPT) --data digits --resume --threads 1 --out studies/prune-finetune \
 		--finetune-epochs 3 --markdown benchmarks/PRUNING_FINETUNE.md
+	$(NC_AUDIT) study prune --resume --threads 1 --out studies/prune-seeds --plot docs/pruning_seeds.png \
+		--markdown benchmarks/PRUNING_SEEDS.md
 
 study-semi-supervised: $(STAMP)
 	$(NC_AUDIT) study semi-supervised --resume --threads 1 --out studies/semi-supervised \

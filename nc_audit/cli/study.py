@@ -1,5 +1,5 @@
 """`nc-audit study ...`: the paper's claims measured on small models — label smoothing, semi-supervised,
-the MIR/HDR regulariser, linear mode connectivity.
+the MIR/HDR regulariser, linear mode connectivity, magnitude pruning over seeds.
 
 The library (nc_audit.experiments.studies) trains, measures and keeps resumable records; this module
 parses options and hands the results to nc_audit.report.study_pages (the page, the table, the per-run
@@ -295,3 +295,47 @@ def lmc_command(
     markdown, plot = plan_study_outputs(out, markdown, plot, "lmc.png", None, planned_files(out, study))
     with torch_threads(thread_count), make_tracker(quiet) as tracker:
         run_lmc_command(out, markdown, plot, tracker, study, resume=resume)
+
+
+@study_app.command("prune", cls=Command)
+@cli_errors
+def prune_command(
+    out: StudyOutOpt = Path("studies/prune-seeds"),
+    sparsities: Annotated[
+        str | None,
+        Opt(
+            metavar="LIST",
+            help="Shares of the weights to prune, comma-separated, each in [0, 1). "
+            "[default: 0,0.3,0.5,0.7,0.8,0.9,0.95; --quick: 0,0.8]",
+        ),
+    ] = None,
+    seeds: StudySeedsOpt = None,
+    epochs: Annotated[
+        int | None,
+        Opt(min=1, metavar="N", help="Epochs per run. [default: 300, the sample's recipe; --quick: 2]"),
+    ] = None,
+    quick: StudyQuickOpt = False,
+    resume: StudyResumeOpt = False,
+    plot: StudyPlotOpt = None,
+    markdown: PageMarkdownOpt = None,
+    thread_count: ThreadsOpt = 1,
+    quiet: QuietOpt = False,
+) -> None:
+    """Magnitude pruning over seeds: the sample model trained from scratch per seed, pruned at each sparsity.
+
+    Global magnitude ranking, the head dense, no fine-tuning (as `nc-audit prune`). Tabulates the weights
+    kept, train and test accuracy, NC1, NC4, MIR and HDR (train features), mean ± std over seeds 0–2, and
+    plots them against the sparsity. A killed study continues with --resume without training again.
+    """
+    from nc_audit.cli.progress import make_tracker
+    from nc_audit.cli.prune_study import build_study, run_prune_study_command
+    from nc_audit.core.threads import torch_threads
+    from nc_audit.experiments.studies.prune_seeds import planned_files
+
+    study = build_study(quick=quick, sparsities=sparsities, seeds=seeds, epochs=epochs)
+    study.validate()
+    markdown, plot = plan_study_outputs(
+        out, markdown, plot, "pruning_seeds.png", None, planned_files(out, study)
+    )
+    with torch_threads(thread_count), make_tracker(quiet) as tracker:
+        run_prune_study_command(out, markdown, plot, tracker, study, resume=resume)

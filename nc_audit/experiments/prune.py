@@ -76,7 +76,7 @@ def checkpoint_name(sparsity: float) -> str:
 
 
 @dataclass(frozen=True)
-class _Source:
+class PruneSource:
     """What every run needs: the checkpoint, the data, how to rebuild the model, where to measure."""
 
     checkpoint: Path
@@ -86,7 +86,9 @@ class _Source:
     cache: Path
 
 
-def _prune_one(source: _Source, settings: PruneSettings, sparsity: float, tracker: Tracker) -> dict[str, Any]:
+def prune_one(
+    source: PruneSource, settings: PruneSettings, sparsity: float, tracker: Tracker
+) -> dict[str, Any]:
     """Prune (and fine-tune) a fresh copy of the checkpoint's model at ``sparsity``, save and measure it."""
     device = source.model.torch_device()
     loaded = source.model.load(source.checkpoint)
@@ -160,9 +162,9 @@ def run_pruning(
                 "model_args": list(model.arg_texts), "head": model.head}  # fmt: skip
     records = StudyRecords.open(out, KIND, identity, resume)
     with tempfile.TemporaryDirectory(prefix=".nc-audit-cache-", dir=out) as cache:
-        source = _Source(checkpoint, data, model, out, Path(cache))
+        source = PruneSource(checkpoint, data, model, out, Path(cache))
         runs = [
-            Run(f"sparsity={s:g}", f"sparsity {s:g}", partial(_prune_one, source, settings, s))
+            Run(f"sparsity={s:g}", f"sparsity {s:g}", partial(prune_one, source, settings, s))
             for s in settings.sparsities
         ]
         results = run_study(records, runs, tracker, on_record)

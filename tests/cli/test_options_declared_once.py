@@ -18,8 +18,11 @@ import typer
 from nc_audit.cli import app
 from nc_audit.cli import options as declared
 
-#: The study commands, each writing to studies/NAME by default.
-STUDY_FOLDERS = ("label-smoothing", "semi-supervised", "regularizer", "lmc")
+#: The study commands → the folder each writes to by default (studies/NAME; study prune: studies/prune-seeds,
+#: since studies/prune holds `nc-audit prune`'s study of the sample checkpoint).
+STUDY_OUT = {"label-smoothing": "label-smoothing", "semi-supervised": "semi-supervised",
+             "regularizer": "regularizer", "lmc": "lmc", "prune": "prune-seeds"}  # fmt: skip
+STUDY_FOLDERS = tuple(STUDY_OUT)
 #: Shared option → (its declaration(s) in nc_audit/cli/options.py with the command default, commands).
 SHARED: dict[str, tuple[tuple[tuple[Any, Any], ...], frozenset[str]]] = {
     "--device": (((declared.DeviceOpt, None),), frozenset({"measure", "track", "extract", "finetune", "interpolate", "prune"})),
@@ -32,19 +35,20 @@ SHARED: dict[str, tuple[tuple[tuple[Any, Any], ...], frozenset[str]]] = {
     "--markdown": (
         ((declared.MarkdownOpt, None), (declared.PageMarkdownOpt, None)),
         frozenset({"measure", "track", "prune", "study label-smoothing", "study semi-supervised", "study regularizer",
-                   "study lmc"}),
+                   "study lmc", "study prune"}),
     ),
     "--junit": (((declared.JunitOpt, None),), frozenset({"measure", "track"})),
     "--html": (((declared.HtmlOpt, None),), frozenset({"measure", "track", "finetune"})),
     "--threads": (
         ((declared.ThreadsOpt, 1), (declared.TorchThreadsOpt, None)),
         frozenset({"prune", "study label-smoothing", "study semi-supervised", "study regularizer", "study lmc",
-                   "demo grokking"}),
+                   "study prune", "demo grokking"}),
     ),
     "--quiet": (
         ((declared.QuietOpt, False),),
         frozenset({"measure", "track", "extract", "finetune", "interpolate", "prune", "demo grokking",
-                   "study label-smoothing", "study semi-supervised", "study regularizer", "study lmc"}),
+                   "study label-smoothing", "study semi-supervised", "study regularizer", "study lmc",
+                   "study prune"}),
     ),
     "--allow-external-data": (((declared.AllowExternalOpt, False),), frozenset({"measure", "track", "extract", "finetune"})),
     "--cache-dir": (((declared.CacheDirOpt, None),), frozenset({"measure", "track"})),
@@ -64,7 +68,7 @@ SHARED: dict[str, tuple[tuple[tuple[Any, Any], ...], frozenset[str]]] = {
     "--layers": (((declared.LayersOpt, None),), frozenset({"measure", "track"})),
     # the studies' own options (other commands' --out, --resume, --quick, --plot: OWN_MEANING)
     "--out": (
-        tuple((declared.StudyOutOpt, Path(f"studies/{name}")) for name in STUDY_FOLDERS),
+        tuple((declared.StudyOutOpt, Path(f"studies/{folder}")) for folder in STUDY_OUT.values()),
         frozenset(f"study {name}" for name in STUDY_FOLDERS),
     ),
     "--resume": (((declared.StudyResumeOpt, False),), frozenset(f"study {name}" for name in STUDY_FOLDERS)),
@@ -90,6 +94,7 @@ OWN_MEANING = {
     "--lr": "finetune and prune's fine-tune have their own defaults",
     "--batch-size": "extract: forward passes; finetune/prune: training batches",
     "--epochs": "finetune: epochs to train; study: epochs per run",
+    "--sparsities": "prune: a plain default; study prune: none, so that --quick can shorten the list",
     "--cache-dir": "cache list/clear: the folder to list or clear (listed in SHARED for measure and track)",
 }
 

@@ -50,6 +50,8 @@ REQUIRED: dict[str, dict[str, str]] = {
         "train.curve": _LIST, "test.curve": _LIST,
     },
 }  # fmt: skip
+#: The seeds study of pruning (study prune): a prune record of one seed's network, with that network's SHA-256.
+REQUIRED["prune-seeds"] = {**REQUIRED["prune"], "seed": _NUMBER, "trained": _TEXT}
 
 #: Leaves outside a metrics object that hold a share or a non-negative amount, wherever they appear.
 _UNIT_FIELDS = ("accuracy", "test_accuracy", "ncc_accuracy", "fraction", "sparsity", "mask_rate",
