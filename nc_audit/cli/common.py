@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from rich.console import Console
 from typer.core import TyperCommand
 
 from nc_audit.core.errors import InputError
 from nc_audit.core.signals import Terminated, raise_if_terminated
+from nc_audit.report.consoles import new_console
 
 if TYPE_CHECKING:
     from nc_audit.report.model import Trajectory
@@ -23,7 +23,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+stderr = new_console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class Format(str, Enum):

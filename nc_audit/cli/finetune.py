@@ -173,9 +173,9 @@ def render_summary(
 ) -> None:
     """A small Rich table on stdout: epoch 0 (before training) vs the last epoch; for a --features run,
     the dump of the adapted features too (the one to measure; the input dump holds the backbone's)."""
-    from rich.console import Console
     from rich.table import Table
 
+    from nc_audit.report.consoles import new_console
     from nc_audit.report.escape import terminal
 
     table = Table(title=f"fine-tuning: epoch 0 → {after.get('epoch')}")
@@ -184,7 +184,7 @@ def render_summary(
     table.add_column("after", justify="right")
     for key, label in SUMMARY_ROWS:
         table.add_row(label, fixed(before.get(key)), fixed(after.get(key)))
-    console = Console()
+    console = new_console()
     console.print(table)
     for note in notes:
         console.print(f"note: {terminal(note)}")

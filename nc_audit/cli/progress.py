@@ -29,10 +29,11 @@ class RichTracker:
     """A Rich progress bar on stderr, one task per stage; transient so the report stays clean."""
 
     def __init__(self, enabled: bool = True) -> None:
-        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        console = Console(stderr=True)
+        from nc_audit.report.consoles import new_console
+
+        console = new_console(stderr=True)
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -144,8 +145,8 @@ def make_tracker(quiet: bool = False, enabled: bool = True) -> Any:
     bar when stderr is a terminal, else plain lines. Use it as a context manager."""
     if quiet or not enabled:
         return SilentTracker()
-    from rich.console import Console
+    from nc_audit.report.consoles import new_console
 
-    if Console(stderr=True).is_terminal:
+    if new_console(stderr=True).is_terminal:
         return RichTracker()
     return PlainTracker()

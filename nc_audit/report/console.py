@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nc_audit.metrics.catalog import METRICS
+from nc_audit.report.consoles import new_console
 from nc_audit.report.escape import terminal
 from nc_audit.report.formats.view import Escaped, safe
 from nc_audit.report.model import Check, Report
@@ -38,9 +39,9 @@ MEANING_MIN_WIDTH = 100
 
 def make_console() -> Console:
     """A stdout console; logs and pipes (no terminal) get 120 columns instead of Rich's 80."""
-    console = Console()
+    console = new_console()
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(width=120)
+        console = new_console(width=120)
     return console
 
 

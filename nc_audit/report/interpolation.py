@@ -82,8 +82,9 @@ def interpolation_markdown(document: Document, keys: Sequence[str]) -> str:
 
 def print_interpolation(document: Document, keys: Sequence[str]) -> None:
     """The table on stdout (wide enough that no cell is cut in a CI log), then what the columns mean."""
-    from rich.console import Console
     from rich.table import Table as RichTable
+
+    from nc_audit.report.consoles import new_console
 
     table = interpolation_table(document, keys, short_names=True)
     rich = RichTable(
@@ -95,7 +96,7 @@ def print_interpolation(document: Document, keys: Sequence[str]) -> None:
         last = index == len(table.rows) - 1
         rich.add_row(*(console_text(cell) for cell in row), style="dim" if last else None)
     needed = 1 + sum(max(len(column.header), 9) + 3 for column in table.columns)  # every cell whole
-    console = Console()
-    console = console if console.width >= needed else Console(width=needed)
+    console = new_console()
+    console = console if console.width >= needed else new_console(width=needed)
     console.print(rich)
     console.print(f"[dim]{LEGEND}[/]")

@@ -10,8 +10,8 @@ import io
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from markdown_contract import assert_clean_console, assert_clean_markdown
-from rich.console import Console
 
+from nc_audit.report.consoles import new_console
 from nc_audit.report.tables import Bullets, Code, Column, Number, Page, Paragraph, Spread, Table
 from nc_audit.report.tables_console import console_text
 from nc_audit.report.tables_markdown import page_text
@@ -52,7 +52,7 @@ def test_no_name_changes_a_pages_structure(name: str) -> None:
 @given(NAMES)
 def test_a_console_line_stays_one_escaped_line(name: str) -> None:
     out = io.StringIO()
-    Console(file=out, width=100_000, highlight=False, color_system=None).print(
+    new_console(file=out, width=100_000, highlight=False, color_system=None).print(
         console_text(("[1/2] ", name, " ", Code(name), ": ", Number(0.5))), markup=True
     )
     assert_clean_console(out.getvalue())

@@ -7,9 +7,8 @@ import json
 import os
 import xml.etree.ElementTree as ElementTree
 
-from rich.console import Console
-
 from nc_audit.report.console import header_lines
+from nc_audit.report.consoles import new_console
 from nc_audit.report.escape import (
     html_text,
     json_safe,
@@ -36,7 +35,7 @@ def test_visible_shows_every_control_character_as_an_escape() -> None:
 
 
 def test_terminal_escapes_rich_markup_too() -> None:
-    console = Console(record=True, width=200, color_system=None)
+    console = new_console(record=True, width=200, color_system=None)
     console.print(f"wrote {terminal('traj[red]x[bold].png' + FORGED)}")
     shown = console.export_text()
     assert "traj[red]x[bold].png\\x1b[2J" in shown and "\x1b" not in shown
@@ -94,3 +93,31 @@ def test_renderers_never_pass_a_control_character_through() -> None:
         assert "\nPASS nc1" not in text
         text.encode("utf-8")
     ElementTree.fromstring(junit.split("\n", 1)[1])
+
+
+def test_an_emoji_code_in_a_name_stays_text() -> None:
+    """Rich turns ``:name:`` into an emoji and has no escape for it: nc-audit's consoles turn emoji off, so a
+    name that is, or completes, an emoji code (``:A`` beside ``:A:``, ``smile:`` beside our ``:``) stays text."""
+    console = new_console(record=True, width=200, color_system=None)
+    console.print(f"{terminal(':A')} {terminal(':A')}: {terminal(':smile')}: :thumbs_up:", markup=True)
+    assert console.export_text() == ":A :A: :smile: :thumbs_up:\n"
+
+
+def test_every_console_of_the_package_comes_from_new_console() -> None:
+    """No ``Console(...)`` is made anywhere in nc_audit but in report/consoles.py (emoji codes off)."""
+    import ast
+    from pathlib import Path
+
+    import nc_audit
+
+    root = Path(nc_audit.__file__).parent
+    made = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                name = (
+                    node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                )
+                if name == "Console":
+                    made.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert made == ["report/consoles.py:19"], made

@@ -18,12 +18,12 @@ from expout_documents import (
     semi_supervised_document,
 )
 from hostile.markdown_contract import assert_clean_console, assert_clean_markdown
-from rich.console import Console
 
 from nc_audit.core.threads import single_threaded_kernels, torch_threads
 from nc_audit.experiments.prune_summary import HEADERS, pruning_summary
 from nc_audit.experiments.studies.label_smoothing import COLUMNS as LS_COLUMNS
 from nc_audit.experiments.studies.semi_supervised import COLUMNS as SS_COLUMNS
+from nc_audit.report.consoles import new_console
 from nc_audit.report.grokking_summary import event_lines, grokking_page
 from nc_audit.report.prune import pruning_line, pruning_page, pruning_table
 from nc_audit.report.study_pages import (
@@ -140,7 +140,7 @@ def test_console_lines_escape_every_input(name: str) -> None:
     record = {"labels_per_class": 4, "setting": name, "seed": 0, "test": {"accuracy": 0.5},
               "stats": {"mask_rate": 0.25}, "train": {"metrics": {"mir": 0.9, "hdr": None}}}  # fmt: skip
     out = io.StringIO()
-    console = Console(file=out, width=100_000, highlight=False, color_system=None)
+    console = new_console(file=out, width=100_000, highlight=False, color_system=None)
     console.print(console_text(semi_supervised_line(record)), markup=True)
     printed = out.getvalue()
     assert_clean_console(printed)

@@ -24,9 +24,9 @@ class TableFormat(TextFormat):
         self._print(self.view(result), make_console())
 
     def render_view(self, view: Trajectory) -> str:
-        from rich.console import Console
+        from nc_audit.report.consoles import new_console
 
-        console = Console(width=120, record=True, file=_Discard(), color_system=None)
+        console = new_console(width=120, record=True, file=_Discard(), color_system=None)
         self._print(view, console)
         return console.export_text()
 
