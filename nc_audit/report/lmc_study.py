@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nc_audit.report.study_pages import model_text, recipe_line
+from nc_audit.report.study_pages import load_text, model_text, recipe_line
 from nc_audit.report.tables import Block, Column, Line, Markup, Number, Page, Paragraph, Spread, Table
 
 INDEPENDENT = "independent"
@@ -49,13 +49,6 @@ def lmc_table(rows: Sequence[Mapping[str, Any]]) -> Table:
     return Table(headers, tuple(cells(row) for row in rows))
 
 
-def _load_text(records: Sequence[Mapping[str, Any]]) -> str:
-    loads = [float(r["load_average"]) for r in records if isinstance(r.get("load_average"), (int, float))]
-    if not loads:
-        return ""
-    return f"; load average (1 min) at the end of the runs {min(loads):.1f}–{max(loads):.1f}"
-
-
 def lmc_page(document: Mapping[str, Any]) -> Page:
     """The page: what was trained, the definitions, the table, the wall time and load."""
     settings, targets = document["settings"], document["targets"]
@@ -89,7 +82,7 @@ def lmc_page(document: Mapping[str, Any]) -> Page:
         "Wall time of the study: ",
         Number(seconds, 0),
         " s (sum of the pairs' times)",
-        _load_text(records),
+        load_text(records),
         ".",
     )
     blocks.append(Paragraph(wall))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nc_audit.report.studies import Panel, geometry_panels, plot_study
-from nc_audit.report.study_pages import model_text, recipe_line
+from nc_audit.report.study_pages import load_text, model_text, recipe_line
 from nc_audit.report.tables import Block, Column, Line, Markup, Number, Page, Paragraph, Spread, Table
 
 #: Summary columns shown in the table: (key, header), in the order of
@@ -39,13 +39,6 @@ def prune_seeds_table(rows: Sequence[Mapping[str, Any]], digits: int = 4) -> Tab
     return Table(headers, tuple(cells(row) for row in rows))
 
 
-def _load_text(records: Sequence[Mapping[str, Any]]) -> str:
-    loads = [float(r["load_average"]) for r in records if isinstance(r.get("load_average"), (int, float))]
-    if not loads:
-        return ""
-    return f"; load average (1 min) at the end of the runs {min(loads):.1f}–{max(loads):.1f}"
-
-
 def prune_seeds_page(document: Mapping[str, Any]) -> Page:
     """The page: what was trained and pruned, the table, the wall time and the load."""
     settings, targets, records = document["settings"], document["targets"], document["records"]
@@ -65,7 +58,7 @@ def prune_seeds_page(document: Mapping[str, Any]) -> Page:
     )  # fmt: skip
     seconds = sum(float(r.get("seconds") or 0.0) for r in records)
     wall: Line = ("Wall time of the study: ", Number(seconds, 0), " s (sum of the runs' times, training "
-                  "included)", _load_text(records), ".")  # fmt: skip
+                  "included)", load_text(records), ".")  # fmt: skip
     blocks: list[Block] = [Paragraph(setup), prune_seeds_table(document["summary"]), Paragraph(wall)]
     return Page(title, tuple(blocks))
 

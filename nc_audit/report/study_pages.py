@@ -36,6 +36,14 @@ def recipe_line(settings: Mapping[str, Any]) -> Line:
             ", batch ", Number(recipe["batch_size"], None), drop)  # fmt: skip
 
 
+def load_text(records: Sequence[Mapping[str, Any]]) -> str:
+    """'; load average (1 min) at the end of the runs A–B' from the records that hold one, else ''."""
+    loads = [float(r["load_average"]) for r in records if isinstance(r.get("load_average"), (int, float))]
+    if not loads:
+        return ""
+    return f"; load average (1 min) at the end of the runs {min(loads):.1f}–{max(loads):.1f}"
+
+
 def model_text(model: Mapping[str, Any]) -> str:
     """``mlp 64 → 64 (Linear → BatchNorm → ReLU) → 10 classes`` from a study document's model entry."""
     config = model["config"]

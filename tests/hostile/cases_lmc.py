@@ -4,42 +4,22 @@ it keeps in DIR/runs (a parent's run state, the children). Generated (no binarie
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import torch
-from generate import SLOW_CASES, Case, case, run_cli
+from generate import SLOW_CASES, Case, case
+from study_resume import RunsCode, primed_study
 
 #: What a resumed quick study may write: its records, page, plot and the networks it trains again.
 _OUTPUTS = ["study/runs.jsonl", "study/results.json", "study/RESULTS.md", "study/lmc.png",
             "study/runs/child-*.pt", "study/runs/independent-*.pt"]  # fmt: skip
 
 
-def _primed(root: Path, name: str) -> tuple[list[str], Path] | Case:
-    """A finished quick study in root/study (the arguments and the folder), or a skipped case."""
-    out = root / "study"
-    args = ["study", "lmc", "--quick", "--out", str(out), "--no-progress"]
-    done = run_cli(args, cwd=root)
-    if done.returncode != 0:
-        return Case(name, 5, "", [], "error", skip=f"the priming study failed: {done.stderr[-300:]}")
-    return args, out
-
-
-class _RunsCode:
-    """Unpickling this runs `touch MARKER` (what torch.load(weights_only=False) would do)."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return os.system, (f"touch {self.marker}",)
-
-
 @case
 def case_lmc_parent_state_pickle(root: Path) -> Case:
     name = "lmc_parent_state_pickle"
-    primed = _primed(root, name)
+    primed = primed_study(root, "lmc", name)
     if isinstance(primed, Case):
         return primed
     args, out = primed
@@ -49,7 +29,7 @@ def case_lmc_parent_state_pickle(root: Path) -> Case:
         child.unlink()
     parent = out / "runs" / "parent-seed_0-epoch_0.pt"
     marker = root / "executed"
-    torch.save({"state_dict": {"w": torch.zeros(1)}, "optimizer": _RunsCode(marker)}, parent)
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "optimizer": RunsCode(marker)}, parent)
     return Case(
         name, 2,
         "study lmc --resume whose saved parent state (runs/parent-seed_0-epoch_0.pt) holds a pickle that runs "
@@ -62,7 +42,7 @@ def case_lmc_parent_state_pickle(root: Path) -> Case:
 @case
 def case_lmc_record_alpha_outside(root: Path) -> Case:
     name = "lmc_record_alpha_outside"
-    primed = _primed(root, name)
+    primed = primed_study(root, "lmc", name)
     if isinstance(primed, Case):
         return primed
     args, out = primed

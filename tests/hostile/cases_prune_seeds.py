@@ -4,41 +4,21 @@ seeds" table."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
-from generate import SLOW_CASES, Case, case, run_cli
+from generate import SLOW_CASES, Case, case
+from study_resume import RunsCode, primed_study
 
 #: What a resumed quick study may write: its records, page, plot and the networks it prunes again.
 _OUTPUTS = ["study/runs.jsonl", "study/results.json", "study/RESULTS.md", "study/pruning_seeds.png",
             "study/runs/seed_0/sparsity_*.pt"]  # fmt: skip
 
 
-def _primed(root: Path, name: str) -> tuple[list[str], Path] | Case:
-    """A finished quick study in root/study (the arguments and the folder), or a skipped case."""
-    out = root / "study"
-    args = ["study", "prune", "--quick", "--out", str(out), "--no-progress"]
-    done = run_cli(args, cwd=root)
-    if done.returncode != 0:
-        return Case(name, 5, "", [], "error", skip=f"the priming study failed: {done.stderr[-300:]}")
-    return args, out
-
-
-class _RunsCode:
-    """Unpickling this runs `touch MARKER` (what torch.load(weights_only=False) would do)."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return os.system, (f"touch {self.marker}",)
-
-
 @case
 def case_prune_seeds_network_pickle(root: Path) -> Case:
     name = "prune_seeds_network_pickle"
-    primed = _primed(root, name)
+    primed = primed_study(root, "prune", name)
     if isinstance(primed, Case):
         return primed
     args, out = primed
@@ -46,7 +26,7 @@ def case_prune_seeds_network_pickle(root: Path) -> Case:
     (out / "runs.jsonl").write_text("")
     network = out / "runs" / "seed_0.pt"
     marker = root / "executed"
-    torch.save({"state_dict": {"w": torch.zeros(1)}, "architecture": _RunsCode(marker)}, network)
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "architecture": RunsCode(marker)}, network)
     return Case(
         name, 2,
         "study prune --resume whose kept network (runs/seed_0.pt) holds a pickle that runs `touch executed`: "
@@ -60,7 +40,7 @@ def case_prune_seeds_network_pickle(root: Path) -> Case:
 @case
 def case_prune_seeds_network_replaced(root: Path) -> Case:
     name = "prune_seeds_network_replaced"
-    primed = _primed(root, name)
+    primed = primed_study(root, "prune", name)
     if isinstance(primed, Case):
         return primed
     args, out = primed
