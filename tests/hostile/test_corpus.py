@@ -139,6 +139,10 @@ SLOW: dict[str, str] = {
     "baseline_bigint": "a variant of baseline_deep",
     "second_pass_classes_3000": "4 s; its class (the second pass's memory independent of C) is "
     "tests/engine/test_second_pass_memory.py in make test",
+    "int_head_weight": "a subprocess; its class is tests/io/test_head_checks.py in make test",
+    "constant_features": "a subprocess; its class is tests/metrics/test_degenerate.py in make test",
+    "json_fifo": "a subprocess; its class is tests/io/test_atomic_targets.py in make test",
+    "shard_dotdot": "a subprocess; its class is tests/io/test_shard_index.py in make test",
 }
 
 

@@ -382,6 +382,7 @@ def checkpoint_recipes(draw: st.DrawFn) -> CheckpointRecipe:
     )
 
 
+@pytest.mark.slow  # a property: make test keeps this class's example cases; make test-all runs it
 @settings(PROFILE)
 @given(recipe=checkpoint_recipes())
 def test_random_checkpoints_keep_the_contract(recipe: CheckpointRecipe) -> None:
@@ -477,6 +478,7 @@ def baselines(draw: st.DrawFn) -> tuple[str, bool]:
     return json.dumps(record), usable
 
 
+@pytest.mark.slow  # a property: make test keeps this class's example cases; make test-all runs it
 @settings(PROFILE)
 @given(baseline=baselines(), tolerance=st.sampled_from(("0", "0.5", "1e300")))
 def test_random_baselines_gate_something_or_refuse(baseline: tuple[str, bool], tolerance: str) -> None:
@@ -508,6 +510,7 @@ def test_random_baselines_gate_something_or_refuse(baseline: tuple[str, bool], t
     )
 
 
+@pytest.mark.slow  # a property: make test keeps this class's example cases; make test-all runs it
 # --- output paths ----------------------------------------------------------------------------------------------
 @settings(PROFILE)
 @given(

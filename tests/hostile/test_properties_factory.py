@@ -126,6 +126,7 @@ def _records(workdir: Path) -> st.SearchStrategy[dict[str, Any]]:
 ALLOWED = ("torch.nn.", "torchvision.models.", "timm.")
 
 
+@pytest.mark.slow  # a property: make test keeps this class's example cases; make test-all runs it
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_a_random_architecture_record_never_executes_anything(workdir: Path, data: st.DataObject) -> None:

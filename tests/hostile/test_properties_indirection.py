@@ -19,6 +19,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -91,6 +92,7 @@ def _dump_rows(dump: Path) -> np.ndarray | None:
         return None
 
 
+@pytest.mark.slow  # a property: make test keeps this class's example cases; make test-all runs it
 @settings(
     max_examples=INDIRECTION_EXAMPLES,
     derandomize=os.environ.get("HYPOTHESIS_PROFILE") != "long",
