@@ -143,6 +143,13 @@ SLOW: dict[str, str] = {
     "constant_features": "a subprocess; its class is tests/metrics/test_degenerate.py in make test",
     "json_fifo": "a subprocess; its class is tests/io/test_atomic_targets.py in make test",
     "shard_dotdot": "a subprocess; its class is tests/io/test_shard_index.py in make test",
+    "extract_onto_checkpoint": "a subprocess; outputs over inputs keep json_onto_features and prune_json_onto_checkpoint in make test and tests/io/test_outputs.py",
+    "json_onto_baseline": "a subprocess; outputs over inputs keep json_onto_features and prune_json_onto_checkpoint in make test and tests/io/test_outputs.py",
+    "json_onto_hf_config": "a subprocess; outputs over inputs keep json_onto_features and prune_json_onto_checkpoint in make test and tests/io/test_outputs.py",
+    "json_onto_model_source": "a subprocess; outputs over inputs keep json_onto_features and prune_json_onto_checkpoint in make test and tests/io/test_outputs.py",
+    "vds_missing_source": "a subprocess; VDS cases keep vds_other_file and vds_self_cycle in make test and tests/io/test_hdf5_graph.py",
+    "vds_same_file_passwd": "a subprocess; VDS cases keep vds_other_file and vds_self_cycle in make test and tests/io/test_hdf5_graph.py",
+    "vds_unmapped_region": "a subprocess; VDS cases keep vds_other_file and vds_self_cycle in make test and tests/io/test_hdf5_graph.py",
 }
 
 
