@@ -1,10 +1,11 @@
 """What the experiment commands (studies, prune, demo) share in the CLI: reading a comma-separated list
-option, printing one escaped console line per finished run."""
+option, applying --seeds and --epochs to a study, printing one escaped console line per finished run."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import replace
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from nc_audit.cli.common import stderr
 from nc_audit.core.errors import InputError
@@ -25,6 +26,30 @@ def parse_numbers(text: str, option: str, kind: type[float] | type[int] = float)
     if not values:
         raise InputError(f"{option} {text!r}: give at least one {noun[:-1]}")
     return values
+
+
+class SeededStudy(Protocol):
+    """A study dataclass with seeds and a training recipe (label smoothing, regulariser, lmc, prune)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def seeds(self) -> tuple[int, ...]: ...
+
+    @property
+    def recipe(self) -> Any: ...
+
+
+Study = TypeVar("Study", bound=SeededStudy)
+
+
+def with_seeds_and_epochs(study: Study, seeds: int | None, epochs: int | None) -> Study:
+    """``study`` with ``--seeds N`` (seeds 0 … N−1) and ``--epochs N`` (its recipe's) where given."""
+    if seeds is not None:
+        study = replace(study, seeds=tuple(range(seeds)))
+    if epochs is not None:
+        study = replace(study, recipe=replace(study.recipe, epochs=epochs))
+    return study
 
 
 def say(line: Line) -> None:

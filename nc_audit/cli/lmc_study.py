@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nc_audit.cli.common import print_stdout
-from nc_audit.cli.experiment_output import parse_numbers, run_line
+from nc_audit.cli.experiment_output import parse_numbers, run_line, with_seeds_and_epochs
 from nc_audit.cli.study import write_outputs
 from nc_audit.core.progress import Tracker
 from nc_audit.experiments.studies.lmc import COLUMNS, LmcStudy, run_lmc
@@ -46,10 +46,7 @@ def build_study(
     study = LmcStudy.quick() if quick else LmcStudy()
     if spawn_epochs is not None:
         study = replace(study, spawn_epochs=parse_numbers(spawn_epochs, "--spawn-epochs", int))
-    if seeds is not None:
-        study = replace(study, seeds=tuple(range(seeds)))
-    if epochs is not None:
-        study = replace(study, recipe=replace(study.recipe, epochs=epochs))
+    study = with_seeds_and_epochs(study, seeds, epochs)
     if steps is not None:
         study = replace(study, steps=steps)
     return replace(study, independent=independent)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nc_audit.cli.common import print_stdout
-from nc_audit.cli.experiment_output import parse_numbers, run_line
+from nc_audit.cli.experiment_output import parse_numbers, run_line, with_seeds_and_epochs
 from nc_audit.cli.study import write_outputs
 from nc_audit.core.progress import Tracker
 from nc_audit.experiments.studies.regularizer import RegularizerStudy, run_regularizer
@@ -43,10 +43,7 @@ def build_study(
     study = RegularizerStudy.quick() if quick else RegularizerStudy()
     if weights is not None:
         study = replace(study, weights=parse_numbers(weights, "--weights"))
-    if seeds is not None:
-        study = replace(study, seeds=tuple(range(seeds)))
-    if epochs is not None:
-        study = replace(study, recipe=replace(study.recipe, epochs=epochs))
+    study = with_seeds_and_epochs(study, seeds, epochs)
     return study
 
 

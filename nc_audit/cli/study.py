@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from nc_audit.cli.common import Command, cli_errors, command_group, print_stdout, wrote
-from nc_audit.cli.experiment_output import parse_numbers, run_line
+from nc_audit.cli.experiment_output import parse_numbers, run_line, with_seeds_and_epochs
 from nc_audit.cli.options import (
     PageMarkdownOpt,
     QuietOpt,
@@ -116,10 +116,7 @@ def label_smoothing_command(
     study = replace(study, data=data)
     if epsilons is not None:
         study = replace(study, epsilons=parse_numbers(epsilons, "--epsilons"))
-    if seeds is not None:
-        study = replace(study, seeds=tuple(range(seeds)))
-    if epochs is not None:
-        study = replace(study, recipe=replace(study.recipe, epochs=epochs))
+    study = with_seeds_and_epochs(study, seeds, epochs)
 
     with torch_threads(thread_count), make_tracker(quiet) as tracker:
         document = run_label_smoothing(
