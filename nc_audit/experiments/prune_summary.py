@@ -3,12 +3,12 @@ the records of that sparsity (one per sparsity today; several if runs are ever r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from nc_audit.experiments.studies.summary import summarise
 
-Record = dict[str, Any]
+Record = Mapping[str, Any]
 
 #: Table columns: (summary column, header, how to read it from a record), in the table's order.
 COLUMNS: tuple[tuple[str, str, Callable[[Record], float | None]], ...] = (

@@ -27,6 +27,7 @@ from nc_audit.experiments.prune import (
     checkpoint_name,
     prune_one,
 )
+from nc_audit.experiments.prune_summary import COLUMNS as PRUNE_COLUMNS
 from nc_audit.experiments.studies.records import OnRecord, Run, plain, run_study, write_results
 from nc_audit.experiments.studies.setup import open_mlp_study
 from nc_audit.experiments.studies.summary import summarise
@@ -37,16 +38,11 @@ from nc_audit.models.spec import NO_MODEL
 from nc_audit.train.recipe import Recipe, train_from_scratch
 
 KIND = "prune-seeds"
-#: Summary columns: (name, header, how to read it from a run's record).
-COLUMNS = (
-    ("kept", "weights kept", lambda r: r["kept"]["fraction"]),
-    ("train_accuracy", "train accuracy", lambda r: r["accuracy"]),
-    ("test_accuracy", "test accuracy", lambda r: r["test_accuracy"]),
-    ("nc1", "NC1", lambda r: r["report"]["metrics"]["nc1"]),
-    ("nc4", "NC4", lambda r: r["report"]["metrics"]["nc4"]),
-    ("mir", "MIR", lambda r: r["report"]["metrics"]["mir"]),
-    ("hdr", "HDR", lambda r: r["report"]["metrics"]["hdr"]),
-)
+#: Names and headers of ``nc-audit prune``'s columns that this study's page words otherwise.
+_RENAMED = {"kept": ("kept", "weights kept"), "accuracy": ("train_accuracy", "train accuracy")}
+#: Summary columns: (name, header, how to read it from a run's record). A run's record is a
+#: ``nc-audit prune`` record, so the readers are prune_summary's.
+COLUMNS = tuple((*_RENAMED.get(name, (name, header)), read) for name, header, read in PRUNE_COLUMNS)
 
 
 @dataclass(frozen=True)
