@@ -16,11 +16,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-# `make test` (CI, .ci/run) leaves out the tests marked slow (about 65 s more on 2 cores: the README's
-# regenerated blocks, the bench smoke run, killed-and-resumed runs, hostile cases that train or extract);
-# `make test-all` runs every test.
+# `make test` is the newcomer's fast set: every test not marked slow, on every core (pytest-xdist, at
+# most 4 workers). `make test-all` (CI, .ci/run) runs every test, the slow ones too (the README's
+# regenerated blocks, the bench smoke run, killed-and-resumed runs, hostile cases that train or
+# extract), in one process.
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n auto --maxprocesses 4
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q

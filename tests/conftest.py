@@ -26,6 +26,16 @@ os.environ.setdefault(
     "NC_AUDIT_CACHE_KEY", os.path.join(tempfile.mkdtemp(prefix="nc-audit-test-key-"), "cache.key")
 )
 
+#: In-process CLI runs see no terminal, so a report is as wide as in a log (120 columns, report/console.py),
+#: whatever width the shell exports or a pytest-xdist worker is given (COLUMNS=80, LINES=24).
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
+
+#: pytest-xdist workers (``make test``) share the cores: each gets its share of torch's intra-op threads
+#: rather than all of them (oversubscribed OpenMP threads spin and wait on each other).
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 DumpWriter = Callable[..., Path]
 CheckpointWriter = Callable[..., Path]
 

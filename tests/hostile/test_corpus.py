@@ -13,7 +13,8 @@ wall-clock limit, with a planted secret first in its environment. The contract (
   (/etc/passwd, the environment) in the output.
 
 Cases run two at a time in threads (the machine this was written on has 2 cores): the first test
-starts every selected case, each test waits for its own. A few cases that train or extract are marked
+starts every selected case, each test waits for its own. Under pytest-xdist (``make test``) the workers
+already share the cores: each test runs its own case when it comes. A few cases that train or extract are marked
 ``slow``: ``make test-all`` runs them, ``make test`` (CI) does not. A case that fails would be marked
 ``xfail(strict=True)`` in XFAIL with the observed behaviour, so that its fix fails the run until the mark
 is removed; none is left.
@@ -682,29 +683,32 @@ def _params() -> list[Any]:
 @pytest.fixture(scope="session")
 def corpus(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, dev_guard: list[str] | None
-) -> Iterator[dict[str, concurrent.futures.Future[CaseResult]]]:
-    """Starts every selected case (WORKERS at a time); each test waits for its own."""
+) -> Iterator[Callable[[str], CaseResult]]:
+    """The result of a case by name. In one process the first call starts every selected case (WORKERS at
+    a time) and each test waits for its own; in a pytest-xdist worker, whose tests are dealt out one by
+    one, each call runs its own case."""
+    base = tmp_path_factory.mktemp("hostile")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        yield lambda name: run_case(name, base / name, dev_guard)
+        return
     selected = []
     for item in request.session.items:
         callspec = getattr(item, "callspec", None)
         if item.module is not sys.modules[__name__] or callspec is None or "name" not in callspec.params:
             continue
         selected.append(callspec.params["name"])
-    base = tmp_path_factory.mktemp("hostile")
     with concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="hostile") as pool:
         futures = {name: pool.submit(run_case, name, base / name, dev_guard) for name in selected}
-        yield futures
+        yield lambda name: futures[name].result()
         for future in futures.values():
             future.cancel()
 
 
 @pytest.mark.parametrize("name", _params())
 def test_hostile_input(
-    name: str,
-    corpus: dict[str, concurrent.futures.Future[CaseResult]],
-    sample_reference: dict[str, float | None],
+    name: str, corpus: Callable[[str], CaseResult], sample_reference: dict[str, float | None]
 ) -> None:
-    result = corpus[name].result()
+    result = corpus(name)
     if result.skip:
         pytest.skip(result.skip)
     check_case(result, sample_reference)
