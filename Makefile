@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 # The CPU build of torch lies on this machine's disk; users with GPUs install any torch in the package's range.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install test test-all demo lint typecheck bench gpu-check samples cma-experiment readme studies study-label-smoothing study-prune study-semi-supervised study-regularizer study-lmc grokking-transformer grokking-seeds grokking-reference clean
+.PHONY: install test test-all demo lint typecheck bench gpu-check samples cma-experiment readme studies study-label-smoothing study-prune study-semi-supervised study-regularizer study-lmc grokking-transformer grokking-seeds grokking-reference grokking-reference-seeds clean
 
 install: $(STAMP)
 
@@ -66,7 +66,8 @@ readme: $(STAMP)
 # The studies of the README (one thread: tiny models; on shared cores more threads spin-wait). Each resumes
 # a killed run (--resume) and writes its table to benchmarks/, its plot to docs/, its runs to studies/.
 NC_AUDIT := $(VENV)/bin/nc-audit
-studies: study-label-smoothing study-prune study-semi-supervised study-regularizer study-lmc grokking-transformer grokking-seeds
+studies: study-label-smoothing study-prune study-semi-supervised study-regularizer study-lmc grokking-transformer grokking-seeds \
+	grokking-reference grokking-reference-seeds
 
 study-label-smoothing: $(STAMP)
 	$(NC_AUDIT) study label-smoothing --resume --threads 1 --out studies/label-smoothing \
@@ -102,9 +103,21 @@ grokking-seeds: $(STAMP)
 	$(VENV)/bin/python scripts/grokking_seeds.py studies/grokking-transformer-seed0 studies/grokking-transformer-seed1 \
 		studies/grokking-transformer-seed2 > benchmarks/GROKKING_SEEDS.md
 
+# Nanda et al.'s reference configuration: seed 0 for their 40,000 steps (about 1.5 h of one core), seeds 1
+# and 2 for 10,000 (grokking came at step 5,500 for seed 0), then the grokking steps over the three seeds.
+REFERENCE := demo grokking --model transformer --p 113 --train-fraction 0.3 --d-model 128 --heads 4 \
+	--weight-decay 1 --save-every 500 --resume --threads 1
+
 grokking-reference: $(STAMP)
-	$(NC_AUDIT) demo grokking --model transformer --p 113 --train-fraction 0.3 --d-model 128 --heads 4 \
-		--weight-decay 1 --steps 40000 --save-every 500 --resume --threads 1 --out studies/grokking-reference
+	$(NC_AUDIT) $(REFERENCE) --steps 40000 --out studies/grokking-reference
+	cp studies/grokking-reference/grokking.png docs/grokking_reference.png
+	cp studies/grokking-reference/SUMMARY.md benchmarks/GROKKING_REFERENCE.md
+
+grokking-reference-seeds: $(STAMP)
+	for seed in 1 2; do $(NC_AUDIT) $(REFERENCE) --steps 10000 --seed $$seed --quiet \
+		--out studies/grokking-reference-seed$$seed || exit 1; done
+	$(VENV)/bin/python scripts/grokking_seeds.py studies/grokking-reference studies/grokking-reference-seed1 \
+		studies/grokking-reference-seed2 > benchmarks/GROKKING_REFERENCE_SEEDS.md
 
 grokking-transformer: $(STAMP)
 	$(NC_AUDIT) demo grokking --model transformer --resume --threads 1 --out studies/grokking-transformer
