@@ -48,13 +48,14 @@ def layers_trajectory_table(trajectory: Trajectory) -> Table | None:
 
 
 def layers_trajectory_markdown(trajectory: Trajectory) -> list[str]:
-    """The Markdown lines of the same table (the same checkpoints as the console's), or none."""
+    """The Markdown lines of the same table (the same checkpoints as the console's), or none; names are
+    code spans, as in the trajectory table (no link, tag or emoji code of a name renders)."""
     from nc_audit.report.markdown import _code, _line, _table
 
     grid = _grid(trajectory)
     if grid is None:
         return []
-    header = ["layer", "width", "vs", *grid.columns, "NC target"]
+    header = ["layer", "width", "vs", *(_code(column) for column in grid.columns), "NC target"]
     rows: list[list[Any]] = [
         [_code(row.name), str(row.width), row.against, *(short(v) for v in row.values), short(grid.target)]
         for row in grid.rows
