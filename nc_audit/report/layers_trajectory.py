@@ -60,7 +60,9 @@ class LayerGrid:
 
     def caption(self, all_in: str = "the JSON report and --layers-plot") -> str:
         """What the table shows, in words; when checkpoints are left out, how many and where all are."""
-        text = f"{self.metric} of the input of each layer (forward order) at each checkpoint (step, else name)"
+        text = (
+            f"{self.metric} of the input of each layer (forward order) at each checkpoint (step, else name)"
+        )
         if self.shown < self.total:
             text += (
                 f"; {self.shown} of {self.total} checkpoints shown, evenly spread, first and last "

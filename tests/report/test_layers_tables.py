@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,7 @@ def test_the_selection_keeps_all_up_to_8_then_8_spread_with_first_and_last(
 def test_8_of_100_are_evenly_spread_with_the_first_and_the_last() -> None:
     picked = spread(100)
     assert len(picked) == 8 and picked[0] == 0 and picked[-1] == 99
-    gaps = [b - a for a, b in zip(picked, picked[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(picked)]
     assert min(gaps) >= 14 and max(gaps) <= 15  # 99 / 7 = 14.14...
     assert spread(0) == ()
 
