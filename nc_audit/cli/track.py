@@ -115,8 +115,9 @@ def track_command(
         str,
         Opt(
             metavar="METRIC",
-            help="The layer metric the --layers-plot heat map shows (nc1, nc1_cdnv, "
-            "nc2_equinorm_means, nc2_equiangular_means, nc2_maxangle_means, h_means, h_head, mi, mir, hdr).",
+            help="With --layers: the layer metric of the layer × checkpoint table (console, Markdown, HTML) "
+            "and of the --layers-plot heat map (nc1, nc1_cdnv, nc2_equinorm_means, nc2_equiangular_means, "
+            "nc2_maxangle_means, h_means, h_head, mi, mir, hdr).",
         ),
     ] = "nc1",
 ) -> None:
@@ -146,15 +147,16 @@ def track_command(
         "--json": json_path, "--markdown": markdown_path, "--junit": junit_path, "--plot": plot, "--html": html_path,
         "--layers-plot": layers_plot,
     }  # fmt: skip
+    from nc_audit.report.model import LAYER_METRICS
+
+    if layers_metric not in LAYER_METRICS:
+        raise InputError(f"--layers-metric {layers_metric}: expected one of {', '.join(LAYER_METRICS)}")
     if layers_plot is not None:
         from nc_audit.report.formats.layers_plot_out import LayersPlotFormat
         from nc_audit.report.formats.registry import register
-        from nc_audit.report.model import LAYER_METRICS
 
         if not layers:
             raise InputError("--layers-plot draws the layers of --layers all|NAME,...; give --layers too")
-        if layers_metric not in LAYER_METRICS:
-            raise InputError(f"--layers-metric {layers_metric}: expected one of {', '.join(LAYER_METRICS)}")
         register(LayersPlotFormat(layers_metric))
     if len(inputs) == 1 and inputs[0].suffix.lower() == ".jsonl":
         from nc_audit.gating.recorded import gate_run
@@ -227,5 +229,8 @@ def track_command(
         "html": html_path,
         "layers-plot": layers_plot,
     }
+    from dataclasses import replace
+
+    trajectory = replace(trajectory, layers_metric=layers_metric)  # the metric of the layers tables
     emit_results(trajectory, settings.output_format, files)
     exit_if_failed(trajectory.failed)

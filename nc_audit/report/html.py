@@ -160,6 +160,7 @@ def report_html(report: Report) -> str:
     """The HTML of one report (``measure``): sources, metrics beside their NC targets, the distance plot,
     conventions, notes and checks."""
     from nc_audit.report.figures import report_figure
+    from nc_audit.report.layers_tables import layers_report_html
 
     rows = []
     for key, value in report.metrics.items():
@@ -173,6 +174,7 @@ def report_html(report: Report) -> str:
         "<h2>Metrics</h2>"
         + table(["metric", "value", "NC target", "|Δ| to NC", "meaning"], rows, numeric_to=4),
         figure_img(report_figure(report), "distance of each metric to its Neural Collapse target"),
+        layers_report_html(report),
         conventions_section(report.conventions),
         notes_section(report.notes),
         checks_section([("", check) for check in report.checks]),
@@ -183,6 +185,7 @@ def report_html(report: Report) -> str:
 def trajectory_html(trajectory: Trajectory) -> str:
     """The HTML of a trajectory (``track``): one row per checkpoint, the NC targets, the plot, conventions,
     notes and the checks of the gated checkpoints."""
+    from nc_audit.report.layers_tables import layers_trajectory_html
     from nc_audit.report.plots import trajectory_figure
 
     records = trajectory.records
@@ -212,6 +215,7 @@ def trajectory_html(trajectory: Trajectory) -> str:
             ["checkpoint", "step", "accuracy", *columns, "checks"], rows, numeric_from=1, classes=classes
         ),
         figure_img(trajectory_figure(trajectory), "every metric against step, one panel per scale"),
+        layers_trajectory_html(trajectory),
         conventions_section(records[0].conventions if records else {}),
         notes_section(note for record in records for note in record.notes),
         checks_section(checks, with_checkpoint=True),

@@ -21,7 +21,8 @@ from nc_audit.core.errors import InputError
 from nc_audit.report.escape import visible
 from nc_audit.report.figure_text import fit_text
 from nc_audit.report.formats.view import raw_text
-from nc_audit.report.model import LAYER_METRICS, Trajectory, record_label
+from nc_audit.report.layers_trajectory import layer_grid
+from nc_audit.report.model import Trajectory, record_label
 from nc_audit.report.plots import TICK_CHARS, save_figure
 
 #: Metrics drawn on a log colour scale (positive, target 0, spanning decades across depth).
@@ -34,20 +35,14 @@ def _tick(value: str) -> str:
 
 
 def layers_grid(trajectory: Trajectory, metric: str) -> tuple[list[str], list[str], list[list[float]]]:
-    """(layer names, checkpoint labels, values[layer][checkpoint]; NaN where there is none)."""
-    if metric not in LAYER_METRICS:
-        raise InputError(f"--layers-metric {metric}: expected one of {', '.join(LAYER_METRICS)}")
-    layers: list[str] = []
-    for record in trajectory.records:
-        for layer in record.layers:
-            if raw_text(layer.name) not in layers:
-                layers.append(raw_text(layer.name))
+    """(layer names, checkpoint labels, values[layer][checkpoint]; NaN where there is none): the grid of
+    every checkpoint (report/layers_trajectory.py), columns named by their labels."""
+    grid = layer_grid(trajectory, metric, None)
+    if grid is None:
+        return [], [], []
+    layers = [raw_text(row.name) for row in grid.rows]
     columns = [record_label(record, index) for index, record in enumerate(trajectory.records)]
-    values = [[math.nan] * len(columns) for _ in layers]
-    for column, record in enumerate(trajectory.records):
-        for layer in record.layers:
-            value = layer.metrics[metric]
-            values[layers.index(raw_text(layer.name))][column] = math.nan if value is None else value
+    values = [[math.nan if value is None else value for value in row.values] for row in grid.rows]
     return layers, columns, values
 
 

@@ -188,6 +188,10 @@ def render_trajectory_markdown(trajectory: Trajectory) -> str:
             ]
         )
     lines += [*_table(["checkpoint", "step", *columns, "checks"], rows), ""]
+    if any(record.layers for record in records):  # collapse across depth (--layers)
+        from nc_audit.report.layers_tables import layers_trajectory_markdown
+
+        lines += layers_trajectory_markdown(trajectory)
     failed = [
         (record_label(record), check) for record in records for check in record.checks if not check.passed
     ]

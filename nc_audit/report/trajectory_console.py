@@ -43,6 +43,10 @@ def render_trajectory(trajectory: Trajectory, console: Console | None = None) ->
     """Print the trajectory table, the conventions of its first record, notes, and the checks."""
     console = console or make_console()
     console.print(trajectory_table(trajectory))
+    if any(record.layers for record in trajectory.records):  # collapse across depth (--layers)
+        from nc_audit.report.layers_tables import layers_trajectory_table
+
+        console.print(layers_trajectory_table(trajectory))
     records = trajectory.records
     if records:
         conventions = "; ".join(f"{text(k)}: {text(v)}" for k, v in records[0].conventions.items())

@@ -22,11 +22,14 @@ Record = Report
 @dataclass(frozen=True)
 class Trajectory(Sequence[Report]):
     """Reports in training order; ``gate`` is the gate mode (last | best | all) once gated, else None.
-    ``single`` marks one report on its own (``measure``, a report baseline), serialised as a report."""
+    ``single`` marks one report on its own (``measure``, a report baseline), serialised as a report.
+    ``layers_metric`` is the layer metric the layer × checkpoint tables show (``track --layers-metric``;
+    not serialised: the JSON holds every metric)."""
 
     records: tuple[Report, ...] = ()
     gate: str | None = None
     single: bool = False
+    layers_metric: str = "nc1"
 
     @classmethod
     def of(cls, reports: Report | Sequence[Report]) -> Trajectory:
