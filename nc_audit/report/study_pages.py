@@ -44,6 +44,18 @@ def load_text(records: Sequence[Mapping[str, Any]]) -> str:
     return f"; load average (1 min) at the end of the runs {min(loads):.1f}–{max(loads):.1f}"
 
 
+def wall_time(document: Document) -> tuple[Paragraph, ...]:
+    """The study's wall time (the sum of its runs' own times) and load, as a paragraph; none when no run
+    recorded a time."""
+    records = document.get("records") or ()
+    seconds = [float(r["seconds"]) for r in records if isinstance(r.get("seconds"), (int, float))]
+    if not seconds:
+        return ()
+    line: Line = ("Wall time of the study: ", Number(sum(seconds), 0), " s (sum of the runs' times"
+                  f"{load_text(records)}).")  # fmt: skip
+    return (Paragraph(line),)
+
+
 def model_text(model: Mapping[str, Any]) -> str:
     """``mlp 64 → 64 (Linear → BatchNorm → ReLU) → 10 classes`` from a study document's model entry."""
     config = model["config"]
@@ -69,7 +81,7 @@ def label_smoothing_page(document: Document, table: Table) -> Page:
                    f"; cross-entropy with label smoothing ε; seeds {_seeds(settings)}. NC1, MIR, HDR and NC4 on the "
                    "train features (K_W against the train class means; MIR_NC = ", Number(targets["mir"]),
                    "); test accuracy on the test split. Mean ± sample standard deviation over seeds.")  # fmt: skip
-    return Page(title, (Paragraph(setup), table))
+    return Page(title, (Paragraph(setup), table, *wall_time(document)))
 
 
 def _form_text(recipe: Document) -> str:
@@ -103,7 +115,7 @@ def semi_supervised_page(document: Document, table: Table) -> Page:
         "split with its true labels (MIR_NC = ", Number(document["targets"]["mir"]),
         f"). Seeds {_seeds(settings)}; mean ± sample standard deviation.",
     )  # fmt: skip
-    return Page(title, (Paragraph(setup), table))
+    return Page(title, (Paragraph(setup), table, *wall_time(document)))
 
 
 def label_smoothing_line(record: Record) -> Line:

@@ -200,3 +200,22 @@ def test_figures_show_input_without_mathtext(tmp_path: Path) -> None:
     assert figure_png(interpolation_figure(interpolation)).startswith(b"\x89PNG")
     plot_semi_supervised(semi_supervised_document(setting=MATHTEXT), tmp_path / "s.png")
     assert (tmp_path / "s.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_study_pages_state_the_wall_time_their_runs_recorded() -> None:
+    """The label-smoothing and semi-supervised pages end with the sum of the runs' own times (and their
+    load when recorded); a document whose runs recorded none (written before) gets no line."""
+    for make, groups, columns, page in (
+        (label_smoothing_document, LABEL_SMOOTHING_GROUPS, LS_COLUMNS, label_smoothing_page),
+        (semi_supervised_document, SEMI_SUPERVISED_GROUPS, SS_COLUMNS, semi_supervised_page),
+    ):
+        document = make()
+        table = study_table(document, groups, [(n, h) for n, h, _ in columns])
+        assert "Wall time" not in page_text(page(document, table))
+        timed = {**document, "records": [{"seconds": 100.4, "load_average": 2.5}, {"seconds": 20.3},
+                                         {"seconds": "3", "load_average": 0.75}]}  # fmt: skip
+        text = page_text(page(timed, table))
+        assert text.rstrip().endswith(
+            "Wall time of the study: 121 s (sum of the runs' times; load average (1 min) at the end of the "
+            "runs 0.8–2.5)."
+        ), text[-300:]
