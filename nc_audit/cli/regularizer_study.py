@@ -62,7 +62,6 @@ def run_regularizer_command(
     """Run (or resume) the study, print the table on stdout, write the page and the plot."""
     study = build_study(quick=quick, weights=weights, seeds=seeds, epochs=epochs)
     document = run_regularizer(out, study, resume=resume, tracker=tracker, on_record=run_line(describe))
-    seconds = sum(float(record.get("seconds") or 0.0) for record in document["records"])
     print_stdout(table_text(regularizer_table(document["summary"])))
-    write_outputs(page_text(regularizer_page(document, seconds)), markdown, plot,
+    write_outputs(page_text(regularizer_page(document)), markdown, plot,
                   lambda path: plot_regularizer(document, path))  # fmt: skip

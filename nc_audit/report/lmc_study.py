@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nc_audit.report.study_pages import load_text, model_text, recipe_line
+from nc_audit.report.study_pages import model_text, recipe_line, wall_time_line
 from nc_audit.report.tables import Block, Column, Line, Markup, Number, Page, Paragraph, Spread, Table
 
 INDEPENDENT = "independent"
@@ -77,13 +77,5 @@ def lmc_page(document: Mapping[str, Any]) -> Page:
         "; mean ± sample standard deviation over the pairs (docs/METRICS.md, \"Linear mode connectivity\").",
     )  # fmt: skip
     blocks: list[Block] = [Paragraph(setup), lmc_table(document["summary"])]
-    seconds = sum(float(r.get("seconds") or 0.0) for r in records)
-    wall: Line = (
-        "Wall time of the study: ",
-        Number(seconds, 0),
-        " s (sum of the pairs' times)",
-        load_text(records),
-        ".",
-    )
-    blocks.append(Paragraph(wall))
+    blocks.append(Paragraph(wall_time_line(records, unit="pairs")))
     return Page(title, tuple(blocks))

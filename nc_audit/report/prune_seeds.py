@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nc_audit.report.studies import Panel, geometry_panels, plot_study
-from nc_audit.report.study_pages import load_text, model_text, recipe_line
+from nc_audit.report.study_pages import model_text, recipe_line, wall_time_line
 from nc_audit.report.tables import Block, Column, Line, Markup, Number, Page, Paragraph, Spread, Table
 
 #: Summary columns shown in the table: (key, header), in the order of
@@ -56,9 +56,7 @@ def prune_seeds_page(document: Mapping[str, Any]) -> Page:
         "train; MIR_NC = ", Number(targets["mir"]), "); test accuracy on the test split. Seeds ", seeds,
         "; mean ± sample standard deviation over the seeds.",
     )  # fmt: skip
-    seconds = sum(float(r.get("seconds") or 0.0) for r in records)
-    wall: Line = ("Wall time of the study: ", Number(seconds, 0), " s (sum of the runs' times, training "
-                  "included)", load_text(records), ".")  # fmt: skip
+    wall = wall_time_line(records, detail=", training included")
     blocks: list[Block] = [Paragraph(setup), prune_seeds_table(document["summary"]), Paragraph(wall)]
     return Page(title, tuple(blocks))
 

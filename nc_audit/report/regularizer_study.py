@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nc_audit.report.studies import Panel, geometry_panels, plot_study
-from nc_audit.report.study_pages import model_text, recipe_line
+from nc_audit.report.study_pages import model_text, recipe_line, wall_time_line
 from nc_audit.report.tables import Block, Column, Line, Markup, Number, Page, Paragraph, Spread, Table
 
 #: Summary columns shown in the table: (key, header).
@@ -43,7 +43,7 @@ def regularizer_table(rows: Sequence[Mapping[str, Any]], digits: int = 4) -> Tab
     return Table(headers, tuple(cells(row) for row in rows))
 
 
-def regularizer_page(document: Mapping[str, Any], seconds: float | None = None) -> Page:
+def regularizer_page(document: Mapping[str, Any]) -> Page:
     """The page: what was trained, the two forms' formulas, the table, and the study's wall time."""
     settings, targets = document["settings"], document["targets"]
     seeds = ", ".join(str(int(s)) for s in settings["seeds"])
@@ -67,11 +67,11 @@ def regularizer_page(document: Mapping[str, Any], seconds: float | None = None) 
         Number(targets["h_head"]), f"); test accuracy on the test split. Seeds {seeds}; mean ± sample standard "
         "deviation.",
     )  # fmt: skip
-    blocks: list[Block] = [Paragraph(setup), regularizer_table(document["summary"])]
-    if seconds is not None:
-        blocks.append(
-            Paragraph(("Wall time of the study: ", Number(seconds, 0), " s (sum of the runs' times)."))
-        )
+    blocks: list[Block] = [
+        Paragraph(setup),
+        regularizer_table(document["summary"]),
+        Paragraph(wall_time_line(document["records"])),
+    ]
     return Page(title, tuple(blocks))
 
 

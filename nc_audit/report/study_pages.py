@@ -44,16 +44,22 @@ def load_text(records: Sequence[Mapping[str, Any]]) -> str:
     return f"; load average (1 min) at the end of the runs {min(loads):.1f}–{max(loads):.1f}"
 
 
+def wall_time_line(records: Sequence[Mapping[str, Any]], unit: str = "runs", detail: str = "") -> Line:
+    """'Wall time of the study: N s (sum of the runs' times[detail]); load average … .': the sum of the
+    records' own times (records hold numbers: nc_audit.experiments.studies.record_checks) and their load,
+    where they recorded one. Every study page ends with it."""
+    seconds = sum(float(r["seconds"]) for r in records if isinstance(r.get("seconds"), (int, float)))
+    return ("Wall time of the study: ", Number(seconds, 0), f" s (sum of the {unit}' times{detail})",
+            load_text(records), ".")  # fmt: skip
+
+
 def wall_time(document: Document) -> tuple[Paragraph, ...]:
-    """The study's wall time (the sum of its runs' own times) and load, as a paragraph; none when no run
-    recorded a time."""
+    """The wall-time paragraph of a study whose runs recorded their times; none for a document written
+    before they did."""
     records = document.get("records") or ()
-    seconds = [float(r["seconds"]) for r in records if isinstance(r.get("seconds"), (int, float))]
-    if not seconds:
+    if not any(isinstance(r.get("seconds"), (int, float)) for r in records):
         return ()
-    line: Line = ("Wall time of the study: ", Number(sum(seconds), 0), " s (sum of the runs' times"
-                  f"{load_text(records)}).")  # fmt: skip
-    return (Paragraph(line),)
+    return (Paragraph(wall_time_line(records)),)
 
 
 def model_text(model: Mapping[str, Any]) -> str:

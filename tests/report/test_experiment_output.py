@@ -216,6 +216,6 @@ def test_study_pages_state_the_wall_time_their_runs_recorded() -> None:
                                          {"seconds": "3", "load_average": 0.75}]}  # fmt: skip
         text = page_text(page(timed, table))
         assert text.rstrip().endswith(
-            "Wall time of the study: 121 s (sum of the runs' times; load average (1 min) at the end of the "
-            "runs 0.8–2.5)."
+            "Wall time of the study: 121 s (sum of the runs' times); load average (1 min) at the end of the "
+            "runs 0.8–2.5."
         ), text[-300:]
